@@ -1,0 +1,79 @@
+# PLADA edge. `make help` lists the targets. Every target creates what it needs from a clean clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+ORT_VENV := .venv-ort-training
+ORT_PY := $(ORT_VENV)/bin/python
+PROFILE ?= full
+# The small profile lives beside the full one so CI never clobbers a developer's full build.
+DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
+BUILD_DIR ?= build
+
+.PHONY: help setup setup-ort-training fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, from the local CPU wheel: anything that asks for `torch` later is satisfied by it.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[agent,builder,dev]'
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv and install everything (torch CPU wheel first)
+
+# onnxruntime-training installs the same `onnxruntime` import package as plain onnxruntime, so it
+# gets its own environment. onnx 1.17 because newer onnx writes optimizer graphs this ORT cannot load.
+$(ORT_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(ORT_VENV)
+	$(ORT_PY) -m pip install --quiet --upgrade pip
+	$(ORT_PY) -m pip install --quiet onnxruntime-training==1.19.2 onnx==1.17.0 'numpy<2.3' pytest pytest-timeout hypothesis
+	$(ORT_PY) -m pip install --quiet --no-deps -e .
+	$(ORT_PY) -m pip install --quiet cbor2 zstandard cryptography pillow pydantic rich
+	touch $@
+
+setup-ort-training: $(ORT_VENV)/.installed ## create .venv-ort-training (onnxruntime-training backend)
+
+fmt: setup ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lint: setup ## ruff format check + lint
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: setup ## mypy --strict
+	$(VENV)/bin/mypy
+
+data: setup ## fetch the real datasets and build data/ref-v1 + data/targets (PROFILE=small for CI)
+	$(PY) -m builder.datasets --profile $(PROFILE) --out $(DATA_DIR)
+
+test: setup setup-ort-training ## the whole test suite, broker tests included (the README's test command)
+	$(MAKE) data PROFILE=small
+	$(PY) -m pytest -m 'not slow and not ort_training'
+	$(ORT_PY) -m pytest -p no:cacheprovider -m ort_training tests/unit/agent
+
+test-fast: setup ## unit tests only, no data or broker
+	$(PY) -m pytest -m 'not slow and not ort_training and not broker and not data' tests/unit
+
+check: lint typecheck test ## everything CI gates on
+
+builder: data ## build payloads + reports for the three default targets under build/
+	$(PY) -m builder.make_builder --data $(DATA_DIR) --out $(BUILD_DIR)
+
+demo: data ## the main job: builder -> broker -> three agents -> table
+	$(PY) -m builder.demo --data $(DATA_DIR) --out $(BUILD_DIR)/demo
+
+bench-codec: setup ## codec table -> bench/results/codec.json
+	$(PY) -m bench.codec --out bench/results/codec.json
+
+bench: data ## all benchmarks -> bench/results/, README Results section
+	$(PY) -m bench.run --data $(DATA_DIR)
+
+clean: ## remove environments, caches and build outputs (keeps data/)
+	rm -rf $(VENV) $(ORT_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""PLADA edge agent: the device side. Never imports torch."""

@@ -1,0 +1,11 @@
+"""`plada-agent models` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser("models", help="(not implemented yet)")
+    parser.set_defaults(func=lambda args: 2)

@@ -1,0 +1,38 @@
+"""The agent exception tree. Messages name the config key, file or task at fault.
+
+AgentError
+├── ConfigError           the TOML config is missing, unreadable or invalid (exit 78, EX_CONFIG)
+├── FeatureCacheError     the feature cache is corrupt or belongs to another corpus / encoder
+├── EncoderBackendError   an encoder backend cannot load or run the encoder file
+├── TrainerError          a head-training backend failed or is unavailable here
+├── ModelStoreError       the model store is empty, corrupt, or has nothing to roll back to
+└── TaskRejectedError     a task was refused (older version, expired, wrong corpus, bad payload)
+"""
+
+
+class AgentError(Exception):
+    """Root of every error raised by the agent package."""
+
+
+class ConfigError(AgentError):
+    """The TOML config is missing, unreadable or invalid."""
+
+
+class FeatureCacheError(AgentError):
+    """The feature cache is corrupt or belongs to another corpus or encoder."""
+
+
+class EncoderBackendError(AgentError):
+    """An encoder backend cannot load or run the encoder file."""
+
+
+class TrainerError(AgentError):
+    """A head-training backend failed or is unavailable here."""
+
+
+class ModelStoreError(AgentError):
+    """The model store is empty, corrupt, or has nothing to roll back to."""
+
+
+class TaskRejectedError(AgentError):
+    """A task was refused."""

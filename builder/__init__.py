@@ -1,0 +1,1 @@
+"""PLADA edge builder: the workstation side (PyTorch)."""

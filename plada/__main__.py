@@ -1,0 +1,5 @@
+import sys
+
+from plada.cli import main
+
+sys.exit(main())

@@ -5,11 +5,29 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.commands import run, check_config, apply, predict, models, rollback, warm_cache, trial_report
+from agent.commands import (
+    apply,
+    check_config,
+    models,
+    predict,
+    rollback,
+    run,
+    trial_report,
+    warm_cache,
+)
 
 # Command modules import heavy dependencies (torch, onnxruntime, paho) inside their handlers,
 # so `plada-agent --help` stays fast.
-_COMMANDS = (run, check_config, apply, predict, models, rollback, warm_cache, trial_report,)
+_COMMANDS = (
+    run,
+    check_config,
+    apply,
+    predict,
+    models,
+    rollback,
+    warm_cache,
+    trial_report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from builder.commands import embed, export_encoder, task, report, publish, fleet
+from builder.commands import embed, export_encoder, fleet, publish, report, task
 
 # Command modules import heavy dependencies (torch, onnxruntime, paho) inside their handlers,
 # so `plada-build --help` stays fast.
-_COMMANDS = (embed, export_encoder, task, report, publish, fleet,)
+_COMMANDS = (
+    embed,
+    export_encoder,
+    task,
+    report,
+    publish,
+    fleet,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

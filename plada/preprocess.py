@@ -1,4 +1,4 @@
-"""Image -> encoder input. The one definition every backend uses (builder PyTorch, device ONNX/TFLite).
+"""Image -> encoder input: the one definition every backend uses (torch, ONNX, TFLite).
 
 EfficientNet-Lite was trained with TF-style scaling (x - 127) / 128 on RGB 0..255; that scored 17/20
 top-1 on real ImageNet images where ImageNet mean/std did slightly worse (see shared/docs/data.md).

@@ -7,5 +7,7 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("keys", help="keys commands (not implemented yet)")
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "keys", help="keys commands (not implemented yet)"
+    )
     parser.set_defaults(func=lambda args: 2)

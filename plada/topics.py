@@ -1,0 +1,161 @@
+"""The MQTT topic scheme, shared by the builder (publish, fleet) and the agent.
+
+Everything lives under a configurable base (default ``plada``); segments are lower_snake ids
+``[a-z0-9_-]``, no leading slash, nothing broker-specific (works on MQTT 5 and 3.1.1).
+
+=========================================  ========  ====  ======================================
+topic                                      retained  QoS   payload
+=========================================  ========  ====  ======================================
+``<base>/group/<group>/task``              yes       1     signed task payload (whole)
+``<base>/group/<group>/task/manifest``     yes       1     chunk manifest (chunked payload)
+``<base>/group/<group>/task/chunk/<i>``    yes       1     chunk ``i`` (chunked payload)
+``<base>/device/<id>/status``              yes       1     status JSON (state, progress, task...)
+``<base>/device/<id>/availability``        yes       1     ``online`` / ``offline`` (last will)
+``<base>/device/<id>/result/<task>``       yes       1     result JSON for one task
+=========================================  ========  ====  ======================================
+
+A device subscribes to ``<base>/group/<group>/task/#`` (which also matches ``.../task``) and writes
+only under ``<base>/device/<its id>/``: that is what the example broker ACL enforces.
+A zero-length retained message clears a topic; receivers ignore empty messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "DEFAULT_BASE",
+    "TASK_QOS",
+    "ParsedTopic",
+    "TopicKind",
+    "TopicScheme",
+    "validate_segment",
+]
+
+DEFAULT_BASE = "plada"
+TASK_QOS = 1
+_SEGMENT = re.compile(r"^[a-z0-9_-]{1,64}$")
+_BASE = re.compile(r"^[a-z0-9_-]{1,64}(/[a-z0-9_-]{1,64}){0,3}$")
+_MAX_CHUNKS = 100_000
+
+
+def validate_segment(value: str, *, what: str) -> str:
+    """Return ``value`` if it is a valid topic segment, else raise ValueError naming ``what``."""
+    if not _SEGMENT.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a valid topic segment: use [a-z0-9_-], 1-64 chars"
+        )
+    return value
+
+
+class TopicKind(Enum):
+    TASK = "task"
+    MANIFEST = "manifest"
+    CHUNK = "chunk"
+    STATUS = "status"
+    AVAILABILITY = "availability"
+    RESULT = "result"
+
+
+@dataclass(frozen=True)
+class ParsedTopic:
+    kind: TopicKind
+    group: str | None = None
+    device_id: str | None = None
+    chunk_index: int | None = None
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class TopicScheme:
+    """Builds and parses every topic under one base."""
+
+    base: str = DEFAULT_BASE
+
+    def __post_init__(self) -> None:
+        if not _BASE.match(self.base):
+            raise ValueError(
+                f"base topic {self.base!r} is invalid: up to 4 segments of [a-z0-9_-], "
+                "no leading or trailing slash"
+            )
+
+    # -- group (task) topics -------------------------------------------------------------------
+    def task(self, group: str) -> str:
+        return f"{self.base}/group/{validate_segment(group, what='group')}/task"
+
+    def task_manifest(self, group: str) -> str:
+        return f"{self.task(group)}/manifest"
+
+    def task_chunk(self, group: str, index: int) -> str:
+        if not 0 <= index < _MAX_CHUNKS:
+            raise ValueError(f"chunk index {index} out of range 0..{_MAX_CHUNKS - 1}")
+        return f"{self.task(group)}/chunk/{index}"
+
+    def task_filter(self, group: str) -> str:
+        """Filter for a group's task, manifest and chunks (``#`` also matches the parent)."""
+        return f"{self.task(group)}/#"
+
+    # -- device topics --------------------------------------------------------------------------
+    def device_prefix(self, device_id: str) -> str:
+        return f"{self.base}/device/{validate_segment(device_id, what='device id')}"
+
+    def status(self, device_id: str) -> str:
+        return f"{self.device_prefix(device_id)}/status"
+
+    def availability(self, device_id: str) -> str:
+        return f"{self.device_prefix(device_id)}/availability"
+
+    def result(self, device_id: str, task: str) -> str:
+        return f"{self.device_prefix(device_id)}/result/{validate_segment(task, what='task')}"
+
+    def all_status_filter(self) -> str:
+        return f"{self.base}/device/+/status"
+
+    def all_availability_filter(self) -> str:
+        return f"{self.base}/device/+/availability"
+
+    def all_results_filter(self, task: str) -> str:
+        return f"{self.base}/device/+/result/{validate_segment(task, what='task')}"
+
+    # -- parsing --------------------------------------------------------------------------------
+    def parse(self, topic: str) -> ParsedTopic | None:
+        """Classify a topic of this scheme; None for anything else (never raises)."""
+        prefix = self.base + "/"
+        if not topic.startswith(prefix):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        if any(not _SEGMENT.match(p) for p in parts):
+            return None
+        if parts[0] == "group" and len(parts) >= 3 and parts[2] == "task":
+            return _parse_group(parts)
+        if parts[0] == "device" and len(parts) >= 3:
+            return _parse_device(parts)
+        return None
+
+
+def _parse_group(parts: list[str]) -> ParsedTopic | None:
+    group = parts[1]
+    rest = parts[3:]
+    if not rest:
+        return ParsedTopic(TopicKind.TASK, group=group)
+    if rest == ["manifest"]:
+        return ParsedTopic(TopicKind.MANIFEST, group=group)
+    if len(rest) == 2 and rest[0] == "chunk" and rest[1].isdigit():
+        index = int(rest[1])
+        if index < _MAX_CHUNKS and str(index) == rest[1]:
+            return ParsedTopic(TopicKind.CHUNK, group=group, chunk_index=index)
+    return None
+
+
+def _parse_device(parts: list[str]) -> ParsedTopic | None:
+    device_id = parts[1]
+    rest = parts[2:]
+    if rest == ["status"]:
+        return ParsedTopic(TopicKind.STATUS, device_id=device_id)
+    if rest == ["availability"]:
+        return ParsedTopic(TopicKind.AVAILABILITY, device_id=device_id)
+    if len(rest) == 2 and rest[0] == "result":
+        return ParsedTopic(TopicKind.RESULT, device_id=device_id, task=rest[1])
+    return None

@@ -1,0 +1,78 @@
+"""plada.topics: the topic scheme the agent subscribes to and the builder publishes on."""
+
+from __future__ import annotations
+
+import pytest
+
+from plada.topics import ParsedTopic, TopicKind, TopicScheme
+
+
+def test_scheme_builds_documented_topics() -> None:
+    # Prepare
+    scheme = TopicScheme()
+    # Execute / Assert
+    assert scheme.task("lab") == "plada/group/lab/task"
+    assert scheme.task_manifest("lab") == "plada/group/lab/task/manifest"
+    assert scheme.task_chunk("lab", 3) == "plada/group/lab/task/chunk/3"
+    assert scheme.task_filter("lab") == "plada/group/lab/task/#"
+    assert scheme.status("pi-1") == "plada/device/pi-1/status"
+    assert scheme.availability("pi-1") == "plada/device/pi-1/availability"
+    assert scheme.result("pi-1", "fashion") == "plada/device/pi-1/result/fashion"
+    assert scheme.all_results_filter("fashion") == "plada/device/+/result/fashion"
+
+
+def test_scheme_custom_base_round_trips() -> None:
+    # Prepare
+    scheme = TopicScheme("site_a/ml")
+    # Execute
+    parsed = [
+        scheme.parse(scheme.task("g")),
+        scheme.parse(scheme.task_manifest("g")),
+        scheme.parse(scheme.task_chunk("g", 12)),
+        scheme.parse(scheme.status("d")),
+        scheme.parse(scheme.availability("d")),
+        scheme.parse(scheme.result("d", "t")),
+    ]
+    # Assert
+    assert parsed == [
+        ParsedTopic(TopicKind.TASK, group="g"),
+        ParsedTopic(TopicKind.MANIFEST, group="g"),
+        ParsedTopic(TopicKind.CHUNK, group="g", chunk_index=12),
+        ParsedTopic(TopicKind.STATUS, device_id="d"),
+        ParsedTopic(TopicKind.AVAILABILITY, device_id="d"),
+        ParsedTopic(TopicKind.RESULT, device_id="d", task="t"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "other/group/g/task",
+        "plada/group/g/task/chunk/x",
+        "plada/group/g/task/chunk/01",
+        "plada/group/g/task/extra",
+        "plada/device/d",
+        "plada/device/D/status",
+        "plada",
+    ],
+)
+def test_scheme_parse_ignores_foreign_topics(topic: str) -> None:
+    assert TopicScheme().parse(topic) is None
+
+
+@pytest.mark.parametrize("bad", ["", "/plada", "plada/", "Plada", "a/b/c/d/e", "pl ada"])
+def test_scheme_rejects_bad_base(bad: str) -> None:
+    with pytest.raises(ValueError, match="base topic"):
+        TopicScheme(bad)
+
+
+def test_scheme_rejects_wildcards_in_ids() -> None:
+    # Prepare
+    scheme = TopicScheme()
+    # Execute / Assert
+    with pytest.raises(ValueError, match="device id"):
+        scheme.status("a/+")
+    with pytest.raises(ValueError, match="group"):
+        scheme.task("#")
+    with pytest.raises(ValueError, match="chunk index"):
+        scheme.task_chunk("g", -1)

@@ -1,0 +1,278 @@
+"""The reference head trainer (NumPy): a linear softmax classifier over frozen encoder features.
+
+Builder and agent both run this math. The builder's device simulation calls `train_head` directly;
+the agent's other backends (an ONNX train-step graph, the ONNX Runtime training API) reproduce it
+step for step, so every backend must take its batches from `batch_schedule`, its learning rates from
+`learning_rate_schedule`, its targets from `smoothed_targets` and its standardisation from
+`feature_stats`. Weights start at zero (the problem is convex, so nothing is lost), which also makes
+the start identical everywhere.
+
+Optimiser: AdamW exactly as PyTorch defines it (decoupled decay applied to weight and bias):
+    p <- p - lr * wd * p
+    m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
+    p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+Loss: mean over the batch of the cross-entropy against label-smoothed one-hot targets.
+Everything is float32 so the ONNX backends can match it to ~1e-6.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from plada.errors import HeadTrainingError
+
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPS = 1e-8
+_MIN_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class HeadHyperParams:
+    """Hyper-parameters shared by every head-training backend (numpy, ort-graph, ort-training)."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    class_balanced: bool = True
+    label_smoothing: float = 0.0
+    seed: int = 0
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise HeadTrainingError(f"epochs must be >= 1, got {self.epochs}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise HeadTrainingError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise HeadTrainingError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.batch_size < 1:
+            raise HeadTrainingError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise HeadTrainingError(
+                f"label_smoothing must be in [0, 1), got {self.label_smoothing}"
+            )
+        if self.schedule not in ("cosine", "constant"):
+            raise HeadTrainingError(
+                f"schedule must be 'cosine' or 'constant', got {self.schedule!r}"
+            )
+
+    def to_dict(self) -> dict[str, int | float | bool | str]:
+        """Plain dict, e.g. for model metadata."""
+        return dict(asdict(self))
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """A trained head: probabilities = softmax(((features - mean) * scale) @ weight + bias)."""
+
+    weight: np.ndarray  # (D, C) float32
+    bias: np.ndarray  # (C,) float32
+    mean: np.ndarray  # (D,) float32, feature standardisation from the training features
+    scale: np.ndarray  # (D,) float32, 1 / std (1 where a feature is constant)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.weight.shape[1])
+
+
+@dataclass(frozen=True)
+class HeadTrainResult:
+    weights: HeadWeights
+    losses: np.ndarray  # (epochs,) float32, mean batch loss per epoch
+    train_accuracy: float  # on the (unshuffled) training set, 0..1
+    step_losses: np.ndarray = field(repr=False)  # (steps,) float32, the loss of every step
+
+
+def validate_training_set(features: np.ndarray, labels: np.ndarray, *, num_classes: int) -> None:
+    """Raise HeadTrainingError naming the problem if (features, labels) cannot be trained on."""
+    if num_classes < 2:
+        raise HeadTrainingError(f"num_classes must be >= 2, got {num_classes}")
+    if features.ndim != 2:
+        raise HeadTrainingError(f"features must be (N, D), got shape {features.shape}")
+    if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
+        raise HeadTrainingError(
+            f"labels must be (N,) with N={features.shape[0]}, got shape {labels.shape}"
+        )
+    if features.shape[0] == 0:
+        raise HeadTrainingError("empty training set (0 examples)")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise HeadTrainingError(f"labels must be integers, got {labels.dtype}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+        raise HeadTrainingError(
+            f"label {int(labels[bad])} at position {bad} is outside 0..{num_classes - 1}"
+        )
+    if not np.all(np.isfinite(features)):
+        bad = int(np.flatnonzero(~np.isfinite(features).all(axis=1))[0])
+        raise HeadTrainingError(f"features of example {bad} are not finite")
+
+
+def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardisation from the training features: (mean (D,), scale = 1/std (D,)), float32."""
+    f64 = features.astype(np.float64)
+    mean = f64.mean(axis=0)
+    std = f64.std(axis=0)
+    scale = np.where(std > _MIN_STD, 1.0 / np.maximum(std, _MIN_STD), 1.0)
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def standardize(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, D) float32, (features - mean) * scale."""
+    out: np.ndarray = ((features.astype(np.float32) - mean) * scale).astype(np.float32)
+    return out
+
+
+def smoothed_targets(labels: np.ndarray, *, num_classes: int, smoothing: float) -> np.ndarray:
+    """(N,) int -> (N, C) float32 targets: (1 - s) * one_hot + s / C."""
+    targets = np.full((labels.shape[0], num_classes), smoothing / num_classes, dtype=np.float32)
+    targets[np.arange(labels.shape[0]), labels] += np.float32(1.0 - smoothing)
+    return targets
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(num_examples / batch_size))
+
+
+def batch_schedule(
+    labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+) -> list[np.ndarray]:
+    """Every step's batch (row indices into the training set), all epochs in order.
+
+    Each epoch draws N examples: a permutation, or with class_balanced a draw with replacement
+    where every class present is equally likely. The last batch of an epoch may be smaller.
+    One seeded generator, so every backend sees the same batches.
+    """
+    n = int(labels.shape[0])
+    rng = np.random.default_rng(hp.seed)
+    probs: np.ndarray | None = None
+    if hp.class_balanced:
+        counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+        present = int(np.count_nonzero(counts))
+        probs = 1.0 / (present * counts[labels])  # (N,) sums to 1
+        probs /= probs.sum()
+    batches: list[np.ndarray] = []
+    for _ in range(hp.epochs):
+        if probs is None:
+            order = rng.permutation(n)
+        else:
+            order = rng.choice(n, size=n, replace=True, p=probs)
+        batches.extend(
+            np.ascontiguousarray(order[start : start + hp.batch_size], dtype=np.int64)
+            for start in range(0, n, hp.batch_size)
+        )
+    return batches
+
+
+def learning_rate_schedule(num_steps: int, hp: HeadHyperParams) -> np.ndarray:
+    """(num_steps,) float32 learning rate per step: constant, or cosine from lr down to 0."""
+    if hp.schedule == "constant" or num_steps <= 1:
+        return np.full(num_steps, hp.learning_rate, dtype=np.float32)
+    t = np.arange(num_steps, dtype=np.float64)
+    return (hp.learning_rate * 0.5 * (1.0 + np.cos(np.pi * t / num_steps))).astype(np.float32)
+
+
+def epoch_means(step_losses: np.ndarray, *, num_epochs: int) -> np.ndarray:
+    """Per-step losses -> (epochs,) mean loss per epoch (steps are split evenly by epoch)."""
+    per_epoch = step_losses.reshape(num_epochs, -1)
+    out: np.ndarray = per_epoch.mean(axis=1).astype(np.float32)
+    return out
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    out: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def predict_proba(weights: HeadWeights, features: np.ndarray) -> np.ndarray:
+    """(N, D) raw encoder features -> (N, C) float32 class probabilities."""
+    if features.ndim != 2 or features.shape[1] != weights.feature_dim:
+        raise HeadTrainingError(
+            f"features must be (N, {weights.feature_dim}), got shape {features.shape}"
+        )
+    x = standardize(features, weights.mean, weights.scale)
+    return softmax(x @ weights.weight + weights.bias).astype(np.float32)
+
+
+def accuracy(weights: HeadWeights, features: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of a head, 0..1."""
+    if labels.shape[0] == 0:
+        return 0.0
+    pred = predict_proba(weights, features).argmax(axis=1)
+    return float(np.mean(pred == labels))
+
+
+class _AdamW:
+    """PyTorch-style AdamW over a list of float32 arrays (updated in place)."""
+
+    def __init__(self, params: Sequence[np.ndarray], *, weight_decay: float) -> None:
+        self.params = list(params)
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+        self.wd = np.float32(weight_decay)
+        self.t = 0
+
+    def step(self, grads: Sequence[np.ndarray], lr: np.float32) -> None:
+        self.t += 1
+        b1, b2 = np.float32(ADAM_BETA1), np.float32(ADAM_BETA2)
+        bc1 = np.float32(1.0 - ADAM_BETA1**self.t)
+        bc2_sqrt = np.float32(math.sqrt(1.0 - ADAM_BETA2**self.t))
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+            p *= np.float32(1.0) - lr * self.wd
+            m *= b1
+            m += (np.float32(1.0) - b1) * g
+            v *= b2
+            v += (np.float32(1.0) - b2) * (g * g)
+            denom = np.sqrt(v) / bc2_sqrt + np.float32(ADAM_EPS)
+            p -= (lr / bc1) * (m / denom)
+
+
+def train_head(
+    features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+) -> HeadTrainResult:
+    """Train a linear softmax head on (N, D) features and (N,) labels; deterministic for hp.seed."""
+    labels = np.asarray(labels)
+    validate_training_set(features, labels, num_classes=num_classes)
+    labels = labels.astype(np.int64)
+    mean, scale = feature_stats(features)
+    x = standardize(features, mean, scale)  # (N, D) float32
+    targets = smoothed_targets(labels, num_classes=num_classes, smoothing=hp.label_smoothing)
+    dim = x.shape[1]
+    weight = np.zeros((dim, num_classes), dtype=np.float32)  # (D, C)
+    bias = np.zeros(num_classes, dtype=np.float32)  # (C,)
+    optimizer = _AdamW([weight, bias], weight_decay=hp.weight_decay)
+    batches = batch_schedule(labels, num_classes=num_classes, hp=hp)
+    rates = learning_rate_schedule(len(batches), hp)
+    step_losses = np.empty(len(batches), dtype=np.float32)
+    for step, rows in enumerate(batches):
+        xb, tb = x[rows], targets[rows]  # (B, D), (B, C)
+        logits = xb @ weight + bias  # (B, C)
+        logp = log_softmax(logits)
+        step_losses[step] = -(tb * logp).sum(axis=1).mean()
+        grad_logits = (np.exp(logp) - tb) / np.float32(rows.shape[0])  # (B, C)
+        optimizer.step([xb.T @ grad_logits, grad_logits.sum(axis=0)], rates[step])
+    weights = HeadWeights(weight=weight, bias=bias, mean=mean, scale=scale)
+    return HeadTrainResult(
+        weights=weights,
+        losses=epoch_means(step_losses, num_epochs=hp.epochs),
+        train_accuracy=accuracy(weights, features, labels),
+        step_losses=step_losses,
+    )

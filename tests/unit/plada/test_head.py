@@ -1,0 +1,192 @@
+"""The NumPy reference head trainer: correctness of its math, determinism, and input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plada.errors import HeadTrainingError
+from plada.head import (
+    HeadHyperParams,
+    HeadWeights,
+    batch_schedule,
+    feature_stats,
+    learning_rate_schedule,
+    predict_proba,
+    smoothed_targets,
+    train_head,
+)
+
+
+def _blobs(n: int, dim: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian blobs with shifted, scaled features (standardisation must matter)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 2.0, size=(num_classes, dim))
+    labels = rng.integers(0, num_classes, size=n)
+    features = centers[labels] + rng.normal(0, 1.0, size=(n, dim))
+    features = features * rng.uniform(0.1, 10, size=dim) + rng.uniform(-5, 5, size=dim)
+    return features.astype(np.float32), labels.astype(np.int64)
+
+
+def test_train_head_learns_separable_blobs() -> None:
+    # Prepare
+    features, labels = _blobs(400, 16, 4, seed=1)
+    # Execute
+    result = train_head(
+        features, labels, num_classes=4, hp=HeadHyperParams(epochs=10, learning_rate=0.01)
+    )
+    # Assert
+    assert result.train_accuracy > 0.95
+    assert result.losses.shape == (10,)
+    assert result.losses[-1] < result.losses[0] * 0.5
+    assert result.weights.weight.dtype == np.float32
+    assert result.weights.weight.shape == (16, 4)
+
+
+def test_train_head_is_deterministic_for_a_seed() -> None:
+    # Prepare
+    features, labels = _blobs(200, 8, 3, seed=2)
+    hp = HeadHyperParams(epochs=3, seed=7)
+    # Execute
+    a = train_head(features, labels, num_classes=3, hp=hp)
+    b = train_head(features, labels, num_classes=3, hp=hp)
+    c = train_head(features, labels, num_classes=3, hp=HeadHyperParams(epochs=3, seed=8))
+    # Assert
+    assert np.array_equal(a.weights.weight, b.weights.weight)
+    assert np.array_equal(a.step_losses, b.step_losses)
+    assert not np.array_equal(a.weights.weight, c.weights.weight)
+
+
+def test_train_head_gradient_matches_finite_differences() -> None:
+    # One step of plain SGD-like AdamW from zero: the first Adam step moves each parameter by
+    # -lr * sign(grad) (m/sqrt(v) = g/|g|), so the step direction reveals the gradient's sign.
+    # Prepare
+    features, labels = _blobs(32, 5, 3, seed=3)
+    hp = HeadHyperParams(epochs=1, batch_size=32, class_balanced=False, weight_decay=0.0)
+    mean, scale = feature_stats(features)
+    x = ((features - mean) * scale).astype(np.float64)
+    targets = smoothed_targets(labels, num_classes=3, smoothing=0.0).astype(np.float64)
+
+    def loss(w: np.ndarray) -> float:
+        z = x @ w
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-(targets * logp).sum(axis=1).mean())
+
+    eps = 1e-5
+    numeric = np.zeros((5, 3))
+    for i in range(5):
+        for j in range(3):
+            d = np.zeros((5, 3))
+            d[i, j] = eps
+            numeric[i, j] = (loss(d) - loss(-d)) / (2 * eps)
+    # Execute
+    result = train_head(features, labels, num_classes=3, hp=hp)
+    # Assert
+    moved = result.weights.weight
+    assert np.allclose(moved, -hp.learning_rate * np.sign(numeric), atol=1e-6)
+    assert result.step_losses[0] == pytest.approx(np.log(3), rel=1e-5)
+
+
+def test_batch_schedule_balances_classes() -> None:
+    # Prepare: 90 % of examples are class 0
+    labels = np.array([0] * 900 + [1] * 100, dtype=np.int64)
+    hp = HeadHyperParams(epochs=5, batch_size=100, class_balanced=True)
+    # Execute
+    batches = batch_schedule(labels, num_classes=2, hp=hp)
+    drawn = labels[np.concatenate(batches)]
+    # Assert
+    assert len(batches) == 50
+    assert 0.45 < drawn.mean() < 0.55
+
+
+def test_batch_schedule_without_balancing_is_a_permutation_per_epoch() -> None:
+    # Prepare
+    labels = np.arange(10, dtype=np.int64) % 2
+    hp = HeadHyperParams(epochs=2, batch_size=4, class_balanced=False)
+    # Execute
+    batches = batch_schedule(labels, num_classes=2, hp=hp)
+    # Assert
+    assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2]
+    assert sorted(np.concatenate(batches[:3]).tolist()) == list(range(10))
+
+
+def test_learning_rate_schedule_cosine_decays_to_zero() -> None:
+    # Prepare
+    hp = HeadHyperParams(learning_rate=0.01)
+    # Execute
+    rates = learning_rate_schedule(100, hp)
+    constant = learning_rate_schedule(5, HeadHyperParams(schedule="constant"))
+    # Assert
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[-1] < 1e-5
+    assert np.all(np.diff(rates) <= 0)
+    assert np.all(constant == np.float32(1e-3))
+
+
+def test_smoothed_targets_sum_to_one() -> None:
+    # Execute
+    targets = smoothed_targets(np.array([0, 2]), num_classes=4, smoothing=0.2)
+    # Assert
+    assert np.allclose(targets.sum(axis=1), 1.0)
+    assert targets[0, 0] == pytest.approx(0.85)
+    assert targets[0, 1] == pytest.approx(0.05)
+
+
+def test_predict_proba_applies_standardisation() -> None:
+    # Prepare
+    weights = HeadWeights(
+        weight=np.array([[1.0, -1.0]], dtype=np.float32),
+        bias=np.zeros(2, dtype=np.float32),
+        mean=np.array([10.0], dtype=np.float32),
+        scale=np.array([0.5], dtype=np.float32),
+    )
+    # Execute
+    probs = predict_proba(weights, np.array([[12.0], [10.0]], dtype=np.float32))
+    # Assert: x = (12-10)*0.5 = 1 -> logits (1, -1)
+    assert probs[0, 0] == pytest.approx(1 / (1 + np.exp(-2)), rel=1e-6)
+    assert probs[1].tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_feature_stats_keeps_constant_features_finite() -> None:
+    # Prepare
+    features = np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32)
+    # Execute
+    mean, scale = feature_stats(features)
+    # Assert
+    assert mean.tolist() == [2.0, 5.0]
+    assert scale.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("features", "labels", "message"),
+    [
+        (np.zeros((0, 3), np.float32), np.zeros(0, np.int64), "empty"),
+        (np.zeros((2, 3), np.float32), np.array([0, 5]), "label 5 at position 1"),
+        (np.zeros((2, 3), np.float32), np.array([0]), "labels must be"),
+        (np.array([[0, 1], [np.nan, 0]], np.float32), np.array([0, 1]), "example 1"),
+        (np.zeros(3, np.float32), np.array([0, 1, 1]), "features must be"),
+    ],
+)
+def test_train_head_rejects_bad_inputs(
+    features: np.ndarray, labels: np.ndarray, message: str
+) -> None:
+    # Execute / Assert
+    with pytest.raises(HeadTrainingError, match=message):
+        train_head(features, labels, num_classes=3, hp=HeadHyperParams(epochs=1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+    ],
+)
+def test_head_hyper_params_reject_bad_values(kwargs: dict[str, float], message: str) -> None:
+    # Execute / Assert
+    with pytest.raises(HeadTrainingError, match=message):
+        HeadHyperParams(**kwargs)  # type: ignore[arg-type]

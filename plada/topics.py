@@ -24,13 +24,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_BASE",
     "TASK_QOS",
+    "BrokerUrl",
     "ParsedTopic",
     "TopicKind",
     "TopicScheme",
+    "parse_broker_url",
     "validate_segment",
 ]
 
@@ -159,3 +162,35 @@ def _parse_device(parts: list[str]) -> ParsedTopic | None:
     if len(rest) == 2 and rest[0] == "result":
         return ParsedTopic(TopicKind.RESULT, device_id=device_id, task=rest[1])
     return None
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    host: str
+    port: int
+    tls: bool
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    """Parse ``mqtt://host[:port]`` (default 1883) or ``mqtts://host[:port]`` (default 8883).
+
+    Credentials in the URL are refused: they would end up in logs and process listings.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if parts.username or parts.password:
+        raise ValueError("broker URL must not carry credentials; use a password file or env")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"broker URL {url!r}: unexpected path, query or fragment")
+    if not parts.hostname:
+        raise ValueError(f"broker URL {url!r}: missing host")
+    tls = parts.scheme == "mqtts"
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"broker URL {url!r}: bad port") from exc
+    return BrokerUrl(host=parts.hostname, port=port or (8883 if tls else 1883), tls=tls)

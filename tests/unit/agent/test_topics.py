@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plada.topics import ParsedTopic, TopicKind, TopicScheme
+from plada.topics import BrokerUrl, ParsedTopic, TopicKind, TopicScheme, parse_broker_url
 
 
 def test_scheme_builds_documented_topics() -> None:
@@ -76,3 +76,23 @@ def test_scheme_rejects_wildcards_in_ids() -> None:
         scheme.task("#")
     with pytest.raises(ValueError, match="chunk index"):
         scheme.task_chunk("g", -1)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://localhost", BrokerUrl("localhost", 1883, tls=False)),
+        ("mqtts://broker.example:9000", BrokerUrl("broker.example", 9000, tls=True)),
+        ("mqtts://10.0.0.2", BrokerUrl("10.0.0.2", 8883, tls=True)),
+    ],
+)
+def test_parse_broker_url_defaults_ports(url: str, expected: BrokerUrl) -> None:
+    assert parse_broker_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h", "mqtt://user:pw@h", "mqtt://", "mqtt://h:99999", "mqtt://h/x"]
+)
+def test_parse_broker_url_rejects_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="broker URL"):
+        parse_broker_url(url)

@@ -10,7 +10,7 @@ the start identical everywhere.
 Optimiser: AdamW exactly as PyTorch defines it (decoupled decay applied to weight and bias):
     p <- p - lr * wd * p
     m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
-    p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    p <- p - lr * m / ((1 - b1^t) * (sqrt(v / (1 - b2^t)) + eps))
 Loss: mean over the batch of the cross-entropy against label-smoothed one-hot targets.
 Everything is float32 so the ONNX backends can match it to ~1e-6.
 """
@@ -231,48 +231,106 @@ class _AdamW:
         self.t = 0
 
     def step(self, grads: Sequence[np.ndarray], lr: np.float32) -> None:
+        # Same operation order as ONNX Runtime's AdamWOptimizer kernel in PyTorch mode (0).
         self.t += 1
         b1, b2 = np.float32(ADAM_BETA1), np.float32(ADAM_BETA2)
-        bc1 = np.float32(1.0 - ADAM_BETA1**self.t)
-        bc2_sqrt = np.float32(math.sqrt(1.0 - ADAM_BETA2**self.t))
+        bc1, bc2 = adam_bias_corrections(self.t)
         for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
-            p *= np.float32(1.0) - lr * self.wd
-            m *= b1
-            m += (np.float32(1.0) - b1) * g
-            v *= b2
-            v += (np.float32(1.0) - b2) * (g * g)
-            denom = np.sqrt(v) / bc2_sqrt + np.float32(ADAM_EPS)
-            p -= (lr / bc1) * (m / denom)
+            p -= p * lr * self.wd
+            m[...] = b1 * m + (np.float32(1.0) - b1) * g
+            v[...] = b2 * v + (np.float32(1.0) - b2) * g * g
+            denom = np.sqrt(v / bc2) + np.float32(ADAM_EPS)
+            p -= (lr * m) / (bc1 * denom)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything a backend needs to run the steps; identical for every backend."""
+
+    x: np.ndarray  # (N, D) float32, standardised training features
+    targets: np.ndarray  # (N, C) float32, label-smoothed one-hot
+    batches: list[np.ndarray]  # one (B,) int64 row-index array per step
+    rates: np.ndarray  # (steps,) float32 learning rate per step
+    mean: np.ndarray  # (D,) float32
+    scale: np.ndarray  # (D,) float32
+    num_classes: int
+    hp: HeadHyperParams
+
+
+def plan_training(
+    features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+) -> TrainingPlan:
+    """Validate the inputs and derive the shared standardisation, targets, batches and rates."""
+    labels = np.asarray(labels)
+    validate_training_set(features, labels, num_classes=num_classes)
+    labels = labels.astype(np.int64)
+    mean, scale = feature_stats(features)
+    batches = batch_schedule(labels, num_classes=num_classes, hp=hp)
+    return TrainingPlan(
+        x=standardize(features, mean, scale),
+        targets=smoothed_targets(labels, num_classes=num_classes, smoothing=hp.label_smoothing),
+        batches=batches,
+        rates=learning_rate_schedule(len(batches), hp),
+        mean=mean,
+        scale=scale,
+        num_classes=num_classes,
+        hp=hp,
+    )
+
+
+def finish_training(
+    plan: TrainingPlan,
+    *,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    step_losses: np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
+) -> HeadTrainResult:
+    """Package a backend's final parameters and per-step losses as a HeadTrainResult."""
+    weights = HeadWeights(
+        weight=np.ascontiguousarray(weight, dtype=np.float32),
+        bias=np.ascontiguousarray(bias, dtype=np.float32),
+        mean=plan.mean,
+        scale=plan.scale,
+    )
+    step_losses = np.asarray(step_losses, dtype=np.float32)
+    return HeadTrainResult(
+        weights=weights,
+        losses=epoch_means(step_losses, num_epochs=plan.hp.epochs),
+        train_accuracy=accuracy(weights, features, np.asarray(labels)),
+        step_losses=step_losses,
+    )
+
+
+def adam_bias_corrections(step: int) -> tuple[np.float32, np.float32]:
+    """(1 - b1^t, 1 - b2^t) as ONNX Runtime computes them (float32 betas, double pow)."""
+    b1 = float(np.float32(ADAM_BETA1))
+    b2 = float(np.float32(ADAM_BETA2))
+    return np.float32(1.0) - np.float32(b1**step), np.float32(1.0) - np.float32(b2**step)
 
 
 def train_head(
     features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
 ) -> HeadTrainResult:
     """Train a linear softmax head on (N, D) features and (N,) labels; deterministic for hp.seed."""
-    labels = np.asarray(labels)
-    validate_training_set(features, labels, num_classes=num_classes)
-    labels = labels.astype(np.int64)
-    mean, scale = feature_stats(features)
-    x = standardize(features, mean, scale)  # (N, D) float32
-    targets = smoothed_targets(labels, num_classes=num_classes, smoothing=hp.label_smoothing)
-    dim = x.shape[1]
+    plan = plan_training(features, labels, num_classes=num_classes, hp=hp)
+    dim = plan.x.shape[1]
     weight = np.zeros((dim, num_classes), dtype=np.float32)  # (D, C)
     bias = np.zeros(num_classes, dtype=np.float32)  # (C,)
     optimizer = _AdamW([weight, bias], weight_decay=hp.weight_decay)
-    batches = batch_schedule(labels, num_classes=num_classes, hp=hp)
-    rates = learning_rate_schedule(len(batches), hp)
-    step_losses = np.empty(len(batches), dtype=np.float32)
-    for step, rows in enumerate(batches):
-        xb, tb = x[rows], targets[rows]  # (B, D), (B, C)
-        logits = xb @ weight + bias  # (B, C)
-        logp = log_softmax(logits)
+    step_losses = np.empty(len(plan.batches), dtype=np.float32)
+    for step, rows in enumerate(plan.batches):
+        xb, tb = plan.x[rows], plan.targets[rows]  # (B, D), (B, C)
+        logp = log_softmax(xb @ weight + bias)  # (B, C)
         step_losses[step] = -(tb * logp).sum(axis=1).mean()
         grad_logits = (np.exp(logp) - tb) / np.float32(rows.shape[0])  # (B, C)
-        optimizer.step([xb.T @ grad_logits, grad_logits.sum(axis=0)], rates[step])
-    weights = HeadWeights(weight=weight, bias=bias, mean=mean, scale=scale)
-    return HeadTrainResult(
-        weights=weights,
-        losses=epoch_means(step_losses, num_epochs=hp.epochs),
-        train_accuracy=accuracy(weights, features, labels),
+        optimizer.step([xb.T @ grad_logits, grad_logits.sum(axis=0)], plan.rates[step])
+    return finish_training(
+        plan,
+        weight=weight,
+        bias=bias,
         step_losses=step_losses,
+        features=features,
+        labels=labels,
     )

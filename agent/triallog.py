@@ -1,0 +1,253 @@
+"""Field-trial log: every received MQTT message and task outcome, in SQLite under the state dir.
+
+What the product claims (accuracy per transmitted byte, time to model) is measured on the device:
+each message's topic, payload bytes and an estimate of the MQTT framing around it; per payload the
+time from its first byte to the model being ready.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "triallog.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    topic TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload_bytes INTEGER NOT NULL,
+    overhead_bytes INTEGER NOT NULL,
+    payload_id TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_payload ON messages(payload_id);
+CREATE TABLE IF NOT EXISTS tasks (
+    payload_id TEXT PRIMARY KEY,
+    task TEXT,
+    version INTEGER,
+    outcome TEXT NOT NULL,
+    first_byte_at REAL,
+    ready_at REAL,
+    train_seconds REAL,
+    error TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+def _varint_len(value: int) -> int:
+    """Bytes of an MQTT variable byte integer."""
+    n = 1
+    while value >= 128:
+        value //= 128
+        n += 1
+    return n
+
+
+def mqtt_overhead_bytes(topic: str, payload_bytes: int, *, qos: int, mqtt5: bool) -> int:
+    """Estimate of the bytes MQTT adds around one PUBLISH to this client, plus its acknowledgement.
+
+    PUBLISH: fixed header (1 + remaining-length varint), topic (2 + UTF-8), packet id (QoS > 0),
+    properties length (MQTT 5, assumed empty). PUBACK: 4 bytes (QoS 1). TCP/IP and TLS framing
+    are not counted.
+    """
+    variable = 2 + len(topic.encode("utf-8")) + (2 if qos > 0 else 0) + (1 if mqtt5 else 0)
+    remaining = variable + payload_bytes
+    publish = 1 + _varint_len(remaining) + variable
+    puback = 4 if qos == 1 else (4 * 3 if qos == 2 else 0)
+    return publish + puback
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    payload_id: str
+    task: str | None
+    version: int | None
+    outcome: str
+    messages: int
+    payload_bytes: int
+    overhead_bytes: int
+    first_byte_at: float | None
+    ready_at: float | None
+    time_to_ready_s: float | None
+    train_seconds: float | None
+    error: str | None
+
+
+class TrialLog:
+    """One SQLite file; safe to read (trial-report) while the daemon writes (WAL)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / DB_NAME
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=10)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            with db:  # commit or roll back
+                yield db
+
+    def record_message(
+        self,
+        *,
+        topic: str,
+        kind: str,
+        payload_bytes: int,
+        overhead_bytes: int,
+        received_at: float | None = None,
+        payload_id: str | None = None,
+    ) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO messages (received_at, topic, kind, payload_bytes, overhead_bytes,"
+                " payload_id) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    time.time() if received_at is None else received_at,
+                    topic,
+                    kind,
+                    payload_bytes,
+                    overhead_bytes,
+                    payload_id,
+                ),
+            )
+
+    def assign_payload(self, *, topics_since: float, topics: list[str], payload_id: str) -> None:
+        """Attribute earlier unassigned messages (chunks seen before the payload was known)."""
+        if not topics:
+            return
+        marks = ",".join("?" * len(topics))
+        with self._connect() as db:
+            db.execute(
+                f"UPDATE messages SET payload_id = ? WHERE payload_id IS NULL"  # noqa: S608
+                f" AND received_at >= ? AND topic IN ({marks})",
+                (payload_id, topics_since, *topics),
+            )
+
+    def record_task(
+        self,
+        *,
+        payload_id: str,
+        outcome: str,
+        task: str | None = None,
+        version: int | None = None,
+        first_byte_at: float | None = None,
+        ready_at: float | None = None,
+        train_seconds: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Insert or update the outcome (received, ready, rejected, failed) of one payload."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO tasks (payload_id, task, version, outcome, first_byte_at, ready_at,"
+                " train_seconds, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(payload_id) DO UPDATE SET"
+                " task = COALESCE(excluded.task, task),"
+                " version = COALESCE(excluded.version, version),"
+                " outcome = excluded.outcome,"
+                " first_byte_at = COALESCE(first_byte_at, excluded.first_byte_at),"
+                " ready_at = COALESCE(excluded.ready_at, ready_at),"
+                " train_seconds = COALESCE(excluded.train_seconds, train_seconds),"
+                " error = excluded.error,"
+                " updated_at = excluded.updated_at",
+                (
+                    payload_id,
+                    task,
+                    version,
+                    outcome,
+                    first_byte_at,
+                    ready_at,
+                    train_seconds,
+                    error,
+                    time.time(),
+                ),
+            )
+
+    def task_summaries(self) -> list[TaskSummary]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT t.payload_id, t.task, t.version, t.outcome,"
+                " COUNT(m.id), COALESCE(SUM(m.payload_bytes), 0),"
+                " COALESCE(SUM(m.overhead_bytes), 0),"
+                " COALESCE(t.first_byte_at, MIN(m.received_at)),"
+                " t.ready_at, t.train_seconds, t.error"
+                " FROM tasks t LEFT JOIN messages m ON m.payload_id = t.payload_id"
+                " GROUP BY t.payload_id ORDER BY t.updated_at"
+            ).fetchall()
+        out = []
+        for pid, task, version, outcome, n, pbytes, obytes, first, ready, train_s, error in rows:
+            ttr = ready - first if ready is not None and first is not None else None
+            out.append(
+                TaskSummary(
+                    payload_id=pid,
+                    task=task,
+                    version=version,
+                    outcome=outcome,
+                    messages=int(n),
+                    payload_bytes=int(pbytes),
+                    overhead_bytes=int(obytes),
+                    first_byte_at=first,
+                    ready_at=ready,
+                    time_to_ready_s=ttr,
+                    train_seconds=train_s,
+                    error=error,
+                )
+            )
+        return out
+
+    def task_summary(self, payload_id: str) -> TaskSummary | None:
+        return next((s for s in self.task_summaries() if s.payload_id == payload_id), None)
+
+    def totals(self) -> dict[str, int]:
+        with self._connect() as db:
+            n, pbytes, obytes = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(payload_bytes), 0), COALESCE(SUM(overhead_bytes), 0)"
+                " FROM messages"
+            ).fetchone()
+        return {"messages": int(n), "payload_bytes": int(pbytes), "overhead_bytes": int(obytes)}
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "db": str(self.path),
+            **self.totals(),
+            "tasks": [asdict(s) for s in self.task_summaries()],
+        }
+
+    def export_csv(self, path: Path) -> int:
+        """Write every message (with its task, when known) to CSV atomically; returns rows."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT m.received_at, m.topic, m.kind, m.payload_bytes, m.overhead_bytes,"
+                " m.payload_id, t.task, t.version, t.outcome"
+                " FROM messages m LEFT JOIN tasks t ON t.payload_id = m.payload_id ORDER BY m.id"
+            ).fetchall()
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(
+                [
+                    "received_at",
+                    "topic",
+                    "kind",
+                    "payload_bytes",
+                    "overhead_bytes",
+                    "payload_id",
+                    "task",
+                    "version",
+                    "outcome",
+                ]
+            )
+            writer.writerows(rows)
+        tmp.replace(path)
+        return len(rows)

@@ -1,0 +1,182 @@
+"""Device status and per-task results as JSON, in a Home-Assistant-friendly shape.
+
+The status message (retained on ``<base>/device/<id>/status``) follows zigbee2mqtt's OTA state and
+Home Assistant's MQTT ``update`` entity: ``state``, ``progress`` (percent), ``installed_version``,
+``latest_version``, ``in_progress``, ``update_percentage``, plus the device's current task and
+version and the last error. One result message per task goes to ``.../result/<task>``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+import plada
+from plada.topics import TopicScheme
+
+
+class AgentState(str, Enum):
+    IDLE = "idle"
+    RECEIVING = "receiving"
+    TRAINING = "training"
+    READY = "ready"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class LastError:
+    code: str  # exception class name, e.g. PayloadExpiredError
+    message: str
+    at: float
+    task: str | None = None
+    version: int | None = None
+    payload_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    device_id: str
+    device_class: str
+    task: str
+    version: int
+    payload_id: str
+    num_indices: int
+    bytes_received: int
+    messages: int
+    time_to_model_s: float | None  # first byte of the payload to model ready
+    train_seconds: float
+    train_accuracy: float | None
+    probe_accuracy: float | None
+    probe_size: int | None
+    finished_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+
+
+def _version_label(task: str | None, version: int | None) -> str | None:
+    return None if task is None or version is None else f"{task}@{version}"
+
+
+class StatusReporter:
+    """Holds the device's status and renders it; the app publishes what it renders."""
+
+    def __init__(self, *, device_id: str, device_class: str, topics: TopicScheme) -> None:
+        self.device_id = device_id
+        self.device_class = device_class
+        self.topics = topics
+        self.state = AgentState.IDLE
+        self.progress = 0.0
+        self.task: str | None = None  # installed (serving) model
+        self.version: int | None = None
+        self.incoming_task: str | None = None  # being received or trained
+        self.incoming_version: int | None = None
+        self.detail = ""
+        self.last_error: LastError | None = None
+        self.rejected_count = 0
+        self.ready_count = 0
+
+    # -- transitions ----------------------------------------------------------------------------
+    def receiving(self, progress: float) -> None:
+        self.state = AgentState.RECEIVING
+        self.progress = _clip(progress)
+        self.detail = "receiving chunks"
+
+    def training(self, *, task: str, version: int, progress: float, detail: str = "") -> None:
+        self.state = AgentState.TRAINING
+        self.incoming_task, self.incoming_version = task, version
+        self.progress = _clip(progress)
+        self.detail = detail
+
+    def ready(self, *, task: str, version: int) -> None:
+        self.state = AgentState.READY
+        self.task, self.version = task, version
+        self.incoming_task = self.incoming_version = None
+        self.progress = 100.0
+        self.detail = ""
+        self.ready_count += 1
+
+    def rejected(self, error: LastError) -> None:
+        """A payload was refused: report it; the installed model (if any) keeps serving."""
+        self.state = AgentState.ERROR
+        self.last_error = error
+        self.incoming_task = self.incoming_version = None
+        self.progress = 0.0
+        self.detail = ""
+        self.rejected_count += 1
+
+    def restore(
+        self,
+        *,
+        task: str | None,
+        version: int | None,
+        last_error: LastError | None,
+        state: AgentState | None = None,
+    ) -> None:
+        self.task, self.version, self.last_error = task, version, last_error
+        if state is not None:
+            self.state = state
+        elif task is not None:
+            self.state = AgentState.READY
+            self.progress = 100.0
+
+    # -- rendering ------------------------------------------------------------------------------
+    def to_dict(self, *, now: float | None = None) -> dict[str, Any]:
+        in_progress = self.state in (AgentState.RECEIVING, AgentState.TRAINING)
+        installed = _version_label(self.task, self.version)
+        latest = _version_label(self.incoming_task, self.incoming_version) or installed
+        return {
+            "device_id": self.device_id,
+            "device_class": self.device_class,
+            "state": self.state.value,
+            "progress": round(self.progress, 1),
+            "detail": self.detail,
+            "task": self.task,
+            "version": self.version,
+            "incoming_task": self.incoming_task,
+            "incoming_version": self.incoming_version,
+            "installed_version": installed,
+            "latest_version": latest,
+            "in_progress": in_progress,
+            "update_percentage": round(self.progress, 1) if in_progress else None,
+            "last_error": asdict(self.last_error) if self.last_error else None,
+            "rejected_count": self.rejected_count,
+            "agent_version": plada.__version__,
+            "updated_at": round(time.time() if now is None else now, 3),
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")
+
+    def home_assistant_discovery(self, *, prefix: str) -> tuple[str, bytes]:
+        """Topic and config of a Home Assistant MQTT ``update`` entity for this device."""
+        object_id = f"plada_{self.device_id.replace('-', '_')}"
+        config = {
+            "name": "PLADA task",
+            "unique_id": object_id,
+            "object_id": object_id,
+            "state_topic": self.topics.status(self.device_id),
+            "value_template": "{{ value_json.installed_version or 'none' }}",
+            "latest_version_topic": self.topics.status(self.device_id),
+            "latest_version_template": "{{ value_json.latest_version or 'none' }}",
+            "json_attributes_topic": self.topics.status(self.device_id),
+            "availability_topic": self.topics.availability(self.device_id),
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": {
+                "identifiers": [object_id],
+                "name": f"PLADA {self.device_id}",
+                "model": self.device_class,
+                "sw_version": plada.__version__,
+            },
+        }
+        topic = f"{prefix}/update/{object_id}/config"
+        return topic, json.dumps(config, sort_keys=True).encode("utf-8")
+
+
+def _clip(progress: float) -> float:
+    return max(0.0, min(100.0, float(progress)))

@@ -1,0 +1,60 @@
+"""The reference corpus: ordered images, manifest, fingerprint, random access, verify, build.
+
+Everything a device or the builder needs is re-exported here; see format.py for the on-disk layout.
+"""
+
+from plada.corpus.format import (
+    FORMAT_VERSION,
+    Corpus,
+    ManifestEntry,
+    ShardInfo,
+    SourceInfo,
+    VerifyProblem,
+    VerifyReport,
+    check_fingerprint,
+    pixel_digest,
+)
+from plada.corpus.importers import (
+    ArraySource,
+    CorpusSource,
+    FileListSource,
+    GeneratorSource,
+    ImageFolderSource,
+    idx_source,
+    list_image_files,
+    open_image_file,
+    read_idx,
+)
+from plada.corpus.writer import (
+    CorpusWriter,
+    ImageSource,
+    build_corpus,
+    encode_png,
+    normalize_image,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ArraySource",
+    "Corpus",
+    "CorpusSource",
+    "CorpusWriter",
+    "FileListSource",
+    "GeneratorSource",
+    "ImageFolderSource",
+    "ImageSource",
+    "ManifestEntry",
+    "ShardInfo",
+    "SourceInfo",
+    "VerifyProblem",
+    "VerifyReport",
+    "build_corpus",
+    "check_fingerprint",
+    "encode_png",
+    "idx_source",
+    "list_image_files",
+    "normalize_image",
+    "open_image_file",
+    "pixel_digest",
+    "read_idx",
+]

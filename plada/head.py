@@ -4,8 +4,10 @@ Builder and agent both run this math. The builder's device simulation calls `tra
 the agent's other backends (an ONNX train-step graph, the ONNX Runtime training API) reproduce it
 step for step, so every backend must take its batches from `batch_schedule`, its learning rates from
 `learning_rate_schedule`, its targets from `smoothed_targets` and its standardisation from
-`feature_stats`. Weights start at zero (the problem is convex, so nothing is lost), which also makes
-the start identical everywhere.
+`feature_stats` and its starting weights from `initial_weights`. The weights start small and random
+(seeded), not at zero: from zero every prediction is uniform, and a class drawn exactly B/C times in
+a batch then has a bias gradient that is zero in exact arithmetic but +-1e-8 of rounding noise,
+which Adam's first step (a sign step) turns into a +-lr move that differs per runtime.
 
 Optimiser: AdamW exactly as PyTorch defines it (decoupled decay applied to weight and bias):
     p <- p - lr * wd * p
@@ -30,6 +32,7 @@ ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
 ADAM_EPS = 1e-8
 _MIN_STD = 1e-6
+_INIT_STD = 0.01
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,8 @@ class TrainingPlan:
     rates: np.ndarray  # (steps,) float32 learning rate per step
     mean: np.ndarray  # (D,) float32
     scale: np.ndarray  # (D,) float32
+    weight0: np.ndarray  # (D, C) float32 starting weight
+    bias0: np.ndarray  # (C,) float32 starting bias
     num_classes: int
     hp: HeadHyperParams
 
@@ -266,6 +271,7 @@ def plan_training(
     labels = labels.astype(np.int64)
     mean, scale = feature_stats(features)
     batches = batch_schedule(labels, num_classes=num_classes, hp=hp)
+    weight0, bias0 = initial_weights(features.shape[1], num_classes, seed=hp.seed)
     return TrainingPlan(
         x=standardize(features, mean, scale),
         targets=smoothed_targets(labels, num_classes=num_classes, smoothing=hp.label_smoothing),
@@ -273,9 +279,18 @@ def plan_training(
         rates=learning_rate_schedule(len(batches), hp),
         mean=mean,
         scale=scale,
+        weight0=weight0,
+        bias0=bias0,
         num_classes=num_classes,
         hp=hp,
     )
+
+
+def initial_weights(dim: int, num_classes: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starting (weight (D, C), bias (C,)): weight ~ N(0, (0.01)^2), bias 0, float32, seeded."""
+    rng = np.random.default_rng([seed, 1])  # a stream apart from the batch schedule's
+    weight = (rng.standard_normal((dim, num_classes)) * _INIT_STD).astype(np.float32)
+    return weight, np.zeros(num_classes, dtype=np.float32)
 
 
 def finish_training(
@@ -315,9 +330,8 @@ def train_head(
 ) -> HeadTrainResult:
     """Train a linear softmax head on (N, D) features and (N,) labels; deterministic for hp.seed."""
     plan = plan_training(features, labels, num_classes=num_classes, hp=hp)
-    dim = plan.x.shape[1]
-    weight = np.zeros((dim, num_classes), dtype=np.float32)  # (D, C)
-    bias = np.zeros(num_classes, dtype=np.float32)  # (C,)
+    weight = plan.weight0.copy()  # (D, C)
+    bias = plan.bias0.copy()  # (C,)
     optimizer = _AdamW([weight, bias], weight_decay=hp.weight_decay)
     step_losses = np.empty(len(plan.batches), dtype=np.float32)
     for step, rows in enumerate(plan.batches):

@@ -11,6 +11,7 @@ from plada.head import (
     HeadWeights,
     batch_schedule,
     feature_stats,
+    initial_weights,
     learning_rate_schedule,
     predict_proba,
     smoothed_targets,
@@ -58,8 +59,8 @@ def test_train_head_is_deterministic_for_a_seed() -> None:
 
 
 def test_train_head_gradient_matches_finite_differences() -> None:
-    # One step of plain SGD-like AdamW from zero: the first Adam step moves each parameter by
-    # -lr * sign(grad) (m/sqrt(v) = g/|g|), so the step direction reveals the gradient's sign.
+    # The first AdamW step moves each parameter by -lr * sign(grad) (m/sqrt(v) = g/|g|), so the
+    # step from the initial weights reveals the sign of the analytic gradient.
     # Prepare
     features, labels = _blobs(32, 5, 3, seed=3)
     hp = HeadHyperParams(epochs=1, batch_size=32, class_balanced=False, weight_decay=0.0)
@@ -67,8 +68,10 @@ def test_train_head_gradient_matches_finite_differences() -> None:
     x = ((features - mean) * scale).astype(np.float64)
     targets = smoothed_targets(labels, num_classes=3, smoothing=0.0).astype(np.float64)
 
+    w0, _ = initial_weights(5, 3, seed=hp.seed)
+
     def loss(w: np.ndarray) -> float:
-        z = x @ w
+        z = x @ (w0.astype(np.float64) + w)
         z -= z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         return float(-(targets * logp).sum(axis=1).mean())
@@ -83,9 +86,9 @@ def test_train_head_gradient_matches_finite_differences() -> None:
     # Execute
     result = train_head(features, labels, num_classes=3, hp=hp)
     # Assert
-    moved = result.weights.weight
+    moved = result.weights.weight - w0
     assert np.allclose(moved, -hp.learning_rate * np.sign(numeric), atol=1e-6)
-    assert result.step_losses[0] == pytest.approx(np.log(3), rel=1e-5)
+    assert result.step_losses[0] == pytest.approx(loss(np.zeros((5, 3))), rel=1e-5)
 
 
 def test_batch_schedule_balances_classes() -> None:

@@ -21,54 +21,67 @@ class MqttConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     broker: str = Field(
-        "mqtt://127.0.0.1:1883", description="mqtt:// or mqtts:// URL of the broker"
+        default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts:// URL of the broker"
     )
-    base_topic: str = Field("plada", description="topic prefix shared by the fleet")
-    group: str = Field("default", description="fleet group whose task topic this device follows")
+    base_topic: str = Field(default="plada", description="topic prefix shared by the fleet")
+    group: str = Field(
+        default="default", description="fleet group whose task topic this device follows"
+    )
     client_id: str | None = Field(
-        None,
+        default=None,
         description="stable MQTT client id (persistent session); default plada-<device_id>",
     )
     protocol: Literal["5", "3.1.1"] = Field(
-        "5", description="MQTT protocol version; 5 preferred, 3.1.1 for older brokers"
+        default="5", description="MQTT protocol version; 5 preferred, 3.1.1 for older brokers"
     )
-    keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive in seconds")
+    keepalive_s: int = Field(default=60, ge=5, le=3600, description="MQTT keepalive in seconds")
     session_expiry_s: int = Field(
-        7 * 24 * 3600,
+        default=7 * 24 * 3600,
         ge=0,
         description="MQTT 5 session expiry: how long the broker keeps queued tasks while offline",
     )
-    reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay (doubles)")
-    reconnect_max_s: float = Field(120.0, gt=0, description="longest reconnect delay")
+    reconnect_min_s: float = Field(default=1.0, gt=0, description="first reconnect delay (doubles)")
+    reconnect_max_s: float = Field(default=120.0, gt=0, description="longest reconnect delay")
     status_interval_s: float = Field(
-        60.0, gt=0, description="seconds between periodic status publishes (and watchdog ticks)"
+        default=60.0,
+        gt=0,
+        description="seconds between periodic status publishes (and watchdog ticks)",
     )
-    username: str | None = Field(None, description="broker username (usually the device id)")
-    password_file: Path | None = Field(None, description="file holding the broker password")
+    username: str | None = Field(
+        default=None, description="broker username (usually the device id)"
+    )
+    password_file: Path | None = Field(default=None, description="file holding the broker password")
     password_env: str | None = Field(
-        None, description="environment variable holding the broker password"
+        default=None, description="environment variable holding the broker password"
     )
     password_credential: str | None = Field(
-        None, description="systemd credential name under $CREDENTIALS_DIRECTORY (LoadCredential=)"
+        default=None,
+        description="systemd credential name under $CREDENTIALS_DIRECTORY (LoadCredential=)",
     )
-    ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (default: system CAs)")
-    cert_file: Path | None = Field(None, description="client certificate (PEM) for mutual TLS")
-    key_file: Path | None = Field(None, description="client private key (PEM) for mutual TLS")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle for mqtts:// (default: system CAs)"
+    )
+    cert_file: Path | None = Field(
+        default=None, description="client certificate (PEM) for mutual TLS"
+    )
+    key_file: Path | None = Field(
+        default=None, description="client private key (PEM) for mutual TLS"
+    )
     max_payload_bytes: int = Field(
-        16 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         ge=1024,
         description="largest task payload accepted (whole or reassembled from chunks)",
     )
     probe_dir: Path | None = Field(
-        None,
+        default=None,
         description="optional labelled ImageFolder (root/<class>/<image>); the accuracy on it "
         "is reported in each task's result message",
     )
     home_assistant: bool = Field(
-        False, description="publish Home Assistant MQTT discovery (an update entity)"
+        default=False, description="publish Home Assistant MQTT discovery (an update entity)"
     )
     home_assistant_prefix: str = Field(
-        "homeassistant", description="Home Assistant discovery prefix"
+        default="homeassistant", description="Home Assistant discovery prefix"
     )
 
     @field_validator("broker")

@@ -1,0 +1,120 @@
+"""AgentConfig: TOML parsing, defaults, and errors that name the key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig, load_config, parse_config
+from agent.errors import ConfigError
+
+_MINIMAL = """
+device_id = "pi-01"
+device_class = "rpi4"
+[corpus]
+path = "corpus"
+[encoder]
+file = "enc/lite0-64-int8.onnx"
+[state]
+dir = "/var/lib/plada/state"
+[cache]
+dir = "cache"
+[trust]
+public_keys = ["keys/builder.pem"]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_load_config_resolves_relative_paths_and_defaults(tmp_path: Path) -> None:
+    # Prepare
+    path = _write(tmp_path, _MINIMAL)
+    # Execute
+    config = load_config(path)
+    # Assert
+    assert config.corpus.path == tmp_path / "corpus"
+    assert config.encoder.file == tmp_path / "enc/lite0-64-int8.onnx"
+    assert config.state.dir == Path("/var/lib/plada/state")
+    assert config.trust.public_keys == [tmp_path / "keys/builder.pem"]
+    assert config.encoder.backend == "onnxruntime"
+    assert config.head.backend == "ort-graph"
+    assert config.head.hyper_params().epochs == config.head.epochs
+    assert config.mqtt.base_topic == "plada"
+
+
+def test_load_config_names_unknown_and_missing_keys(tmp_path: Path) -> None:
+    # Prepare
+    text = _MINIMAL.replace('dir = "cache"', 'dri = "cache"') + "\n[head]\nepoch = 3\n"
+    path = _write(tmp_path, text)
+    # Execute
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    # Assert
+    message = str(info.value)
+    assert "cache.dir: Field required" in message
+    assert "cache.dri: unknown key" in message
+    assert "head.epoch: unknown key" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (("[encoder]", '[encoder]\nbackend = "tensorrt"'), "encoder.backend"),
+        (("[encoder]", "[encoder]\nthreads = 0"), "encoder.threads"),
+        (('device_id = "pi-01"', 'device_id = "Pi 01"'), "device_id"),
+        (("[state]", '[head]\nbackend = "torch"\n[state]'), "head.backend"),
+        (("[state]", "[head]\nlabel_smoothing = 1.5\n[state]"), "head.label_smoothing"),
+    ],
+)
+def test_load_config_rejects_bad_values_naming_the_key(
+    tmp_path: Path, edit: tuple[str, str], key: str
+) -> None:
+    # Prepare
+    path = _write(tmp_path, _MINIMAL.replace(*edit))
+    # Execute / Assert
+    with pytest.raises(ConfigError, match=rf"{key}: "):
+        load_config(path)
+
+
+def test_load_config_requires_a_trusted_key_unless_unsigned_allowed(tmp_path: Path) -> None:
+    # Prepare
+    no_keys = _MINIMAL.replace('public_keys = ["keys/builder.pem"]', "")
+    # Execute / Assert
+    with pytest.raises(ConfigError, match=r"trust\.public_keys is empty"):
+        load_config(_write(tmp_path, no_keys))
+    config = load_config(_write(tmp_path, no_keys + "allow_unsigned = true\n"))
+    assert config.trust.allow_unsigned
+
+
+def test_load_config_reports_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    # Execute / Assert
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "device_id = \n"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_parse_config_embeds_mqtt_section() -> None:
+    # Prepare
+    data = {
+        "device_id": "d1",
+        "device_class": "c1",
+        "corpus": {"path": "/c"},
+        "encoder": {"file": "/e.onnx"},
+        "state": {"dir": "/s"},
+        "cache": {"dir": "/k"},
+        "trust": {"allow_unsigned": True},
+        "mqtt": {"group": "kitchen", "bogus": 1},
+    }
+    # Execute / Assert
+    with pytest.raises(ConfigError, match=r"mqtt\.bogus: unknown key"):
+        parse_config(data)
+    del data["mqtt"]["bogus"]  # type: ignore[attr-defined]
+    assert isinstance(parse_config(data), AgentConfig)
+    assert parse_config(data).mqtt.group == "kitchen"

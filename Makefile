@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, from the local CPU wheel: anything that asks for `torch` later is satisfied by it.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[agent,builder,dev]'
+	$(PY) -m pip install --quiet -e '.[agent,builder,dev,tflite]'
 	touch $@
 
 setup: $(VENV)/.installed ## create .venv and install everything (torch CPU wheel first)

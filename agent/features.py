@@ -1,0 +1,447 @@
+"""Encoder backends (onnxruntime, TFLite) and the on-disk feature cache of the reference corpus.
+
+An encoder is a file exported by `plada-build export-encoder` plus its JSON sidecar `<stem>.json`
+(`id`, `size`, `feature_dim`, `sha256` of the .onnx, `preprocess`). Every backend takes the NCHW
+float32 batch from `plada.preprocess.preprocess_batch` and returns (B, D) float32 features.
+
+Feature cache layout, one folder per (corpus fingerprint, encoder file hash)::
+
+    <cache dir>/<fingerprint[:16]>-<encoder sha256[:16]>/
+        meta.json               what the folder belongs to (checked on open)
+        block-000000.npy        features of images [0, block_size), float16 or float32
+        block-000001.npy        ...
+
+Blocks are written to a temporary file and renamed into place, so a crash leaves whole blocks
+or none: `warm` resumes from the blocks that are missing. When the corpus or the encoder changes,
+the key changes, the old folder is removed and the cache is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from agent.errors import EncoderBackendError, FeatureCacheError
+from plada.corpus import Corpus
+from plada.preprocess import preprocess_batch
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+_PREPROCESS = "tf-127-128"
+_HASH_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """An encoder file and what its sidecar says about it."""
+
+    path: Path
+    id: str
+    size: int  # input side in pixels
+    feature_dim: int
+    sha256: str  # of the file at `path` (the file that runs, so the cache follows it)
+    int8: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> EncoderInfo:
+        """Read `<stem>.json` beside the encoder file; verify the .onnx hash it records."""
+        path = Path(path)
+        sidecar = path.with_suffix(".json")
+        if not path.is_file():
+            raise EncoderBackendError(f"encoder file {path} does not exist")
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise EncoderBackendError(
+                f"encoder sidecar {sidecar} is missing (export with plada-build export-encoder)"
+            ) from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EncoderBackendError(f"encoder sidecar {sidecar}: unreadable ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise EncoderBackendError(f"encoder sidecar {sidecar}: top level must be an object")
+
+        def need(key: str, kind: type) -> Any:
+            value = meta.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+                raise EncoderBackendError(
+                    f"encoder sidecar {sidecar}: key {key!r} must be {kind.__name__}"
+                )
+            return value
+
+        preprocess = meta.get("preprocess", _PREPROCESS)
+        if preprocess != _PREPROCESS:
+            raise EncoderBackendError(
+                f"encoder sidecar {sidecar}: preprocess {preprocess!r} is not {_PREPROCESS!r}"
+            )
+        size, dim = need("size", int), need("feature_dim", int)
+        if size < 1 or dim < 1:
+            raise EncoderBackendError(
+                f"encoder sidecar {sidecar}: size and feature_dim must be > 0"
+            )
+        actual = file_sha256(path)
+        expected_key = "sha256" if path.suffix == ".onnx" else "tflite_sha256"
+        expected = meta.get(expected_key)
+        if expected is not None and expected != actual:
+            raise EncoderBackendError(
+                f"encoder file {path}: sha256 {actual[:16]}... does not match {expected_key} "
+                f"{str(expected)[:16]}... in {sidecar.name} (corrupt or replaced file)"
+            )
+        return cls(
+            path=path,
+            id=need("id", str),
+            size=size,
+            feature_dim=dim,
+            sha256=actual,
+            int8=bool(meta.get("int8", False)),
+        )
+
+
+class FeatureExtractor(Protocol):
+    """A frozen image encoder: preprocessed NCHW float32 batch -> (B, D) float32 features."""
+
+    info: EncoderInfo
+
+    def embed(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def _check_output(info: EncoderInfo, out: np.ndarray, batch: int) -> np.ndarray:
+    if out.ndim != 2 or out.shape != (batch, info.feature_dim):
+        raise EncoderBackendError(
+            f"encoder {info.path.name} returned shape {out.shape}, expected ({batch}, "
+            f"{info.feature_dim}) per its sidecar"
+        )
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class OrtExtractor:
+    """The encoder on onnxruntime (CPU), with a configurable thread count."""
+
+    def __init__(self, info: EncoderInfo, *, threads: int = 2) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EncoderBackendError(
+                f"encoder backend onnxruntime is not installed: {exc}"
+            ) from exc
+        self.info = info
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(info.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped exceptions
+            raise EncoderBackendError(f"onnxruntime cannot load {info.path}: {exc}") from exc
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        (out,) = self._session.run([self._output], {self._input: batch})
+        return _check_output(self.info, np.asarray(out), batch.shape[0])
+
+
+def _tflite_interpreter_class() -> Any:
+    """ai-edge-litert's Interpreter, else tflite-runtime's; EncoderBackendError if neither."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError as exc:
+        raise EncoderBackendError(
+            "encoder backend tflite needs ai-edge-litert (pip install 'plada[tflite]') or "
+            "tflite-runtime; neither is installed"
+        ) from exc
+
+
+class TfliteExtractor:
+    """The encoder on TFLite (LiteRT). Takes NCHW like every backend; NHWC models are fed NHWC."""
+
+    def __init__(self, info: EncoderInfo, *, threads: int = 2) -> None:
+        interpreter_class = _tflite_interpreter_class()
+        self.info = info
+        try:
+            self._interpreter = interpreter_class(model_path=str(info.path), num_threads=threads)
+        except Exception as exc:  # the interpreter raises ValueError/RuntimeError
+            raise EncoderBackendError(f"tflite cannot load {info.path}: {exc}") from exc
+        detail = self._interpreter.get_input_details()[0]
+        self._input_index = int(detail["index"])
+        self._nhwc = int(detail["shape"][-1]) == 3 and int(detail["shape"][1]) != 3
+        self._output_index = int(self._interpreter.get_output_details()[0]["index"])
+        self._batch = -1
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        data = np.ascontiguousarray(batch.transpose(0, 2, 3, 1)) if self._nhwc else batch
+        if data.shape[0] != self._batch:
+            self._interpreter.resize_tensor_input(self._input_index, list(data.shape))
+            self._interpreter.allocate_tensors()
+            self._batch = data.shape[0]
+        self._interpreter.set_tensor(self._input_index, data)
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._output_index)
+        return _check_output(self.info, np.array(out), batch.shape[0])
+
+
+def load_extractor(
+    path: Path, *, backend: str = "onnxruntime", threads: int = 2
+) -> FeatureExtractor:
+    """The encoder at `path` on the named backend ("onnxruntime" | "tflite")."""
+    info = EncoderInfo.load(path)
+    if backend == "onnxruntime":
+        return OrtExtractor(info, threads=threads)
+    if backend == "tflite":
+        return TfliteExtractor(info, threads=threads)
+    raise EncoderBackendError(
+        f"unknown encoder backend {backend!r}; expected onnxruntime or tflite"
+    )
+
+
+def embed_images(
+    extractor: FeatureExtractor, images: Sequence[Image.Image], *, batch_size: int = 32
+) -> np.ndarray:
+    """PIL images -> (N, D) float32 features, preprocessed with plada.preprocess."""
+    dim = extractor.info.feature_dim
+    out = np.empty((len(images), dim), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        out[start : start + len(chunk)] = extractor.embed(
+            preprocess_batch(chunk, size=extractor.info.size)
+        )
+    return out
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class WarmReport:
+    blocks_total: int
+    blocks_computed: int
+    images_embedded: int
+    seconds: float
+    path: Path
+
+
+class FeatureCache:
+    """Cached encoder features of a whole corpus, in blocks; see the module docstring."""
+
+    def __init__(
+        self,
+        root: Path,
+        corpus: Corpus,
+        extractor: FeatureExtractor,
+        *,
+        dtype: str = "float16",
+        block_size: int = 1024,
+        batch_size: int = 32,
+    ) -> None:
+        if dtype not in ("float16", "float32"):
+            raise FeatureCacheError(f"cache dtype must be float16 or float32, got {dtype!r}")
+        if block_size < 1:
+            raise FeatureCacheError(f"cache block_size must be >= 1, got {block_size}")
+        self.root = Path(root)
+        self.corpus = corpus
+        self.extractor = extractor
+        self.dtype = np.dtype(dtype)
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.key = f"{corpus.fingerprint[:16]}-{extractor.info.sha256[:16]}"
+        self.path = self.root / self.key
+        self.num_images = len(corpus)
+        self.num_blocks = (self.num_images + block_size - 1) // block_size
+        self._meta = {
+            "format": CACHE_FORMAT,
+            "corpus_fingerprint": corpus.fingerprint,
+            "corpus_size": self.num_images,
+            "encoder_id": extractor.info.id,
+            "encoder_sha256": extractor.info.sha256,
+            "feature_dim": extractor.info.feature_dim,
+            "dtype": dtype,
+            "block_size": block_size,
+        }
+        self._prepare()
+
+    # ------------------------------------------------------------------ layout
+    def _prepare(self) -> None:
+        """Create the folder, or wipe it if its meta.json describes something else."""
+        meta_path = self.path / "meta.json"
+        if meta_path.is_file():
+            try:
+                existing = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                existing = None
+            if existing == self._meta:
+                return
+            logger.warning(
+                "feature cache %s does not match this corpus/encoder: rebuilding", self.path
+            )
+            shutil.rmtree(self.path)
+        elif self.path.exists():
+            shutil.rmtree(self.path)  # a folder without meta.json: an interrupted creation
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{self.key}."))
+        try:
+            _atomic_write_bytes(tmp / "meta.json", json.dumps(self._meta, indent=2).encode())
+            os.replace(tmp, self.path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def remove_stale(self) -> list[Path]:
+        """Delete cache folders of other corpora / encoders under the root; returns them."""
+        removed = []
+        for child in self.root.iterdir():
+            if child.is_dir() and child != self.path:
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child)
+        return removed
+
+    def _block_path(self, block: int) -> Path:
+        return self.path / f"block-{block:06d}.npy"
+
+    def _block_rows(self, block: int) -> int:
+        return min(self.block_size, self.num_images - block * self.block_size)
+
+    def _load_block(self, block: int) -> np.ndarray | None:
+        """The block's features, or None if absent; a damaged block is deleted (recomputed)."""
+        path = self._block_path(block)
+        if not path.is_file():
+            return None
+        try:
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            logger.warning("feature cache block %s unreadable (%s): dropping it", path.name, exc)
+            path.unlink(missing_ok=True)
+            return None
+        if data.shape != (self._block_rows(block), self.extractor.info.feature_dim) or (
+            data.dtype != self.dtype
+        ):
+            logger.warning(
+                "feature cache block %s has the wrong shape/dtype: dropping it", path.name
+            )
+            del data
+            path.unlink(missing_ok=True)
+            return None
+        return np.asarray(data)
+
+    def missing_blocks(self) -> list[int]:
+        return [b for b in range(self.num_blocks) if not self._block_path(b).is_file()]
+
+    def is_complete(self) -> bool:
+        return not self.missing_blocks()
+
+    # ------------------------------------------------------------------ work
+    def _embed_indices(self, indices: Sequence[int]) -> np.ndarray:
+        images = self.corpus.images(list(indices))
+        return embed_images(self.extractor, images, batch_size=self.batch_size)
+
+    def warm(
+        self,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> WarmReport:
+        """Embed every block that is missing (resumes after a crash); progress(done, total)."""
+        import time
+
+        start = time.perf_counter()
+        missing = self.missing_blocks()
+        done_blocks = self.num_blocks - len(missing)
+        computed = 0
+        embedded = 0
+        for block in missing:
+            if should_stop is not None and should_stop():
+                break
+            lo = block * self.block_size
+            rows = self._block_rows(block)
+            features = self._embed_indices(range(lo, lo + rows))  # (rows, D) float32
+            _atomic_save_npy(self._block_path(block), features.astype(self.dtype))
+            computed += 1
+            embedded += rows
+            if progress is not None:
+                progress(done_blocks + computed, self.num_blocks)
+        return WarmReport(
+            blocks_total=self.num_blocks,
+            blocks_computed=computed,
+            images_embedded=embedded,
+            seconds=time.perf_counter() - start,
+            path=self.path,
+        )
+
+    def features(self, indices: np.ndarray) -> tuple[np.ndarray, int]:
+        """(k, D) float32 features of corpus `indices` and how many had to be computed.
+
+        Cached blocks serve what they can; the rest is embedded now (not stored: a partial
+        block is never written, `warm` fills whole blocks).
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.num_images):
+            bad = int(indices[(indices < 0) | (indices >= self.num_images)][0])
+            raise FeatureCacheError(f"index {bad} is outside the corpus (size {self.num_images})")
+        dim = self.extractor.info.feature_dim
+        out = np.empty((indices.size, dim), dtype=np.float32)
+        have = np.zeros(indices.size, dtype=bool)
+        blocks = indices // self.block_size
+        for block in np.unique(blocks):
+            data = self._load_block(int(block))
+            if data is None:
+                continue
+            where = np.flatnonzero(blocks == block)
+            out[where] = data[indices[where] - int(block) * self.block_size]
+            have[where] = True
+        missing = np.flatnonzero(~have)
+        if missing.size:
+            # through the cache dtype too, so results never depend on what was cached
+            computed = self._embed_indices(indices[missing].tolist())
+            out[missing] = computed.astype(self.dtype).astype(np.float32)
+        return out, int(missing.size)

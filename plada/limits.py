@@ -19,6 +19,7 @@ MAX_PARAM_STRING_BYTES = 1024
 MAX_PARAMS = 64
 MAX_CBOR_DEPTH = 8
 MAX_CBOR_ITEMS = MAX_CLASSES + 1024
+MAX_BITMAP_BYTES = 4 * 1024 * 1024  # paper codec bitmap mode: N <= 33.5 M images
 MAX_CHUNKS = 1024  # manifest entries; 1024 x 128 KiB covers MAX_PAYLOAD_BYTES 16 times over
 
 

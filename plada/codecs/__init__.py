@@ -6,6 +6,8 @@
 | `rice`        | per-class gap lists, Golomb-Rice                                  |
 | `gamma-class` | per-class gap lists, Elias-gamma bit lengths through Zstd          |
 | `gamma-runs`  | global gaps + label runs, Elias-gamma bit lengths through Zstd     |
+| `ans-class`   | per-class gap lists, context-modelled (order 0/1) rANS             |
+| `ans-runs`    | global gaps + label runs, context-modelled rANS                    |
 
 Every codec gets validated input and must reproduce it exactly; `decode_selection` validates what a
 codec returns again (sorted, unique, < N, labels < C) so a codec bug cannot let bad indices through.
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from plada.codecs.ans import AnsClassCodec, AnsRunsCodec
 from plada.codecs.base import Codec
 from plada.codecs.gamma import GammaClassCodec, GammaRunsCodec
 from plada.codecs.paper import PaperCodec
@@ -26,7 +29,15 @@ from plada.errors import PayloadDecodeError, PayloadValueError
 __all__ = ["CODECS", "Codec", "check_selection", "decode_selection", "encode_selection"]
 
 CODECS: dict[str, Codec] = {
-    codec.name: codec for codec in (PaperCodec(), RiceCodec(), GammaClassCodec(), GammaRunsCodec())
+    codec.name: codec
+    for codec in (
+        PaperCodec(),
+        RiceCodec(),
+        GammaClassCodec(),
+        GammaRunsCodec(),
+        AnsClassCodec(),
+        AnsRunsCodec(),
+    )
 }
 
 

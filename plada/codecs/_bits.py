@@ -23,6 +23,10 @@ class ByteReader:
         self._field = field
 
     @property
+    def field(self) -> str:
+        return self._field
+
+    @property
     def remaining(self) -> int:
         return len(self._data) - self._pos
 

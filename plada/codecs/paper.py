@@ -12,11 +12,14 @@ import numpy as np
 
 from plada.codecs._bits import ByteReader, zstd_compress, zstd_decompress
 from plada.codecs.base import label_width
-from plada.errors import PayloadDecodeError
+from plada.errors import PayloadDecodeError, PayloadLimitError
+from plada.limits import MAX_BITMAP_BYTES
 
 _MODE_DELTA = 0
 _MODE_BITMAP = 1
 _WIDTHS = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
+# A bitmap is tried when it is at most 16x the raw delta bytes (it only wins when dense) or tiny.
+_BITMAP_FLOOR = 64 * 1024
 
 
 def _label_bytes(labels: np.ndarray, num_classes: int) -> bytes:
@@ -34,6 +37,9 @@ class PaperCodec:
         delta = bytes([_MODE_DELTA, width]) + zstd_compress(
             deltas.astype(_WIDTHS[width]).tobytes() + tail
         )
+        mask_bytes = (n + 7) // 8
+        if mask_bytes > min(MAX_BITMAP_BYTES, max(_BITMAP_FLOOR, 16 * width * len(deltas))):
+            return delta  # the bitmap cannot win (or would exceed the decode bound): skip it
         mask = np.zeros(n, dtype=np.uint8)
         mask[indices] = 1
         bitmap = bytes([_MODE_BITMAP, 0]) + zstd_compress(
@@ -61,6 +67,10 @@ class PaperCodec:
             if width != 0:
                 raise PayloadDecodeError(f"{field}: bitmap mode with delta width {width}")
             mask_bytes = (n + 7) // 8
+            if mask_bytes > MAX_BITMAP_BYTES:
+                raise PayloadLimitError(
+                    f"{field}: bitmap of {mask_bytes} bytes, bound {MAX_BITMAP_BYTES}"
+                )
             raw = zstd_decompress(reader.rest(), expected_size=mask_bytes + k * lw, field=field)
             bits = np.unpackbits(
                 np.frombuffer(raw, dtype=np.uint8, count=mask_bytes), bitorder="little"

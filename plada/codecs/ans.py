@@ -1,0 +1,294 @@
+"""Context-modelled gaps through a vectorised rANS entropy coder (the strongest codec).
+
+Binarisation: a gap g >= 1 becomes a symbol for its bit length b and, when b >= 2, the bit just
+below the leading one (symbol 0 for g = 1, else 2 * (b - 1) - 1 + that bit: 67 symbols), plus the
+remaining b - 2 bits stored raw. The symbol is coded with a semi-static model: either one frequency
+table (order 0) or one per previous bit length (order 1, 35 contexts), whichever is smaller with its
+tables. Order 1 is what pays on clustered selections: inside a dense synset run small gaps follow
+small gaps, and the jump to the next synset follows a long run.
+
+Entropy coder: rANS with a 32-bit state, 16-bit renormalisation and 14-bit probabilities. The symbol
+stream is cut into W contiguous segments, one per rANS lane, so that decoding advances all W lanes
+in one NumPy step (S = ceil(K / W) steps of whole-array operations, no per-symbol Python). A lane's
+context is its own previous symbol, so contexts never cross lanes.
+
+Stream: order byte (0/1); varint W; tables; W final states (uint32 LE); varint word count; 16-bit
+words (LE); raw low bits (the rest). Tables: per context, varint symbol mask (0 = unused), then
+varint frequencies of all used symbols but the last, which makes the sum 2**14.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plada.codecs._bits import ByteReader, bit_length, pack_bits, unpack_bits, varint, varints
+from plada.codecs.base import global_gaps, group_by_class, label_runs, ungroup
+from plada.errors import PayloadDecodeError
+
+PROB_BITS = 14
+_M = 1 << PROB_BITS
+_L = 1 << 16  # lower bound of a lane state; states live in [2**16, 2**32)
+NUM_SYMBOLS = 67  # bit lengths 1..34 with the next bit for b >= 2
+NUM_CONTEXTS = 35  # previous bit length 1..34, or 0 at a segment start
+_SYMBOLS_PER_LANE = 2048
+_MAX_LANES = 64
+
+
+def symbols_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """values >= 1 -> (symbols, raw low bits, their widths)."""
+    b = bit_length(values)
+    widths = np.maximum(b - 2, 0)
+    top = (values >> widths) & 1  # the bit below the leading one (garbage for b == 1, unused)
+    sym = np.where(b == 1, 0, 2 * (b - 1) - 1 + top)
+    low = values & ((np.int64(1) << widths) - 1)
+    return sym.astype(np.int64), low, widths
+
+
+def bucket_of(sym: np.ndarray) -> np.ndarray:
+    """Bit length of the value behind each symbol: 0 -> 1, 1/2 -> 2, 3/4 -> 3, ..."""
+    return np.where(sym == 0, 1, (sym + 1) // 2 + 1)
+
+
+def values_of(sym: np.ndarray, low_data: bytes, *, field: str) -> np.ndarray:
+    b = bucket_of(sym)
+    widths = np.maximum(b - 2, 0)
+    low = unpack_bits(low_data, widths, field=field)
+    top = np.where(b == 1, 0, (sym + 1) % 2)  # sym 1 -> 0, sym 2 -> 1, ...
+    lead = np.where(b == 1, 1, (2 + top) << widths)
+    out: np.ndarray = lead + low
+    return out
+
+
+def _layout(k: int, lanes: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(steps S, segment starts, segment ends) for k symbols over `lanes` lanes."""
+    steps = -(-k // lanes) if k else 0
+    starts = np.arange(lanes, dtype=np.int64) * steps
+    ends = np.minimum(starts + steps, k)
+    return steps, starts, np.maximum(ends, starts)
+
+
+def _contexts(sym: np.ndarray, starts: np.ndarray, order: int) -> np.ndarray:
+    if order == 0:
+        return np.zeros(len(sym), dtype=np.int64)
+    ctx = np.empty(len(sym), dtype=np.int64)
+    if len(sym):
+        ctx[0] = 0
+        ctx[1:] = bucket_of(sym[:-1])
+        ctx[starts[starts < len(sym)]] = 0
+    return ctx
+
+
+def _quantise(counts: np.ndarray) -> np.ndarray:
+    """Counts (C, A) -> frequencies summing to 2**PROB_BITS per used context, >= 1 where used."""
+    freq = np.zeros_like(counts)
+    for c in np.flatnonzero(counts.sum(axis=1)):
+        row = counts[c]
+        f = np.where(row > 0, np.maximum(1, np.round(row * _M / row.sum())), 0).astype(np.int64)
+        while int(f.sum()) != _M:  # fix rounding on the symbols that can spare it best
+            diff = _M - int(f.sum())
+            if diff > 0:
+                f[int(np.argmax(row))] += diff
+            else:
+                spare = np.flatnonzero(f > 1)
+                j = spare[int(np.argmax(f[spare]))]
+                f[j] -= min(-diff, int(f[j]) - 1)
+        freq[c] = f
+    return freq
+
+
+def _table_bytes(freq: np.ndarray) -> bytes:
+    out = bytearray()
+    for row in freq:
+        used = np.flatnonzero(row)
+        out += varint(sum(1 << int(s) for s in used))
+        out += b"".join(varint(int(row[s])) for s in used[:-1])
+    return bytes(out)
+
+
+def _read_tables(reader: ByteReader, num_contexts: int) -> np.ndarray:
+    freq = np.zeros((num_contexts, NUM_SYMBOLS), dtype=np.int64)
+    for c in range(num_contexts):
+        mask = reader.varint(limit=(1 << NUM_SYMBOLS) - 1)
+        used = [s for s in range(NUM_SYMBOLS) if mask >> s & 1]
+        if not used:
+            continue
+        for s in used[:-1]:
+            freq[c, s] = reader.varint(limit=_M)
+        last = _M - int(freq[c].sum())
+        if last < 1 or int(freq[c, used[:-1]].min(initial=1)) < 1:
+            raise PayloadDecodeError(f"{reader.field}: frequency table {c} does not sum to {_M}")
+        freq[c, used[-1]] = last
+    return freq
+
+
+def rans_encode(
+    sym: np.ndarray, ctx: np.ndarray, freq: np.ndarray, lanes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """-> (final lane states (W,) uint32, 16-bit words in decoding order)."""
+    cum = np.cumsum(freq, axis=1) - freq
+    steps, starts, ends = _layout(len(sym), lanes)
+    x = np.full(lanes, _L, dtype=np.uint64)
+    per_step: list[np.ndarray] = []
+    for t in range(steps - 1, -1, -1):
+        active = np.flatnonzero(starts + t < ends)  # a prefix of the lanes
+        i = starts[active] + t
+        f = freq[ctx[i], sym[i]].astype(np.uint64)
+        c = cum[ctx[i], sym[i]].astype(np.uint64)
+        xa = x[active]
+        emit = xa >= (f << np.uint64(32 - PROB_BITS))
+        per_step.append((xa[emit] & np.uint64(0xFFFF)).astype(np.uint16))
+        xa = np.where(emit, xa >> np.uint64(16), xa)
+        x[active] = ((xa // f) << np.uint64(PROB_BITS)) + (xa % f) + c
+    per_step.reverse()
+    words = np.concatenate(per_step) if per_step else np.zeros(0, dtype=np.uint16)
+    return x.astype(np.uint32), words
+
+
+def rans_decode(
+    states: np.ndarray,
+    words: np.ndarray,
+    freq: np.ndarray,
+    k: int,
+    order: int,
+    *,
+    field: str,
+) -> np.ndarray:
+    lanes = len(states)
+    cum = np.cumsum(freq, axis=1) - freq
+    # slot -> symbol per context; contexts without a table map to an invalid symbol
+    lut = np.full((len(freq), _M), NUM_SYMBOLS, dtype=np.int64)
+    for c in np.flatnonzero(freq.sum(axis=1)):
+        lut[c] = np.repeat(np.arange(NUM_SYMBOLS), freq[c])
+    freq_ext = np.concatenate((freq, np.ones((len(freq), 1), dtype=np.int64)), axis=1)
+    cum_ext = np.concatenate((cum, np.zeros((len(freq), 1), dtype=np.int64)), axis=1)
+    steps, starts, ends = _layout(k, lanes)
+    x = states.astype(np.uint64)
+    if lanes and int(x.min()) < _L:
+        raise PayloadDecodeError(f"{field}: rANS state below 2**16")
+    out = np.zeros(k, dtype=np.int64)
+    ctx = np.zeros(lanes, dtype=np.int64)
+    pos = 0
+    mask = np.uint64(_M - 1)
+    for t in range(steps):
+        active = np.flatnonzero(starts + t < ends)
+        xa = x[active]
+        ca = ctx[active]
+        slot = (xa & mask).astype(np.int64)
+        s = lut[ca, slot]
+        if int(s.max()) == NUM_SYMBOLS:
+            raise PayloadDecodeError(f"{field}: symbol in a context without a frequency table")
+        xa = freq_ext[ca, s].astype(np.uint64) * (xa >> np.uint64(PROB_BITS)) + (
+            slot - cum_ext[ca, s]
+        ).astype(np.uint64)
+        need = np.flatnonzero(xa < np.uint64(_L))
+        if len(need):
+            if pos + len(need) > len(words):
+                raise PayloadDecodeError(f"{field}: rANS word stream ends early")
+            xa[need] = (xa[need] << np.uint64(16)) | words[pos : pos + len(need)].astype(np.uint64)
+            pos += len(need)
+        x[active] = xa
+        out[starts[active] + t] = s
+        if order:
+            ctx[active] = bucket_of(s)
+    if pos != len(words) or (lanes and int(x.max()) != _L) or (lanes and int(x.min()) != _L):
+        raise PayloadDecodeError(f"{field}: rANS stream does not end where it should (corrupt)")
+    return out
+
+
+def encode_values(values: np.ndarray) -> bytes:
+    """Values >= 1 -> the stream described in the module docstring (smaller of order 0 / 1)."""
+    k = len(values)
+    sym, low, widths = symbols_of(values)
+    lanes = 0 if k == 0 else int(min(_MAX_LANES, max(1, k // _SYMBOLS_PER_LANE)))
+    _, starts, _ = _layout(k, lanes)
+    candidates: list[bytes] = []
+    for order in (0, 1):
+        ctx = _contexts(sym, starts, order)
+        num_ctx = 1 if order == 0 else NUM_CONTEXTS
+        counts = np.zeros((num_ctx, NUM_SYMBOLS), dtype=np.int64)
+        np.add.at(counts, (ctx, sym), 1)
+        freq = _quantise(counts)
+        states, words = rans_encode(sym, ctx, freq, lanes)
+        stream = (
+            bytes([order])
+            + varint(lanes)
+            + _table_bytes(freq)
+            + states.astype("<u4").tobytes()
+            + varint(len(words))
+            + words.astype("<u2").tobytes()
+        )
+        candidates.append(stream)
+    return min(candidates, key=len) + pack_bits(low, widths)
+
+
+def decode_values(reader: ByteReader, k: int) -> np.ndarray:
+    field = reader.field
+    order = reader.byte()
+    if order not in (0, 1):
+        raise PayloadDecodeError(f"{field}: context order {order} is not 0 or 1")
+    lanes = reader.varint(limit=_MAX_LANES)
+    if (lanes == 0) != (k == 0):
+        raise PayloadDecodeError(f"{field}: {lanes} rANS lanes for {k} symbols")
+    freq = _read_tables(reader, 1 if order == 0 else NUM_CONTEXTS)
+    states = np.frombuffer(reader.take(4 * lanes), dtype="<u4")
+    num_words = reader.varint(limit=reader.remaining // 2)
+    words = np.frombuffer(reader.take(2 * num_words), dtype="<u2")
+    sym = rans_decode(states, words, freq, k, order, field=field)
+    return values_of(sym, reader.rest(), field=field)
+
+
+class AnsClassCodec:
+    """Per-class gap lists through the context-modelled rANS coder."""
+
+    name = "ans-class"
+
+    def encode(self, indices: np.ndarray, labels: np.ndarray, *, n: int, num_classes: int) -> bytes:
+        counts, gaps = group_by_class(indices, labels, num_classes)
+        return varints(counts) + encode_values(gaps)
+
+    def decode(
+        self, data: bytes, *, n: int, num_classes: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        reader = ByteReader(data, field="selection.data (ans-class)")
+        counts = reader.varints(num_classes, limit=k)
+        if int(counts.sum()) != k:
+            raise PayloadDecodeError(
+                f"{reader.field}: class counts sum to {int(counts.sum())}, not {k}"
+            )
+        gaps = decode_values(reader, k)
+        return ungroup(counts, gaps, n=n, field=reader.field)
+
+
+class AnsRunsCodec:
+    """Global gaps + label runs (run lengths and run labels), each through the rANS coder."""
+
+    name = "ans-runs"
+
+    def encode(self, indices: np.ndarray, labels: np.ndarray, *, n: int, num_classes: int) -> bytes:
+        run_lengths, run_labels = label_runs(labels)
+        parts = [encode_values(global_gaps(indices)), encode_values(run_lengths)]
+        body = [varint(len(run_lengths))]
+        for part in parts:
+            body += [varint(len(part)), part]
+        return b"".join(body) + encode_values(run_labels + 1)
+
+    def decode(
+        self, data: bytes, *, n: int, num_classes: int, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        reader = ByteReader(data, field="selection.data (ans-runs)")
+        field = reader.field
+        num_runs = reader.varint(limit=k)
+        if (num_runs == 0) != (k == 0):
+            raise PayloadDecodeError(f"{field}: {num_runs} label runs for {k} indices")
+        parts = []
+        for count in (k, num_runs):
+            part = ByteReader(reader.take(reader.varint(limit=reader.remaining)), field=field)
+            parts.append(decode_values(part, count))
+        gaps, run_lengths = parts
+        run_labels = decode_values(reader, num_runs) - 1
+        if int(run_lengths.sum()) != k:
+            raise PayloadDecodeError(f"{field}: label runs cover {int(run_lengths.sum())}, not {k}")
+        if k and int(gaps.max()) > n:
+            raise PayloadDecodeError(f"{field}: gap over the corpus size {n}")
+        indices: np.ndarray = np.cumsum(gaps) - 1
+        return indices, np.repeat(run_labels, run_lengths)

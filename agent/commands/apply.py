@@ -1,11 +1,93 @@
-"""`plada-agent apply` (not implemented yet)."""
+"""`plada-agent apply PAYLOAD_FILE --config FILE`: the whole device path, offline (no broker).
+
+Verifies the signature, checks the corpus fingerprint, decodes, gathers features (feature cache,
+computing what is missing), trains the head and stores it as the current model. A rejected
+payload changes nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from agent.commands._common import (
+    EXIT_CODES_HELP,
+    EXIT_CONFIG,
+    EXIT_NOINPUT,
+    EXIT_OK,
+    add_config_argument,
+    add_json_argument,
+    load,
+    print_json,
+    report_error,
+)
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("apply", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "apply",
+        help="apply a task payload file: verify, train on-device, store the model",
+        description=__doc__,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("payload", type=Path, metavar="PAYLOAD_FILE", help="signed payload file")
+    add_config_argument(parser)
+    add_json_argument(parser)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="apply even if the current model of the task has the same or a newer version",
+    )
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        data = args.payload.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read payload file {args.payload}: {exc.strerror}", file=sys.stderr)
+        return EXIT_NOINPUT
+    from agent.errors import AgentError
+    from agent.pipeline import apply_payload
+    from plada.errors import PladaError
+
+    def progress(fraction: float, stage: str) -> None:
+        if not args.json:
+            print(f"[{fraction * 100:3.0f}%] {stage}", file=sys.stderr)
+
+    try:
+        applied = apply_payload(data, config=config, progress=progress, force=args.force)
+    except (AgentError, PladaError) as exc:
+        return report_error(exc)
+    if args.json:
+        print_json(
+            {
+                "task": applied.task,
+                "version": applied.version,
+                "payload_digest": applied.payload_digest,
+                "num_indices": applied.num_indices,
+                "num_classes": applied.num_classes,
+                "features_computed": applied.features_computed,
+                "train_seconds": round(applied.train_seconds, 4),
+                "total_seconds": round(applied.total_seconds, 4),
+                "train_accuracy": applied.train_accuracy,
+                "backend": applied.backend,
+                "model": applied.model_name,
+                "model_path": str(applied.model_path),
+            }
+        )
+    else:
+        print(
+            f"applied {applied.task} v{applied.version}: {applied.num_indices} examples "
+            f"({applied.features_computed} embedded now), {applied.num_classes} classes, "
+            f"trained in {applied.train_seconds:.2f} s on {applied.backend}, "
+            f"train accuracy {applied.train_accuracy:.3f}; total {applied.total_seconds:.2f} s; "
+            f"model {applied.model_name}"
+        )
+    return EXIT_OK

@@ -1,11 +1,78 @@
-"""`plada-agent models` (not implemented yet)."""
+"""`plada-agent models --config FILE [--json]`: the stored heads, oldest first; `*` = current."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
+
+from agent.commands._common import (
+    EXIT_CODES_HELP,
+    EXIT_CONFIG,
+    EXIT_OK,
+    add_config_argument,
+    add_json_argument,
+    load,
+    print_json,
+    report_error,
+)
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("models", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "models",
+        help="list stored models (the current one and those kept for rollback)",
+        description=__doc__,
+        epilog=EXIT_CODES_HELP,
+    )
+    add_config_argument(parser)
+    add_json_argument(parser)
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from agent.errors import AgentError
+    from agent.models import ModelStore
+
+    store = ModelStore(config.state.dir)
+    try:
+        entries = store.entries()
+        current = store.current_name()
+    except AgentError as exc:
+        return report_error(exc)
+    rows: list[dict[str, Any]] = [
+        {
+            "name": m.name,
+            "current": m.name == current,
+            "task": m.task,
+            "version": m.version,
+            "classes": list(m.meta.class_names),
+            "payload_digest": m.payload_digest,
+            "created_at": m.meta.created_at,
+            "train_seconds": m.meta.train_seconds,
+            "train_accuracy": m.meta.train_accuracy,
+            "num_examples": m.meta.num_examples,
+            "backend": m.meta.backend,
+            "encoder_id": m.meta.encoder_id,
+            "hyper_params": dict(m.meta.hyper_params),
+            "path": str(m.onnx_path),
+        }
+        for m in entries
+    ]
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print(f"no models stored under {store.root}")
+        return EXIT_OK
+    for m in entries:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.meta.created_at))
+        print(
+            f"{'*' if m.name == current else ' '} {m.name}  task {m.task} v{m.version}  "
+            f"{len(m.meta.class_names)} classes  train acc {m.meta.train_accuracy:.3f}  "
+            f"{m.meta.backend}  {created} UTC  payload {m.payload_digest[:12]}"
+        )
+    return EXIT_OK

@@ -1,11 +1,78 @@
-"""`plada-agent predict` (not implemented yet)."""
+"""`plada-agent predict IMAGE... --config FILE`: classify images with the current model.
+
+Text: one line per image with the top classes and probabilities. --json: a list of
+{"image": PATH, "top": [{"class": NAME, "prob": P}, ...]}.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from agent.commands._common import (
+    EXIT_CODES_HELP,
+    EXIT_CONFIG,
+    EXIT_NOINPUT,
+    EXIT_OK,
+    add_config_argument,
+    add_json_argument,
+    load,
+    print_json,
+    report_error,
+)
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("predict", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "predict",
+        help="classify images with the encoder + current head",
+        description=__doc__,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files")
+    add_config_argument(parser)
+    add_json_argument(parser)
+    parser.add_argument("--top", type=int, default=3, metavar="K", help="classes shown (default 3)")
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for path in args.images:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (OSError, UnidentifiedImageError) as exc:
+            print(f"error: cannot read image {path}: {exc}", file=sys.stderr)
+            return EXIT_NOINPUT
+    from agent.errors import AgentError
+    from agent.predict import Predictor
+
+    try:
+        predictor = Predictor.from_config(config)
+        results = predictor.predict(images, top_k=args.top)
+    except AgentError as exc:
+        return report_error(exc)
+    if args.json:
+        print_json(
+            [
+                {"image": str(path), "top": [{"class": c, "prob": round(p, 6)} for c, p in top]}
+                for path, top in zip(args.images, results, strict=True)
+            ]
+        )
+    else:
+        model = predictor.model
+        print(f"model {model.task} v{model.version} ({model.name})", file=sys.stderr)
+        for path, top in zip(args.images, results, strict=True):
+            shown = ", ".join(f"{c} {p:.3f}" for c, p in top)
+            print(f"{path}: {shown}")
+    return EXIT_OK

@@ -1,11 +1,79 @@
-"""`plada-agent warm-cache` (not implemented yet)."""
+"""`plada-agent warm-cache --config FILE`: embed the whole local corpus into the feature cache.
+
+Run once after installing a corpus or encoder (the daemon also does it when idle). Resumable:
+interrupt it at any time and run it again; finished blocks are kept. Caches of another corpus or
+encoder under the cache dir are removed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+from agent.commands._common import (
+    EXIT_CODES_HELP,
+    EXIT_CONFIG,
+    EXIT_OK,
+    add_config_argument,
+    add_json_argument,
+    load,
+    print_json,
+    report_error,
+)
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("warm-cache", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "warm-cache",
+        help="embed the whole local corpus once (resumable)",
+        description=__doc__,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_argument(parser)
+    add_json_argument(parser)
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from agent.errors import AgentError
+    from agent.pipeline import open_corpus, open_feature_cache
+
+    def progress(done: int, total: int) -> None:
+        if not args.json:
+            print(f"\rblocks {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    try:
+        corpus = open_corpus(config)
+        cache = open_feature_cache(config, corpus)
+        removed = cache.remove_stale()
+        report = cache.warm(progress=progress)
+    except AgentError as exc:
+        return report_error(exc)
+    if not args.json and report.blocks_computed:
+        print(file=sys.stderr)
+    rate = report.images_embedded / report.seconds if report.seconds > 0 else 0.0
+    if args.json:
+        print_json(
+            {
+                "cache": str(report.path),
+                "images": len(corpus),
+                "blocks_total": report.blocks_total,
+                "blocks_computed": report.blocks_computed,
+                "images_embedded": report.images_embedded,
+                "seconds": round(report.seconds, 3),
+                "images_per_second": round(rate, 1),
+                "stale_removed": [str(p) for p in removed],
+            }
+        )
+    else:
+        print(
+            f"feature cache {report.path}: {report.blocks_total} blocks, "
+            f"{report.blocks_computed} computed now ({report.images_embedded} images, "
+            f"{report.seconds:.1f} s, {rate:.0f} img/s); removed {len(removed)} stale cache(s)"
+        )
+    return EXIT_OK

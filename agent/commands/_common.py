@@ -1,0 +1,94 @@
+"""Shared bits of the offline agent commands: --config, exit codes, error reporting.
+
+Exit codes (sysexits.h, so systemd and scripts can act on them):
+  0  success
+  1  unexpected failure
+  65 EX_DATAERR      the payload was rejected (signature, corpus, bounds, expiry, old version)
+  66 EX_NOINPUT      an input file (payload, image) is missing or unreadable
+  69 EX_UNAVAILABLE  nothing to act on (no model trained yet, nothing to roll back to)
+  70 EX_SOFTWARE     the encoder, feature cache or trainer failed
+  78 EX_CONFIG       the config is missing or invalid (systemd: RestartPreventExitStatus=78)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+DEFAULT_CONFIG = Path("/etc/plada/agent.toml")
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_REJECTED = 65
+EXIT_NOINPUT = 66
+EXIT_UNAVAILABLE = 69
+EXIT_SOFTWARE = 70
+EXIT_CONFIG = 78
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok, 65 payload rejected, 66 input file missing, 69 nothing to act on "
+    "(no model / nothing to roll back), 70 encoder/cache/trainer failure, 78 bad config"
+)
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"agent TOML config (default {DEFAULT_CONFIG})",
+    )
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def load(path: Path) -> AgentConfig | None:
+    """The config, or None after printing the problem (caller returns EXIT_CONFIG)."""
+    from agent.config import load_config
+    from agent.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Map an expected error to its exit code (EXIT_FAILURE for anything else)."""
+    from agent.errors import (
+        ConfigError,
+        EncoderBackendError,
+        FeatureCacheError,
+        ModelStoreError,
+        TaskRejectedError,
+        TrainerError,
+    )
+    from plada.errors import HeadTrainingError, PayloadError
+
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, PayloadError | TaskRejectedError | HeadTrainingError):
+        return EXIT_REJECTED
+    if isinstance(exc, ModelStoreError):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, EncoderBackendError | FeatureCacheError | TrainerError):
+        return EXIT_SOFTWARE
+    return EXIT_FAILURE
+
+
+def report_error(exc: BaseException) -> int:
+    """Print `error (Type): message` to stderr and return the exit code."""
+    print(f"error ({type(exc).__name__}): {exc}", file=sys.stderr)
+    return exit_code_for(exc)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False, default=str))

@@ -516,3 +516,60 @@ def _manifest_owner(data: bytes) -> str | None:
     except ChunkError:
         return None
     return probe.payload_sha256
+
+
+_PROBE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+_PROBE_MAX_IMAGES = 5000
+
+
+class PipelineApplier:
+    """The real applier: agent.pipeline (verify, corpus check, features, train, store)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+
+    def apply(self, data: bytes, *, progress: ProgressFn) -> Applied:
+        from agent.pipeline import apply_payload
+
+        return apply_payload(data, config=self.config, progress=progress)
+
+    def installed_digest(self) -> str | None:
+        from agent.models import ModelStore
+
+        current = ModelStore(self.config.state.dir).current()
+        return current.payload_digest if current is not None else None
+
+    def evaluate_probe(self) -> tuple[float, int] | None:
+        """Top-1 accuracy on ``mqtt.probe_dir`` (ImageFolder) over the model's classes."""
+        root = self.config.mqtt.probe_dir
+        if root is None:
+            return None
+        from PIL import Image
+
+        from agent.predict import Predictor
+
+        predictor = Predictor.from_config(self.config)
+        names = {name: i for i, name in enumerate(predictor.class_names)}
+        files: list[tuple[Path, int]] = []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name in names):
+            files += [
+                (f, names[folder.name])
+                for f in sorted(folder.iterdir())
+                if f.suffix.lower() in _PROBE_SUFFIXES
+            ]
+        files = files[:_PROBE_MAX_IMAGES]
+        if not files:
+            logger.warning("probe folder %s has no images of the task's classes", root)
+            return None
+        correct = 0
+        for start in range(0, len(files), 256):
+            batch = files[start : start + 256]
+            images = []
+            for path, _ in batch:
+                with Image.open(path) as img:
+                    img.load()
+                    images.append(img.copy())
+            probs = predictor.predict_proba(images)  # (B, C)
+            predicted = probs.argmax(axis=1)
+            correct += int(sum(int(p) == y for p, (_, y) in zip(predicted, batch, strict=True)))
+        return correct / len(files), len(files)

@@ -154,7 +154,7 @@ class StatusReporter:
 
     def home_assistant_discovery(self, *, prefix: str) -> tuple[str, bytes]:
         """Topic and config of a Home Assistant MQTT ``update`` entity for this device."""
-        object_id = f"plada_{self.device_id.replace('-', '_')}"
+        object_id = f"plada_{self.device_id}"  # matches the ACL's plada_%u
         config = {
             "name": "PLADA task",
             "unique_id": object_id,

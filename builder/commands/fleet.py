@@ -1,11 +1,82 @@
-"""`plada-build fleet` (not implemented yet)."""
+"""`plada-build fleet`: what the fleet reports back over MQTT.
+
+    plada-build fleet status --broker mqtt://localhost:1883 [--json]
+    plada-build fleet results fashion --broker mqtt://localhost:1883 [--json]
+
+`status`: every device with its availability (last will), state, installed task and version,
+progress and last error. `results TASK`: per device, accuracy on its probe set (if it has one),
+time from the payload's first byte to a ready model, and bytes received.
+Exit codes: 0 ok; 1 broker error; 2 usage.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from typing import Any
+
+from builder.commands.publish import add_broker_arguments, broker_options
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("fleet", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "fleet",
+        help="fleet status and per-task results read back from the broker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fleet_sub = parser.add_subparsers(dest="fleet_command", required=True, metavar="WHAT")
+    status = fleet_sub.add_parser("status", help="devices, task versions, state, last error")
+    add_broker_arguments(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=status_handler)
+    results = fleet_sub.add_parser(
+        "results", help="per device: probe accuracy, time to model, bytes received"
+    )
+    results.add_argument("task", metavar="TASK", help="task name")
+    add_broker_arguments(results)
+    results.add_argument("--json", action="store_true", help="print JSON")
+    results.set_defaults(func=results_handler)
+
+
+def status_handler(args: argparse.Namespace) -> int:
+    from builder.errors import PublishError
+    from builder.fleet import fleet_status, format_status_table
+
+    try:
+        devices = fleet_status(broker_options(args), base_topic=args.base_topic)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([d.to_dict() for d in devices], indent=2))
+    elif not devices:
+        print("no device has reported yet")
+    else:
+        print(format_status_table(devices))
+    return 0
+
+
+def results_handler(args: argparse.Namespace) -> int:
+    from builder.errors import PublishError
+    from builder.fleet import fleet_results, format_results_table
+
+    try:
+        rows = fleet_results(broker_options(args), args.task, base_topic=args.base_topic)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no device has reported a result for {args.task} yet")
+    else:
+        print(format_results_table(rows))
+    return 0

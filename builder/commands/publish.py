@@ -1,11 +1,120 @@
-"""`plada-build publish` (not implemented yet)."""
+"""`plada-build publish`: send a signed payload once, retained, to a fleet group over MQTT.
+
+    plada-build publish build/fashion.plada --broker mqtts://broker.lan:8883 --group kitchen \
+        --ca ca.pem --username builder --password-file ~/.config/plada/mqtt_password
+
+The password comes from --password-file or the PLADA_MQTT_PASSWORD environment variable (the
+username from --username or PLADA_MQTT_USERNAME); never from the command line, never printed.
+Exit codes: 0 published and acknowledged; 1 broker error; 2 usage; 66 payload file unreadable.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
+
+EXIT_NOINPUT = 66
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """Connection flags shared by `publish` and `fleet`."""
+    parser.add_argument("--broker", required=True, help="mqtt://host[:1883] or mqtts://host[:8883]")
+    parser.add_argument("--ca", type=Path, help="CA bundle to verify the broker (mqtts://)")
+    parser.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
+    parser.add_argument("--key", dest="cert_key", type=Path, help="client certificate's key (PEM)")
+    parser.add_argument("--username", help="broker username (default: $PLADA_MQTT_USERNAME)")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        help="file whose first line is the broker password (default: $PLADA_MQTT_PASSWORD)",
+    )
+    parser.add_argument(
+        "--base-topic", default="plada", help="topic prefix of the fleet (default: plada)"
+    )
+    parser.add_argument("--mqtt3", action="store_true", help="speak MQTT 3.1.1 instead of MQTT 5")
+    parser.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for the broker (default 15)"
+    )
+
+
+def broker_options(args: argparse.Namespace) -> Any:
+    from builder.publish import USERNAME_ENV, BrokerOptions, read_password
+
+    if (args.cert is None) != (args.cert_key is None):
+        raise ValueError("--cert and --key go together")
+    return BrokerOptions(
+        url=args.broker,
+        username=args.username or os.environ.get(USERNAME_ENV) or None,
+        password=read_password(password_file=args.password_file),
+        ca_file=args.ca,
+        cert_file=args.cert,
+        key_file=args.cert_key,
+        protocol5=not args.mqtt3,
+        timeout_s=args.timeout,
+    )
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("publish", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "publish",
+        help="publish a signed payload once, retained, to a fleet group",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("payload", type=Path, metavar="PAYLOAD", help="payload file (.plada)")
+    parser.add_argument("--group", required=True, help="fleet group, [a-z0-9_-]")
+    parser.add_argument(
+        "--max-chunk-bytes",
+        type=int,
+        default=131_072,
+        help="split payloads larger than this (default 131072, the AWS IoT Core limit)",
+    )
+    add_broker_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the publish report as JSON")
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from builder.errors import PublishError
+    from builder.publish import publish_payload
+    from plada.payload import payload_digest
+
+    try:
+        data = args.payload.read_bytes()
+    except OSError as exc:
+        print(f"error: {args.payload}: {exc.strerror}", file=sys.stderr)
+        return EXIT_NOINPUT
+    try:
+        options = broker_options(args)
+        report = publish_payload(
+            data,
+            options=options,
+            group=args.group,
+            base_topic=args.base_topic,
+            max_chunk_bytes=args.max_chunk_bytes,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out = {**asdict(report), "payload_id": payload_digest(data)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        how = f"{report.messages} chunks" if report.chunked else "one message"
+        print(
+            f"published {args.payload} ({report.payload_bytes} bytes, {how}) to group "
+            f"{args.group} on {options.url} in {report.seconds:.2f} s; payload id "
+            f"{out['payload_id'][:16]}"
+        )
+        if report.cleared:
+            print(f"cleared {len(report.cleared)} stale retained topic(s)")
+    return 0

@@ -67,7 +67,7 @@ def test_home_assistant_discovery_points_at_status_and_availability() -> None:
     topic, body = _reporter().home_assistant_discovery(prefix="homeassistant")
     config = json.loads(body)
     # Assert
-    assert topic == "homeassistant/update/plada_pi_1/config"
+    assert topic == "homeassistant/update/plada_pi-1/config"
     assert config["state_topic"] == "plada/device/pi-1/status"
     assert config["availability_topic"] == "plada/device/pi-1/availability"
 

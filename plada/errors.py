@@ -15,7 +15,8 @@ PladaError
 │   ├── CorpusCorruptError        a shard or image does not match its manifest hash / size
 │   ├── CorpusMismatchError       fingerprint differs from what was expected
 │   └── CorpusBuildError          an importer cannot read its input
-└── HeadTrainingError             head training got unusable inputs (empty set, bad shapes)
+├── HeadTrainingError             head training got unusable inputs (empty set, bad shapes)
+└── EncoderSpecError              a bad encoder spec string or exported-encoder sidecar (.json)
 """
 
 
@@ -81,3 +82,7 @@ class CorpusBuildError(CorpusError):
 
 class HeadTrainingError(PladaError):
     """Head training got unusable inputs."""
+
+
+class EncoderSpecError(PladaError, ValueError):
+    """A bad encoder spec string (`lite0-64-int8`) or exported-encoder sidecar (.json)."""

@@ -1,0 +1,394 @@
+"""Export a device encoder: ONNX fp32 or int8 (+ TFLite where litert-torch is installed).
+
+`export_encoder(spec, out_dir)` writes `<id>.onnx` (input `input` (B, 3, S, S) float32 NCHW from
+plada.preprocess, output `features` (B, D) float32, dynamic batch) and `<id>.json` (EncoderInfo),
+after a parity check against PyTorch on real photos (scikit-image's bundled pictures, cropped
+deterministically): fp32 max abs diff <= 1e-4, int8 mean cosine >= 0.99. A failed check raises
+EncoderError and writes nothing.
+
+int8 = `onnxruntime.quantization.quantize_static`, QDQ, per-channel int8 weights, uint8 activations,
+MinMax calibration over real images. Measured on Lite0 at 64 px (README "Encoders"): dynamic
+quantisation reached cosine 0.81 (and ran slower than fp32), per-tensor static 0.79, per-channel
+static 0.985: the stem and first blocks are the sensitive part (block 0's depthwise weights alone
+cost 0.009 of cosine). So the quantiser keeps the first `float_blocks` units in float (unit 0 is
+the stem, unit k >= 1 is block k - 1), trying 0, 1, 2, ... until the mean cosine on held-out images
+clears INT8_TARGET_COSINE, and records the choice and every try in the sidecar.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from builder.errors import EncoderError
+from plada.encoders import (
+    EncoderInfo,
+    EncoderSpec,
+    encoder_info_path,
+    read_encoder_info,
+    sha256_file,
+    write_encoder_info,
+)
+from plada.errors import EncoderSpecError
+from plada.preprocess import preprocess_batch
+
+logger = logging.getLogger(__name__)
+
+FP32_MAX_ABS_DIFF = 1e-4
+INT8_MIN_COSINE = 0.99  # the acceptance bar (mean over held-out real images)
+INT8_TARGET_COSINE = 0.995  # what the float-block search aims for, to leave a margin
+MAX_FLOAT_BLOCKS = 4
+ONNX_OPSET = 18
+
+# Bundled scikit-image pictures that load offline (others need a download).
+_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "coins",
+    "moon",
+    "clock",
+    "brick",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "page",
+    "text",
+    "colorwheel",
+    "cell",
+)
+
+
+def real_images(num_images: int, *, seed: int) -> list[Image.Image]:
+    """Deterministic square crops (1/4 to full side) of scikit-image's bundled photographs."""
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise EncoderError(f"real images for parity checks need scikit-image: {exc}") from exc
+    photos = [np.asarray(getattr(skimage.data, name)()) for name in _PHOTOS]
+    rng = np.random.default_rng(seed)
+    out: list[Image.Image] = []
+    for i in range(num_images):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(rng.integers(min(h, w) // 4, min(h, w) + 1))
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+        out.append(Image.fromarray(photo[y : y + side, x : x + side]))
+    return out
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path  # the .onnx
+    info: EncoderInfo
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "seconds": round(self.seconds, 2), **self.info.to_json()}
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, D), (N, D) -> (N,) cosine similarity of matching rows (0 where a row is all zero)."""
+    num = (a.astype(np.float64) * b).sum(1)
+    den = np.linalg.norm(a.astype(np.float64), axis=1) * np.linalg.norm(
+        b.astype(np.float64), axis=1
+    )
+    return np.where(den > 0, num / np.maximum(den, 1e-300), 0.0)
+
+
+def _torch_onnx_export(module: Any, example: Any, path: Path) -> str:
+    """torch.onnx.export with the dynamo exporter (stack.md); the legacy one only if it fails."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    try:
+        with warnings.catch_warnings():
+            # torch.export's pytree emits a FutureWarning about LeafSpec (torch 2.13); not ours.
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=["input"],
+                output_names=["features"],
+                dynamic_shapes={"x": {0: batch}},
+                opset_version=ONNX_OPSET,
+                verbose=False,
+            )
+        return "dynamo"
+    except Exception as exc:  # the exporter raises many types; fall back and say why
+        logger.warning("dynamo ONNX export failed (%s); using the legacy exporter", exc)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["features"],
+                dynamic_axes={"input": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+            )
+        return "legacy"
+
+
+def _ort_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run(session: Any, batch: np.ndarray) -> np.ndarray:
+    out = np.concatenate(
+        [
+            session.run(["features"], {"input": batch[i : i + 64]})[0]
+            for i in range(0, len(batch), 64)
+        ]
+    )
+    return np.asarray(out, dtype=np.float32)
+
+
+def _float_block_nodes(model_path: Path, float_blocks: int) -> list[str]:
+    """Conv nodes of the first `float_blocks` units (stem, block 0, block 1, ...) by weight."""
+    import onnx
+
+    if float_blocks <= 0:
+        return []
+    prefixes = ("_conv_stem.", *(f"_blocks.{i}." for i in range(float_blocks - 1)))
+    model = onnx.load(str(model_path))
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Conv"
+        and len(node.input) > 1
+        and any(p in node.input[1] for p in prefixes)
+    ]
+
+
+class _CalibrationReader:
+    """onnxruntime.quantization.CalibrationDataReader over a preprocessed batch."""
+
+    def __init__(self, batch: np.ndarray, *, chunk: int = 32) -> None:
+        self._chunks: Iterator[dict[str, np.ndarray]] = iter(
+            [{"input": batch[i : i + chunk]} for i in range(0, len(batch), chunk)]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._chunks, None)
+
+
+def _quantize(fp32_path: Path, out_path: Path, calibration: np.ndarray, float_blocks: int) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(_CalibrationReader, CalibrationDataReader):  # type: ignore[misc]
+        pass
+
+    prepared = out_path.with_name(out_path.stem + ".prep.onnx")
+    quant_pre_process(str(fp32_path), str(prepared))
+    quantize_static(
+        str(prepared),
+        str(out_path),
+        Reader(calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=_float_block_nodes(prepared, float_blocks),
+    )
+    prepared.unlink(missing_ok=True)
+
+
+def export_encoder(
+    spec: EncoderSpec,
+    out_dir: Path,
+    *,
+    calibration_images: Sequence[Image.Image] | None = None,
+    parity_images: Sequence[Image.Image] | None = None,
+    float_blocks: int | None = None,
+) -> ExportResult:
+    """Write `<out_dir>/<id>.onnx` + `.json` after the parity check; EncoderError if it fails.
+
+    calibration_images: int8 calibration (default: 128 real photo crops; pass images of the
+    device's own corpus for a better fit). parity_images: held-out images of the check (default:
+    64 other photo crops). float_blocks: force how many leading blocks stay float (int8 only).
+    """
+    if spec.model == "opennsfw":
+        raise EncoderError(f"{spec.id}: not exportable from torch")
+    from builder.torch_encoder import TorchEncoder
+
+    started = time.perf_counter()
+    reference = TorchEncoder(spec.float_spec, channels_last=False)
+    parity = preprocess_batch(
+        list(parity_images) if parity_images is not None else real_images(64, seed=2),
+        size=spec.size,
+    )  # (P, 3, S, S)
+    expected = reference.embed(parity)  # (P, D)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{spec.id}.") as tmp_name:
+        tmp = Path(tmp_name)
+        fp32_path = tmp / "fp32.onnx"
+        exporter = _torch_onnx_export(reference.module, _example(parity), fp32_path)
+        actual = _run(_ort_session(fp32_path), parity)
+        max_abs = float(np.abs(actual - expected).max())
+        parity_info: dict[str, float] = {"fp32_max_abs_diff": max_abs}
+        if max_abs > FP32_MAX_ABS_DIFF:
+            raise EncoderError(
+                f"{spec.id}: ONNX fp32 differs from PyTorch by {max_abs:.2e} "
+                f"(> {FP32_MAX_ABS_DIFF:.0e}) on {len(parity)} real images"
+            )
+        quantization: dict[str, Any] | None = None
+        final = fp32_path
+        if spec.int8:
+            calibration = preprocess_batch(
+                list(calibration_images)
+                if calibration_images is not None
+                else real_images(128, seed=1),
+                size=spec.size,
+            )
+            final, quantization, cos = _search_int8(
+                fp32_path, calibration, parity, expected, float_blocks=float_blocks
+            )
+            parity_info |= cos
+        dest = out_dir / f"{spec.id}.onnx"
+        os.replace(final, dest)
+    info = EncoderInfo(
+        id=spec.id,
+        model=spec.model,
+        size=spec.size,
+        int8=spec.int8,
+        feature_dim=reference.feature_dim,
+        sha256=sha256_file(dest),
+        parity=parity_info,
+        quantization=quantization,
+        exporter=exporter,
+    )
+    write_encoder_info(dest, info)
+    return ExportResult(path=dest, info=info, seconds=time.perf_counter() - started)
+
+
+def _example(parity: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(parity[:2].copy())
+
+
+def _search_int8(
+    fp32_path: Path,
+    calibration: np.ndarray,
+    parity: np.ndarray,
+    expected: np.ndarray,
+    *,
+    float_blocks: int | None,
+) -> tuple[Path, dict[str, Any], dict[str, float]]:
+    """Quantise with 0, 1, 2, ... leading float blocks until the cosine clears the target."""
+    ladder = [float_blocks] if float_blocks is not None else list(range(MAX_FLOAT_BLOCKS + 1))
+    tried: list[dict[str, float]] = []
+    best: tuple[float, Path, int, dict[str, float]] | None = None
+    for k in ladder:
+        path = fp32_path.with_name(f"int8-f{k}.onnx")
+        _quantize(fp32_path, path, calibration, k)
+        cos = cosine_rows(_run(_ort_session(path), parity), expected)
+        stats = {
+            "int8_cosine_mean": float(cos.mean()),
+            "int8_cosine_min": float(cos.min()),
+            "int8_cosine_p05": float(np.quantile(cos, 0.05)),
+        }
+        tried.append({"float_blocks": k, **stats})
+        logger.info("int8 with %d float blocks: cosine mean %.4f", k, stats["int8_cosine_mean"])
+        if best is None or stats["int8_cosine_mean"] > best[0]:
+            best = (stats["int8_cosine_mean"], path, k, stats)
+        if stats["int8_cosine_mean"] >= INT8_TARGET_COSINE:
+            break
+    if best is None:
+        raise EncoderError("int8 export: nothing was tried (empty float-block ladder)")
+    mean, path, k, stats = best
+    if mean < INT8_MIN_COSINE:
+        raise EncoderError(
+            f"int8 export fails its parity check: best mean cosine {mean:.4f} "
+            f"(< {INT8_MIN_COSINE}) against PyTorch on {len(parity)} real images; tried {tried}"
+        )
+    quantization = {
+        "method": "quantize_static QDQ per-channel s8 weights, u8 activations, MinMax",
+        "calibration_images": len(calibration),
+        "float_blocks": k,
+        "tried": tried,
+    }
+    return path, quantization, stats
+
+
+def ensure_exported(spec: EncoderSpec, *, out_dir: Path) -> Path:
+    """`<out_dir>/<id>.onnx` if a valid export (sidecar + matching hash) is there, else export."""
+    path = out_dir / f"{spec.id}.onnx"
+    if path.is_file() and encoder_info_path(path).is_file():
+        try:
+            read_encoder_info(path)
+            return path
+        except EncoderSpecError as exc:
+            logger.warning("re-exporting %s: %s", path, exc)
+    return export_encoder(spec, out_dir).path
+
+
+def export_tflite(spec: EncoderSpec, out_dir: Path) -> Path:
+    """TFLite via litert-torch, which lives in an optional environment (stack.md, ~2.1 GB)."""
+    try:
+        import litert_torch
+    except ImportError as exc:
+        raise EncoderError(
+            "TFLite export needs litert-torch, which is not installed here: it pulls ~2.1 GB "
+            "(jax, transformers) and lives in an optional environment (shared/docs/stack.md). "
+            "The ONNX export works without it."
+        ) from exc
+    if spec.int8:
+        raise EncoderError(f"{spec.id}: int8 TFLite export is not implemented; export fp32")
+    import torch
+
+    from builder.torch_encoder import TorchEncoder
+
+    reference = TorchEncoder(spec, channels_last=False)
+    example = torch.from_numpy(preprocess_batch(real_images(2, seed=2), size=spec.size))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / f"{spec.id}.tflite"
+    tmp = out_dir / f".{spec.id}.tflite.tmp"
+    litert_torch.convert(reference.module.eval(), (example,)).export(str(tmp))
+    os.replace(tmp, dest)
+    return dest
+
+
+def copy_export(src: Path, out_dir: Path) -> Path:
+    """Copy an exported `<id>.onnx` + `.json` pair into out_dir (e.g. a firmware bundle)."""
+    read_encoder_info(src)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in (src, encoder_info_path(src)):
+        tmp = out_dir / f".{path.name}.tmp"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, out_dir / path.name)
+    return out_dir / src.name

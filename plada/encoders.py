@@ -1,0 +1,178 @@
+"""Encoder names both sides agree on: spec strings and the JSON sidecar of an exported encoder.
+
+A spec string names an encoder and its input size: `<model>-<size>[-int8]`, e.g. `lite0-64` or
+`lite0-64-int8` (the default device class, a Raspberry Pi 4). `plada-build export-encoder` writes
+`<id>.onnx` and, beside it, `<id>.json` (`EncoderInfo`), which the agent reads to know the input
+size, feature dimension, preprocessing and the hash of the model it runs.
+
+Light on purpose (no torch, no onnxruntime): the agent imports it on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from plada.errors import EncoderSpecError
+
+# Models the builder knows how to load and export. `opennsfw` is an ONNX-only ResNet-50-thin with
+# its own (Caffe-style) preprocessing; it runs only through an exported/copied ONNX file.
+KNOWN_MODELS: tuple[str, ...] = ("lite0", "lite1", "lite2", "opennsfw")
+MIN_SIZE = 32  # five stride-2 stages: smaller inputs collapse to nothing
+MAX_SIZE = 1024
+# Preprocessing names (see plada/preprocess.py): RGB, (x - 127) / 128, NCHW.
+PREPROCESS_TF = "tf-127-128"
+DEFAULT_DEVICE_ENCODER = "lite0-64-int8"
+
+_SPEC_RE = re.compile(r"^(?P<model>[a-z][a-z0-9]*)-(?P<size>[0-9]+)(?P<int8>-int8)?$")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder model at one input size, optionally int8-quantised (ONNX Runtime)."""
+
+    model: str
+    size: int
+    int8: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in KNOWN_MODELS:
+            raise EncoderSpecError(
+                f"unknown encoder model {self.model!r}; known: {', '.join(KNOWN_MODELS)}"
+            )
+        if not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise EncoderSpecError(
+                f"encoder input size {self.size} out of range [{MIN_SIZE}, {MAX_SIZE}]"
+            )
+
+    @property
+    def id(self) -> str:
+        """The spec string, also the file stem of an exported encoder: `lite0-64-int8`."""
+        return f"{self.model}-{self.size}" + ("-int8" if self.int8 else "")
+
+    @property
+    def float_spec(self) -> EncoderSpec:
+        """The same model and size without quantisation."""
+        return EncoderSpec(self.model, self.size, False)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def parse_encoder_spec(text: str) -> EncoderSpec:
+    """`lite0-64-int8` -> EncoderSpec('lite0', 64, True); EncoderSpecError names what is wrong."""
+    match = _SPEC_RE.match(text.strip().lower())
+    if match is None:
+        raise EncoderSpecError(
+            f"bad encoder spec {text!r}: expected <model>-<size>[-int8], e.g. lite0-64-int8"
+        )
+    return EncoderSpec(
+        model=match["model"], size=int(match["size"]), int8=match["int8"] is not None
+    )
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """The `<id>.json` written beside an exported `<id>.onnx`."""
+
+    id: str
+    model: str
+    size: int
+    int8: bool
+    feature_dim: int
+    sha256: str  # of the .onnx file
+    preprocess: str = PREPROCESS_TF
+    input_name: str = "input"
+    output_name: str = "features"
+    parity: dict[str, float] | None = None  # measured against the float reference at export
+    quantization: dict[str, Any] | None = None  # how the int8 model was made
+    exporter: str = "dynamo"  # torch.onnx exporter used ("dynamo" or "legacy"), or "copy"
+
+    @property
+    def spec(self) -> EncoderSpec:
+        """EncoderSpecError for models outside KNOWN_MODELS (e.g. test encoders)."""
+        return EncoderSpec(self.model, self.size, self.int8)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any, *, where: str = "encoder info") -> EncoderInfo:
+        if not isinstance(obj, dict):
+            raise EncoderSpecError(f"{where}: expected a JSON object")
+        required = {
+            "id": str,
+            "model": str,
+            "size": int,
+            "int8": bool,
+            "feature_dim": int,
+            "sha256": str,
+        }
+        for key, kind in required.items():
+            if key not in obj:
+                raise EncoderSpecError(f"{where}: missing key {key!r}")
+            if not isinstance(obj[key], kind) or (kind is int and isinstance(obj[key], bool)):
+                raise EncoderSpecError(f"{where}: key {key!r} must be {kind.__name__}")
+        # Unknown keys are ignored (newer writers may add some, e.g. `tflite_sha256`).
+        info = cls(**{k: v for k, v in obj.items() if k in cls.__dataclass_fields__})
+        if info.feature_dim <= 0:
+            raise EncoderSpecError(f"{where}: feature_dim must be > 0")
+        if not MIN_SIZE // 2 <= info.size <= MAX_SIZE:
+            raise EncoderSpecError(f"{where}: size {info.size} out of range")
+        if re.fullmatch(r"[a-z][a-z0-9_]*", info.model) is None:
+            raise EncoderSpecError(f"{where}: bad model name {info.model!r}")
+        return info
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_info_path(onnx_path: Path) -> Path:
+    """`DIR/lite0-64-int8.onnx` -> `DIR/lite0-64-int8.json`."""
+    return onnx_path.with_suffix(".json")
+
+
+def read_encoder_info(onnx_path: Path, *, check_hash: bool = True) -> EncoderInfo:
+    """Read and validate the sidecar of an exported encoder; optionally check the .onnx hash."""
+    path = encoder_info_path(onnx_path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise EncoderSpecError(f"{path}: encoder info file missing") from exc
+    except (OSError, ValueError) as exc:
+        raise EncoderSpecError(f"{path}: unreadable encoder info: {exc}") from exc
+    info = EncoderInfo.from_json(obj, where=str(path))
+    if check_hash:
+        actual = sha256_file(onnx_path)
+        if actual != info.sha256:
+            raise EncoderSpecError(
+                f"{onnx_path}: sha256 {actual[:16]}... does not match "
+                f"{path} ({info.sha256[:16]}...)"
+            )
+    return info
+
+
+def write_encoder_info(onnx_path: Path, info: EncoderInfo) -> Path:
+    """Write `<id>.json` beside the .onnx atomically (temp file + os.replace)."""
+    path = encoder_info_path(onnx_path)
+    text = json.dumps(info.to_json(), indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.app import ProgressFn
+from agent.app import AgentApp, Applier, ProgressFn
 from agent.config import AgentConfig, parse_config
-from agent.link import Inbound, LinkEvent
+from agent.link import Inbound, LinkEvent, MqttLink
+from builder.publish import BrokerOptions
 from plada.payload import (
     CorpusRef,
     Provenance,
@@ -29,6 +30,7 @@ from plada.payload import (
     payload_digest,
 )
 from plada.signing import SigningKey, generate_keypair, load_private_key, load_trusted_keys
+from tests.support.broker import ADMIN_USER, Broker
 
 FINGERPRINT = "cd" * 32
 CORPUS_SIZE = 300
@@ -196,3 +198,73 @@ def run_app_until(
     app.stop.set()
     thread.join(timeout=10)
     return thread
+
+
+# -- real-broker helpers ------------------------------------------------------------------
+def admin_options(broker: Broker, *, tls: bool = False) -> BrokerOptions:
+    secure = broker.secure
+    return BrokerOptions(
+        url=broker.tls_url if tls else broker.url,
+        username=ADMIN_USER if secure else None,
+        password=broker.passwords[ADMIN_USER] if secure else None,
+        ca_file=broker.tls.ca if tls and broker.tls else None,
+        protocol5=secure,
+        timeout_s=10,
+    )
+
+
+def mqtt_section(
+    broker: Broker, device_id: str, *, tls: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """The [mqtt] table for a device already registered with broker.add_user(s)."""
+    section: dict[str, Any] = {
+        "broker": broker.tls_url if tls else broker.url,
+        "group": "lab",
+        "reconnect_min_s": 1,
+        "reconnect_max_s": 2,
+        "status_interval_s": 30,
+        "protocol": "5" if broker.secure else "3.1.1",
+    }
+    if broker.secure:
+        section |= {"username": device_id, "password_file": str(broker.password_file(device_id))}
+    if tls and broker.tls:
+        section["ca_file"] = str(broker.tls.ca)
+    return section | extra
+
+
+def device_config(
+    base: AgentConfig, broker: Broker, device_id: str, root: Path, **mqtt: Any
+) -> AgentConfig:
+    """A copy of `base` (a tiny device's config) with its own id, state folder and broker."""
+    data = base.model_dump(mode="json")
+    data["device_id"] = device_id
+    data["state"] = {"dir": str(root / device_id / "state")}
+    data["mqtt"] = mqtt_section(broker, device_id, **mqtt)
+    return parse_config(data)
+
+
+@dataclass
+class RunningAgent:
+    app: AgentApp
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.app.stop.set()
+        self.thread.join(timeout=15)
+
+
+def start_agent(config: AgentConfig, applier: Applier) -> RunningAgent:
+    link = MqttLink(config.mqtt, device_id=config.device_id)
+    app = AgentApp(config, link=link, applier=applier, stop=threading.Event())
+    thread = threading.Thread(target=app.run, name=f"agent-{config.device_id}", daemon=True)
+    thread.start()
+    return RunningAgent(app, thread)
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout_s: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")

@@ -173,9 +173,10 @@ def zstd_decompress(data: bytes, *, expected_size: int, field: str) -> bytes:
 def unary_decode(data: bytes, count: int, *, field: str) -> np.ndarray:
     """`count` unary numbers (q zero bits then a one); only zero padding may follow."""
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    found = int(np.count_nonzero(bits))  # before flatnonzero allocates 8 bytes per one bit
+    if found != count:
+        raise PayloadDecodeError(f"{field}: {found} unary terminators, expected {count}")
     ones = np.flatnonzero(bits)
-    if len(ones) != count:
-        raise PayloadDecodeError(f"{field}: {len(ones)} unary terminators, expected {count}")
     if count and (len(bits) - 1 - int(ones[-1])) >= 8:
         raise PayloadDecodeError(f"{field}: unary stream has trailing bytes")
     if count == 0:

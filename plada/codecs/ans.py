@@ -60,6 +60,11 @@ def values_of(sym: np.ndarray, low_data: bytes, *, field: str) -> np.ndarray:
     return out
 
 
+def lanes_for(k: int) -> int:
+    """Lane count is a function of k alone, so a hostile stream cannot ask for one long lane."""
+    return 0 if k == 0 else int(min(_MAX_LANES, max(1, k // _SYMBOLS_PER_LANE)))
+
+
 def _layout(k: int, lanes: int) -> tuple[np.ndarray, np.ndarray]:
     """(segment starts, segment ends) for k symbols over `lanes` lanes, as even as possible.
 
@@ -225,7 +230,7 @@ def encode_values(values: np.ndarray) -> bytes:
     """Values >= 1 -> the stream described in the module docstring (smaller of order 0 / 1)."""
     k = len(values)
     sym, low, widths = symbols_of(values)
-    lanes = 0 if k == 0 else int(min(_MAX_LANES, max(1, k // _SYMBOLS_PER_LANE)))
+    lanes = lanes_for(k)
     starts, _ = _layout(k, lanes)
     candidates: list[bytes] = []
     for order in (0, 1):
@@ -253,7 +258,7 @@ def decode_values(reader: ByteReader, k: int) -> np.ndarray:
     if order not in (0, 1):
         raise PayloadDecodeError(f"{field}: context order {order} is not 0 or 1")
     lanes = reader.varint(limit=_MAX_LANES)
-    if (lanes == 0) != (k == 0):
+    if lanes != lanes_for(k):  # also caps the decode loop at ~32k NumPy steps for any k
         raise PayloadDecodeError(f"{field}: {lanes} rANS lanes for {k} symbols")
     freq = _read_tables(reader, 1 if order == 0 else NUM_CONTEXTS)
     states = np.frombuffer(reader.take(4 * lanes), dtype="<u4")

@@ -75,11 +75,10 @@ class PaperCodec:
             bits = np.unpackbits(
                 np.frombuffer(raw, dtype=np.uint8, count=mask_bytes), bitorder="little"
             )
+            found = int(np.count_nonzero(bits))  # before flatnonzero allocates per set bit
+            if found != k:
+                raise PayloadDecodeError(f"{field}: bitmap has {found} bits set, expected {k}")
             indices = np.flatnonzero(bits).astype(np.int64)
-            if len(indices) != k:
-                raise PayloadDecodeError(
-                    f"{field}: bitmap has {len(indices)} bits set, expected {k}"
-                )
             label_raw = raw[mask_bytes:]
         else:
             raise PayloadDecodeError(f"{field}: unknown mode {mode}")

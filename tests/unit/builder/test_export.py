@@ -1,0 +1,171 @@
+"""`plada-build export-encoder`: ONNX fp32 / int8 files, sidecar, parity with PyTorch on real
+photos, dynamic batch, failure paths, reuse by `load_encoder`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from builder.cli import main as build_main
+from builder.errors import EncoderError
+from plada.encoders import EncoderSpec, read_encoder_info, sha256_file
+from plada.preprocess import preprocess_batch
+
+pytestmark = pytest.mark.torch
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("skimage")
+
+
+@pytest.fixture(scope="module")
+def fp32_export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """lite0-32 exported through the CLI, with its --json summary."""
+    out = tmp_path_factory.mktemp("enc")
+    with pytest.MonkeyPatch.context() as mp:
+        captured: list[str] = []
+        mp.setattr("builtins.print", lambda *a, **k: captured.append(" ".join(map(str, a))))
+        code = build_main(
+            ["export-encoder", "--model", "lite0", "--size", "32", "--out", str(out), "--json"]
+        )
+    assert code == 0
+    summary: dict[str, Any] = json.loads(captured[-1])
+    return summary
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from builder.export import export_encoder
+
+    return export_encoder(EncoderSpec("lite0", 32, True), tmp_path_factory.mktemp("enc8")).path
+
+
+def _held_out_batch(size: int) -> np.ndarray:
+    from builder.export import real_images
+
+    return preprocess_batch(real_images(12, seed=7), size=size)  # not the check's own images
+
+
+def test_export_encoder_writes_onnx_and_sidecar(fp32_export: dict[str, Any]) -> None:
+    # Prepare
+    path = Path(fp32_export["path"])
+    # Execute
+    info = read_encoder_info(path)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    # Assert
+    assert path.name == "lite0-32.onnx"
+    assert {"id", "model", "size", "int8", "feature_dim", "sha256", "preprocess"} <= set(sidecar)
+    assert (info.id, info.model, info.size, info.int8) == ("lite0-32", "lite0", 32, False)
+    assert (info.feature_dim, info.preprocess) == (1280, "tf-127-128")
+    assert info.sha256 == sha256_file(path)
+    assert info.parity is not None
+    assert info.parity["fp32_max_abs_diff"] <= 1e-4
+    assert fp32_export["exporter"] == "dynamo"
+
+
+def test_export_encoder_graph_has_dynamic_batch_and_named_io(fp32_export: dict[str, Any]) -> None:
+    # Prepare
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(fp32_export["path"], providers=["CPUExecutionProvider"])
+    batch = _held_out_batch(32)
+    # Execute
+    (one,) = session.run(["features"], {"input": batch[:1]})
+    (five,) = session.run(["features"], {"input": batch[:5]})
+    # Assert
+    (inp,) = session.get_inputs()
+    (out,) = session.get_outputs()
+    assert inp.name == "input"
+    assert inp.shape[1:] == [3, 32, 32]
+    assert isinstance(inp.shape[0], str)
+    assert out.name == "features"
+    assert one.shape == (1, 1280)
+    assert five.shape == (5, 1280)
+
+
+def test_onnx_encoder_matches_torch_on_real_images(fp32_export: dict[str, Any]) -> None:
+    # Prepare
+    from builder.encoder import load_encoder
+    from builder.torch_encoder import TorchEncoder
+
+    onnx_encoder = load_encoder(Path(fp32_export["path"]))
+    torch_encoder = TorchEncoder(EncoderSpec("lite0", 32))
+    batch = _held_out_batch(32)
+    # Execute
+    a, b = onnx_encoder.embed(batch), torch_encoder.embed(batch)
+    # Assert
+    assert onnx_encoder.cache_key.startswith("onnx-lite0-32-")
+    assert float(np.abs(a - b).max()) <= 1e-4
+
+
+def test_int8_export_clears_its_cosine_bar(int8_export: Path) -> None:
+    # Prepare
+    from builder.encoder import load_encoder
+    from builder.export import cosine_rows
+    from builder.torch_encoder import TorchEncoder
+
+    info = read_encoder_info(int8_export)
+    batch = _held_out_batch(32)
+    # Execute
+    cos = cosine_rows(
+        load_encoder(int8_export).embed(batch), TorchEncoder(EncoderSpec("lite0", 32)).embed(batch)
+    )
+    # Assert
+    assert info.int8 and info.id == "lite0-32-int8"
+    assert info.parity is not None and info.parity["int8_cosine_mean"] >= 0.99
+    assert info.quantization is not None and "float_blocks" in info.quantization
+    assert cos.mean() >= 0.98  # held-out photos, not the ones the check used
+
+
+def test_load_encoder_reuses_an_existing_int8_export(int8_export: Path) -> None:
+    # Prepare
+    from builder.encoder import load_encoder
+
+    before = int8_export.stat().st_mtime_ns
+    # Execute
+    encoder = load_encoder("lite0-32-int8", encoder_dir=int8_export.parent)
+    # Assert
+    assert int8_export.stat().st_mtime_ns == before
+    assert encoder.cache_key.startswith("onnx-lite0-32-int8-")
+    assert encoder.embed(_held_out_batch(32)).shape == (12, 1280)
+
+
+def test_export_encoder_fails_its_parity_check_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a bar no real export can meet
+    import builder.export as export
+
+    monkeypatch.setattr(export, "FP32_MAX_ABS_DIFF", 0.0)
+    # Execute / Assert
+    with pytest.raises(EncoderError, match="ONNX fp32 differs from PyTorch"):
+        export.export_encoder(EncoderSpec("lite0", 32), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_tflite_says_litert_torch_is_missing(tmp_path: Path) -> None:
+    # Prepare
+    from builder.export import export_tflite
+
+    try:
+        import litert_torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("litert-torch is installed here")
+    # Execute / Assert
+    with pytest.raises(EncoderError, match="litert-torch, which is not installed"):
+        export_tflite(EncoderSpec("lite0", 32), tmp_path)
+
+
+def test_export_encoder_cli_rejects_an_unknown_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Execute
+    code = build_main(["export-encoder", "--model", "vgg", "--size", "64", "--out", str(tmp_path)])
+    # Assert
+    assert code == 1
+    assert "unknown encoder model 'vgg'" in capsys.readouterr().err

@@ -158,6 +158,14 @@ def _check_int(value: object, name: str, *, low: int, high: int = _MAX_INT) -> i
     return number
 
 
+def _plain(value: object) -> object:
+    """NumPy scalars (np.float32 accuracies, np.int64 seeds) become the Python values CBOR takes."""
+    if isinstance(value, np.generic):
+        plain: object = value.item()
+        return plain
+    return value
+
+
 def _check_header(payload: TaskPayload) -> None:
     """Every field except the selection arrays; shared by encode and decode."""
     if not isinstance(payload.task, str) or not TASK_NAME_RE.fullmatch(payload.task):
@@ -187,7 +195,8 @@ def _check_header(payload: TaskPayload) -> None:
         raise PayloadLimitError(
             f"provenance.params: {len(prov.params)} entries, bound {limits.MAX_PARAMS}"
         )
-    for key, value in prov.params.items():
+    for key, raw in prov.params.items():
+        value = _plain(raw)
         _check_text(
             key, "provenance.params key", max_bytes=limits.MAX_SHORT_STRING_BYTES, allow_empty=False
         )
@@ -205,7 +214,7 @@ def _check_header(payload: TaskPayload) -> None:
             raise PayloadValueError(
                 f"{where}: {type(value).__name__} is not str, int, float or bool"
             )
-    acc = prov.accuracy_estimate
+    acc = _plain(prov.accuracy_estimate)
     if acc is not None:
         if isinstance(acc, bool) or not isinstance(acc, int | float) or not 0.0 <= acc <= 1.0:
             raise PayloadValueError(
@@ -228,7 +237,7 @@ def _body_dict(payload: TaskPayload, codec: str, data: bytes) -> dict[str, Any]:
         "provenance": {
             "builder_version": prov.builder_version,
             "strategy": prov.strategy,
-            "params": {str(k): v for k, v in prov.params.items()},
+            "params": {str(k): _plain(v) for k, v in prov.params.items()},
             "accuracy_estimate": None
             if prov.accuracy_estimate is None
             else float(prov.accuracy_estimate),

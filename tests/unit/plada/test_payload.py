@@ -228,3 +228,22 @@ def test_check_corpus_rejects_other_corpus() -> None:
         check_corpus(payload, fingerprint="cd" * 32, size=1000)
     with pytest.raises(PayloadCorpusError, match="size"):
         check_corpus(payload, fingerprint=FINGERPRINT, size=999)
+
+
+def test_encode_payload_accepts_numpy_scalars_in_provenance() -> None:
+    # Prepare: what a builder naturally passes on from NumPy code
+    payload = make_payload()
+    prov = dataclasses.replace(
+        payload.provenance,
+        params={"seed": np.int64(3), "ratio": np.float32(0.5), "flag": np.bool_(True)},  # type: ignore[dict-item]
+        accuracy_estimate=np.float32(0.75),  # type: ignore[arg-type]
+    )
+    # Execute
+    decoded = decode_payload(
+        encode_payload(dataclasses.replace(payload, provenance=prov), signing_key=None),
+        trusted_keys={},
+        allow_unsigned=True,
+    )
+    # Assert
+    assert decoded.provenance.params == {"seed": 3, "ratio": 0.5, "flag": True}
+    assert decoded.provenance.accuracy_estimate == 0.75

@@ -468,9 +468,10 @@ def decode_payload(
 ) -> TaskPayload:
     """Verify and decode an envelope; any problem raises a PayloadError subclass naming the field.
 
-    Signed payloads must verify against `trusted_keys`; unsigned ones are accepted only with
-    allow_unsigned=True (a signed payload with an untrusted key is rejected regardless). The
-    signature is checked before the body is parsed.
+    A payload signed by a key in `trusted_keys` must verify. Unsigned payloads, and payloads signed
+    by a key that is not trusted (whose signature vouches for nothing here), are accepted only with
+    allow_unsigned=True. A bad signature under a trusted key id is always rejected. The signature
+    is checked before the body is parsed.
     """
     env = _open_envelope(data)
     status = _signature_status(env, trusted_keys)
@@ -478,7 +479,7 @@ def decode_payload(
         raise PayloadSignatureError(
             "signature: payload is unsigned and unsigned payloads are not allowed"
         )
-    if status == "unknown-key":
+    if status == "unknown-key" and not allow_unsigned:
         raise PayloadSignatureError(f"key_id: {env.key_id!r} is not among the trusted keys")
     if status == "invalid":
         raise PayloadSignatureError(f"signature: does not verify with key {env.key_id}")

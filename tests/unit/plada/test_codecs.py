@@ -161,3 +161,29 @@ def test_ans_decode_rejects_lane_count_not_implied_by_k() -> None:
     forged = data[:3] + bytes([1]) + data[4:]
     with pytest.raises(PayloadDecodeError, match="lanes"):
         decode_selection("ans-class", forged, n=40_000, num_classes=1, k=len(indices))
+
+
+def test_paper_decode_rejects_duplicate_index() -> None:
+    # Prepare: delta mode, uint8 deltas 3, 0, 2 (a repeated index), uint8 labels
+    from plada.codecs._bits import zstd_compress
+
+    data = bytes([0, 1]) + zstd_compress(bytes([3, 0, 2]) + bytes([0, 0, 0]))
+    # Execute / Assert
+    with pytest.raises(PayloadValueError, match=r"selection\.indices\[1\] = 3: duplicate"):
+        decode_selection("paper", data, n=100, num_classes=1, k=3)
+
+
+def test_paper_decode_checks_zstd_declared_size_before_decompressing() -> None:
+    # Prepare: a 10 MB zero frame (tiny compressed) where the header implies 6 bytes
+    import zstandard
+
+    from plada.codecs._bits import zstd_compress
+    from plada.errors import PayloadLimitError
+
+    bomb = bytes([0, 1]) + zstd_compress(bytes(10_000_000))
+    streamed = bytes([0, 1]) + zstandard.ZstdCompressor(write_content_size=False).compress(bytes(6))
+    # Execute / Assert
+    with pytest.raises(PayloadLimitError, match="declares 10000000 bytes"):
+        decode_selection("paper", bomb, n=100, num_classes=1, k=3)
+    with pytest.raises(PayloadDecodeError, match="content size"):
+        decode_selection("paper", streamed, n=100, num_classes=1, k=3)

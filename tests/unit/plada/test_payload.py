@@ -112,13 +112,22 @@ def test_decode_payload_rejects_unsigned_by_default(keys: Keys) -> None:
     assert decode_payload(data, trusted_keys=trusted, allow_unsigned=True).task == "digits"
 
 
-def test_decode_payload_rejects_unknown_key_even_when_unsigned_allowed(
-    keys: Keys,
-) -> None:
+def test_decode_payload_treats_unknown_key_as_unsigned(keys: Keys) -> None:
+    # Prepare
     key, _ = keys
     data = encode_payload(make_payload(), signing_key=key)
-    with pytest.raises(PayloadSignatureError):
-        decode_payload(data, trusted_keys={}, allow_unsigned=True)
+    # Execute / Assert: rejected by default, accepted only where unsigned payloads are
+    with pytest.raises(PayloadSignatureError, match="key_id"):
+        decode_payload(data, trusted_keys={})
+    assert decode_payload(data, trusted_keys={}, allow_unsigned=True).task == "digits"
+
+
+def test_decode_payload_rejects_invalid_signature_even_when_unsigned_allowed(keys: Keys) -> None:
+    key, trusted = keys
+    env = cbor2.loads(encode_payload(make_payload(), signing_key=key))
+    env["signature"] = bytes(64)
+    with pytest.raises(PayloadSignatureError, match="does not verify"):
+        decode_payload(cbor2.dumps(env, canonical=True), trusted_keys=trusted, allow_unsigned=True)
 
 
 def test_decode_payload_rejects_expired() -> None:

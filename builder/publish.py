@@ -172,6 +172,11 @@ class BrokerSession:
                 "(is this user allowed to publish tasks by the broker ACL?)"
             )
 
+    def snapshot(self) -> dict[str, bytes]:
+        """Latest message per topic seen so far on every subscription."""
+        with self._cond:
+            return dict(self.retained)
+
     def collect_retained(self, topic_filter: str, *, quiet_s: float = 0.4) -> dict[str, bytes]:
         """Subscribe and gather retained messages until nothing new arrives for ``quiet_s``."""
         result, mid = self._client.subscribe(topic_filter, qos=1)

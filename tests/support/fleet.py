@@ -169,6 +169,7 @@ class FakeApplier:
     applied: list[str] = field(default_factory=list)
     before_train: Callable[[], None] | None = None
     probe: tuple[float, int] | None = None
+    warm_calls: int = 0
 
     def apply(self, data: bytes, *, progress: ProgressFn) -> FakeApplied:
         payload = decode_payload(data, trusted_keys=load_trusted_keys(self.public_keys))
@@ -184,6 +185,10 @@ class FakeApplier:
 
     def evaluate_probe(self) -> tuple[float, int] | None:
         return self.probe
+
+    def warm_step(self, should_stop: Callable[[], bool]) -> bool:
+        self.warm_calls += 1
+        return self.warm_calls < 3  # pretend three blocks of idle work
 
 
 def run_app_until(

@@ -212,3 +212,14 @@ def test_app_does_not_retrain_when_model_was_stored_before_crash(
     assert applier.applied == [payload_digest(data)]
     result = json.loads(link2.last("plada/device/dev-1/result/shapes") or b"{}")
     assert result["extra"]["resumed_after_restart"] is True
+
+
+def test_app_warms_cache_when_idle_then_stops_asking(tmp_path: Path, keys: Keys) -> None:
+    # Prepare
+    link = FakeLink()
+    applier = FakeApplier([keys.public_path])
+    app = _app(tmp_path, keys, link, applier)
+    # Execute
+    run_app_until(app, lambda: False, timeout_s=1.5)  # ~6 idle ticks
+    # Assert: three calls, then warm_step said there is nothing left, so no more calls
+    assert applier.warm_calls == 3

@@ -313,10 +313,15 @@ def embed_corpus(
         raise EmbeddingCacheError(f"batch_size must be >= 1, got {batch_size}")
     directory = cache_dir(cache_root, corpus, encoder)
     meta = _prepare(directory, _meta_for(corpus, encoder, block_size))
-    if shard is None and (directory / FEATURES_FILE).exists():
-        features: np.ndarray = load_embeddings(corpus, encoder, cache_root=cache_root)
-        return features
     blocks = shard_blocks(meta.num_blocks, shard)
+    if (directory / FEATURES_FILE).exists():  # merged already (its blocks are gone)
+        features: np.ndarray = load_embeddings(corpus, encoder, cache_root=cache_root)
+        if shard is None:
+            return features
+        if not blocks:
+            return np.zeros((0, meta.feature_dim), dtype=np.float32)
+        start, stop = meta.block_rows(blocks[0]).start, meta.block_rows(blocks[-1]).stop
+        return np.asarray(features[start:stop])
     done = done_blocks(directory)
     todo = [b for b in blocks if b not in done]
     total_rows = sum(len(meta.block_rows(b)) for b in blocks)

@@ -129,6 +129,12 @@ def test_embed_corpus_shards_and_merge_equal_one_run(
     np.testing.assert_array_equal(np.concatenate(parts), whole)
     np.testing.assert_array_equal(merged, whole)
     assert done_blocks(cache_dir(tmp_path / "sh", corpus, encoder)) == set()  # blocks removed
+    encoder.images = 0
+    again = embed_corpus(
+        corpus, encoder, cache_root=tmp_path / "sh", block_size=9, shard=(1, 3), progress=False
+    )
+    assert encoder.images == 0  # a shard re-run after the merge reads the merged file
+    np.testing.assert_array_equal(again, parts[1])
 
 
 def test_merge_embeddings_names_missing_blocks(

@@ -249,6 +249,12 @@ class AgentApp:
             )
             self.link.publish(topic, body)
         self.publish_status(force=True)
+        # Results are retained; republishing them after every (re)connect covers a crash between
+        # recording a task and publishing its result, and a broker that lost its retained store.
+        for path in sorted((self.dir / "results").glob("*.json")):
+            self.link.publish(
+                self.topics.result(self.config.device_id, path.stem), path.read_bytes()
+            )
 
     def publish_status(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -515,9 +521,9 @@ class AgentApp:
             finished_at=ready_at,
             extra={"resumed_after_restart": applied is None},
         )
-        self.link.publish(
-            self.topics.result(self.config.device_id, pending["task"]), result.to_json()
-        )
+        body = result.to_json()
+        _write_atomic(self.dir / "results" / f"{pending['task']}.json", body)
+        self.link.publish(self.topics.result(self.config.device_id, pending["task"]), body)
 
     @property
     def agent_state(self) -> AgentState:

@@ -223,3 +223,17 @@ def test_app_warms_cache_when_idle_then_stops_asking(tmp_path: Path, keys: Keys)
     run_app_until(app, lambda: False, timeout_s=1.5)  # ~6 idle ticks
     # Assert: three calls, then warm_step said there is nothing left, so no more calls
     assert applier.warm_calls == 3
+
+
+def test_app_republishes_results_after_reconnect(tmp_path: Path, keys: Keys) -> None:
+    # Prepare: one task applied in a first run
+    link = FakeLink()
+    app = _app(tmp_path, keys, link)
+    link.deliver(TASK_TOPIC, make_payload_bytes(keys))
+    result_topic = "plada/device/dev-1/result/shapes"
+    run_app_until(app, lambda: link.last(result_topic) is not None)
+    # Execute: a restart with nothing new to do
+    link2 = FakeLink()
+    run_app_until(_app(tmp_path, keys, link2), lambda: link2.last(result_topic) is not None)
+    # Assert
+    assert link2.last(result_topic) == link.last(result_topic)

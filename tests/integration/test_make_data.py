@@ -51,6 +51,19 @@ def test_make_data_small_corpus_info_and_verify(
     assert build_info["corpus"]["fingerprint"] == info["fingerprint"]
 
 
+def test_make_data_small_fingerprint_is_the_documented_one(small: Path) -> None:
+    # Same inputs, same fingerprint on any machine: a fresh clone in CI must rebuild exactly the
+    # corpus built on the reference machine (a failure names a changed package or decoder).
+    # Prepare
+    from builder.datasets.build import KNOWN_FINGERPRINTS
+
+    build_info = json.loads((small / "build-info.json").read_text())
+    # Execute
+    corpus = Corpus.open(small / "ref-v1")
+    # Assert
+    assert corpus.fingerprint == KNOWN_FINGERPRINTS["small"], build_info["packages"]
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_make_data_small_targets_do_not_leak(
     small: Path, task: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -51,6 +51,21 @@ def uniform_case(n: int, k: int, num_classes: int, seed: int) -> tuple[np.ndarra
     return indices, rng.integers(0, num_classes, size=k).astype(np.int64)
 
 
+def _water_fill(total: float, weights: np.ndarray, caps: np.ndarray) -> np.ndarray:
+    """Split `total` in proportion to weights, no share above its cap (full synsets spill over)."""
+    share = np.zeros(len(weights))
+    free = np.ones(len(weights), dtype=bool)
+    while free.any():
+        left = total - share[~free].sum()
+        share[free] = left * weights[free] / weights[free].sum()
+        over = free & (share >= caps)
+        if not over.any():
+            break
+        share[over] = caps[over]
+        free &= ~over
+    return np.minimum(np.round(share), caps).astype(np.int64)
+
+
 def clustered_case(n: int, k: int, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Synset-ordered corpus: contiguous synsets, one label each, selection concentrated in few."""
     rng = np.random.default_rng(seed)
@@ -58,10 +73,7 @@ def clustered_case(n: int, k: int, num_classes: int, seed: int) -> tuple[np.ndar
     synset_label = rng.integers(0, num_classes, size=NUM_SYNSETS)
     relevant = rng.choice(NUM_SYNSETS, size=400, replace=False)
     weights = rng.gamma(0.7, size=len(relevant))  # uneven densities, some synsets nearly full
-    want = np.minimum(
-        np.round(0.9 * k * weights / weights.sum()).astype(np.int64),
-        bounds[relevant + 1] - bounds[relevant],
-    )
+    want = _water_fill(0.9 * k, weights, bounds[relevant + 1] - bounds[relevant])
     parts = [
         bounds[s] + rng.choice(bounds[s + 1] - bounds[s], size=int(m), replace=False)
         for s, m in zip(relevant, want, strict=True)

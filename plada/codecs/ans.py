@@ -2,18 +2,20 @@
 
 Binarisation: a gap g >= 1 becomes a symbol for its bit length b and, when b >= 2, the bit just
 below the leading one (symbol 0 for g = 1, else 2 * (b - 1) - 1 + that bit: 67 symbols), plus the
-remaining b - 2 bits stored raw. The symbol is coded with a semi-static model: either one frequency
-table (order 0) or one per previous bit length (order 1, 35 contexts), whichever is smaller with its
-tables. Order 1 is what pays on clustered selections: inside a dense synset run small gaps follow
-small gaps, and the jump to the next synset follows a long run.
+remaining b - 2 bits stored raw. The symbol is coded with a semi-static model: one frequency table
+(order 0), one per previous bit length (order 1, 35 contexts), or one per larger of the previous
+two bit lengths (order 2, 35 contexts), whichever is smallest with its tables. Contexts are what pay
+on clustered selections: inside a dense synset run small gaps follow small gaps, and the jump to
+the next synset follows a long run; order 2 also remembers a jump one gap later.
 
 Entropy coder: rANS with a 32-bit state, 16-bit renormalisation and 14-bit probabilities. The
 symbol stream is cut into W contiguous segments, one per rANS lane (one lane per 1024 symbols, at
 most 128), so that decoding advances all W lanes in one NumPy step: ceil(K / W) steps of
-whole-array operations, no per-symbol Python. A lane's context is its own previous symbol, so
-contexts never cross lanes. Each lane costs its 4-byte final state (~0.1-0.3 % of the output).
+whole-array operations, no per-symbol Python. A lane's context comes from its own previous
+symbols, so contexts never cross lanes. Each lane costs its 4-byte final state (~0.1-0.3 % of
+the output).
 
-Stream: order byte (0/1); varint W; tables; W final states (uint32 LE); varint word count; 16-bit
+Stream: order byte (0/1/2); varint W; tables; W final states (uint32 LE); varint word count; 16-bit
 words (LE); raw low bits (the rest). Tables: per context, varint symbol mask (0 = unused), then
 varint frequencies of all used symbols but the last, which makes the sum 2**14.
 """
@@ -81,14 +83,21 @@ def _layout(k: int, lanes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _contexts(sym: np.ndarray, starts: np.ndarray, order: int) -> np.ndarray:
-    if order == 0:
-        return np.zeros(len(sym), dtype=np.int64)
-    ctx = np.empty(len(sym), dtype=np.int64)
-    if len(sym):
-        ctx[0] = 0
-        ctx[1:] = bucket_of(sym[:-1])
-        ctx[starts[starts < len(sym)]] = 0
-    return ctx
+    """Context of each symbol: 0; the previous bit length (order 1); or the larger of the previous
+    two (order 2). Bit lengths before a lane's start count as 0."""
+    ctx = np.zeros(len(sym), dtype=np.int64)
+    if order == 0 or len(sym) == 0:
+        return ctx
+    starts = starts[starts < len(sym)]
+    prev1 = np.zeros(len(sym), dtype=np.int64)
+    prev1[1:] = bucket_of(sym[:-1])
+    prev1[starts] = 0
+    if order == 1:
+        return prev1
+    prev2 = np.zeros(len(sym), dtype=np.int64)
+    prev2[1:] = prev1[:-1]
+    prev2[starts] = 0
+    return np.maximum(prev1, prev2)
 
 
 def _quantise(counts: np.ndarray) -> np.ndarray:
@@ -180,16 +189,17 @@ def rans_decode(
         sym_t[c * _M : (c + 1) * _M] = row
         freq_t[c * _M : (c + 1) * _M] = freq[c][row]
         cum_t[c * _M : (c + 1) * _M] = cum[c][row]
-    # base offset of the context that follows each symbol (order 1: its bit length)
-    next_base = np.zeros(NUM_SYMBOLS + 1, dtype=np.uint64)
-    if order:
-        next_base[:NUM_SYMBOLS] = bucket_of(np.arange(NUM_SYMBOLS)) * _M
+    # bit length behind each symbol (the invalid symbol maps to 0); contexts are bit lengths
+    bucket_t = np.zeros(NUM_SYMBOLS + 1, dtype=np.uint64)
+    bucket_t[:NUM_SYMBOLS] = bucket_of(np.arange(NUM_SYMBOLS))
+    m = np.uint64(_M)
     starts, ends = _layout(k, lanes)
     x = states.astype(np.uint64)
     if lanes and int(x.min()) < _L:
         raise PayloadDecodeError(f"{field}: rANS state below 2**16")
     out = np.zeros(k, dtype=np.int64)
-    base = np.zeros(lanes, dtype=np.uint64)
+    base = np.zeros(lanes, dtype=np.uint64)  # context * M of each lane's next symbol
+    last = np.zeros(lanes, dtype=np.uint64)  # bit length of each lane's last symbol (order 2)
     words64 = words.astype(np.uint64)
     pos = 0
     mask, shift, low = np.uint64(_M - 1), np.uint64(PROB_BITS), np.uint64(_L)
@@ -213,11 +223,19 @@ def rans_decode(
                 raise PayloadDecodeError(f"{field}: rANS word stream ends early")
             xa[need] = (xa[need] << sixteen) | words64[pos : pos + count]
             pos += count
+        b = bucket_t[s]
+        if order == 0:
+            nb = ba
+        elif order == 1:
+            nb = b * m
+        else:
+            la = last if t < full else last[active]
+            nb = np.maximum(b, la) * m
         if t < full:
-            x, base = xa, next_base[s]
+            x, base, last = xa, nb, b
             out[starts + t] = s
         else:
-            x[active], base[active] = xa, next_base[s]
+            x[active], base[active], last[active] = xa, nb, b
             out[starts[active] + t] = s
     if k and int(out.max()) >= NUM_SYMBOLS:
         raise PayloadDecodeError(f"{field}: symbol in a context without a frequency table")
@@ -226,14 +244,14 @@ def rans_decode(
     return out
 
 
-def encode_values(values: np.ndarray) -> bytes:
-    """Values >= 1 -> the stream described in the module docstring (smaller of order 0 / 1)."""
+def encode_values(values: np.ndarray, *, orders: tuple[int, ...] = (0, 1, 2)) -> bytes:
+    """Values >= 1 -> the stream described in the module docstring (smallest context order)."""
     k = len(values)
     sym, low, widths = symbols_of(values)
     lanes = lanes_for(k)
     starts, _ = _layout(k, lanes)
     candidates: list[bytes] = []
-    for order in (0, 1):
+    for order in orders:
         ctx = _contexts(sym, starts, order)
         num_ctx = 1 if order == 0 else NUM_CONTEXTS
         counts = np.zeros((num_ctx, NUM_SYMBOLS), dtype=np.int64)
@@ -255,8 +273,8 @@ def encode_values(values: np.ndarray) -> bytes:
 def decode_values(reader: ByteReader, k: int) -> np.ndarray:
     field = reader.field
     order = reader.byte()
-    if order not in (0, 1):
-        raise PayloadDecodeError(f"{field}: context order {order} is not 0 or 1")
+    if order not in (0, 1, 2):
+        raise PayloadDecodeError(f"{field}: context order {order} is not 0, 1 or 2")
     lanes = reader.varint(limit=_MAX_LANES)
     if lanes != lanes_for(k):  # also caps the decode loop at ~32k NumPy steps for any k
         raise PayloadDecodeError(f"{field}: {lanes} rANS lanes for {k} symbols")

@@ -187,3 +187,21 @@ def test_paper_decode_checks_zstd_declared_size_before_decompressing() -> None:
         decode_selection("paper", bomb, n=100, num_classes=1, k=3)
     with pytest.raises(PayloadDecodeError, match="content size"):
         decode_selection("paper", streamed, n=100, num_classes=1, k=3)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_ans_values_round_trip_with_each_context_order(order: int) -> None:
+    # Prepare: dense runs of small gaps broken by long jumps, over several lanes
+    from plada.codecs._bits import ByteReader
+    from plada.codecs.ans import decode_values, encode_values
+
+    rng = np.random.default_rng(order)
+    values = np.where(
+        rng.random(5000) < 0.05, rng.integers(1, 2**30, 5000), rng.integers(1, 4, 5000)
+    )
+    # Execute
+    data = encode_values(values.astype(np.int64), orders=(order,))
+    got = decode_values(ByteReader(data, field="t"), len(values))
+    # Assert
+    assert data[0] == order
+    np.testing.assert_array_equal(got, values)

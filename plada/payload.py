@@ -426,10 +426,7 @@ def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
             note=_get(prov, "note", str, where="provenance."),
         ),
     )
-    try:
-        _check_header(header)
-    except PayloadValueError as exc:
-        raise PayloadValueError(str(exc)) from exc
+    _check_header(header)
     codec = _get(selection, "codec", str, where="selection.")
     count = _get(selection, "count", int, where="selection.")
     data = _get(selection, "data", bytes, where="selection.")

@@ -134,31 +134,43 @@ def _check_output(info: EncoderInfo, out: np.ndarray, batch: int) -> np.ndarray:
 
 
 class OrtExtractor:
-    """The encoder on onnxruntime (CPU), with a configurable thread count."""
+    """The encoder on onnxruntime (CPU), with a configurable thread count.
+
+    The session is created on first use: a task served wholly from the feature cache never
+    pays for loading the encoder (time and memory).
+    """
 
     def __init__(self, info: EncoderInfo, *, threads: int = 2) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as exc:
             raise EncoderBackendError(
                 f"encoder backend onnxruntime is not installed: {exc}"
             ) from exc
         self.info = info
+        self.threads = threads
+        self._session: Any = None
+
+    def _open(self) -> Any:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(
-                str(info.path), options, providers=["CPUExecutionProvider"]
+            return ort.InferenceSession(
+                str(self.info.path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
-            raise EncoderBackendError(f"onnxruntime cannot load {info.path}: {exc}") from exc
-        self._input = self._session.get_inputs()[0].name
-        self._output = self._session.get_outputs()[0].name
+            raise EncoderBackendError(f"onnxruntime cannot load {self.info.path}: {exc}") from exc
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        (out,) = self._session.run([self._output], {self._input: batch})
+        if self._session is None:
+            self._session = self._open()
+        session = self._session
+        name_in, name_out = session.get_inputs()[0].name, session.get_outputs()[0].name
+        (out,) = session.run([name_out], {name_in: batch})
         return _check_output(self.info, np.asarray(out), batch.shape[0])
 
 

@@ -256,3 +256,31 @@ def test_encode_payload_accepts_numpy_scalars_in_provenance() -> None:
     # Assert
     assert decoded.provenance.params == {"seed": 3, "ratio": 0.5, "flag": True}
     assert decoded.provenance.accuracy_estimate == 0.75
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "match"),
+    [
+        ({"classes": ["x" * 300, "b", "c"]}, PayloadLimitError, r"classes\[0\]"),
+        ({"corpus": {"fingerprint": "XYZ", "size": 1000}}, PayloadValueError, "fingerprint"),
+        ({"version": "3"}, PayloadDecodeError, "version: expected int"),
+        ({"extra": 1}, PayloadDecodeError, "extra: unknown field"),
+        ({"format": 2}, PayloadDecodeError, "format: version 2"),
+        ({"task": "UPPER"}, PayloadValueError, "task"),
+    ],
+)
+def test_decode_payload_names_bad_body_field(
+    edit: dict[str, object], error: type[PayloadError], match: str
+) -> None:
+    data = encode_payload(make_payload(), signing_key=None)
+    with pytest.raises(error, match=match):
+        decode_payload(_reencode(data, edit), trusted_keys={}, allow_unsigned=True)
+
+
+def test_decode_payload_names_missing_body_field() -> None:
+    data = encode_payload(make_payload(), signing_key=None)
+    body = cbor2.loads(cbor2.loads(data)["body"])
+    del body["provenance"]
+    bad = cbor2.dumps({"format": 1, "body": cbor2.dumps(body, canonical=True)}, canonical=True)
+    with pytest.raises(PayloadDecodeError, match="provenance: missing"):
+        decode_payload(bad, trusted_keys={}, allow_unsigned=True)

@@ -13,16 +13,19 @@ device's exported ONNX encoder) and, in unit tests, on cheap pixel features.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import resource
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 import plada
 from builder.auto import (
@@ -37,10 +40,11 @@ from builder.errors import BudgetError, BuilderError
 from builder.leakage import DEFAULT_THRESHOLD, find_leakage
 from builder.report import energy_histogram
 from builder.scores import score_reference
-from builder.select import Budget, ParamValue, Selection, fit_to_bytes, select
+from builder.select import Budget, ParamValue, Selection, fit_to_bytes, refine_upward, select
 from builder.simulate import DEFAULT_DEVICE, device_oracle, simulate_selection
 from builder.targets import TargetTask, read_images
 from builder.teacher import TeacherConfig, balanced_accuracy, fit_teacher
+from plada.codecs import CODECS
 from plada.corpus import Corpus
 from plada.head import HeadHyperParams
 from plada.payload import CorpusRef, Provenance, TaskPayload, encode_payload
@@ -51,6 +55,10 @@ logger = logging.getLogger(__name__)
 # Sizes are measured with a float64 accuracy estimate (CBOR's longest float), so the final
 # payload, whatever its estimate, is never larger than the size that was checked.
 _SIZE_PROBE_ACCURACY = 0.123456789012345
+# Codecs that encode a few thousand indices in milliseconds: the byte search measures with these
+# (an upper bound of the size with every codec), then refines with all codecs (the ANS coders
+# take 0.1-0.3 s per call).
+_FAST_CODECS = ("paper", "rice", "gamma-class", "gamma-runs")
 
 
 class FeatureSource(Protocol):
@@ -190,14 +198,10 @@ def build_task(
         )
     timer = _Timer()
     start = time.perf_counter()
-    num_classes = task.num_classes
-    task_name = config.task_name or task.name
-    created_at = config.created_at if config.created_at is not None else int(time.time())
-    hp = replace(config.hp, seed=config.seed)
-    y_train, y_test = task.train.labels, task.test.labels
-    n_ref = len(corpus)
-    if n_ref < num_classes:
-        raise BudgetError(f"corpus has {n_ref} images, fewer than the {num_classes} classes")
+    if len(corpus) < task.num_classes:
+        raise BudgetError(
+            f"corpus has {len(corpus)} images, fewer than the {task.num_classes} classes"
+        )
 
     with timer.stage("read_target"):
         train_images = read_images(task.train.paths)
@@ -209,6 +213,43 @@ def build_task(
             for name, src in device_sources.items()
         }
     del train_images, test_images
+    # Many small BLAS calls follow. With two threads on a loaded 2-core machine OpenBLAS spins
+    # and was measured 30x slower (teacher 43 s vs 1.4 s); one thread is never much slower here.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return build_from_features(
+            corpus,
+            task,
+            tfeat=tfeat,
+            dfeats=dfeats,
+            signing_key=signing_key,
+            config=config,
+            progress=progress,
+            timer=timer,
+            start=start,
+        )
+
+
+def build_from_features(
+    corpus: Corpus,
+    task: TargetTask,
+    *,
+    tfeat: TaskFeatures,
+    dfeats: Mapping[str, TaskFeatures],
+    signing_key: SigningKey | None,
+    config: TaskConfig,
+    progress: Callable[[str, int, int], None] | None = None,
+    timer: _Timer | None = None,
+    start: float | None = None,
+) -> BuildResult:
+    """Every stage after feature extraction (teacher features `tfeat`, device features `dfeats`)."""
+    timer = timer or _Timer()
+    start = time.perf_counter() if start is None else start
+    num_classes = task.num_classes
+    task_name = config.task_name or task.name
+    created_at = config.created_at if config.created_at is not None else int(time.time())
+    hp = replace(config.hp, seed=config.seed)
+    y_train, y_test = task.train.labels, task.test.labels
+    n_ref = len(corpus)
     device = dfeats[config.default_device]
 
     with timer.stage("teacher"):
@@ -237,6 +278,21 @@ def build_task(
     def size_of(selection: Selection) -> int:
         return len(payload_for(selection, _SIZE_PROBE_ACCURACY))
 
+    fast_codecs = [name for name in CODECS if name in _FAST_CODECS] or None
+
+    def fast_size_of(selection: Selection) -> int:
+        """An upper bound of size_of: the smallest over a subset of the codecs."""
+        payload = make_payload(
+            selection,
+            task_name=task_name,
+            class_names=task.class_names,
+            corpus=corpus,
+            config=config,
+            accuracy_estimate=_SIZE_PROBE_ACCURACY,
+            created_at=created_at,
+        )
+        return len(encode_payload(payload, signing_key=signing_key, codecs=fast_codecs))
+
     # Candidates: every setting at its largest keep under the budget, and (auto) below it.
     with timer.stage("candidates"):
         settings = ((config.strategy, dict(config.params)),) if config.strategy else config.settings
@@ -249,12 +305,12 @@ def build_task(
 
             if config.budget.kind == "bytes":
                 max_bytes = int(config.budget.value)
+                upper = min(n_ref, max_bytes * 8)
                 top, _ = fit_to_bytes(
-                    make,
-                    size_of,
-                    max_bytes=max_bytes,
-                    min_keep=num_classes,
-                    max_keep=min(n_ref, max_bytes * 8),
+                    make, fast_size_of, max_bytes=max_bytes, min_keep=num_classes, max_keep=upper
+                )
+                top, _ = refine_upward(
+                    make, size_of, start=top, max_bytes=max_bytes, max_keep=upper
                 )
                 max_keep = top.keep
             else:
@@ -431,3 +487,92 @@ def build_task(
         default["oracle_accuracy"],
     )
     return BuildResult(payload=payload, selection=selection, report=report)
+
+
+class EncoderFeatures:
+    """A FeatureSource over a real encoder: corpus features from the embedding cache (computed
+    once per corpus and encoder), target images embedded in batches and memoised in memory (so
+    several budgets or seeds of one task embed its images once)."""
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        cache_root: Path,
+        encoder_dir: Path | None = None,
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> None:
+        self._spec = spec
+        self._cache_root = Path(cache_root)
+        self._encoder_dir = encoder_dir
+        self._batch_size = batch_size
+        self._progress = progress
+        self._encoder: Any = None
+        self._memo: dict[str, np.ndarray] = {}
+
+    @property
+    def id(self) -> str:
+        return self._spec
+
+    def _get_encoder(self) -> Any:
+        if self._encoder is None:
+            from builder.encoder import load_encoder
+
+            self._encoder = load_encoder(self._spec, encoder_dir=self._encoder_dir)
+        return self._encoder
+
+    def corpus_features(self, corpus: Corpus) -> np.ndarray:
+        key = f"corpus:{corpus.fingerprint}"
+        if key not in self._memo:
+            from builder.embed import embed_corpus
+
+            self._memo[key] = embed_corpus(
+                corpus,
+                self._get_encoder(),
+                cache_root=self._cache_root,
+                batch_size=self._batch_size,
+                progress=self._progress,
+            )
+        return self._memo[key]
+
+    def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        digest = hashlib.sha256()
+        for image in images:
+            digest.update(f"{image.mode}{image.size}".encode())
+            digest.update(image.tobytes())
+        key = f"images:{digest.hexdigest()}"
+        if key not in self._memo:
+            from builder.embed import embed_images
+
+            self._memo[key] = embed_images(images, self._get_encoder(), batch_size=self._batch_size)
+        return self._memo[key]
+
+
+class ProgressBars:
+    """tqdm bars (on stderr) for the stages that report progress as (stage, done, total)."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._bars: dict[str, Any] = {}
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        bar = self._bars.get(stage)
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = self._bars[stage] = tqdm(total=total, desc=stage, unit="head", leave=False)
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    def __enter__(self) -> ProgressBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

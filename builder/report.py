@@ -52,7 +52,7 @@ def energy_histogram(
     }
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -165,7 +165,7 @@ def _savefig(fig: Any, path: Path) -> None:
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def render_plots(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
@@ -242,8 +242,8 @@ def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    _atomic_write_bytes(out_dir / REPORT_JSON, text.encode("utf-8"))
-    _atomic_write_bytes(out_dir / REPORT_MD, render_markdown(report).encode("utf-8"))
+    atomic_write_bytes(out_dir / REPORT_JSON, text.encode("utf-8"))
+    atomic_write_bytes(out_dir / REPORT_MD, render_markdown(report).encode("utf-8"))
     return [out_dir / REPORT_JSON, out_dir / REPORT_MD, *render_plots(report, out_dir)]
 
 

@@ -265,3 +265,34 @@ def fit_to_bytes(
         else:
             hi = mid - 1
     return best, best_size
+
+
+def refine_upward(
+    make: Callable[[int], Selection],
+    size_of: Callable[[Selection], int],
+    *,
+    start: Selection,
+    max_bytes: int,
+    max_keep: int,
+    factors: tuple[float, ...] = (1.03, 1.06, 1.12),
+) -> tuple[Selection, int]:
+    """Grow a fitting selection by a few factors, measured with the exact size function.
+
+    `fit_to_bytes` can search with a cheap size that bounds the exact one from above (a subset of
+    the payload codecs); the exact size is then a few percent smaller, so the keep count can grow
+    a little. Returns the largest tried selection that fits (`start` itself if none does)."""
+    best, best_size = start, size_of(start)
+    if best_size > max_bytes:
+        raise BudgetError(
+            f"selection of {start.keep} images takes {best_size} bytes, over the {max_bytes} budget"
+        )
+    for factor in factors:
+        keep = min(max_keep, int(start.keep * factor))
+        if keep <= best.keep:
+            continue
+        candidate = make(keep)
+        size = size_of(candidate)
+        if size > max_bytes:
+            break
+        best, best_size = candidate, size
+    return best, best_size

@@ -1,11 +1,76 @@
-"""`plada-build report` (not implemented yet)."""
+"""`plada-build report`: show a task build's report, or re-render its Markdown and plots.
+
+plada-build report build/fashion-report            # summary table
+plada-build report build/fashion-report --render   # rewrite report.md and the PNG plots
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("report", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "report",
+        help="show a task report (report.json) or re-render its Markdown and plots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("report", type=Path, help="report folder (or its report.json)")
+    parser.add_argument("--render", action="store_true", help="rewrite report.md and the plots")
+    parser.add_argument("--json", action="store_true", help="print report.json's key numbers")
+    parser.set_defaults(func=handler)
+
+
+_KEYS = (
+    "task",
+    "budget",
+    "strategy",
+    "params",
+    "num_indices",
+    "payload_bytes",
+    "teacher_accuracy",
+    "device_accuracy",
+    "device_oracle_accuracy",
+    "leakage_flags",
+)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from builder.errors import BuilderError
+    from builder.report import load_report, write_report
+
+    try:
+        report = load_report(args.report)
+        folder = args.report if args.report.is_dir() else args.report.parent
+        if args.render:
+            write_report(report, folder)
+    except BuilderError as exc:
+        print(f"plada-build report: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({k: report.get(k) for k in _KEYS}, indent=2))
+        return 0
+    print(f"task {report.get('task')} (budget {report.get('budget')})")
+    print(
+        f"  chosen {report['strategy']} {report['params']}: {report['num_indices']} indices, "
+        f"{report['payload_bytes']} bytes"
+    )
+    print(
+        f"  teacher {100 * report['teacher_accuracy']:.1f} %  device "
+        f"{100 * report['device_accuracy']:.1f} %  device-oracle "
+        f"{100 * report['device_oracle_accuracy']:.1f} %  leakage flags {report['leakage_flags']}"
+    )
+    print(f"  {'strategy':<18} {'params':<22} {'keep':>6} {'bytes':>6} {'val':>6} {'test':>6}")
+    for cand in report["candidates"]:
+        params = ",".join(f"{k}={v}" for k, v in sorted(cand["params"].items()))
+        mark = " *" if cand.get("chosen") else ""
+        print(
+            f"  {cand['strategy']:<18} {params:<22} {cand['keep']:>6} {cand['payload_bytes']:>6} "
+            f"{100 * cand['val_accuracy']:>5.1f}% {100 * cand['test_accuracy']:>5.1f}%{mark}"
+        )
+    return 0

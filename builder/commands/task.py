@@ -1,11 +1,220 @@
-"""`plada-build task` (not implemented yet)."""
+"""`plada-build task`: a labelled target folder -> a signed payload and a report folder.
+
+    plada-build task --corpus data/ref-v1 --target data/targets/fashion --budget 2KiB --auto \
+        --key keys/private.pem --out build/fashion.plada --report build/fashion-report
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Any
+
+from builder.simulate import DEFAULT_DEVICE
+
+DEFAULT_TEACHER_ENCODER = "lite1-96"
+DEFAULT_CACHE = Path("data/cache/embeddings")
+EXIT_ERROR = 1
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("task", help="(not implemented yet)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "task",
+        help="build a signed task payload (and its report) from a labelled ImageFolder target",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_task_arguments(parser)
+    parser.set_defaults(func=handler)
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    from builder.select import STRATEGIES
+
+    parser.add_argument("--corpus", type=Path, required=True, help="reference corpus folder")
+    parser.add_argument(
+        "--target", type=Path, required=True, help="target task: DIR/{train,test}/<class>/<image>"
+    )
+    parser.add_argument(
+        "--budget",
+        required=True,
+        help="payload budget: bytes (2KiB, 8kB, 1500B: a cap), a keep ratio (1%%, 0.01) or a "
+        "keep count (834)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--auto",
+        action="store_true",
+        help="choose strategy, parameters and keep count on k-fold splits of train (default)",
+    )
+    mode.add_argument("--strategy", choices=STRATEGIES, help="use this strategy only")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="strategy parameter, repeatable (safety-net: s=0.5, alpha=0.5)",
+    )
+    parser.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    parser.add_argument("--out", type=Path, required=True, help="payload file to write")
+    parser.add_argument("--report", type=Path, required=True, help="report folder to write")
+    parser.add_argument(
+        "--devices",
+        default=DEFAULT_DEVICE,
+        help=f"device classes (encoder specs) to simulate, comma-separated; the first is the "
+        f"default device class the choice is made for (default {DEFAULT_DEVICE})",
+    )
+    parser.add_argument(
+        "--teacher-encoder",
+        default=DEFAULT_TEACHER_ENCODER,
+        help=f"teacher encoder spec (default {DEFAULT_TEACHER_ENCODER}, chosen by measurement)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache root folder"
+    )
+    parser.add_argument(
+        "--encoder-dir", type=Path, default=None, help="folder of exported device encoders"
+    )
+    parser.add_argument("--task-name", default=None, help="payload task name (default: folder)")
+    parser.add_argument("--version", type=int, default=1, help="payload version (>= 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed: folds, random, head")
+    parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
+    parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
+    parser.add_argument("--temperature", type=float, default=1.0, help="energy temperature")
+    parser.add_argument(
+        "--leakage-threshold", type=float, default=0.99, help="cosine above which to flag"
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
+    parser.add_argument("--note", default="", help="free text stored in the payload provenance")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _parse_params(items: list[str]) -> dict[str, str | int | float | bool]:
+    from builder.errors import BuilderError
+
+    params: dict[str, str | int | float | bool] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise BuilderError(f"--param {item!r}: expected NAME=VALUE")
+        value: str | int | float | bool
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = {"true": True, "false": False}.get(raw.lower(), raw)
+        params[name] = value
+    return params
+
+
+def summary(report: dict[str, Any], *, out: Path, report_dir: Path) -> dict[str, Any]:
+    keys = (
+        "task",
+        "strategy",
+        "params",
+        "num_indices",
+        "payload_bytes",
+        "teacher_accuracy",
+        "device_accuracy",
+        "device_oracle_accuracy",
+        "leakage_flags",
+        "total_s",
+        "peak_rss_mb",
+    )
+    out_summary = {k: report[k] for k in keys}
+    out_summary["payload"] = str(out)
+    out_summary["report"] = str(report_dir)
+    out_summary["devices"] = report["devices"]
+    return out_summary
+
+
+def run_task(args: argparse.Namespace) -> dict[str, Any]:
+    """Build, write the payload and the report; returns the report dict."""
+    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task
+    from builder.report import write_report
+    from builder.select import parse_budget
+    from builder.targets import load_target
+    from plada.corpus import Corpus
+    from plada.signing import load_private_key
+
+    budget = parse_budget(args.budget)
+    key = load_private_key(args.key)
+    corpus = Corpus.open(args.corpus)
+    task = load_target(args.target)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    progress = not args.no_progress
+
+    def source(spec: str) -> EncoderFeatures:
+        return EncoderFeatures(
+            spec,
+            cache_root=args.cache,
+            encoder_dir=args.encoder_dir,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+
+    config = TaskConfig(
+        budget=budget,
+        strategy=args.strategy,
+        params=_parse_params(args.param),
+        default_device=devices[0],
+        temperature=args.temperature,
+        num_folds=args.folds,
+        repeats=args.repeats,
+        seed=args.seed,
+        leakage_threshold=args.leakage_threshold,
+        version=args.version,
+        task_name=args.task_name,
+        note=args.note,
+    )
+    with ProgressBars(enabled=progress) as bars:
+        result = build_task(
+            corpus,
+            task,
+            teacher_source=source(args.teacher_encoder),
+            device_sources={d: source(d) for d in devices},
+            signing_key=key,
+            config=config,
+            progress=bars.update,
+        )
+    write_payload(args.out, result.payload)
+    report = dict(result.report)
+    report["payload_file"] = str(args.out)
+    write_report(report, args.report)
+    return report
+
+
+def write_payload(path: Path, data: bytes) -> None:
+    from builder.report import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), data)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from builder.errors import BuilderError
+    from plada.errors import PladaError
+
+    try:
+        report = run_task(args)
+    except (BuilderError, PladaError) as exc:
+        print(f"plada-build task: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    info = summary(report, out=args.out, report_dir=args.report)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        dev = report["devices"][report["default_device"]]
+        print(
+            f"{report['task']}: {report['strategy']} {report['params']} "
+            f"keep {report['num_indices']} -> {args.out} ({report['payload_bytes']} bytes)\n"
+            f"  teacher {100 * report['teacher_accuracy']:.1f} %, device "
+            f"{report['default_device']} {100 * dev['accuracy']:.1f} % "
+            f"(oracle {100 * dev['oracle_accuracy']:.1f} %), leakage flags "
+            f"{report['leakage_flags']}; report in {args.report}"
+        )
+    return 0

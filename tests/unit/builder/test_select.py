@@ -14,6 +14,7 @@ from builder.select import (
     allocate_quotas,
     fit_to_bytes,
     parse_budget,
+    refine_upward,
     select,
 )
 
@@ -148,3 +149,19 @@ def test_fit_to_bytes_finds_largest_fitting_keep() -> None:
 def test_fit_to_bytes_names_a_too_small_budget() -> None:
     with pytest.raises(BudgetError, match=r"too small.*one per class"):
         fit_to_bytes(_fake_make, lambda s: 50 + s.keep, max_bytes=40, min_keep=2, max_keep=10)
+
+
+def test_refine_upward_grows_while_the_exact_size_fits() -> None:
+    # Prepare: the exact size is 10 % under the bound the search used.
+    start = _fake_make(100)
+    # Execute
+    sel, size = refine_upward(
+        _fake_make, lambda s: int(0.9 * 3 * s.keep), start=start, max_bytes=300, max_keep=1000
+    )
+    # Assert: 1.03 and 1.06 fit (278, 286 bytes), 1.12 (302 bytes) does not.
+    assert sel.keep == 106 and size == 286
+
+
+def test_refine_upward_rejects_a_start_over_budget() -> None:
+    with pytest.raises(BudgetError, match="over the 10 budget"):
+        refine_upward(_fake_make, lambda s: s.keep, start=_fake_make(20), max_bytes=10, max_keep=50)

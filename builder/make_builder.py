@@ -1,0 +1,196 @@
+"""`make builder`: payloads and reports for the three default targets on ref-v1, under build/.
+
+    .venv/bin/python -m builder.make_builder --data data --out build
+
+For every target (digits, fashion, clipart) and budget (2 KiB and 8 KiB by default) it runs the
+task pipeline in `--auto` mode and writes `build/<task>-<budget>.plada` and the report folder
+`build/<task>-<budget>/`. With several `--seeds`, the payload and report are those of the first
+seed and `build/summary.json` / `summary.md` give every seed and the mean, relative to each task's
+device-oracle. A signing key is generated under `build/keys/` when `--key` is not given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_TASKS = ("digits", "fashion", "clipart")
+DEFAULT_BUDGETS = ("2KiB", "8KiB")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from builder.commands.task import DEFAULT_TEACHER_ENCODER
+    from builder.simulate import DEFAULT_DEVICE
+
+    parser = argparse.ArgumentParser(prog="python -m builder.make_builder", description=__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="data folder of `make data`")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (build/)")
+    parser.add_argument("--key", type=Path, default=None, help="private key (default: generate)")
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated")
+    parser.add_argument("--budgets", default=",".join(DEFAULT_BUDGETS), help="comma-separated")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (summary averages)")
+    parser.add_argument("--devices", default=DEFAULT_DEVICE, help="device classes, first = default")
+    parser.add_argument("--teacher-encoder", default=DEFAULT_TEACHER_ENCODER)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _ensure_key(args: argparse.Namespace) -> Path:
+    from plada.signing import generate_keypair
+
+    if args.key is not None:
+        return Path(args.key)
+    key_dir = Path(args.out) / "keys"
+    private = key_dir / "private.pem"
+    if not private.exists():
+        generate_keypair(key_dir)
+    return private
+
+
+def _summary_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| task | budget | seeds | strategy (seed 0) | bytes | teacher | device | oracle | "
+        "device / oracle | balanced / oracle |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['budget']} | {len(r['seeds'])} | {r['strategy']} | "
+            f"{r['payload_bytes']} | {100 * r['teacher_accuracy']:.1f} | "
+            f"{100 * r['device_accuracy_mean']:.1f} ± {100 * r['device_accuracy_std']:.1f} | "
+            f"{100 * r['device_oracle_accuracy']:.1f} | {100 * r['relative_mean']:.1f} % | "
+            f"{100 * r['balanced_relative_mean']:.1f} % |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from builder.errors import BuilderError
+    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task
+    from builder.report import atomic_write_bytes, write_report
+    from builder.select import parse_budget
+    from builder.targets import load_target
+    from plada.corpus import Corpus
+    from plada.errors import PladaError
+    from plada.signing import load_private_key
+
+    try:
+        key = load_private_key(_ensure_key(args))
+        corpus = Corpus.open(args.data / "ref-v1")
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        seeds = [int(s) for s in args.seeds.split(",")]
+        progress = not args.no_progress
+        cache = args.data / "cache" / "embeddings"
+
+        def source(spec: str) -> EncoderFeatures:
+            return EncoderFeatures(spec, cache_root=cache, progress=progress)
+
+        teacher_source = source(args.teacher_encoder)
+        device_sources = {d: source(d) for d in devices}
+        rows: list[dict[str, Any]] = []
+        for task_name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+            task = load_target(args.data / "targets" / task_name)
+            for budget_text in [b.strip() for b in args.budgets.split(",") if b.strip()]:
+                reports = []
+                for seed in seeds:
+                    config = TaskConfig(
+                        budget=parse_budget(budget_text),
+                        default_device=devices[0],
+                        seed=seed,
+                        num_folds=args.folds,
+                        repeats=args.repeats,
+                    )
+                    with ProgressBars(enabled=progress) as bars:
+                        result = build_task(
+                            corpus,
+                            task,
+                            teacher_source=teacher_source,
+                            device_sources=device_sources,
+                            signing_key=key,
+                            config=config,
+                            progress=bars.update,
+                        )
+                    reports.append(result.report)
+                    if seed == seeds[0]:
+                        stem = f"{task.name}-{budget_text}"
+                        payload_path = args.out / f"{stem}.plada"
+                        atomic_write_bytes(payload_path, result.payload)
+                        report = dict(result.report)
+                        report["payload_file"] = str(payload_path)
+                        write_report(report, args.out / stem)
+                    logging.info(
+                        "%s %s seed %d: %s keep %d, %d bytes, device %.3f, oracle %.3f (%.1f s)",
+                        task.name,
+                        budget_text,
+                        seed,
+                        result.report["strategy"],
+                        result.report["num_indices"],
+                        result.report["payload_bytes"],
+                        result.report["device_accuracy"],
+                        result.report["device_oracle_accuracy"],
+                        result.report["total_s"],
+                    )
+                rows.append(_row(task.name, budget_text, seeds, reports))
+                _write_summary(args.out, rows, atomic_write_bytes)
+    except (BuilderError, PladaError) as exc:
+        print(f"make builder: {exc}", file=sys.stderr)
+        return 1
+    print(_summary_markdown(rows))
+    return 0
+
+
+def _row(task: str, budget: str, seeds: list[int], reports: list[dict[str, Any]]) -> dict[str, Any]:
+    acc = np.array([r["device_accuracy"] for r in reports])
+    bal = np.array([r["device_balanced_accuracy"] for r in reports])
+    oracle = np.array([r["device_oracle_accuracy"] for r in reports])
+    oracle_bal = np.array([r["device_oracle_balanced_accuracy"] for r in reports])
+    first = reports[0]
+    return {
+        "task": task,
+        "budget": budget,
+        "seeds": seeds,
+        "strategy": first["strategy"],
+        "params": first["params"],
+        "payload_bytes": first["payload_bytes"],
+        "teacher_accuracy": first["teacher_accuracy"],
+        "device_oracle_accuracy": float(oracle.mean()),
+        "device_accuracy_mean": float(acc.mean()),
+        "device_accuracy_std": float(acc.std()),
+        "device_balanced_accuracy_mean": float(bal.mean()),
+        "relative_mean": float((acc / oracle).mean()),
+        "balanced_relative_mean": float((bal / oracle_bal).mean()),
+        "per_seed": [
+            {
+                "seed": s,
+                "strategy": r["strategy"],
+                "params": r["params"],
+                "num_indices": r["num_indices"],
+                "payload_bytes": r["payload_bytes"],
+                "device_accuracy": r["device_accuracy"],
+                "device_balanced_accuracy": r["device_balanced_accuracy"],
+                "device_oracle_accuracy": r["device_oracle_accuracy"],
+                "total_s": r["total_s"],
+                "peak_rss_mb": r["peak_rss_mb"],
+            }
+            for s, r in zip(seeds, reports, strict=True)
+        ],
+    }
+
+
+def _write_summary(out: Path, rows: list[dict[str, Any]], write: Any) -> None:
+    write(out / "summary.json", (json.dumps(rows, indent=2) + "\n").encode())
+    write(out / "summary.md", _summary_markdown(rows).encode())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -243,3 +244,16 @@ def test_feature_cache_rejects_out_of_range_index(
     # Execute / Assert
     with pytest.raises(FeatureCacheError, match="index 50 is outside the corpus"):
         cache.features(np.array([1, 50]))
+
+
+def test_ort_extractor_reports_unloadable_file_on_first_use(encoder_path: Path) -> None:
+    # Prepare: a file that is not ONNX, with a sidecar whose hash matches it
+    encoder_path.write_bytes(b"not an onnx model")
+    sidecar = encoder_path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    meta["sha256"] = hashlib.sha256(b"not an onnx model").hexdigest()
+    sidecar.write_text(json.dumps(meta), encoding="utf-8")
+    extractor = load_extractor(encoder_path)  # cheap: the session opens lazily
+    # Execute / Assert
+    with pytest.raises(EncoderBackendError, match="onnxruntime cannot load"):
+        extractor.embed(np.zeros((1, 3, 32, 32), np.float32))

@@ -34,12 +34,14 @@ from PIL import Image
 
 from agent.errors import EncoderBackendError, FeatureCacheError
 from plada.corpus import Corpus
+from plada.encoders import PREPROCESS_TF as _PREPROCESS
+from plada.encoders import EncoderInfo as SidecarInfo
+from plada.errors import EncoderSpecError
 from plada.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-_PREPROCESS = "tf-127-128"
 _HASH_CHUNK = 1 << 20
 
 
@@ -77,26 +79,14 @@ class EncoderInfo:
             ) from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EncoderBackendError(f"encoder sidecar {sidecar}: unreadable ({exc})") from exc
-        if not isinstance(meta, dict):
-            raise EncoderBackendError(f"encoder sidecar {sidecar}: top level must be an object")
-
-        def need(key: str, kind: type) -> Any:
-            value = meta.get(key)
-            if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-                raise EncoderBackendError(
-                    f"encoder sidecar {sidecar}: key {key!r} must be {kind.__name__}"
-                )
-            return value
-
-        preprocess = meta.get("preprocess", _PREPROCESS)
-        if preprocess != _PREPROCESS:
+        try:
+            sidecar_info = SidecarInfo.from_json(meta, where=f"encoder sidecar {sidecar}")
+        except EncoderSpecError as exc:
+            raise EncoderBackendError(str(exc)) from exc
+        if sidecar_info.preprocess != _PREPROCESS:
             raise EncoderBackendError(
-                f"encoder sidecar {sidecar}: preprocess {preprocess!r} is not {_PREPROCESS!r}"
-            )
-        size, dim = need("size", int), need("feature_dim", int)
-        if size < 1 or dim < 1:
-            raise EncoderBackendError(
-                f"encoder sidecar {sidecar}: size and feature_dim must be > 0"
+                f"encoder sidecar {sidecar}: preprocess {sidecar_info.preprocess!r} is not "
+                f"{_PREPROCESS!r} (plada.preprocess is the only input the agent produces)"
             )
         actual = file_sha256(path)
         expected_key = "sha256" if path.suffix == ".onnx" else "tflite_sha256"
@@ -108,11 +98,11 @@ class EncoderInfo:
             )
         return cls(
             path=path,
-            id=need("id", str),
-            size=size,
-            feature_dim=dim,
+            id=sidecar_info.id,
+            size=sidecar_info.size,
+            feature_dim=sidecar_info.feature_dim,
             sha256=actual,
-            int8=bool(meta.get("int8", False)),
+            int8=sidecar_info.int8,
         )
 
 

@@ -138,8 +138,6 @@ def make_tiny_tflite_encoder(
     if not sidecar.exists():
         _write_sidecar(path, encoder_id=encoder_id, size=size, feature_dim=feature_dim)
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    if not path.with_suffix(".onnx").exists():
-        del meta["sha256"]  # that key is the .onnx file's hash
     meta["tflite_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     sidecar.write_text(json.dumps(meta), encoding="utf-8")
     return path

@@ -1,0 +1,189 @@
+"""What every benchmark module shares: the run context (data, corpus, encoders, signing key,
+memoised task features), progress lines, atomic JSON writes and mean/spread helpers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_TASKS = ("digits", "fashion", "clipart")
+DEFAULT_TEACHER = "lite1-96"
+DEFAULT_DEVICE = "lite0-64-int8"
+
+_START = time.monotonic()
+
+
+def log(message: str) -> None:
+    """A progress line on stderr with the time since the run started."""
+    elapsed = time.monotonic() - _START
+    print(f"[bench {elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def mean_spread(values: Iterable[float | None]) -> dict[str, float | int | None]:
+    """{"mean", "sd" (sample standard deviation, 0 for one value), "n"}; None values skipped."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return {"mean": None, "sd": None, "n": 0}
+    arr = np.asarray(xs)
+    sd = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+    return {"mean": float(arr.mean()), "sd": sd, "n": len(arr)}
+
+
+def setting_label(strategy: str, params: dict[str, Any]) -> str:
+    """`safety-net(s=0.5,alpha=0.5)`; seeds are not part of a setting's name."""
+    shown = {k: v for k, v in params.items() if k != "seed"}
+    if not shown:
+        return strategy
+    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(shown.items())]
+    return f"{strategy}({','.join(parts)})"
+
+
+@dataclass(frozen=True)
+class TaskImages:
+    train: list[Image.Image]
+    test: list[Image.Image]
+
+
+@dataclass
+class BenchContext:
+    """Settings of one `make bench` run and the expensive things it computes once."""
+
+    data: Path
+    out: Path = RESULTS
+    work: Path = ROOT / "build" / "bench"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    quick: bool = False
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    teacher_encoder: str = DEFAULT_TEACHER
+    device: str = DEFAULT_DEVICE
+    progress: bool = True
+    shared: dict[str, Any] = field(default_factory=dict)
+    _sources: dict[str, Any] = field(default_factory=dict)
+    _corpus: Any = None
+    _key: Any = None
+    _targets: dict[str, Any] = field(default_factory=dict)
+    _images: dict[str, TaskImages] = field(default_factory=dict)
+    _features: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def cache_root(self) -> Path:
+        """The embedding cache `make builder` uses too, so neither embeds the corpus twice."""
+        return self.data / "cache" / "embeddings"
+
+    def corpus(self) -> Any:
+        if self._corpus is None:
+            from plada.corpus import Corpus
+
+            self._corpus = Corpus.open(self.data / "ref-v1")
+        return self._corpus
+
+    def source(self, spec: str) -> Any:
+        """A memoised builder FeatureSource (corpus features come from the embedding cache)."""
+        if spec not in self._sources:
+            from builder.pipeline import EncoderFeatures
+
+            self._sources[spec] = EncoderFeatures(
+                spec, cache_root=self.cache_root, progress=self.progress
+            )
+        return self._sources[spec]
+
+    def signing_key(self) -> Any:
+        if self._key is None:
+            from plada.signing import generate_keypair, load_private_key
+
+            keys = self.work / "keys"
+            if not (keys / "private.pem").exists():
+                generate_keypair(keys)
+            self._key = load_private_key(keys / "private.pem")
+        return self._key
+
+    def public_key_path(self) -> Path:
+        self.signing_key()
+        return self.work / "keys" / "public.pem"
+
+    def target(self, name: str) -> Any:
+        if name not in self._targets:
+            from builder.targets import load_target
+
+            self._targets[name] = load_target(self.data / "targets" / name)
+        return self._targets[name]
+
+    def images(self, name: str) -> TaskImages:
+        if name not in self._images:
+            from builder.targets import read_images
+
+            task = self.target(name)
+            self._images[name] = TaskImages(
+                read_images(task.train.paths), read_images(task.test.paths)
+            )
+        return self._images[name]
+
+    def features(self, name: str, spec: str) -> Any:
+        """builder.pipeline.TaskFeatures of task `name` under encoder `spec` (memoised)."""
+        key = (name, spec)
+        if key not in self._features:
+            from builder.pipeline import embed_task
+
+            images = self.images(name)
+            log(f"features: {name} with {spec}")
+            self._features[key] = embed_task(
+                self.source(spec), self.corpus(), images.train, images.test
+            )
+        return self._features[key]
+
+
+@contextmanager
+def single_blas() -> Iterator[None]:
+    """One BLAS thread for the many small matmuls of head training and selection (as
+    builder.pipeline does after embedding): two spinning BLAS threads on a loaded 2-core box were
+    measured 30x slower."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def pick(rows: Sequence[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]

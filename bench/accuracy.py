@@ -1,0 +1,321 @@
+"""Accuracy per byte -> bench/results/accuracy.json.
+
+    .venv/bin/python -m bench.accuracy --data data [--quick]
+
+For every target task (digits, fashion, clipart), on the default device class (its own encoder's
+features, the agent's head trainer), with the builder's teacher:
+- every selection strategy/setting of `--auto` at keep ratios 0.5, 1, 2, 5, 10, 25 % of the corpus,
+  with the size of the signed payload it makes;
+- `--auto` (the builder's whole task pipeline, `builder.pipeline.build_task`) at byte budgets
+  1, 2, 8, 32 KiB, plus every setting at the largest keep that fits each budget (the candidates
+  the pipeline tried, evaluated on the test split);
+- the teacher, and the device-oracle (the device head trained on the whole labelled train split);
+- each for several seeds (head initialisation and batch order, random selections, validation
+  folds), reported as mean and sample standard deviation.
+
+The auto payloads are kept under build/bench/payloads/ for bench.hetero and bench.fleet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import (
+    BenchContext,
+    log,
+    mean_spread,
+    pick,
+    setting_label,
+    single_blas,
+    write_json,
+)
+
+RATIOS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)
+BUDGETS = ("1KiB", "2KiB", "8KiB", "32KiB")
+QUICK_RATIOS = (0.01, 0.05)
+QUICK_BUDGETS = ("2KiB", "8KiB")
+
+
+def payload_path(ctx: BenchContext, task: str, budget: str, seed: int) -> Path:
+    return ctx.work / "payloads" / f"{task}-{budget}-s{seed}.plada"
+
+
+def _signed_size(ctx: BenchContext, task: Any, selection: Any) -> int:
+    from builder.pipeline import TaskConfig, make_payload
+    from builder.select import Budget
+    from plada.payload import encode_payload
+
+    payload = make_payload(
+        selection,
+        task_name=task.name,
+        class_names=task.class_names,
+        corpus=ctx.corpus(),
+        config=TaskConfig(budget=Budget("count", selection.keep)),
+        accuracy_estimate=0.5,
+        created_at=int(time.time()),
+    )
+    return len(encode_payload(payload, signing_key=ctx.signing_key()))
+
+
+def codec_sizes(
+    indices: np.ndarray, labels: np.ndarray, *, n: int, num_classes: int
+) -> dict[str, Any]:
+    """Selection bytes of the paper's codec, the best codec, and the bound, for one selection."""
+    from bench.codec import bound_bytes
+    from plada.codecs import encode_selection
+
+    _, paper = encode_selection(indices, labels, n=n, num_classes=num_classes, codecs=["paper"])
+    best_name, best = encode_selection(indices, labels, n=n, num_classes=num_classes)
+    return {
+        "paper_bytes": len(paper),
+        "best_bytes": len(best),
+        "best_codec": best_name,
+        "bound_bytes": round(bound_bytes(n, labels, num_classes)),
+    }
+
+
+def run_task(
+    ctx: BenchContext, name: str, *, ratios: tuple[float, ...], budgets: tuple[str, ...]
+) -> dict[str, Any]:
+    from builder.auto import DEFAULT_SETTINGS
+    from builder.pipeline import TaskConfig, build_task
+    from builder.report import atomic_write_bytes
+    from builder.scores import score_reference
+    from builder.select import parse_budget, select
+    from builder.simulate import device_oracle, simulate_selection
+    from builder.teacher import TeacherConfig, balanced_accuracy, fit_teacher
+    from plada.head import HeadHyperParams
+
+    task = ctx.target(name)
+    corpus = ctx.corpus()
+    n_ref = len(corpus)
+    num_classes = task.num_classes
+    y_train, y_test = task.train.labels, task.test.labels
+    tfeat = ctx.features(name, ctx.teacher_encoder)
+    dfeat = ctx.features(name, ctx.device)
+
+    # The teacher is deterministic (its L2 is chosen on fixed folds), the same one build_task fits.
+    started = time.perf_counter()
+    teacher = fit_teacher(tfeat.train, y_train, num_classes=num_classes, config=TeacherConfig())
+    teacher_pred = teacher.predict(tfeat.test)
+    scores = score_reference(
+        teacher.logits(tfeat.reference),
+        reference_features=tfeat.reference,
+        target_features=tfeat.train,
+        target_labels=y_train,
+    )
+    log(f"{name}: teacher fitted in {time.perf_counter() - started:.1f} s")
+    result: dict[str, Any] = {
+        "task": name,
+        "num_classes": num_classes,
+        "class_names": list(task.class_names),
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "teacher": {
+            "encoder": ctx.teacher_encoder,
+            "l2": teacher.l2,
+            "accuracy": float(np.mean(teacher_pred == y_test)),
+            "balanced_accuracy": balanced_accuracy(teacher_pred, y_test),
+        },
+        "oracle_per_seed": [],
+        "ratio_runs": [],
+        "auto_runs": [],
+        "budget_candidates": [],
+    }
+    for seed in ctx.seeds:
+        hp = replace(HeadHyperParams(), seed=seed)
+        oracle = device_oracle(
+            dfeat.train, y_train, dfeat.test, y_test, num_classes=num_classes, hp=hp
+        )
+        result["oracle_per_seed"].append(
+            {
+                "seed": seed,
+                "accuracy": oracle.accuracy,
+                "balanced_accuracy": oracle.balanced_accuracy,
+            }
+        )
+        for strategy, params in DEFAULT_SETTINGS:
+            for ratio in ratios:
+                keep = max(num_classes, round(ratio * n_ref))
+                sel = select(scores, strategy=strategy, keep=keep, params=params, seed=seed)
+                sim = simulate_selection(
+                    dfeat.reference, sel, dfeat.test, y_test, num_classes=num_classes, hp=hp
+                )
+                row: dict[str, Any] = {
+                    "seed": seed,
+                    "setting": setting_label(strategy, dict(sel.params)),
+                    "strategy": strategy,
+                    "ratio": ratio,
+                    "keep": sel.keep,
+                    "payload_bytes": _signed_size(ctx, task, sel),
+                    "classes_kept": int(np.count_nonzero(sel.class_counts(num_classes))),
+                    "accuracy": sim.accuracy,
+                    "balanced_accuracy": sim.balanced_accuracy,
+                }
+                if seed == ctx.seeds[0]:
+                    row["codec"] = codec_sizes(
+                        sel.indices, sel.labels, n=n_ref, num_classes=num_classes
+                    )
+                result["ratio_runs"].append(row)
+        log(f"{name} seed {seed}: {len(DEFAULT_SETTINGS)} settings x {len(ratios)} ratios done")
+        for budget in budgets:
+            started = time.perf_counter()
+            build = build_task(
+                corpus,
+                task,
+                teacher_source=ctx.source(ctx.teacher_encoder),
+                device_sources={ctx.device: ctx.source(ctx.device)},
+                signing_key=ctx.signing_key(),
+                config=TaskConfig(
+                    budget=parse_budget(budget), default_device=ctx.device, seed=seed
+                ),
+            )
+            atomic_write_bytes(payload_path(ctx, name, budget, seed), build.payload)
+            report = build.report
+            result["auto_runs"].append(
+                {
+                    "seed": seed,
+                    "budget": budget,
+                    "budget_bytes": int(parse_budget(budget).value),
+                    "strategy": report["strategy"],
+                    "setting": setting_label(report["strategy"], dict(report["params"])),
+                    "keep": report["num_indices"],
+                    "payload_bytes": report["payload_bytes"],
+                    "accuracy": report["device_accuracy"],
+                    "balanced_accuracy": report["device_balanced_accuracy"],
+                    "oracle_accuracy": report["device_oracle_accuracy"],
+                    "accuracy_estimate": report["accuracy_estimate"],
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "peak_rss_mb": report["peak_rss_mb"],
+                }
+            )
+            seen: set[str] = set()
+            for cand in report["candidates"]:  # each setting's largest keep comes first
+                label = setting_label(cand["strategy"], dict(cand["params"]))
+                if label in seen:
+                    continue
+                seen.add(label)
+                result["budget_candidates"].append(
+                    {
+                        "seed": seed,
+                        "budget": budget,
+                        "setting": label,
+                        "strategy": cand["strategy"],
+                        "keep": cand["keep"],
+                        "payload_bytes": cand["payload_bytes"],
+                        "accuracy": cand["test_accuracy"],
+                        "balanced_accuracy": cand["test_balanced_accuracy"],
+                    }
+                )
+            log(
+                f"{name} seed {seed} {budget}: auto -> {report['strategy']} keep "
+                f"{report['num_indices']}, {report['payload_bytes']} B, device "
+                f"{100 * report['device_accuracy']:.1f} % ({time.perf_counter() - started:.0f} s)"
+            )
+    result["summary"] = summarise(result)
+    return result
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """Mean and spread over seeds for every (setting, ratio) and (budget) row."""
+    oracle = mean_spread(r["accuracy"] for r in result["oracle_per_seed"])
+    oracle_bal = mean_spread(r["balanced_accuracy"] for r in result["oracle_per_seed"])
+    ratio_rows = []
+    settings = list(dict.fromkeys(r["setting"] for r in result["ratio_runs"]))
+    ratios = sorted({r["ratio"] for r in result["ratio_runs"]})
+    for setting in settings:
+        for ratio in ratios:
+            runs = pick(result["ratio_runs"], setting=setting, ratio=ratio)
+            if runs:
+                ratio_rows.append(
+                    {
+                        "setting": setting,
+                        "ratio": ratio,
+                        "keep": runs[0]["keep"],
+                        "payload_bytes": mean_spread(r["payload_bytes"] for r in runs),
+                        "accuracy": mean_spread(r["accuracy"] for r in runs),
+                        "balanced_accuracy": mean_spread(r["balanced_accuracy"] for r in runs),
+                    }
+                )
+    budget_rows = []
+    for budget in list(dict.fromkeys(r["budget"] for r in result["auto_runs"])):
+        runs = pick(result["auto_runs"], budget=budget)
+        cands = pick(result["budget_candidates"], budget=budget)
+        per_setting = {}
+        for setting in list(dict.fromkeys(c["setting"] for c in cands)):
+            cs = pick(cands, setting=setting)
+            per_setting[setting] = {
+                "keep": mean_spread(c["keep"] for c in cs),
+                "payload_bytes": mean_spread(c["payload_bytes"] for c in cs),
+                "accuracy": mean_spread(c["accuracy"] for c in cs),
+                "balanced_accuracy": mean_spread(c["balanced_accuracy"] for c in cs),
+            }
+        budget_rows.append(
+            {
+                "budget": budget,
+                "budget_bytes": runs[0]["budget_bytes"],
+                "auto_choices": [r["setting"] for r in runs],
+                "keep": mean_spread(r["keep"] for r in runs),
+                "payload_bytes": mean_spread(r["payload_bytes"] for r in runs),
+                "accuracy": mean_spread(r["accuracy"] for r in runs),
+                "balanced_accuracy": mean_spread(r["balanced_accuracy"] for r in runs),
+                "relative_to_oracle": mean_spread(
+                    r["accuracy"] / r["oracle_accuracy"] for r in runs if r["oracle_accuracy"]
+                ),
+                "seconds": mean_spread(r["seconds"] for r in runs),
+                "settings_at_cap": per_setting,
+            }
+        )
+    return {
+        "teacher_accuracy": result["teacher"]["accuracy"],
+        "teacher_balanced_accuracy": result["teacher"]["balanced_accuracy"],
+        "oracle_accuracy": oracle,
+        "oracle_balanced_accuracy": oracle_bal,
+        "ratios": ratio_rows,
+        "budgets": budget_rows,
+    }
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    ratios = QUICK_RATIOS if ctx.quick else RATIOS
+    budgets = QUICK_BUDGETS if ctx.quick else BUDGETS
+    started = time.perf_counter()
+    out: dict[str, Any] = {
+        "corpus": {"size": len(ctx.corpus()), "fingerprint": ctx.corpus().fingerprint},
+        "teacher_encoder": ctx.teacher_encoder,
+        "device": ctx.device,
+        "seeds": list(ctx.seeds),
+        "ratios": list(ratios),
+        "budgets": list(budgets),
+        "tasks": {},
+    }
+    for name in ctx.tasks:
+        ctx.features(name, ctx.teacher_encoder)  # embedding first, with every thread
+        ctx.features(name, ctx.device)
+        with single_blas():
+            out["tasks"][name] = run_task(ctx, name, ratios=ratios, budgets=budgets)
+        write_json(ctx.out / "accuracy.json", out)  # partial results survive a later failure
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(ctx.out / "accuracy.json", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true", help="1 seed, 2 ratios, 2 budgets")
+    args = parser.parse_args(argv)
+    ctx = BenchContext(data=args.data, quick=args.quick, seeds=(0,) if args.quick else (0, 1, 2))
+    run(ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

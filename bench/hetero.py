@@ -1,0 +1,213 @@
+"""Heterogeneous devices: one payload, device classes with different encoders
+-> bench/results/hetero.json.
+
+    .venv/bin/python -m bench.hetero --data data [--quick]   (after bench.accuracy)
+
+The signed `--auto` payloads bench.accuracy wrote (chosen for the default device class) are
+verified and decoded as an agent would, then applied on every device class: the kept reference
+images are embedded with that class's own encoder, the agent's head is trained on them with the
+payload's labels and tested on the target's test split embedded by the same encoder. Each class is
+compared with its own device-oracle (its encoder, head trained on the whole labelled train split).
+A class whose encoder cannot be loaded here is reported with the reason, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import BenchContext, log, mean_spread, pick, single_blas, write_json
+from bench.accuracy import payload_path
+
+# (device class, encoder spec): the firmware_configs classes plus the ResNet-50 of data.md.
+DEVICE_CLASSES: tuple[tuple[str, str], ...] = (
+    ("raspberry-pi-4", "lite0-64-int8"),
+    ("raspberry-pi-5", "lite1-96-int8"),
+    ("x86-dev", "lite1-96"),
+    ("jetson-orin-nano", "lite1-128"),
+    ("resnet50-opennsfw", "opennsfw-224"),
+)
+BUDGETS = ("2KiB", "8KiB")
+QUICK_BUDGETS = ("8KiB",)
+
+
+def _decode(ctx: BenchContext, path: Path) -> Any:
+    from plada.payload import check_corpus, decode_payload
+    from plada.signing import load_trusted_keys
+
+    payload = decode_payload(
+        path.read_bytes(), trusted_keys=load_trusted_keys([ctx.public_key_path()])
+    )
+    check_corpus(payload, fingerprint=ctx.corpus().fingerprint, size=len(ctx.corpus()))
+    return payload
+
+
+def _kept_features(ctx: BenchContext, name: str, spec: str, indices: np.ndarray) -> np.ndarray:
+    """(len(indices), D) device features of the kept reference images."""
+    if spec in (ctx.device, ctx.teacher_encoder):  # whole-corpus cache already built
+        return np.asarray(ctx.features(name, spec).reference[indices], dtype=np.float32)
+    images = ctx.corpus().images([int(i) for i in indices])
+    out: np.ndarray = ctx.source(spec).image_features(images)
+    return out
+
+
+def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str, Any]:
+    task = ctx.target(name)
+    payloads = {
+        (budget, seed): _decode(ctx, payload_path(ctx, name, budget, seed))
+        for budget in budgets
+        for seed in ctx.seeds
+        if payload_path(ctx, name, budget, seed).exists()
+    }
+    if not payloads:
+        raise FileNotFoundError(
+            f"no auto payloads for {name} under {ctx.work / 'payloads'}: run bench.accuracy first"
+        )
+    union = np.unique(np.concatenate([p.indices for p in payloads.values()]))
+    runs: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    for device_class, spec in DEVICE_CLASSES:
+        started = time.perf_counter()
+        try:
+            feats = ctx.features(name, spec) if spec in (ctx.device, ctx.teacher_encoder) else None
+            source = ctx.source(spec)
+            images = ctx.images(name)
+            train = feats.train if feats is not None else source.image_features(images.train)
+            test = feats.test if feats is not None else source.image_features(images.test)
+            kept = _kept_features(ctx, name, spec, union)
+        except Exception as exc:  # an encoder this machine cannot load: report why
+            errors[spec] = f"{type(exc).__name__}: {exc}"
+            log(f"hetero {name}: {spec} unavailable: {errors[spec]}")
+            continue
+        rows_of = {int(i): r for r, i in enumerate(union)}
+        with single_blas():
+            runs.extend(
+                _apply_all(
+                    task,
+                    payloads,
+                    lambda idx, kept=kept, rows_of=rows_of: kept[  # type: ignore[misc]
+                        np.array([rows_of[int(i)] for i in idx])
+                    ],
+                    train,
+                    test,
+                    device=(device_class, spec),
+                    sizes={k: payload_path(ctx, name, *k).stat().st_size for k in payloads},
+                )
+            )
+        log(f"hetero {name}: {spec} done in {time.perf_counter() - started:.0f} s")
+    return _summarise(runs, errors, budgets)
+
+
+def _apply_all(
+    task: Any,
+    payloads: dict[tuple[str, int], Any],
+    kept_features: Callable[[np.ndarray], np.ndarray],
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    device: tuple[str, str],
+    sizes: dict[tuple[str, int], int],
+) -> list[dict[str, Any]]:
+    """Each payload applied on one device class: its head vs its own device-oracle."""
+    from builder.simulate import device_oracle, evaluate_head
+    from plada.head import HeadHyperParams, train_head
+
+    y_train, y_test = task.train.labels, task.test.labels
+    runs: list[dict[str, Any]] = []
+    for (budget, seed), payload in payloads.items():
+        hp = replace(HeadHyperParams(), seed=seed)
+        weights = train_head(
+            kept_features(payload.indices), payload.labels, num_classes=task.num_classes, hp=hp
+        ).weights
+        result = evaluate_head(weights, test, y_test)
+        oracle = device_oracle(train, y_train, test, y_test, num_classes=task.num_classes, hp=hp)
+        runs.append(
+            {
+                "device_class": device[0],
+                "encoder": device[1],
+                "budget": budget,
+                "seed": seed,
+                "payload_bytes": sizes[(budget, seed)],
+                "keep": len(payload.indices),
+                "strategy": payload.provenance.strategy,
+                "accuracy": result.accuracy,
+                "balanced_accuracy": result.balanced_accuracy,
+                "oracle_accuracy": oracle.accuracy,
+                "oracle_balanced_accuracy": oracle.balanced_accuracy,
+            }
+        )
+    return runs
+
+
+def _summarise(
+    runs: list[dict[str, Any]], errors: dict[str, str], budgets: tuple[str, ...]
+) -> dict[str, Any]:
+    summary = []
+    for device_class, spec in DEVICE_CLASSES:
+        for budget in budgets:
+            rs = pick(runs, encoder=spec, budget=budget)
+            if not rs:
+                continue
+            summary.append(
+                {
+                    "device_class": device_class,
+                    "encoder": spec,
+                    "budget": budget,
+                    "payload_bytes": mean_spread(r["payload_bytes"] for r in rs),
+                    "accuracy": mean_spread(r["accuracy"] for r in rs),
+                    "balanced_accuracy": mean_spread(r["balanced_accuracy"] for r in rs),
+                    "oracle_accuracy": mean_spread(r["oracle_accuracy"] for r in rs),
+                    "oracle_balanced_accuracy": mean_spread(
+                        r["oracle_balanced_accuracy"] for r in rs
+                    ),
+                    "relative_to_oracle": mean_spread(
+                        r["accuracy"] / r["oracle_accuracy"] for r in rs if r["oracle_accuracy"]
+                    ),
+                    "balanced_relative_to_oracle": mean_spread(
+                        r["balanced_accuracy"] / r["oracle_balanced_accuracy"]
+                        for r in rs
+                        if r["oracle_balanced_accuracy"]
+                    ),
+                }
+            )
+    return {"runs": runs, "unavailable": errors, "summary": summary}
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    budgets = QUICK_BUDGETS if ctx.quick else BUDGETS
+    started = time.perf_counter()
+    out: dict[str, Any] = {
+        "payloads_chosen_for": ctx.device,
+        "teacher_encoder": ctx.teacher_encoder,
+        "device_classes": [{"device_class": d, "encoder": s} for d, s in DEVICE_CLASSES],
+        "budgets": list(budgets),
+        "seeds": list(ctx.seeds),
+        "tasks": {},
+    }
+    for name in ctx.tasks:
+        out["tasks"][name] = run_task(ctx, name, budgets)
+        write_json(ctx.out / "hetero.json", out)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(ctx.out / "hetero.json", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hetero", description=__doc__)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    ctx = BenchContext(data=args.data, quick=args.quick, seeds=(0,) if args.quick else (0, 1, 2))
+    run(ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

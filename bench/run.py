@@ -1,0 +1,249 @@
+"""`make bench`: run every benchmark, write bench/results/*.json, summary.md and PNG plots, and
+regenerate the README's Results section (between `<!-- results:start -->` and
+`<!-- results:end -->`).
+
+    .venv/bin/python -m bench.run --data data            # everything (long on 2 cores)
+    .venv/bin/python -m bench.run --data data/small --quick   # smoke test: 1 seed, fewer points
+    .venv/bin/python -m bench.run --data data --only accuracy,hetero   # some modules; the others'
+                                                         # JSON from an earlier run is reused
+    .venv/bin/python -m bench.run --render-only          # re-render from the JSON files
+
+Modules, in order: codec (bench/codec.py), corpus (bench/corpus.py), accuracy, alternatives,
+hetero, device (reusing bench/agent.py), fleet. A module that fails is reported in the summary with
+its error; the others still run. Every number in the outputs comes from the JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench._common import ROOT, BenchContext, atomic_write_text, log, write_json
+from bench.render import make_plots, render_markdown, replace_between_markers
+
+MODULES = ("codec", "corpus", "accuracy", "alternatives", "hetero", "device", "fleet")
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram_gib: float | None = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
+    return {
+        "cpu_model": cpu,
+        "nproc": os.cpu_count(),
+        "ram_gib": ram_gib,
+        "python": platform.python_version(),
+        "loadavg_start": round(os.getloadavg()[0], 1),
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
+def _run_codec(ctx: BenchContext) -> Any:
+    from bench import codec
+
+    rows = []
+    for case, n, _k, num_classes, (indices, labels) in codec.cases():
+        rows.append(codec.run_case(case, n, num_classes, indices, labels, 1 if ctx.quick else 5))
+        log(f"codec {case} C={num_classes}: best {rows[-1]['best_bytes']} B")
+    write_json(ctx.out / "codec.json", rows)
+    return rows
+
+
+def _run_corpus(ctx: BenchContext) -> Any:
+    from bench import corpus
+
+    args = ["--data", str(ctx.data), "--out", str(ctx.out / "corpus.json"), "--skip-build"]
+    if ctx.quick:
+        args += ["--repeats", "1", "--num-reads", "2000", "--deep-sample", "500"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = corpus.main(args)
+    if code != 0:
+        raise RuntimeError(f"bench.corpus exited {code}")
+    return json.loads((ctx.out / "corpus.json").read_text(encoding="utf-8"))
+
+
+def _runner(name: str, results: dict[str, Any]) -> Callable[[BenchContext], Any]:
+    if name == "codec":
+        return _run_codec
+    if name == "corpus":
+        return _run_corpus
+    if name == "accuracy":
+        from bench import accuracy
+
+        return accuracy.run
+    if name == "alternatives":
+        from bench import alternatives
+
+        acc = results.get("accuracy")
+        return lambda ctx: alternatives.run(ctx, acc if isinstance(acc, dict) else None)
+    if name == "hetero":
+        from bench import hetero
+
+        return hetero.run
+    if name == "device":
+        from bench import device
+
+        return device.run
+    if name == "fleet":
+        from bench import fleet
+
+        return fleet.run
+    raise ValueError(f"unknown benchmark module {name!r}; choose from {', '.join(MODULES)}")
+
+
+def load_previous(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results of every module from its JSON, run.json) of earlier runs, when present."""
+    results: dict[str, Any] = {}
+    for name in MODULES:
+        path = out / f"{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text(encoding="utf-8"))
+    run_path = out / "run.json"
+    meta = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
+    for name, error in meta.get("errors", {}).items():
+        results.setdefault(name, {"error": error})
+    return results, meta
+
+
+def render(results: dict[str, Any], out: Path, readme: Path | None) -> None:
+    plots = make_plots(results, out)
+    # Paths as the README (repository root) and summary.md (bench/results/) see them.
+    rel_root = {k: os.path.relpath(p, ROOT) for k, p in plots.items()}
+    rel_out = {k: os.path.relpath(p, out) for k, p in plots.items()}
+    atomic_write_text(
+        out / "summary.md", "# Benchmark results\n\n" + render_markdown(results, rel_out)
+    )
+    if readme is not None:
+        text = readme.read_text(encoding="utf-8")
+        body = render_markdown(results, rel_root) + (
+            "\nAll tables: `bench/results/summary.md`; raw numbers: `bench/results/*.json`.\n"
+        )
+        atomic_write_text(readme, replace_between_markers(text, body))
+        log(f"README Results section updated ({readme})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=ROOT / "data", help="`make data` output")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--no-readme", action="store_true", help="do not touch the README")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, fewer points")
+    parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; quick 0)")
+    parser.add_argument("--tasks", default="digits,fashion,clipart")
+    parser.add_argument("--only", default=None, help=f"comma-separated subset of {MODULES}")
+    parser.add_argument("--skip", default="", help="comma-separated modules not to run")
+    parser.add_argument("--render-only", action="store_true", help="re-render from the JSON")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a reduction of this run to state in the README (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    seeds = tuple(int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(","))
+    ctx = BenchContext(
+        data=args.data,
+        out=args.out,
+        work=args.work,
+        seeds=seeds,
+        quick=args.quick,
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+    )
+    chosen = [m.strip() for m in (args.only or ",".join(MODULES)).split(",") if m.strip()]
+    chosen = [m for m in chosen if m not in {s.strip() for s in args.skip.split(",")}]
+    for name in chosen:
+        if name not in MODULES:
+            parser.error(f"unknown module {name!r}; choose from {', '.join(MODULES)}")
+    results, previous = load_previous(args.out)
+    timings: dict[str, float] = dict(previous.get("timings", {}))
+    errors: dict[str, str] = dict(previous.get("errors", {}))
+    started = time.perf_counter()
+    if not args.render_only:
+        log(f"bench: {', '.join(chosen)} on {args.data} (seeds {seeds}, quick={args.quick})")
+        for name in chosen:
+            log(f"== {name}")
+            t0 = time.perf_counter()
+            try:
+                results[name] = _runner(name, results)(ctx)
+                errors.pop(name, None)
+            except Exception as exc:  # one failing benchmark must not hide the others
+                traceback.print_exc()
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                results[name] = {"error": errors[name]}
+            timings[name] = round(time.perf_counter() - t0, 1)
+            log(f"== {name} done in {timings[name]:.0f} s")
+        corpus_size: Any = None
+        with contextlib.suppress(Exception):
+            corpus_size = len(ctx.corpus())
+        meta: dict[str, Any] = {
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python -m bench.run "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
+            "git_commit": git_commit(),
+            "machine": machine_info(),
+            "data": str(args.data),
+            "corpus_size": corpus_size,
+            "seeds": list(seeds),
+            "quick": args.quick,
+            "teacher_encoder": ctx.teacher_encoder,
+            "device": ctx.device,
+            "timings": timings,
+            "total_seconds": round(sum(timings.values()), 1),
+            "this_invocation_seconds": round(time.perf_counter() - started, 1),
+            "modules_run": chosen,
+            "errors": errors,
+            "reduced": list(args.note) + (["--quick smoke configuration"] if args.quick else []),
+        }
+        if previous and set(chosen) != set(MODULES):
+            meta["reduced"] = list(dict.fromkeys([*previous.get("reduced", []), *meta["reduced"]]))
+            meta["invocations"] = int(previous.get("invocations", 1)) + 1
+        write_json(args.out / "run.json", meta)
+    else:
+        meta = previous
+    results["meta"] = meta
+    render(results, args.out, None if args.no_readme else args.readme)
+    log(f"bench: done; summary in {args.out / 'summary.md'}")
+    return 1 if errors and not args.render_only else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

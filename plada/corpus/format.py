@@ -89,7 +89,7 @@ class ShardInfo:
 class VerifyProblem:
     """One thing wrong. `index` is None for problems that concern a whole file."""
 
-    kind: str  # missing | truncated | hash | decode | pixels | shard-hash
+    kind: str  # missing | truncated | size | hash | decode | pixels | shard-hash
     message: str
     index: int | None = None
     file: str | None = None
@@ -533,7 +533,7 @@ class Corpus:
         size = p.stat().st_size
         if size != shard.num_bytes:
             return VerifyProblem(
-                "truncated",
+                "truncated" if size < shard.num_bytes else "size",
                 f"shard {p} has {size} bytes, {HEADER_FILE} says {shard.num_bytes} ({span})",
                 file=shard.file,
             )

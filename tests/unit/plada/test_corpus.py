@@ -406,3 +406,19 @@ def test_corpus_info_reports_sources_and_size(tmp_path: Path) -> None:
     assert info["fingerprint"] == corpus.fingerprint and info["num_images"] == 30
     assert [s["name"] for s in info["sources"]] == ["tiny-shapes", "tiny-gray"]
     assert info["bytes_on_disk"] == sum(p.stat().st_size for p in corpus.path.rglob("*.*"))
+
+
+def test_corpus_shard_from_another_corpus_is_caught(tmp_path: Path) -> None:
+    # Prepare: same layout, other pixels; copy b's first shard over a's
+    a = make_tiny_corpus(tmp_path / "a", num_images=200, seed=1)
+    b = make_tiny_corpus(tmp_path / "b", num_images=200, seed=2)
+    foreign = (b.path / b.shards[0].file).read_bytes()
+    (a.path / a.shards[0].file).write_bytes(foreign)
+    expected_kind = "truncated" if len(foreign) < a.shards[0].num_bytes else "size"
+    a.close()
+    # Execute / Assert
+    with pytest.raises(CorpusCorruptError, match=r"shard-00000\.zip has \d+ bytes"):
+        Corpus.open(tmp_path / "a")
+    report = Corpus.open(tmp_path / "a", check_shards=False).verify()
+    assert report.problems[0].kind == expected_kind and report.problems[0].index is None
+    assert set(report.bad_indices) <= set(range(128)) and len(report.bad_indices) > 100

@@ -74,10 +74,12 @@ def load_encoder(
     encoder_dir: Path | None = None,
     backend: str = "auto",
     threads: int | None = None,
+    device: str = "cpu",
 ) -> Encoder:
     """A spec (`lite0-64`, `lite0-64-int8`), an EncoderSpec, or a path to an exported `.onnx`.
 
     backend: `auto` (torch for float specs, ONNX for int8 specs and paths), `torch` or `onnx`.
+    device: torch device for torch encoders (`cpu`, `cuda:0`, ...); ONNX runs on the CPU.
     ONNX for a spec uses `<encoder_dir>/<id>.onnx`, exporting it first (with the parity check of
     builder/export.py) if it is missing, so simulations use exactly what the device runs.
     """
@@ -109,4 +111,4 @@ def load_encoder(
         return OnnxEncoder(path, threads=threads)
     from builder.torch_encoder import TorchEncoder
 
-    return TorchEncoder(spec, threads=threads)
+    return TorchEncoder(spec, threads=threads, device=device)

@@ -109,7 +109,12 @@ class TorchEncoder:
     """
 
     def __init__(
-        self, spec: EncoderSpec, *, channels_last: bool = True, threads: int | None = None
+        self,
+        spec: EncoderSpec,
+        *,
+        channels_last: bool = True,
+        threads: int | None = None,
+        device: str = "cpu",
     ) -> None:
         if spec.int8:
             raise EncoderError(f"{spec.id}: int8 encoders run on ONNX Runtime (load_encoder)")
@@ -124,7 +129,12 @@ class TorchEncoder:
         self.channels_last = channels_last
         self.backbone = factory(spec.size)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.module = self.backbone.features.to(memory_format=memory_format).eval()  # type: ignore[call-overload]
+        self.device = torch.device(device)
+        self.module = (
+            self.backbone.features.to(self.device)
+            .to(memory_format=memory_format)  # type: ignore[call-overload]
+            .eval()
+        )
         self._weights_sha256 = weights_sha256(self.backbone.weights_path)
 
     @property
@@ -161,14 +171,14 @@ class TorchEncoder:
         x = torch.from_numpy(np.ascontiguousarray(batch))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return x.to(self.device)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> (B, D) float32."""
         x = self._input(batch)
         with torch.inference_mode():
             out = self.module(x)  # (B, D)
-        return np.ascontiguousarray(out.numpy(), dtype=np.float32)
+        return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> (B, 1000) ImageNet logits: a check that real weights loaded."""
@@ -176,6 +186,7 @@ class TorchEncoder:
         if classifier is None:
             raise EncoderError(f"{self.id}: this backbone has no ImageNet classifier")
         x = self._input(batch).contiguous()
+        classifier.to(self.device)
         with torch.inference_mode():
             out = classifier(x)  # (B, 1000)
-        return np.ascontiguousarray(out.numpy(), dtype=np.float32)
+        return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,11 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--status", action="store_true", help="print cache progress, embed nothing")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device (cpu, cuda:0); `local-rank` = cuda:$LOCAL_RANK under torchrun",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     parser.set_defaults(func=handler)
@@ -97,8 +103,15 @@ def handler(args: argparse.Namespace) -> int:
         elif args.shard:
             shard = parse_shard(args.shard)
         corpus = Corpus.open(args.corpus)
+        device = args.device
+        if device == "local-rank":
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         encoder = load_encoder(
-            args.encoder, encoder_dir=args.encoder_dir, backend=args.backend, threads=args.threads
+            args.encoder,
+            encoder_dir=args.encoder_dir,
+            backend=args.backend,
+            threads=args.threads,
+            device=device,
         )
         summary: dict[str, Any] = {
             "corpus": str(args.corpus),

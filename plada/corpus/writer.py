@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,7 +23,6 @@ import numpy as np
 from PIL import Image
 
 from plada.corpus.format import (
-    _INDEX_DTYPE,
     FORMAT_NAME,
     FORMAT_VERSION,
     HEADER_FILE,
@@ -39,6 +39,7 @@ DEFAULT_IMAGES_PER_SHARD = 10_000
 _MAX_SHARD_BYTES = 1 << 30  # zip without zip64 stays far below 4 GiB
 _PNG_COMPRESS_LEVEL = 6
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_RECORD = struct.Struct("<IIQ32s")  # one index.bin record, the layout of format._INDEX_DTYPE
 
 
 def normalize_image(image: Image.Image) -> Image.Image:
@@ -105,8 +106,14 @@ class CorpusWriter:
             shutil.rmtree(self._tmp)
         (self._tmp / SHARD_DIR).mkdir(parents=True)
         self._per_shard = images_per_shard
-        self._manifest: list[bytes] = [MANIFEST_HEADER]
-        self._records: list[tuple[int, int, int, bytes]] = []  # shard, length, offset, sha256
+        # manifest and index are streamed to disk and hashed as they grow: memory stays flat
+        self._manifest_file = (self._tmp / MANIFEST_FILE).open("wb")
+        self._manifest_hash = hashlib.sha256()
+        self._index_file = (self._tmp / INDEX_FILE).open("wb")
+        self._index_hash = hashlib.sha256()
+        self._count = 0
+        self._sources: list[dict[str, object]] = []
+        self._write_manifest(MANIFEST_HEADER)
         self._shards: list[dict[str, object]] = []
         self._zip: zipfile.ZipFile | None = None
         self._zip_count = 0
@@ -114,7 +121,7 @@ class CorpusWriter:
         self.result: Corpus | None = None
 
     def __len__(self) -> int:
-        return len(self._records)
+        return self._count
 
     def __enter__(self) -> CorpusWriter:
         return self
@@ -144,8 +151,8 @@ class CorpusWriter:
         image: Image.Image | None = None,
         pixel_sha256: str | None = None,
     ) -> int:
-        """Append already-encoded PNG bytes. Pass the decoded `image`, or its manifest
-        `pixel_sha256` together with a decoded check skipped (copying from a verified corpus)."""
+        """Append already-encoded PNG bytes. `image` (the decoded bytes) and `pixel_sha256` (its
+        pixel hash) save work when the caller has them; otherwise the bytes are decoded here."""
         if self._closed:
             raise CorpusBuildError("writer is closed")
         _check_field(source, "source name")
@@ -159,7 +166,7 @@ class CorpusWriter:
         if image.mode not in ("L", "RGB"):
             raise CorpusBuildError(f"{source} {key}: mode {image.mode}, expected L or RGB")
         digest = pixel_sha256 or pixel_digest(image)
-        index = len(self._records)
+        index = self._count
         if (
             self._zip is None
             or self._zip_count >= self._per_shard
@@ -175,13 +182,24 @@ class CorpusWriter:
         info.external_attr = 0o644 << 16
         zf.writestr(info, data)
         offset = self._zip_tell() - len(data)  # STORED data is the last thing written
-        self._records.append(
-            (len(self._shards) - 1, len(data), offset, hashlib.sha256(data).digest())
+        record = _RECORD.pack(
+            len(self._shards) - 1, len(data), offset, hashlib.sha256(data).digest()
         )
+        self._index_file.write(record)
+        self._index_hash.update(record)
         self._zip_count += 1
         line = f"{source}\t{key}\t{image.mode}\t{image.width}\t{image.height}\t{digest}"
-        self._manifest.append(line.encode("utf-8"))
+        self._write_manifest(line.encode("utf-8"))
+        if self._sources and self._sources[-1]["name"] == source:
+            self._sources[-1]["count"] = index - int(str(self._sources[-1]["start"])) + 1
+        else:
+            self._sources.append({"name": source, "count": 1, "start": index})
+        self._count += 1
         return index
+
+    def _write_manifest(self, line: bytes) -> None:
+        self._manifest_file.write(line + b"\n")
+        self._manifest_hash.update(line + b"\n")
 
     def close(self) -> Corpus:
         """Finish the last shard, write manifest/index/header, rename into place, and open."""
@@ -189,33 +207,24 @@ class CorpusWriter:
             if self.result is None:
                 raise CorpusBuildError("writer was aborted")
             return self.result
-        if not self._records:
+        if not self._count:
             self.abort()
             raise CorpusBuildError(f"no images were added to {self.out}")
         self._finish_shard()
-        manifest = b"\n".join(self._manifest) + b"\n"
-        fingerprint = hashlib.sha256(manifest).hexdigest()
-        (self._tmp / MANIFEST_FILE).write_bytes(manifest)
-        index = np.array(self._records, dtype=_INDEX_DTYPE)
-        index_bytes = index.tobytes()
-        (self._tmp / INDEX_FILE).write_bytes(index_bytes)
-        names = [line.split(b"\t", 1)[0].decode("utf-8") for line in self._manifest[1:]]
-        sources: list[dict[str, object]] = []
-        for name in names:
-            if sources and sources[-1]["name"] == name:
-                sources[-1]["count"] = int(str(sources[-1]["count"])) + 1
-            else:
-                sources.append({"name": name, "count": 1})
+        self._manifest_file.close()
+        self._index_file.close()
+        fingerprint = self._manifest_hash.hexdigest()
+        sources = [{"name": s["name"], "count": s["count"]} for s in self._sources]
         header = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "fingerprint": fingerprint,
-            "num_images": len(self._records),
+            "num_images": self._count,
             "sources": sources,
             "manifest": {"file": MANIFEST_FILE, "sha256": fingerprint},
             "index": {
                 "file": INDEX_FILE,
-                "sha256": hashlib.sha256(index_bytes).hexdigest(),
+                "sha256": self._index_hash.hexdigest(),
                 "record": "shard u32, length u32, offset u64, sha256 of stored PNG (32 bytes), LE",
             },
             "shards": self._shards,
@@ -227,6 +236,8 @@ class CorpusWriter:
         return self.result
 
     def abort(self) -> None:
+        self._manifest_file.close()
+        self._index_file.close()
         if self._zip is not None:
             self._zip.close()
             self._zip = None

@@ -26,8 +26,8 @@ Example (relative paths are resolved against the config file's folder)::
 
     [head]
     backend = "ort-graph"          # "ort-graph" | "ort-training" | "numpy"
-    epochs = 20
-    learning_rate = 0.003
+    epochs = 10
+    learning_rate = 0.001
 
     [mqtt]
     broker = "mqtts://broker.example:8883"
@@ -154,6 +154,13 @@ class HeadConfig(_Section):
         default=_DEFAULT_HP.schedule, description="learning-rate schedule over all steps"
     )
 
+    min_steps: int = Field(
+        default=_DEFAULT_HP.min_steps,
+        ge=0,
+        le=1_000_000,
+        description="small selections train for more epochs until at least this many steps",
+    )
+
     def hyper_params(self) -> HeadHyperParams:
         return HeadHyperParams(
             epochs=self.epochs,
@@ -164,6 +171,7 @@ class HeadConfig(_Section):
             label_smoothing=self.label_smoothing,
             seed=self.seed,
             schedule=self.schedule,
+            min_steps=self.min_steps,
         )
 
 

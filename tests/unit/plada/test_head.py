@@ -13,6 +13,7 @@ from plada.head import (
     feature_stats,
     initial_weights,
     learning_rate_schedule,
+    num_epochs,
     predict_proba,
     smoothed_targets,
     train_head,
@@ -34,7 +35,10 @@ def test_train_head_learns_separable_blobs() -> None:
     features, labels = _blobs(400, 16, 4, seed=1)
     # Execute
     result = train_head(
-        features, labels, num_classes=4, hp=HeadHyperParams(epochs=10, learning_rate=0.01)
+        features,
+        labels,
+        num_classes=4,
+        hp=HeadHyperParams(epochs=10, learning_rate=0.01, min_steps=0),
     )
     # Assert
     assert result.train_accuracy > 0.95
@@ -63,7 +67,9 @@ def test_train_head_gradient_matches_finite_differences() -> None:
     # step from the initial weights reveals the sign of the analytic gradient.
     # Prepare
     features, labels = _blobs(32, 5, 3, seed=3)
-    hp = HeadHyperParams(epochs=1, batch_size=32, class_balanced=False, weight_decay=0.0)
+    hp = HeadHyperParams(
+        epochs=1, batch_size=32, class_balanced=False, weight_decay=0.0, min_steps=0
+    )
     mean, scale = feature_stats(features)
     x = ((features - mean) * scale).astype(np.float64)
     targets = smoothed_targets(labels, num_classes=3, smoothing=0.0).astype(np.float64)
@@ -94,7 +100,7 @@ def test_train_head_gradient_matches_finite_differences() -> None:
 def test_batch_schedule_balances_classes() -> None:
     # Prepare: 90 % of examples are class 0
     labels = np.array([0] * 900 + [1] * 100, dtype=np.int64)
-    hp = HeadHyperParams(epochs=5, batch_size=100, class_balanced=True)
+    hp = HeadHyperParams(epochs=5, batch_size=100, class_balanced=True, min_steps=0)
     # Execute
     batches = batch_schedule(labels, num_classes=2, hp=hp)
     drawn = labels[np.concatenate(batches)]
@@ -106,12 +112,24 @@ def test_batch_schedule_balances_classes() -> None:
 def test_batch_schedule_without_balancing_is_a_permutation_per_epoch() -> None:
     # Prepare
     labels = np.arange(10, dtype=np.int64) % 2
-    hp = HeadHyperParams(epochs=2, batch_size=4, class_balanced=False)
+    hp = HeadHyperParams(epochs=2, batch_size=4, class_balanced=False, min_steps=0)
     # Execute
     batches = batch_schedule(labels, num_classes=2, hp=hp)
     # Assert
     assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2]
     assert sorted(np.concatenate(batches[:3]).tolist()) == list(range(10))
+
+
+def test_num_epochs_grows_for_small_sets_to_reach_min_steps() -> None:
+    # Prepare
+    hp = HeadHyperParams(epochs=10, batch_size=64, min_steps=750)
+    # Execute / Assert
+    assert num_epochs(5000, hp) == 10  # 79 steps per epoch -> 790 steps
+    assert num_epochs(300, hp) == 150  # 5 steps per epoch
+    labels = np.arange(300) % 3
+    assert len(batch_schedule(labels, num_classes=3, hp=hp)) == 750
+    result = train_head(np.eye(300, 4, dtype=np.float32), labels, num_classes=3, hp=hp)
+    assert result.losses.shape == (150,)
 
 
 def test_learning_rate_schedule_cosine_decays_to_zero() -> None:
@@ -187,6 +205,7 @@ def test_train_head_rejects_bad_inputs(
         ({"batch_size": 0}, "batch_size"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"weight_decay": -1.0}, "weight_decay"),
+        ({"min_steps": -1}, "min_steps"),
     ],
 )
 def test_head_hyper_params_reject_bad_values(kwargs: dict[str, float], message: str) -> None:

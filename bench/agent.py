@@ -10,6 +10,11 @@
    the child's peak RSS. The corpus is the small reference corpus plus mirrored copies (>= 5,000).
 4. Cost of the float16 feature cache: test accuracy of heads trained on float32 vs float16-rounded
    features of each target's train split.
+
+    python -m bench.agent --check CONFIG PAYLOAD TEST_DIR
+
+applies a builder payload on a device config and prints the device's accuracy on the target's
+test split (compare with the builder report's simulated device accuracy).
 """
 
 from __future__ import annotations
@@ -230,12 +235,44 @@ def _fp16(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float16).astype(np.float32)
 
 
+def device_accuracy(config_path: Path, payload: Path, test_dir: Path) -> dict[str, Any]:
+    """Apply a builder payload on a device config, then its accuracy on a target's test split."""
+    from agent.config import load_config
+    from agent.pipeline import apply_payload
+    from agent.predict import Predictor
+
+    config = load_config(config_path)
+    applied = apply_payload(payload.read_bytes(), config=config, force=True)
+    predictor = Predictor.from_config(config)
+    images, labels, classes = _folder_images(test_dir)
+    names = list(predictor.class_names)
+    truth = np.array([names.index(classes[label]) for label in labels])
+    predicted = predictor.predict_proba(images).argmax(axis=1)
+    return {
+        "task": applied.task,
+        "kept_images": applied.num_indices,
+        "payload_to_model_seconds": round(applied.total_seconds, 3),
+        "device_accuracy": round(float(np.mean(predicted == truth)), 4),
+        "test_images": len(labels),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "small")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench-agent")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent.json")
+    parser.add_argument(
+        "--check",
+        nargs=3,
+        metavar=("CONFIG", "PAYLOAD", "TEST_DIR"),
+        help="only apply PAYLOAD on the device CONFIG and print its accuracy on TEST_DIR",
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        config, payload, test_dir = (Path(p) for p in args.check)
+        print(json.dumps(device_accuracy(config, payload, test_dir), indent=2))
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     enc_dir = args.work / "encoders"
     ref = args.data / "ref-v1"

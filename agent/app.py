@@ -180,6 +180,7 @@ class AgentApp:
         self._last_status_at = 0.0
         self._last_periodic = time.monotonic()
         self._idle_work = True
+        self._last_traffic = time.monotonic()
         self._restore()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -219,7 +220,10 @@ class AgentApp:
 
     def _idle(self) -> None:
         """Warm the feature cache a block at a time while nothing else is going on."""
-        if not self._idle_work or self.state.pending is not None or self._assembling:
+        after = self.mqtt.idle_warm_after_s
+        if not self._idle_work or after <= 0 or self.state.pending is not None:
+            return
+        if self._assembling or time.monotonic() - self._last_traffic < after:
             return
         steps = 0
 
@@ -265,6 +269,7 @@ class AgentApp:
 
     # -- receiving ------------------------------------------------------------------------------
     def _handle(self, inbound: Inbound) -> None:
+        self._last_traffic = time.monotonic()
         parsed = self.topics.parse(inbound.topic)
         kind = parsed.kind if parsed else None
         data = inbound.payload

@@ -77,6 +77,12 @@ class MqttConfig(BaseModel):
         description="optional labelled ImageFolder (root/<class>/<image>); the accuracy on it "
         "is reported in each task's result message",
     )
+    idle_warm_after_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="after this many seconds without task traffic the daemon warms its feature "
+        "cache a block at a time in the background; 0 disables",
+    )
     home_assistant: bool = Field(
         default=False, description="publish Home Assistant MQTT discovery (an update entity)"
     )

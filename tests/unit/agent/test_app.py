@@ -32,9 +32,16 @@ def keys(tmp_path: Path) -> Keys:
 
 
 def _app(
-    tmp_path: Path, keys: Keys, link: FakeLink, applier: FakeApplier | None = None
+    tmp_path: Path,
+    keys: Keys,
+    link: FakeLink,
+    applier: FakeApplier | None = None,
+    *,
+    idle_warm_after_s: float = 60.0,
 ) -> AgentApp:
-    config = make_config(tmp_path, public_key=keys.public_path)
+    config = make_config(
+        tmp_path, public_key=keys.public_path, mqtt={"idle_warm_after_s": idle_warm_after_s}
+    )
     return AgentApp(
         config,
         link=link,
@@ -218,11 +225,15 @@ def test_app_warms_cache_when_idle_then_stops_asking(tmp_path: Path, keys: Keys)
     # Prepare
     link = FakeLink()
     applier = FakeApplier([keys.public_path])
-    app = _app(tmp_path, keys, link, applier)
+    app = _app(tmp_path, keys, link, applier, idle_warm_after_s=0.3)
+    quiet = _app(tmp_path / "quiet", keys, FakeLink(), FakeApplier([keys.public_path]))
     # Execute
-    run_app_until(app, lambda: False, timeout_s=1.5)  # ~6 idle ticks
-    # Assert: three calls, then warm_step said there is nothing left, so no more calls
+    run_app_until(app, lambda: False, timeout_s=2.0)  # ~6 idle ticks after the first 0.3 s
+    run_app_until(quiet, lambda: False, timeout_s=0.6)
+    # Assert: three calls, then warm_step said there is nothing left, so no more calls; an agent
+    # that has not been quiet for idle_warm_after_s does no idle work at all
     assert applier.warm_calls == 3
+    assert isinstance(quiet.applier, FakeApplier) and quiet.applier.warm_calls == 0
 
 
 def test_app_republishes_results_after_reconnect(tmp_path: Path, keys: Keys) -> None:

@@ -172,28 +172,35 @@ class OrtGraphTrainer:
     ) -> HeadTrainResult:
         plan = plan_training(features, labels, num_classes=num_classes, hp=hp)
         session = self._session(plan)
-        state: dict[str, np.ndarray] = {"weight": plan.weight0, "bias": plan.bias0}
+        from onnxruntime import OrtValue
+
+        start: dict[str, np.ndarray] = {"weight": plan.weight0, "bias": plan.bias0}
         for p in ("weight", "bias"):
-            state[f"m_{p}"] = np.zeros_like(state[p])
-            state[f"v_{p}"] = np.zeros_like(state[p])
-        names = list(state)
+            start[f"m_{p}"] = np.zeros_like(start[p])
+            start[f"v_{p}"] = np.zeros_like(start[p])
+        names = list(start)
         output_names = [f"new_{k}" for k in names] + ["loss"]
+        # The state stays in onnxruntime-owned OrtValues from step to step (no numpy round trip).
+        state = {k: OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in start.items()}
         step_losses = np.empty(len(plan.batches), dtype=np.float32)
         for step, rows in enumerate(plan.batches):
             bc1, bc2 = adam_bias_corrections(step + 1)
+            batch = {  # numpy arrays kept alive here while their OrtValues are in use
+                "features": plan.x[rows],
+                "targets": plan.targets[rows],
+                "lr": np.asarray(plan.rates[step], dtype=np.float32),
+                "bc1": np.asarray(bc1, dtype=np.float32),
+                "bc2": np.asarray(bc2, dtype=np.float32),
+            }
             feeds = dict(state)
-            feeds["features"] = plan.x[rows]
-            feeds["targets"] = plan.targets[rows]
-            feeds["lr"] = np.asarray(plan.rates[step], dtype=np.float32)
-            feeds["bc1"] = np.asarray(bc1, dtype=np.float32)
-            feeds["bc2"] = np.asarray(bc2, dtype=np.float32)
-            results = session.run(output_names, feeds)
+            feeds.update({k: OrtValue.ortvalue_from_numpy(v) for k, v in batch.items()})
+            results = session.run_with_ort_values(output_names, feeds)
             state = dict(zip(names, results[:-1], strict=True))
-            step_losses[step] = results[-1]
+            step_losses[step] = results[-1].numpy()
         return finish_training(
             plan,
-            weight=state["weight"],
-            bias=state["bias"],
+            weight=state["weight"].numpy(),
+            bias=state["bias"].numpy(),
             step_losses=step_losses,
             features=features,
             labels=labels,

@@ -35,18 +35,18 @@ ROBUSTNESS_RANK: Mapping[str, int] = {
     "low-energy": 5,
     "high-energy": 6,
 }
+# The default --auto grid: every family once (measured on the three default targets: the second
+# and third safety-net settings never won and tripled the validation time).
 DEFAULT_SETTINGS: tuple[tuple[str, Mapping[str, ParamValue]], ...] = (
     ("low-energy", {}),
     ("high-energy", {}),
     ("safety-net", {"s": 0.5, "alpha": 0.5}),
-    ("safety-net", {"s": 1.0, "alpha": 0.0}),
-    ("safety-net", {"s": 0.5, "alpha": -0.2}),
     ("class-top-k", {}),
     ("prototype", {}),
     ("random", {}),
     ("random-balanced", {}),
 )
-DEFAULT_KEEP_FRACTIONS = (1.0, 0.5, 0.25)
+DEFAULT_KEEP_FRACTIONS = (1.0, 0.5)
 MAX_TIE_TOLERANCE = 0.02
 
 

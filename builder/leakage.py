@@ -46,6 +46,30 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return out
 
 
+# One projected corpus kept between calls (several budgets or seeds of a build share it); the
+# array object itself is the key, held here so its id cannot be reused.
+_PROJECTION: list[tuple[np.ndarray, tuple[np.ndarray, ...]]] = []
+
+
+def _projection(
+    reference_features: np.ndarray, ref: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of the unit reference vectors: (center, basis (D, P), ref_p (N, P), ref_bias (1, N))."""
+    if _PROJECTION and _PROJECTION[0][0] is reference_features:
+        center, basis, ref_p, ref_bias = _PROJECTION[0][1]
+        return center, basis, ref_p, ref_bias
+    n = ref.shape[0]
+    center = ref.mean(axis=0)
+    sample = ref[:: max(1, n // _PCA_SAMPLE)] - center  # an even stride: deterministic
+    _, _, vt = np.linalg.svd(sample, full_matrices=False)
+    basis = vt[:_PCA_DIM].T.astype(np.float32)  # (D, P)
+    ref_p = (ref - center) @ basis  # (N, P)
+    # t.r = (t-c).(r-c) + c.r + (terms constant per test row); keep c.r, it varies per reference.
+    ref_bias = (ref @ center)[None, :]  # (1, N)
+    _PROJECTION[:] = [(reference_features, (center, basis, ref_p, ref_bias))]
+    return center, basis, ref_p, ref_bias
+
+
 def find_leakage(
     test_features: np.ndarray,
     reference_features: np.ndarray,
@@ -75,14 +99,7 @@ def find_leakage(
             nearest[start : start + batch_size] = sims.argmax(axis=1)
             best[start : start + batch_size] = sims.max(axis=1)
         return LeakageResult(threshold, nearest, best)
-    # PCA of the unit reference vectors; cosine ~ dot product of the projections.
-    center = ref.mean(axis=0)
-    sample = ref[:: max(1, n // _PCA_SAMPLE)] - center  # an even stride: deterministic
-    _, _, vt = np.linalg.svd(sample, full_matrices=False)
-    basis = vt[:_PCA_DIM].T.astype(np.float32)  # (D, P)
-    ref_p = (ref - center) @ basis  # (N, P)
-    # t.r = (t-c).(r-c) + c.r + (terms constant per test row); keep c.r, it varies per reference.
-    ref_bias = (ref @ center)[None, :]  # (1, N)
+    center, basis, ref_p, ref_bias = _projection(reference_features, ref)
     k = min(_RERANK, n)
     for start in range(0, test.shape[0], batch_size):
         t = test[start : start + batch_size]

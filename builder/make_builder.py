@@ -37,6 +37,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (summary averages)")
     parser.add_argument("--devices", default=DEFAULT_DEVICE, help="device classes, first = default")
     parser.add_argument("--teacher-encoder", default=DEFAULT_TEACHER_ENCODER)
+    parser.add_argument("--teacher-backend", choices=("onnx", "torch", "auto"), default="onnx")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true")
@@ -92,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         progress = not args.no_progress
         cache = args.data / "cache" / "embeddings"
 
-        def source(spec: str) -> EncoderFeatures:
-            return EncoderFeatures(spec, cache_root=cache, progress=progress)
+        def source(spec: str, backend: str = "auto") -> EncoderFeatures:
+            return EncoderFeatures(spec, cache_root=cache, progress=progress, backend=backend)
 
-        teacher_source = source(args.teacher_encoder)
+        teacher_source = source(args.teacher_encoder, args.teacher_backend)
         device_sources = {d: source(d) for d in devices}
         rows: list[dict[str, Any]] = []
         for task_name in [t.strip() for t in args.tasks.split(",") if t.strip()]:

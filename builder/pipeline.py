@@ -502,8 +502,10 @@ class EncoderFeatures:
         encoder_dir: Path | None = None,
         batch_size: int = 256,
         progress: bool = True,
+        backend: str = "auto",
     ) -> None:
         self._spec = spec
+        self._backend = backend
         self._cache_root = Path(cache_root)
         self._encoder_dir = encoder_dir
         self._batch_size = batch_size
@@ -519,7 +521,9 @@ class EncoderFeatures:
         if self._encoder is None:
             from builder.encoder import load_encoder
 
-            self._encoder = load_encoder(self._spec, encoder_dir=self._encoder_dir)
+            self._encoder = load_encoder(
+                self._spec, encoder_dir=self._encoder_dir, backend=self._backend
+            )
         return self._encoder
 
     def corpus_features(self, corpus: Corpus) -> np.ndarray:

@@ -98,5 +98,5 @@ def test_choose_candidate_breaks_ties_towards_robust_then_larger_keep() -> None:
 
 
 def test_candidate_keeps_are_at_or_below_cap() -> None:
-    assert candidate_keeps(1000, min_keep=10) == [1000, 500, 250]
+    assert candidate_keeps(1000, min_keep=10, fractions=(1.0, 0.5, 0.25)) == [1000, 500, 250]
     assert candidate_keeps(12, min_keep=10) == [12, 10]

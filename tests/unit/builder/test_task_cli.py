@@ -138,3 +138,21 @@ def test_report_cli_names_missing_report(
 ) -> None:
     assert main(["report", str(tmp_path)]) == 1
     assert "no report" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+def test_task_cli_with_real_encoders_and_cache(
+    world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: real EfficientNet-Lite0 at 32 px on torch for teacher and device (no export).
+    argv = _task_argv(world, "--budget", "24", "--strategy", "class-top-k", "--json")
+    argv[argv.index("--teacher-encoder") + 1] = "lite0-32"
+    argv += ["--teacher-backend", "torch", "--devices", "lite0-32", "--cache", str(tmp_path)]
+    # Execute
+    code = main(argv)
+    # Assert
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["num_indices"] == 24
+    assert summary["teacher_accuracy"] > 0.5  # 4 shape classes, chance is 0.25
+    assert list(tmp_path.rglob("features.npy"))  # the corpus went through the embedding cache

@@ -131,17 +131,23 @@ def validate_training_set(features: np.ndarray, labels: np.ndarray, *, num_class
 
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standardisation from the training features: (mean (D,), scale = 1/std (D,)), float32."""
-    f64 = features.astype(np.float64)
-    mean = f64.mean(axis=0)
-    std = f64.std(axis=0)
+    """Standardisation from the training features: (mean (D,), scale = 1/std (D,)), float32.
+
+    Sums accumulate in float64 without a float64 copy of the (N, D) matrix (memory and time on
+    a device: 5,000 x 1280 would be a 51 MB temporary).
+    """
+    mean = features.mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred = np.subtract(features, mean, dtype=np.float32)  # (N, D), the only temporary
+    np.square(centred, out=centred)
+    std = np.sqrt(centred.mean(axis=0, dtype=np.float64))
     scale = np.where(std > _MIN_STD, 1.0 / np.maximum(std, _MIN_STD), 1.0)
-    return mean.astype(np.float32), scale.astype(np.float32)
+    return mean, scale.astype(np.float32)
 
 
 def standardize(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """(N, D) -> (N, D) float32, (features - mean) * scale."""
-    out: np.ndarray = ((features.astype(np.float32) - mean) * scale).astype(np.float32)
+    out: np.ndarray = np.subtract(features, mean, dtype=np.float32)
+    out *= scale
     return out
 
 

@@ -59,10 +59,10 @@ def _export(enc_dir: Path, *, int8: bool, corpus: Path) -> Path:
     return path
 
 
-def _throughput(embed: Any, batch: np.ndarray, *, repeats: int = 3) -> float:
+def _throughput(embed: Any, batch: np.ndarray, *, repeats: int = 5) -> float:
     embed(batch[:32])  # warm-up (session init, allocations)
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(repeats):  # best of: other work on a shared box only ever slows a run
         start = time.perf_counter()
         for lo in range(0, len(batch), 32):
             embed(batch[lo : lo + 32])
@@ -185,14 +185,16 @@ def bench_apply(corpus: Corpus, encoder: Path, work: Path) -> dict[str, Any]:
         python = str(_ORT_VENV_PY if backend == "ort-training" else _VENV_BIN / "python")
         cmd = [python, "-m", "bench._rss", "-m", "agent", "apply", str(payload)]
         cmd += ["--config", str(config_path), "--json", "--force"]
-        result, wall = _run_child(cmd)
+        runs = [_run_child(cmd) for _ in range(3)]  # a shared box is noisy: keep the fastest
+        result, wall = min(runs, key=lambda run: float(run[0]["applied"]["total_seconds"]))
         out[backend] = {
             "kept_images": result["applied"]["num_indices"],
             "features_computed": result["applied"]["features_computed"],
             "train_seconds": result["applied"]["train_seconds"],
             "payload_to_model_seconds": result["applied"]["total_seconds"],
+            "payload_to_model_seconds_all_runs": [r[0]["applied"]["total_seconds"] for r in runs],
             "process_wall_seconds": round(wall, 2),
-            "peak_rss_mb": round(result["peak_rss_mb"], 1),
+            "peak_rss_mb": round(max(r[0]["peak_rss_mb"] for r in runs), 1),
             "train_accuracy": round(result["applied"]["train_accuracy"], 4),
         }
     return out
@@ -283,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         paths["tflite_fp32"] = enc_dir / "lite0-64.tflite"
     corpus = Corpus.open(ref)
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        },
         "encoder_images_per_second": bench_encoders(corpus, paths),
     }
     big = bench_corpus(ref, args.work)

@@ -77,10 +77,11 @@ def fleet_results(
     rows = []
     for topic, body in sorted(retained.items()):
         parsed = topics.parse(topic)
-        result = _json(body, topic)
-        if parsed is None or parsed.kind is not TopicKind.RESULT or result is None:
+        if parsed is None or parsed.kind is not TopicKind.RESULT or parsed.task != task:
             continue
-        rows.append(result)
+        result = _json(body, topic)
+        if result is not None:
+            rows.append(result)
     return rows
 
 

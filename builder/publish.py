@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import ssl
 import threading
 import time
@@ -71,9 +72,11 @@ class BrokerSession:
         self._subacks: set[int] = set()
         self.retained: dict[str, bytes] = {}
         self.last_message_at = 0.0
+        # A unique id: some brokers (amqtt) mix up sessions of clients with an empty id.
+        client_id = options.client_id or f"plada-build-{os.getpid()}-{secrets.token_hex(4)}"
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=options.client_id,
+            client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5
             if options.protocol5
             else MQTTProtocolVersion.MQTTv311,

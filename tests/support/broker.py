@@ -3,14 +3,13 @@
 Passwords (via ``mosquitto_passwd``), the shipped ACL firmware_configs/mosquitto.acl
 (devices read task topics and write only under their own device topic), a TLS listener with
 certificates made by ``cryptography`` in the test, and persistence so a restart keeps retained
-messages and sessions. Where the mosquitto binary is missing (a user's machine, never CI) it falls
-back to an embedded amqtt broker: MQTT 3.1.1 only, no TLS, passwords or ACL (tests needing those
-skip there, outside CI).
+messages and sessions. Where the mosquitto binary is missing (a user's machine, never CI) it
+falls back to the amqtt broker `make demo` uses, in its own process: MQTT 3.1.1 only, no TLS,
+passwords or ACL (tests needing those skip there, outside CI).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import getpass
 import ipaddress
@@ -18,12 +17,11 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -161,7 +159,8 @@ def make_tls_files(folder: Path) -> TlsFiles:
     return files
 
 
-ACL_FILE = Path(__file__).resolve().parents[2] / "firmware_configs" / "mosquitto.acl"
+REPO = Path(__file__).resolve().parents[2]
+ACL_FILE = REPO / "firmware_configs" / "mosquitto.acl"
 
 
 @dataclass
@@ -175,7 +174,6 @@ class Broker:
     tls: TlsFiles | None = None
     passwords: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = None
-    _amqtt: _EmbeddedAmqtt | None = None
 
     @property
     def url(self) -> str:
@@ -233,20 +231,15 @@ class Broker:
 
     def start(self) -> None:
         if self.kind == "mosquitto":
-            log = (self.folder / "mosquitto.log").open("ab")
-            self._proc = subprocess.Popen(
-                ["mosquitto", "-c", str(self.folder / "mosquitto.conf")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            log.close()
-            wait_port(self.port)
-            if self.tls_port is not None:
-                wait_port(self.tls_port)
-        else:
-            self._amqtt = _EmbeddedAmqtt(self.port)
-            self._amqtt.start()
-            wait_port(self.port)
+            cmd = ["mosquitto", "-c", str(self.folder / "mosquitto.conf")]
+        else:  # the demo's fallback broker, in its own process (its asyncio leaks stay there)
+            cmd = [sys.executable, "-m", "builder.demo", "--serve-amqtt", str(self.port)]
+        log = (self.folder / "broker.log").open("ab")
+        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        log.close()
+        wait_port(self.port)
+        if self.tls_port is not None:
+            wait_port(self.tls_port)
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -257,9 +250,6 @@ class Broker:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
-        if self._amqtt is not None:
-            self._amqtt.stop()
-            self._amqtt = None
 
     def restart(self, *, down_s: float = 0.0) -> None:
         self.stop()
@@ -267,7 +257,7 @@ class Broker:
         self.start()
 
     def log_text(self) -> str:
-        path = self.folder / "mosquitto.log"
+        path = self.folder / "broker.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
@@ -305,6 +295,7 @@ def _write_mosquitto_config(broker: Broker) -> None:
 def start_broker(folder: Path, *, prefer: str | None = None) -> Broker:
     """Start mosquitto (or amqtt where mosquitto is missing) with an admin user registered."""
     folder.mkdir(parents=True, exist_ok=True)
+    prefer = prefer or os.environ.get("PLADA_TEST_BROKER")  # "amqtt" to try the fallback
     use_mosquitto = prefer != "amqtt" and shutil.which("mosquitto") is not None
     if use_mosquitto:
         broker = Broker(
@@ -322,39 +313,6 @@ def start_broker(folder: Path, *, prefer: str | None = None) -> Broker:
     broker.add_user(ADMIN_USER)
     broker.start()
     return broker
-
-
-class _EmbeddedAmqtt:
-    """amqtt 0.12 in a thread with its own event loop, bound to 127.0.0.1 only."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._broker: Any = None
-
-    def start(self) -> None:
-        from amqtt.broker import Broker as AmqttBroker
-
-        config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-            },
-        }
-
-        async def boot() -> None:
-            self._broker = AmqttBroker(config)
-            await self._broker.start()
-
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(boot(), self._loop).result(timeout=10)
-
-    def stop(self) -> None:
-        if self._broker is not None:
-            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture

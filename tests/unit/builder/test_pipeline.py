@@ -102,3 +102,39 @@ def test_build_task_names_too_small_byte_budget(world: tuple[Corpus, Path, Path]
 def test_build_task_rejects_missing_default_device(world: tuple[Corpus, Path, Path]) -> None:
     with pytest.raises(BuilderError, match="default device"):
         _build(world, budget=parse_budget("40"), default_device="lite1-96")
+
+
+class _SpecPixels(PixelFeatures):
+    def __init__(self, spec: str, **_: object) -> None:
+        super().__init__(8 if spec.startswith("lite1") else 4, spec)
+
+
+def test_make_builder_writes_payloads_reports_summary_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a data folder shaped like `make data` output, with one tiny target.
+    import json
+
+    import builder.pipeline
+    from builder.make_builder import main
+
+    make_tiny_corpus(tmp_path / "data" / "ref-v1", num_images=120)
+    make_tiny_imagefolder(
+        tmp_path / "data" / "targets" / "shapes", train_per_class=4, test_per_class=3
+    )
+    monkeypatch.setattr(builder.pipeline, "EncoderFeatures", _SpecPixels)
+    # Execute
+    code = main(
+        ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "build"), "--tasks", "shapes",
+         "--budgets", "12,600B", "--seeds", "0,1", "--folds", "2", "--no-progress"]
+    )  # fmt: skip
+    # Assert
+    build = tmp_path / "build"
+    assert code == 0
+    assert (build / "keys" / "private.pem").exists()
+    for stem in ("shapes-12", "shapes-600B"):
+        assert (build / f"{stem}.plada").stat().st_size > 0
+        assert (build / stem / "report.json").exists()
+    summary = json.loads((build / "summary.json").read_text())
+    assert [row["budget"] for row in summary] == ["12", "600B"]
+    assert len(summary[0]["per_seed"]) == 2

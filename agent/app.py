@@ -422,7 +422,10 @@ class AgentApp:
         payload_id: str,
         task: str | None = None,
         version: int | None = None,
+        remember: bool = True,
     ) -> None:
+        """Report a refused payload. ``remember``: never try it again (the payload's own fault);
+        False for device-side failures (corpus or encoder missing...), retried on redelivery."""
         error = LastError(
             code=type(exc).__name__,
             message=str(exc),
@@ -432,14 +435,15 @@ class AgentApp:
             payload_id=payload_id,
         )
         logger.warning("payload %s rejected: %s: %s", payload_id[:12], error.code, error.message)
-        self.state.rejected = [*self.state.rejected, payload_id][-_MAX_REJECTED_REMEMBERED:]
+        if remember:
+            self.state.rejected = [*self.state.rejected, payload_id][-_MAX_REJECTED_REMEMBERED:]
         self.state.last_error = asdict(error)
         if self.state.pending and self.state.pending["payload_id"] == payload_id:
             self.state.pending = None
         self.state.save(self.state_path)
         self.triallog.record_task(
             payload_id=payload_id,
-            outcome="rejected",
+            outcome="rejected" if remember else "failed",
             task=task,
             version=version,
             error=f"{error.code}: {error.message}",
@@ -479,8 +483,11 @@ class AgentApp:
         progress(0.0, "starting")
         try:
             applied = self.applier.apply(data, progress=progress)
-        except (PayloadError, AgentError) as exc:
+        except (PayloadError, TaskRejectedError) as exc:
             self._reject(exc, payload_id=payload_id, task=task, version=version)
+            return
+        except AgentError as exc:  # the device's problem, not the payload's: retry on redelivery
+            self._reject(exc, payload_id=payload_id, task=task, version=version, remember=False)
             return
         self._finish(pending, applied=applied)
 

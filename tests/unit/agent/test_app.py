@@ -248,3 +248,28 @@ def test_app_republishes_results_after_reconnect(tmp_path: Path, keys: Keys) -> 
     run_app_until(_app(tmp_path, keys, link2), lambda: link2.last(result_topic) is not None)
     # Assert
     assert link2.last(result_topic) == link.last(result_topic)
+
+
+def test_app_retries_after_a_device_side_failure(tmp_path: Path, keys: Keys) -> None:
+    # Prepare: the first attempt fails on the device (e.g. the corpus folder is missing)
+    from agent.errors import ConfigError
+
+    def broken() -> None:
+        raise ConfigError("corpus.path: folder missing")
+
+    link = FakeLink()
+    applier = FakeApplier([keys.public_path], before_train=broken)
+    app = _app(tmp_path, keys, link, applier)
+    data = make_payload_bytes(keys)
+    first = link.deliver(TASK_TOPIC, data)
+    # Execute: the operator fixes the device; the retained task is delivered again
+    run_app_until(app, lambda: first in link.acked and app.status.last_error is not None)
+    applier.before_train = None
+    link2 = FakeLink()
+    app2 = _app(tmp_path, keys, link2, applier)
+    link2.deliver(TASK_TOPIC, data)
+    run_app_until(app2, lambda: bool(applier.applied))
+    # Assert
+    assert applier.applied == [payload_digest(data)]
+    outcomes = [s.outcome for s in app2.triallog.task_summaries()]
+    assert outcomes == ["ready"]

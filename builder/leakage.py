@@ -20,7 +20,7 @@ from builder.errors import BuilderError
 
 DEFAULT_THRESHOLD = 0.99
 _PCA_DIM = 128
-_RERANK = 8
+_RERANK = 4
 _PCA_SAMPLE = 4096
 
 
@@ -104,7 +104,10 @@ def find_leakage(
     for start in range(0, test.shape[0], batch_size):
         t = test[start : start + batch_size]
         approx = ((t - center) @ basis) @ ref_p.T + ref_bias  # (B, N)
-        cand = np.argpartition(-approx, k - 1, axis=1)[:, :k]  # (B, k)
+        if k == 1:  # argmax is several times faster than a partial sort over 80k columns
+            cand = approx.argmax(axis=1)[:, None]  # (B, 1)
+        else:
+            cand = np.argpartition(-approx, k - 1, axis=1)[:, :k]  # (B, k)
         exact_sims = np.einsum("bd,bkd->bk", t, ref[cand])  # (B, k)
         pick = exact_sims.argmax(axis=1)
         rows = np.arange(t.shape[0])

@@ -99,6 +99,10 @@ class BenchContext:
     teacher_encoder: str = DEFAULT_TEACHER
     device: str = DEFAULT_DEVICE
     progress: bool = True
+    jobs: int = 1  # worker processes for the accuracy sweep (one BLAS thread each)
+    auto_seeds: tuple[int, ...] | None = None  # seeds of the --auto builds (None: seeds)
+    ratios: tuple[float, ...] | None = None  # None: the module's default (or quick) list
+    budgets: tuple[str, ...] | None = None
     shared: dict[str, Any] = field(default_factory=dict)
     _sources: dict[str, Any] = field(default_factory=dict)
     _corpus: Any = None
@@ -161,17 +165,52 @@ class BenchContext:
         return self._images[name]
 
     def features(self, name: str, spec: str) -> Any:
-        """builder.pipeline.TaskFeatures of task `name` under encoder `spec` (memoised)."""
+        """builder.pipeline.TaskFeatures of task `name` under encoder `spec`: memoised, and the
+        target splits' features kept on disk under work/features (keyed by the encoder's exact
+        weights and the image files) so later invocations do not embed them again."""
         key = (name, spec)
         if key not in self._features:
-            from builder.pipeline import embed_task
+            from builder.pipeline import TaskFeatures
 
-            images = self.images(name)
-            log(f"features: {name} with {spec}")
-            self._features[key] = embed_task(
-                self.source(spec), self.corpus(), images.train, images.test
-            )
+            task = self.target(name)
+            files = self._feature_files(name, spec, task)
+            reference = self.source(spec).corpus_features(self.corpus())
+            if all(f.exists() for f in files):
+                train, test = (np.load(f) for f in files)
+            else:
+                log(f"features: {name} with {spec}")
+                images = self.images(name)
+                train = self.source(spec).image_features(images.train)
+                test = self.source(spec).image_features(images.test)
+                for path, array in zip(files, (train, test), strict=True):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_name(f".{path.name}.tmp.npy")
+                    np.save(tmp, array)
+                    os.replace(tmp, path)
+            self._features[key] = TaskFeatures(spec, reference, train, test)
         return self._features[key]
+
+    def precomputed(self, name: str, spec: str) -> PrecomputedFeatures:
+        """A FeatureSource over this task's features under `spec` (for build_task in workers)."""
+        feats = self.features(name, spec)
+        images = self.images(name)
+        return PrecomputedFeatures(
+            spec,
+            feats.reference,
+            {image_digest(images.train): feats.train, image_digest(images.test): feats.test},
+        )
+
+    def _feature_files(self, name: str, spec: str, task: Any) -> tuple[Path, Path]:
+        import hashlib
+
+        from builder.encoder import load_encoder
+
+        digest = hashlib.sha256(load_encoder(spec).cache_key.encode())
+        for path in (*task.train.paths, *task.test.paths):
+            stat = Path(path).stat()
+            digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        stem = self.work / "features" / f"{name}-{spec}-{digest.hexdigest()[:16]}"
+        return stem.with_name(stem.name + "-train.npy"), stem.with_name(stem.name + "-test.npy")
 
 
 @contextmanager
@@ -183,6 +222,41 @@ def single_blas() -> Iterator[None]:
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def image_digest(images: Sequence[Image.Image]) -> str:
+    """The key builder.pipeline.EncoderFeatures memoises a list of images by."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(f"{image.mode}{image.size}".encode())
+        digest.update(image.tobytes())
+    return f"images:{digest.hexdigest()}"
+
+
+class PrecomputedFeatures:
+    """A builder FeatureSource that serves features computed before: the corpus features and
+    the target splits' features, looked up by the images' digest. Forked workers use it so they
+    never run an encoder (torch or ORT thread pools do not survive a fork)."""
+
+    def __init__(self, spec: str, reference: np.ndarray, images: dict[str, np.ndarray]) -> None:
+        self._spec = spec
+        self._reference = reference
+        self._images = images
+
+    @property
+    def id(self) -> str:
+        return self._spec
+
+    def corpus_features(self, corpus: Any) -> np.ndarray:
+        return self._reference
+
+    def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        key = image_digest(images)
+        if key not in self._images:
+            raise KeyError(f"{self._spec}: no precomputed features for these {len(images)} images")
+        return self._images[key]
 
 
 def pick(rows: Sequence[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:

@@ -19,8 +19,12 @@ The auto payloads are kept under build/bench/payloads/ for bench.hetero and benc
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -82,20 +86,23 @@ def codec_sizes(
 
 
 def run_task(
-    ctx: BenchContext, name: str, *, ratios: tuple[float, ...], budgets: tuple[str, ...]
+    ctx: BenchContext,
+    name: str,
+    *,
+    seeds: tuple[int, ...],
+    ratios: tuple[float, ...],
+    budgets: tuple[str, ...],
+    resume: dict[str, Any] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    from builder.auto import DEFAULT_SETTINGS
-    from builder.pipeline import TaskConfig, build_task
-    from builder.report import atomic_write_bytes
+    """One task for the given seeds (summarise() runs after the seeds are merged). `resume`: a
+    partial result of an interrupted run (its sweep and finished budgets are kept);
+    `checkpoint` is called with the partial result after the sweep and after every budget."""
     from builder.scores import score_reference
-    from builder.select import parse_budget, select
-    from builder.simulate import device_oracle, simulate_selection
     from builder.teacher import TeacherConfig, balanced_accuracy, fit_teacher
     from plada.head import HeadHyperParams
 
     task = ctx.target(name)
-    corpus = ctx.corpus()
-    n_ref = len(corpus)
     num_classes = task.num_classes
     y_train, y_test = task.train.labels, task.test.labels
     tfeat = ctx.features(name, ctx.teacher_encoder)
@@ -129,98 +136,145 @@ def run_task(
         "auto_runs": [],
         "budget_candidates": [],
     }
-    for seed in ctx.seeds:
+    auto_seeds = ctx.auto_seeds if ctx.auto_seeds is not None else ctx.seeds
+    resume = resume or {}
+    for seed in seeds:
         hp = replace(HeadHyperParams(), seed=seed)
-        oracle = device_oracle(
-            dfeat.train, y_train, dfeat.test, y_test, num_classes=num_classes, hp=hp
-        )
-        result["oracle_per_seed"].append(
+        if pick(resume.get("ratio_runs", []), seed=seed):
+            for key in ("oracle_per_seed", "ratio_runs"):
+                result[key] += pick(resume[key], seed=seed)
+            log(f"{name} seed {seed}: keep-ratio sweep reused from an interrupted run")
+        else:
+            _sweep(ctx, result, task, scores, dfeat, seed=seed, hp=hp, ratios=ratios)
+            if checkpoint is not None:
+                checkpoint(result)
+        for budget in budgets if seed in auto_seeds else ():
+            done = pick(resume.get("auto_runs", []), seed=seed, budget=budget)
+            if done and payload_path(ctx, name, budget, seed).exists():
+                result["auto_runs"] += done
+                result["budget_candidates"] += pick(
+                    resume["budget_candidates"], seed=seed, budget=budget
+                )
+                continue
+            _auto(ctx, result, task, seed=seed, budget=budget)
+            if checkpoint is not None:
+                checkpoint(result)
+    return result
+
+
+def _sweep(
+    ctx: BenchContext,
+    result: dict[str, Any],
+    task: Any,
+    scores: Any,
+    dfeat: Any,
+    *,
+    seed: int,
+    hp: Any,
+    ratios: tuple[float, ...],
+) -> None:
+    """Every setting at every keep ratio, and the device-oracle, for one seed."""
+    from builder.auto import DEFAULT_SETTINGS
+    from builder.select import select
+    from builder.simulate import device_oracle, simulate_selection
+
+    name = task.name
+    n_ref = len(ctx.corpus())
+    num_classes = task.num_classes
+    y_train, y_test = task.train.labels, task.test.labels
+    oracle = device_oracle(dfeat.train, y_train, dfeat.test, y_test, num_classes=num_classes, hp=hp)
+    result["oracle_per_seed"].append(
+        {
+            "seed": seed,
+            "accuracy": oracle.accuracy,
+            "balanced_accuracy": oracle.balanced_accuracy,
+        }
+    )
+    for strategy, params in DEFAULT_SETTINGS:
+        for ratio in ratios:
+            keep = max(num_classes, round(ratio * n_ref))
+            sel = select(scores, strategy=strategy, keep=keep, params=params, seed=seed)
+            sim = simulate_selection(
+                dfeat.reference, sel, dfeat.test, y_test, num_classes=num_classes, hp=hp
+            )
+            row: dict[str, Any] = {
+                "seed": seed,
+                "setting": setting_label(strategy, dict(sel.params)),
+                "strategy": strategy,
+                "ratio": ratio,
+                "keep": sel.keep,
+                "payload_bytes": _signed_size(ctx, task, sel),
+                "classes_kept": int(np.count_nonzero(sel.class_counts(num_classes))),
+                "accuracy": sim.accuracy,
+                "balanced_accuracy": sim.balanced_accuracy,
+            }
+            if seed == ctx.seeds[0]:
+                row["codec"] = codec_sizes(
+                    sel.indices, sel.labels, n=n_ref, num_classes=num_classes
+                )
+            result["ratio_runs"].append(row)
+    log(f"{name} seed {seed}: {len(DEFAULT_SETTINGS)} settings x {len(ratios)} ratios done")
+
+
+def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, budget: str) -> None:
+    """`--auto` at one byte budget through the builder's whole task pipeline."""
+    from builder.pipeline import TaskConfig, build_task
+    from builder.report import atomic_write_bytes
+    from builder.select import parse_budget
+
+    name = task.name
+    corpus = ctx.corpus()
+    started = time.perf_counter()
+    build = build_task(
+        corpus,
+        task,
+        teacher_source=ctx.precomputed(name, ctx.teacher_encoder),
+        device_sources={ctx.device: ctx.precomputed(name, ctx.device)},
+        signing_key=ctx.signing_key(),
+        config=TaskConfig(budget=parse_budget(budget), default_device=ctx.device, seed=seed),
+    )
+    atomic_write_bytes(payload_path(ctx, name, budget, seed), build.payload)
+    report = build.report
+    result["auto_runs"].append(
+        {
+            "seed": seed,
+            "budget": budget,
+            "budget_bytes": int(parse_budget(budget).value),
+            "strategy": report["strategy"],
+            "setting": setting_label(report["strategy"], dict(report["params"])),
+            "keep": report["num_indices"],
+            "payload_bytes": report["payload_bytes"],
+            "accuracy": report["device_accuracy"],
+            "balanced_accuracy": report["device_balanced_accuracy"],
+            "oracle_accuracy": report["device_oracle_accuracy"],
+            "accuracy_estimate": report["accuracy_estimate"],
+            "seconds": round(time.perf_counter() - started, 2),
+            "peak_rss_mb": report["peak_rss_mb"],
+        }
+    )
+    seen: set[str] = set()
+    for cand in report["candidates"]:  # each setting's largest keep comes first
+        label = setting_label(cand["strategy"], dict(cand["params"]))
+        if label in seen:
+            continue
+        seen.add(label)
+        result["budget_candidates"].append(
             {
                 "seed": seed,
-                "accuracy": oracle.accuracy,
-                "balanced_accuracy": oracle.balanced_accuracy,
+                "budget": budget,
+                "setting": label,
+                "strategy": cand["strategy"],
+                "keep": cand["keep"],
+                "payload_bytes": cand["payload_bytes"],
+                "accuracy": cand["test_accuracy"],
+                "balanced_accuracy": cand["test_balanced_accuracy"],
             }
         )
-        for strategy, params in DEFAULT_SETTINGS:
-            for ratio in ratios:
-                keep = max(num_classes, round(ratio * n_ref))
-                sel = select(scores, strategy=strategy, keep=keep, params=params, seed=seed)
-                sim = simulate_selection(
-                    dfeat.reference, sel, dfeat.test, y_test, num_classes=num_classes, hp=hp
-                )
-                row: dict[str, Any] = {
-                    "seed": seed,
-                    "setting": setting_label(strategy, dict(sel.params)),
-                    "strategy": strategy,
-                    "ratio": ratio,
-                    "keep": sel.keep,
-                    "payload_bytes": _signed_size(ctx, task, sel),
-                    "classes_kept": int(np.count_nonzero(sel.class_counts(num_classes))),
-                    "accuracy": sim.accuracy,
-                    "balanced_accuracy": sim.balanced_accuracy,
-                }
-                if seed == ctx.seeds[0]:
-                    row["codec"] = codec_sizes(
-                        sel.indices, sel.labels, n=n_ref, num_classes=num_classes
-                    )
-                result["ratio_runs"].append(row)
-        log(f"{name} seed {seed}: {len(DEFAULT_SETTINGS)} settings x {len(ratios)} ratios done")
-        for budget in budgets:
-            started = time.perf_counter()
-            build = build_task(
-                corpus,
-                task,
-                teacher_source=ctx.source(ctx.teacher_encoder),
-                device_sources={ctx.device: ctx.source(ctx.device)},
-                signing_key=ctx.signing_key(),
-                config=TaskConfig(
-                    budget=parse_budget(budget), default_device=ctx.device, seed=seed
-                ),
-            )
-            atomic_write_bytes(payload_path(ctx, name, budget, seed), build.payload)
-            report = build.report
-            result["auto_runs"].append(
-                {
-                    "seed": seed,
-                    "budget": budget,
-                    "budget_bytes": int(parse_budget(budget).value),
-                    "strategy": report["strategy"],
-                    "setting": setting_label(report["strategy"], dict(report["params"])),
-                    "keep": report["num_indices"],
-                    "payload_bytes": report["payload_bytes"],
-                    "accuracy": report["device_accuracy"],
-                    "balanced_accuracy": report["device_balanced_accuracy"],
-                    "oracle_accuracy": report["device_oracle_accuracy"],
-                    "accuracy_estimate": report["accuracy_estimate"],
-                    "seconds": round(time.perf_counter() - started, 2),
-                    "peak_rss_mb": report["peak_rss_mb"],
-                }
-            )
-            seen: set[str] = set()
-            for cand in report["candidates"]:  # each setting's largest keep comes first
-                label = setting_label(cand["strategy"], dict(cand["params"]))
-                if label in seen:
-                    continue
-                seen.add(label)
-                result["budget_candidates"].append(
-                    {
-                        "seed": seed,
-                        "budget": budget,
-                        "setting": label,
-                        "strategy": cand["strategy"],
-                        "keep": cand["keep"],
-                        "payload_bytes": cand["payload_bytes"],
-                        "accuracy": cand["test_accuracy"],
-                        "balanced_accuracy": cand["test_balanced_accuracy"],
-                    }
-                )
-            log(
-                f"{name} seed {seed} {budget}: auto -> {report['strategy']} keep "
-                f"{report['num_indices']}, {report['payload_bytes']} B, device "
-                f"{100 * report['device_accuracy']:.1f} % ({time.perf_counter() - started:.0f} s)"
-            )
-    result["summary"] = summarise(result)
-    return result
+    log(
+        f"{name} seed {seed} {budget}: auto -> {report['strategy']} keep "
+        f"{report['num_indices']}, {report['payload_bytes']} B, device "
+        f"{100 * report['device_accuracy']:.1f} % ({time.perf_counter() - started:.0f} s)"
+    )
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
@@ -283,25 +337,111 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_WORKER_CTX: BenchContext | None = None
+
+
+Unit = tuple[str, int, tuple[float, ...], tuple[str, ...]]
+
+
+def unit_path(ctx: BenchContext, unit: Unit) -> Path:
+    """Where a finished (task, seed) unit is kept, keyed by everything its numbers depend on."""
+    import hashlib
+
+    name, seed, ratios, _budgets = unit
+    key = json.dumps([ctx.corpus().fingerprint, ctx.teacher_encoder, ctx.device, ratios])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return ctx.work / "units" / f"{name}-s{seed}-{digest}.json"
+
+
+def run_unit(ctx: BenchContext, unit: Unit) -> dict[str, Any]:
+    """One (task, seed) unit; a finished one (and its payloads) is reused, so an interrupted
+    sweep resumes where it stopped."""
+    name, seed, ratios, budgets = unit
+    path = unit_path(ctx, unit)
+    auto = seed in (ctx.auto_seeds if ctx.auto_seeds is not None else ctx.seeds)
+    payloads = [payload_path(ctx, name, b, seed) for b in budgets] if auto else []
+    resume: dict[str, Any] | None = None
+    if path.exists():
+        resume = json.loads(path.read_text(encoding="utf-8"))
+        done = {r["budget"] for r in resume["auto_runs"]} if resume else set()
+        if resume and all(p.exists() for p in payloads) and (not auto or set(budgets) <= done):
+            log(f"{name} seed {seed}: reusing {path.name}")
+            keep = [r for r in resume["auto_runs"] if r["budget"] in budgets]
+            cands = [r for r in resume["budget_candidates"] if r["budget"] in budgets]
+            return {**resume, "auto_runs": keep, "budget_candidates": cands}
+
+    def checkpoint(partial: dict[str, Any]) -> None:
+        write_json(path, partial)
+
+    with single_blas():
+        part = run_task(
+            ctx,
+            name,
+            seeds=(seed,),
+            ratios=ratios,
+            budgets=budgets,
+            resume=resume,
+            checkpoint=checkpoint,
+        )
+    write_json(path, part)
+    return part
+
+
+def _unit(unit: Unit) -> dict[str, Any]:
+    """A (task, seed) unit in a forked worker; the context (features in memory) is inherited."""
+    assert _WORKER_CTX is not None
+    return run_unit(_WORKER_CTX, unit)
+
+
+def merge_units(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One task's per-seed results merged (the teacher is the same in every part)."""
+    merged = {k: v for k, v in parts[0].items() if not isinstance(v, list)}
+    for key in ("oracle_per_seed", "ratio_runs", "auto_runs", "budget_candidates"):
+        merged[key] = [row for part in parts for row in part[key]]
+    merged["class_names"] = parts[0]["class_names"]
+    return merged
+
+
 def run(ctx: BenchContext) -> dict[str, Any]:
-    ratios = QUICK_RATIOS if ctx.quick else RATIOS
-    budgets = QUICK_BUDGETS if ctx.quick else BUDGETS
+    global _WORKER_CTX
+    ratios = ctx.ratios or (QUICK_RATIOS if ctx.quick else RATIOS)
+    budgets = ctx.budgets or (QUICK_BUDGETS if ctx.quick else BUDGETS)
     started = time.perf_counter()
     out: dict[str, Any] = {
         "corpus": {"size": len(ctx.corpus()), "fingerprint": ctx.corpus().fingerprint},
         "teacher_encoder": ctx.teacher_encoder,
         "device": ctx.device,
         "seeds": list(ctx.seeds),
+        "auto_seeds": list(ctx.auto_seeds if ctx.auto_seeds is not None else ctx.seeds),
         "ratios": list(ratios),
         "budgets": list(budgets),
+        "jobs": ctx.jobs,
         "tasks": {},
     }
     for name in ctx.tasks:
-        ctx.features(name, ctx.teacher_encoder)  # embedding first, with every thread
-        ctx.features(name, ctx.device)
-        with single_blas():
-            out["tasks"][name] = run_task(ctx, name, ratios=ratios, budgets=budgets)
-        write_json(ctx.out / "accuracy.json", out)  # partial results survive a later failure
+        # Embedding first, in this process with every thread; workers only read features.
+        ctx.precomputed(name, ctx.teacher_encoder)
+        ctx.precomputed(name, ctx.device)
+        ctx.signing_key()
+    auto_seeds = ctx.auto_seeds if ctx.auto_seeds is not None else ctx.seeds
+    units: list[Unit] = [(name, seed, ratios, budgets) for name in ctx.tasks for seed in ctx.seeds]
+    # The units with --auto builds are the long ones: start them first.
+    order = sorted(range(len(units)), key=lambda i: units[i][1] not in auto_seeds)
+    if ctx.jobs > 1:
+        # Forked workers share the features in memory (copy-on-write); one BLAS thread each.
+        _WORKER_CTX = ctx
+        with ProcessPoolExecutor(ctx.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            done = list(pool.map(_unit, [units[i] for i in order]))
+        _WORKER_CTX = None
+    else:
+        done = [run_unit(ctx, units[i]) for i in order]
+    parts: list[dict[str, Any]] = [{}] * len(units)
+    for i, part in zip(order, done, strict=True):
+        parts[i] = part
+    for name in ctx.tasks:
+        task = merge_units([p for p, u in zip(parts, units, strict=True) if u[0] == name])
+        task["summary"] = summarise(task)
+        out["tasks"][name] = task
     out["seconds"] = round(time.perf_counter() - started, 1)
     write_json(ctx.out / "accuracy.json", out)
     return out

@@ -247,7 +247,8 @@ def alternatives_lines(alt: Any, plots: Mapping[str, str]) -> list[str]:
         "under the budget. Real images: a class-balanced sample of the train split at most the "
         f"device's input size ({', '.join(alt['formats'])}, Zstd-19, a few header bytes per image, "
         "no signature), the format that fits the most images; the device head trained on them. "
-        "Weights: the teacher's head (standardisation folded in) int8/int4 + Zstd-19, "
+        "Weights: the teacher's head over corpus-standardised features (the device computes the "
+        "corpus statistics itself), int8/int4 + Zstd-19, "
         "**valid only on a device running exactly the teacher's encoder** "
         f"(`{alt['teacher_encoder']}`); the device-class head likewise only for devices of "
         f"exactly `{alt['device']}`.",
@@ -519,6 +520,17 @@ def fleet_lines(fleet: Any) -> list[str]:
     )
 
 
+def _plada_at(alt_task: Mapping[str, Any], metric: str) -> dict[str, float]:
+    """{budget: PLADA --auto mean} from an alternatives task summary."""
+    key = "plada_auto_balanced" if metric == "balanced_accuracy" else "plada_auto"
+    out = {}
+    for b in alt_task["summary"]["budgets"]:
+        value = mean_of(b[key])
+        if value is not None:
+            out[b["budget"]] = value
+    return out
+
+
 def reading_lines(results: Mapping[str, Any]) -> list[str]:
     """A short reading computed from the numbers (every figure here comes from the results)."""
     lines = ["### Reading", ""]
@@ -530,53 +542,63 @@ def reading_lines(results: Mapping[str, Any]) -> list[str]:
         losses: list[str] = []
         for task, res in alt["tasks"].items():
             metric = metric_of(task)
+            plada_at = _plada_at(res, metric)
             for b in res["summary"]["budgets"]:
-                plada = mean_of(b["plada_auto_balanced" if metric != "accuracy" else "plada_auto"])
                 images = mean_of(
                     b["images_balanced_accuracy" if metric != "accuracy" else "images_accuracy"]
                 )
+                plada = plada_at.get(b["budget"])
                 if plada is None or images is None:
                     continue
-                item = f"{task} {b['budget']} ({pct(plada)} vs {pct(images)})"
+                item = f"{task} {b['budget']} ({pct(images)} vs PLADA {pct(plada)})"
                 (wins if plada > images else losses).append(item)
         lines.append(
             f"- **PLADA vs sending images at equal bytes:** PLADA is ahead in {len(wins)} of "
             f"{len(wins) + len(losses)} task/budget cases"
             + (f"; real images win in {', '.join(losses)}" if losses else "")
-            + ". A label costs about a byte while even a tiny compressed image costs tens to "
-            "hundreds, so at a few KiB PLADA trains on hundreds to thousands of images where the "
-            "image budget holds a handful; images win where they are tiny and the reference "
+            + ". Why: a kept reference image costs about a byte of index and label, a real image "
+            "tens to hundreds of bytes even tiny and compressed, so at a few KiB PLADA trains on "
+            "hundreds to thousands of examples where the image budget holds a handful. Images "
+            "win when they are tiny (8x8 digits: a few dozen bytes each) and when the reference "
             "corpus holds little that looks like the target, so the teacher's labels on "
-            "reference images are a poor stand-in."
+            "reference images teach less than a few true examples."
         )
         heads = []
         for task, res in alt["tasks"].items():
             metric = metric_of(task)
             rows = {r["precision"]: r for r in res["weights"]["teacher_head"]["rows"]}
-            if "int4" in rows:
+            if "int4" in rows and "fp32" in rows:
+                loss = 100 * (rows["fp32"][metric] - rows["int4"][metric])
+                plada_at = _plada_at(res, metric)
+                fits = [b for b, v in plada_at.items() if _bytes_of(b) >= rows["int4"]["bytes"]]
                 heads.append(
-                    f"{task} {rows['int4']['bytes']:,} B, {pct(rows['int4'][metric])} "
-                    f"(fp32 {pct(rows['fp32'][metric])})"
+                    f"{task}: {rows['int4']['bytes']:,} B, {pct(rows['int4'][metric])} "
+                    f"({loss:+.1f} points vs fp32)"
+                    + (
+                        f", PLADA at {fits[0]}: {pct(plada_at[fits[0]])}"
+                        if fits
+                        else ", larger than every budget measured"
+                    )
                 )
         if heads:
             lines.append(
                 "- **Sending weights:** the teacher's int4 head is "
                 + "; ".join(heads)
-                + ". Where it fits the budget it reproduces the teacher, which a student "
-                "head trained on pseudo-labels rarely matches: weights win **if** every device "
-                "runs exactly the teacher's encoder. They are useless to any other encoder "
-                "(different feature spaces), which is the case PLADA is for."
+                + ". Where it fits, it carries the teacher itself, which a student trained on "
+                "pseudo-labelled reference images only approaches: weights win **if** every "
+                "device runs exactly the teacher's encoder. To any other encoder they are "
+                "meaningless (another feature space), and that is the case PLADA is for."
             )
-        fl = [
-            f"{task} {res['summary']['fl']['bytes_per_device']:,} B"
-            for task, res in alt["tasks"].items()
-        ]
+        fl = []
+        for task, res in alt["tasks"].items():
+            metric = metric_of(task)
+            f = res["summary"]["fl"]
+            fl.append(f"{task} {f['bytes_per_device']:,} B per device, {pm(f[metric])}")
         lines.append(
             "- **Federated learning:** one round of the same head costs "
-            + ", ".join(fl)
-            + " per device (down + up), needs labelled data on every device and still only "
-            "reaches what the local shards teach; PLADA needs no labels on the device and one "
-            "broadcast."
+            + "; ".join(fl)
+            + " (down + up). It needs labelled data on every device and two transfers of a "
+            "head per round; PLADA needs no labels on the device and one broadcast of a few KiB."
         )
     if _ok(het):
         rels = []
@@ -595,7 +617,8 @@ def reading_lines(results: Mapping[str, Any]) -> list[str]:
             lines.append(
                 f"- **Heterogeneous devices:** the same payload reaches {100 * lo[0]:.0f} % "
                 f"({lo[1]}) to {100 * hi[0]:.0f} % ({hi[1]}) of each device class's own "
-                "oracle: labels on shared images transfer across encoders, weights do not."
+                "oracle, with encoders the builder's teacher never ran: labels on shared images "
+                "travel across encoders, weights do not."
             )
     if _ok(acc):
         bits = []
@@ -620,6 +643,14 @@ def reading_lines(results: Mapping[str, Any]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _bytes_of(budget: str) -> int:
+    units = {"KiB": 1024, "MiB": 1024**2, "B": 1}
+    for unit, factor in units.items():
+        if budget.endswith(unit):
+            return int(float(budget[: -len(unit)]) * factor)
+    return 0
 
 
 def render_markdown(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:

@@ -155,6 +155,30 @@ def render(results: dict[str, Any], out: Path, readme: Path | None) -> None:
         log(f"README Results section updated ({readme})")
 
 
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    return tuple(int(s) for s in text.split(",")) if text else None
+
+
+def reductions(ctx: BenchContext) -> list[str]:
+    """What this configuration leaves out of the full benchmark, in words."""
+    from bench.accuracy import BUDGETS, RATIOS
+
+    notes = ["--quick smoke configuration"] if ctx.quick else []
+    if len(ctx.seeds) < 3:
+        notes.append(f"seeds {', '.join(map(str, ctx.seeds))} only (full: 0, 1, 2)")
+    if ctx.auto_seeds is not None and len(ctx.auto_seeds) < len(ctx.seeds):
+        notes.append(
+            f"--auto builds (byte budgets, hetero, alternatives' PLADA column) for seed(s) "
+            f"{', '.join(map(str, ctx.auto_seeds))} only; the keep-ratio sweep, device-oracle "
+            f"and alternatives use seeds {', '.join(map(str, ctx.seeds))}"
+        )
+    if ctx.ratios is not None and set(ctx.ratios) != set(RATIOS):
+        notes.append(f"keep ratios {', '.join(f'{100 * r:g} %' for r in ctx.ratios)} only")
+    if ctx.budgets is not None and set(ctx.budgets) != set(BUDGETS):
+        notes.append(f"byte budgets {', '.join(ctx.budgets)} only")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -169,6 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, fewer points")
     parser.add_argument("--seeds", default=None, help="comma-separated (default 0,1,2; quick 0)")
     parser.add_argument("--tasks", default="digits,fashion,clipart")
+    parser.add_argument(
+        "--auto-seeds", default=None, help="seeds of the --auto builds (default: --seeds)"
+    )
+    parser.add_argument("--ratios", default=None, help="keep ratios, e.g. 0.005,0.01 (default all)")
+    parser.add_argument("--budgets", default=None, help="byte budgets, e.g. 2KiB,8KiB")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes for the accuracy sweep, one BLAS thread each (default: nproc)",
+    )
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {MODULES}")
     parser.add_argument("--skip", default="", help="comma-separated modules not to run")
     parser.add_argument("--render-only", action="store_true", help="re-render from the JSON")
@@ -187,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         seeds=seeds,
         quick=args.quick,
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        jobs=args.jobs,
+        auto_seeds=_ints(args.auto_seeds),
+        ratios=tuple(float(r) for r in args.ratios.split(",")) if args.ratios else None,
+        budgets=tuple(b.strip() for b in args.budgets.split(",")) if args.budgets else None,
     )
     chosen = [m.strip() for m in (args.only or ",".join(MODULES)).split(",") if m.strip()]
     chosen = [m for m in chosen if m not in {s.strip() for s in args.skip.split(",")}]
@@ -231,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             "this_invocation_seconds": round(time.perf_counter() - started, 1),
             "modules_run": chosen,
             "errors": errors,
-            "reduced": list(args.note) + (["--quick smoke configuration"] if args.quick else []),
+            "reduced": list(args.note) + reductions(ctx),
         }
         if previous and set(chosen) != set(MODULES):
             meta["reduced"] = list(dict.fromkeys([*previous.get("reduced", []), *meta["reduced"]]))

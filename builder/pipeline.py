@@ -263,7 +263,12 @@ def build_from_features(
             target_labels=y_train,
         )
 
+    fast_codecs = [name for name in CODECS if name in _FAST_CODECS] or None
+
     def payload_for(selection: Selection, accuracy: float | None) -> bytes:
+        """The smaller envelope of: best over all codecs, best over the fast ones. (The codec
+        with the smallest selection bytes can still give a longer envelope, as the codec name is
+        in it: taking the minimum keeps size_of <= fast_size_of, which the byte search needs.)"""
         payload = make_payload(
             selection,
             task_name=task_name,
@@ -273,12 +278,14 @@ def build_from_features(
             accuracy_estimate=accuracy,
             created_at=created_at,
         )
-        return encode_payload(payload, signing_key=signing_key)
+        full = encode_payload(payload, signing_key=signing_key)
+        if fast_codecs is None:
+            return full
+        fast = encode_payload(payload, signing_key=signing_key, codecs=fast_codecs)
+        return fast if len(fast) < len(full) else full
 
     def size_of(selection: Selection) -> int:
         return len(payload_for(selection, _SIZE_PROBE_ACCURACY))
-
-    fast_codecs = [name for name in CODECS if name in _FAST_CODECS] or None
 
     def fast_size_of(selection: Selection) -> int:
         """An upper bound of size_of: the smallest over a subset of the codecs."""

@@ -359,6 +359,13 @@ def ensure_exported(spec: EncoderSpec, *, out_dir: Path) -> Path:
     return export_encoder(spec, out_dir).path
 
 
+def tflite_available() -> bool:
+    """Whether litert-torch (the optional TFLite converter) is importable here."""
+    import importlib.util
+
+    return importlib.util.find_spec("litert_torch") is not None
+
+
 def export_tflite(spec: EncoderSpec, out_dir: Path) -> Path:
     """TFLite via litert-torch, which lives in an optional environment (stack.md, ~2.1 GB)."""
     try:

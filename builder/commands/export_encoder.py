@@ -58,8 +58,11 @@ def handler(args: argparse.Namespace) -> int:
 
     try:
         spec = EncoderSpec(args.model, args.size, args.int8)
+        from builder.export import export_encoder, export_tflite, tflite_available
+
+        if args.tflite and not tflite_available():
+            export_tflite(spec, args.out)  # raises the error that explains why, before any work
         calibration = _calibration_images(args)
-        from builder.export import export_encoder, export_tflite
 
         result = export_encoder(
             spec, args.out, calibration_images=calibration, float_blocks=args.float_blocks

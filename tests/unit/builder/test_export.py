@@ -161,6 +161,24 @@ def test_export_tflite_says_litert_torch_is_missing(tmp_path: Path) -> None:
         export_tflite(EncoderSpec("lite0", 32), tmp_path)
 
 
+def test_export_encoder_cli_refuses_tflite_before_exporting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    from builder.export import tflite_available
+
+    if tflite_available():
+        pytest.skip("litert-torch is installed here")
+    # Execute
+    code = build_main(
+        ["export-encoder", "--model", "lite0", "--size", "32", "--tflite", "--out", str(tmp_path)]
+    )
+    # Assert
+    assert code == 1
+    assert "litert-torch" in capsys.readouterr().err
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
 def test_export_encoder_cli_rejects_an_unknown_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -204,3 +204,23 @@ def test_opennsfw_export_takes_plada_input_and_gives_1024_features(tmp_path: Pat
     assert features.shape == (4, 1024)
     assert np.isfinite(features).all()
     assert float(np.abs(features[0] - features[1]).max()) > 1e-3
+
+
+def test_export_encoder_cli_calibrates_int8_on_a_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    from tests.support.tiny_corpus import make_tiny_corpus
+
+    corpus = make_tiny_corpus(tmp_path / "corpus", num_images=40)
+    args = ["export-encoder", "--model", "lite0", "--size", "32", "--int8", "--json"]
+    args += ["--out", str(tmp_path / "enc"), "--calibration-corpus", str(corpus.path)]
+    args += ["--calibration-images", "16", "--float-blocks", "3"]
+    # Execute
+    code = build_main(args)
+    summary = json.loads(capsys.readouterr().out)
+    # Assert: 16 corpus images + 64 photo crops, the forced float prefix, the bar still met
+    assert code == 0
+    assert summary["quantization"]["calibration_images"] == 16 + 64
+    assert [t["float_blocks"] for t in summary["quantization"]["tried"]] == [3]
+    assert summary["parity"]["int8_cosine_mean"] >= 0.99

@@ -103,6 +103,7 @@ class BenchContext:
     auto_seeds: tuple[int, ...] | None = None  # seeds of the --auto builds (None: seeds)
     ratios: tuple[float, ...] | None = None  # None: the module's default (or quick) list
     budgets: tuple[str, ...] | None = None
+    hetero_budgets: tuple[str, ...] | None = None  # None: bench.hetero's default
     shared: dict[str, Any] = field(default_factory=dict)
     _sources: dict[str, Any] = field(default_factory=dict)
     _corpus: Any = None

@@ -209,7 +209,9 @@ def _summarise(
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     budgets: tuple[str, ...] = QUICK_BUDGETS if ctx.quick else BUDGETS
-    if ctx.budgets is not None:
+    if ctx.hetero_budgets is not None:
+        budgets = ctx.hetero_budgets
+    elif ctx.budgets is not None:
         budgets = tuple(b for b in budgets if b in ctx.budgets) or ctx.budgets[-1:]
     started = time.perf_counter()
     out: dict[str, Any] = {

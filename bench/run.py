@@ -155,6 +155,22 @@ def render(results: dict[str, Any], out: Path, readme: Path | None) -> None:
         log(f"README Results section updated ({readme})")
 
 
+def read_timings(out: Path) -> dict[str, Any]:
+    path = out / "timings.json"
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def record_timing(out: Path, name: str, seconds: float, error: str | None) -> None:
+    """Per-module run time (and error) merged into timings.json right away, so invocations that
+    run different modules side by side all end up in the README's run time."""
+    timings = read_timings(out)
+    timings[name] = {"seconds": seconds, "error": error}
+    write_json(out / "timings.json", timings)
+
+
 def _ints(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(s) for s in text.split(",")) if text else None
 
@@ -162,6 +178,7 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 def reductions(ctx: BenchContext) -> list[str]:
     """What this configuration leaves out of the full benchmark, in words."""
     from bench.accuracy import BUDGETS, RATIOS
+    from bench.hetero import BUDGETS as HETERO_BUDGETS
 
     notes = ["--quick smoke configuration"] if ctx.quick else []
     if len(ctx.seeds) < 3:
@@ -176,6 +193,11 @@ def reductions(ctx: BenchContext) -> list[str]:
         notes.append(f"keep ratios {', '.join(f'{100 * r:g} %' for r in ctx.ratios)} only")
     if ctx.budgets is not None and set(ctx.budgets) != set(BUDGETS):
         notes.append(f"byte budgets {', '.join(ctx.budgets)} only")
+    if ctx.hetero_budgets is not None and set(ctx.hetero_budgets) != set(HETERO_BUDGETS):
+        notes.append(
+            f"heterogeneous devices: the {', '.join(ctx.hetero_budgets)} payloads only "
+            f"(full: {', '.join(HETERO_BUDGETS)})"
+        )
     return notes
 
 
@@ -198,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ratios", default=None, help="keep ratios, e.g. 0.005,0.01 (default all)")
     parser.add_argument("--budgets", default=None, help="byte budgets, e.g. 2KiB,8KiB")
+    parser.add_argument(
+        "--hetero-budgets", default=None, help="budgets of the payloads bench.hetero applies"
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -226,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         auto_seeds=_ints(args.auto_seeds),
         ratios=tuple(float(r) for r in args.ratios.split(",")) if args.ratios else None,
         budgets=tuple(b.strip() for b in args.budgets.split(",")) if args.budgets else None,
+        hetero_budgets=(
+            tuple(b.strip() for b in args.hetero_budgets.split(","))
+            if args.hetero_budgets
+            else None
+        ),
     )
     chosen = [m.strip() for m in (args.only or ",".join(MODULES)).split(",") if m.strip()]
     chosen = [m for m in chosen if m not in {s.strip() for s in args.skip.split(",")}]
@@ -249,7 +279,17 @@ def main(argv: list[str] | None = None) -> int:
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 results[name] = {"error": errors[name]}
             timings[name] = round(time.perf_counter() - t0, 1)
+            record_timing(args.out, name, timings[name], errors.get(name))
             log(f"== {name} done in {timings[name]:.0f} s")
+        # Other invocations may have run modules meanwhile (in parallel): take their timings.
+        recorded = read_timings(args.out)
+        for name, row in recorded.items():
+            if name not in chosen:
+                timings[name] = row["seconds"]
+                if row.get("error"):
+                    errors[name] = row["error"]
+                else:
+                    errors.pop(name, None)
         corpus_size: Any = None
         with contextlib.suppress(Exception):
             corpus_size = len(ctx.corpus())

@@ -151,6 +151,24 @@ def _torch_onnx_export(module: Any, example: Any, path: Path) -> str:
         return "legacy"
 
 
+def _strip_metadata(path: Path) -> None:
+    """Drop per-node metadata (source stack traces, FX node dumps) and doc strings that the
+    dynamo exporter writes: they change with every edit of the Python source, so without this
+    two exports of the same weights get different sha256 (and different cache keys)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for info in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        del info.metadata_props[:]
+        info.doc_string = ""
+    model.graph.doc_string = ""
+    del model.graph.metadata_props[:]
+    onnx.save(model, str(path))
+
+
 def _ort_session(path: Path) -> Any:
     import onnxruntime as ort
 
@@ -259,6 +277,7 @@ def export_encoder(
         tmp = Path(tmp_name)
         fp32_path = tmp / "fp32.onnx"
         exporter = _torch_onnx_export(reference.module, _example(parity), fp32_path)
+        _strip_metadata(fp32_path)
         actual = _run(_ort_session(fp32_path), parity)
         max_abs = float(np.abs(actual - expected).max())
         parity_info: dict[str, float] = {"fp32_max_abs_diff": max_abs}

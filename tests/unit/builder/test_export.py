@@ -66,6 +66,16 @@ def test_export_encoder_writes_onnx_and_sidecar(fp32_export: dict[str, Any]) -> 
     assert fp32_export["exporter"] == "dynamo"
 
 
+def test_export_encoder_is_byte_reproducible(fp32_export: dict[str, Any], tmp_path: Path) -> None:
+    # Prepare: builder and devices may export separately; the same weights must give one sha256
+    from builder.export import export_encoder
+
+    # Execute
+    again = export_encoder(EncoderSpec("lite0", 32), tmp_path)
+    # Assert
+    assert again.info.sha256 == fp32_export["sha256"]
+
+
 def test_export_encoder_graph_has_dynamic_batch_and_named_io(fp32_export: dict[str, Any]) -> None:
     # Prepare
     import onnxruntime as ort

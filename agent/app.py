@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import queue
 import shutil
 import threading
@@ -35,6 +34,7 @@ from agent.errors import AgentError, TaskRejectedError
 from agent.link import Inbound, LinkEvent
 from agent.status import AgentState, LastError, StatusReporter, TaskResult
 from agent.triallog import TrialLog, mqtt_overhead_bytes
+from plada.atomic import write_bytes_atomic
 from plada.chunks import Reassembler
 from plada.errors import ChunkError, PayloadError, PladaError
 from plada.payload import decode_payload, payload_digest
@@ -134,12 +134,7 @@ class FleetState:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 class AgentApp:

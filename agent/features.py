@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from agent.errors import EncoderBackendError, FeatureCacheError
+from plada.atomic import save_npy_atomic, write_bytes_atomic
 from plada.corpus import Corpus
 from plada.encoders import PREPROCESS_TF as _PREPROCESS
 from plada.encoders import EncoderInfo as SidecarInfo
@@ -239,32 +240,6 @@ def embed_images(
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class WarmReport:
     blocks_total: int
@@ -333,7 +308,7 @@ class FeatureCache:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{self.key}."))
         try:
-            _atomic_write_bytes(tmp / "meta.json", json.dumps(self._meta, indent=2).encode())
+            write_bytes_atomic(tmp / "meta.json", json.dumps(self._meta, indent=2).encode())
             os.replace(tmp, self.path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -407,7 +382,7 @@ class FeatureCache:
             lo = block * self.block_size
             rows = self._block_rows(block)
             features = self._embed_indices(range(lo, lo + rows))  # (rows, D) float32
-            _atomic_save_npy(self._block_path(block), features.astype(self.dtype))
+            save_npy_atomic(self._block_path(block), features.astype(self.dtype))
             computed += 1
             embedded += rows
             if progress is not None:

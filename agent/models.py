@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelStoreError
+from plada.atomic import fsync_dir, write_bytes_atomic
 from plada.head import HeadWeights
 
 STORE_FORMAT = 1
@@ -148,27 +149,6 @@ def export_head_onnx(weights: HeadWeights, *, metadata: Mapping[str, str] | None
     return serialized
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ModelStore:
     """Versioned heads under `<state_dir>/models`; see the module docstring."""
 
@@ -198,7 +178,7 @@ class ModelStore:
 
     def _write_state(self, history: Sequence[str], current: str | None) -> None:
         body = {"format": STORE_FORMAT, "history": list(history), "current": current}
-        _write_atomic(self._state_path(), json.dumps(body, indent=2).encode())
+        write_bytes_atomic(self._state_path(), json.dumps(body, indent=2).encode())
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -268,7 +248,7 @@ class ModelStore:
                     with open(child, "rb") as handle:
                         os.fsync(handle.fileno())
                 os.replace(tmp, self.root / name)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -35,6 +34,7 @@ from PIL import Image
 
 from builder.encoder import Encoder
 from builder.errors import EmbeddingCacheError, EncoderError
+from plada.atomic import atomic_path, save_npy_atomic, write_bytes_atomic
 from plada.encoders import PREPROCESS_TF
 from plada.preprocess import preprocess_batch
 
@@ -127,32 +127,6 @@ def _meta_for(corpus: CorpusLike, encoder: Encoder, block_size: int) -> CacheMet
     )
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_meta(directory: Path) -> CacheMeta:
     path = directory / META_FILE
     try:
@@ -197,7 +171,7 @@ def _prepare(directory: Path, meta: CacheMeta) -> CacheMeta:
         check_meta(directory, meta, compare_block_size=False)
         return found
     text = json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n"
-    _atomic_write_bytes(directory / META_FILE, text.encode("utf-8"))
+    write_bytes_atomic(directory / META_FILE, text.encode("utf-8"))
     return meta
 
 
@@ -356,7 +330,7 @@ def embed_corpus(
                     )
                 out[span.start - rows.start : span.stop - rows.start] = features
                 bar.update(len(span))
-            _atomic_save_npy(_block_path(directory, block), out)
+            save_npy_atomic(_block_path(directory, block), out)
     if shard is None:
         return merge_embeddings(corpus, encoder, cache_root=cache_root)
     if not blocks:
@@ -389,9 +363,7 @@ def merge_embeddings(
                 f"{meta.num_blocks} blocks missing ({shown}); run the remaining shards "
                 "or `plada-build embed` without --shard"
             )
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{FEATURES_FILE}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(final) as tmp:
             merged = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.float32, shape=(meta.corpus_size, meta.feature_dim)
             )  # (N, D)
@@ -400,12 +372,6 @@ def merge_embeddings(
                 merged[rows.start : rows.stop] = _load_block(directory, meta, block)
             merged.flush()
             del merged
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     if not keep_blocks:
         for path in (directory / "blocks").glob("*"):
             path.unlink(missing_ok=True)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from plada.atomic import write_text_atomic
 from plada.errors import EncoderSpecError
 
 # Models the builder knows how to load and export. `opennsfw` is an ONNX-only ResNet-50-thin with
@@ -167,12 +166,5 @@ def write_encoder_info(onnx_path: Path, info: EncoderInfo) -> Path:
     """Write `<id>.json` beside the .onnx atomically (temp file + os.replace)."""
     path = encoder_info_path(onnx_path)
     text = json.dumps(info.to_json(), indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
     return path

@@ -7,8 +7,6 @@ travel in every envelope, long enough that two keys of one fleet never collide.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from plada.atomic import write_bytes_atomic
 from plada.errors import KeyFileError, PayloadSignatureError
 
 __all__ = [
@@ -48,20 +47,6 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, data: bytes, *, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def generate_keypair(out_dir: Path, *, overwrite: bool = False) -> tuple[Path, Path]:
     """Write `private.pem` (PKCS#8, mode 0600) and `public.pem` into out_dir; returns both paths."""
     out_dir = Path(out_dir)
@@ -78,8 +63,8 @@ def generate_keypair(out_dir: Path, *, overwrite: bool = False) -> tuple[Path, P
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_atomic(private_path, private_pem, mode=0o600)
-    _write_atomic(public_path, public_pem, mode=0o644)
+    write_bytes_atomic(private_path, private_pem, mode=0o600)
+    write_bytes_atomic(public_path, public_pem, mode=0o644)
     return private_path, public_path
 
 

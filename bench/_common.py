@@ -23,6 +23,9 @@ RESULTS = ROOT / "bench" / "results"
 DEFAULT_TASKS = ("digits", "fashion", "clipart")
 DEFAULT_TEACHER = "lite1-96"
 DEFAULT_DEVICE = "lite0-64-int8"
+# Every encoder as its ONNX export: what device classes run, and the builder's default teacher
+# backend (make builder, plada-build task), so the embedding caches are shared with them.
+ENCODER_BACKEND = "onnx"
 
 _START = time.monotonic()
 
@@ -130,7 +133,7 @@ class BenchContext:
             from builder.pipeline import EncoderFeatures
 
             self._sources[spec] = EncoderFeatures(
-                spec, cache_root=self.cache_root, progress=self.progress
+                spec, cache_root=self.cache_root, progress=self.progress, backend=ENCODER_BACKEND
             )
         return self._sources[spec]
 
@@ -206,7 +209,7 @@ class BenchContext:
 
         from builder.encoder import load_encoder
 
-        digest = hashlib.sha256(load_encoder(spec).cache_key.encode())
+        digest = hashlib.sha256(load_encoder(spec, backend=ENCODER_BACKEND).cache_key.encode())
         for path in (*task.train.paths, *task.test.paths):
             stat = Path(path).stat()
             digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())

@@ -31,9 +31,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     from plada.corpus import Corpus
 
     started = time.perf_counter()
-    work = ctx.work / "device"
+    work = (ctx.work / "device").resolve()  # agent configs resolve relative paths from work/
     enc_dir = work / "encoders"
-    ref = ctx.data / "ref-v1"
+    ref = (ctx.data / "ref-v1").resolve()
     log("device: exporting lite0-64 fp32 + int8 (once)")
     fp32 = agent_bench._export(enc_dir, int8=False, corpus=ref)
     int8 = agent_bench._export(enc_dir, int8=True, corpus=ref)

@@ -101,7 +101,8 @@ def header_lines(meta: Mapping[str, Any]) -> list[str]:
         f"Data: `{meta.get('data', '?')}` ({meta.get('corpus_size', '?')} reference images). "
         f"Seeds: {', '.join(map(str, meta.get('seeds', [])))}. Teacher encoder "
         f"`{meta.get('teacher_encoder', '?')}`, default device class encoder "
-        f"`{meta.get('device', '?')}`.",
+        f"`{meta.get('device', '?')}` (every encoder runs as its ONNX export, as on devices and in "
+        "`make builder`).",
         "",
     ]
     for note in meta.get("reduced", []):

@@ -241,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = tuple(int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(","))
     ctx = BenchContext(
-        data=args.data,
-        out=args.out,
-        work=args.work,
+        # Absolute: agent configs written under work/ resolve relative paths from there.
+        data=args.data.resolve(),
+        out=args.out.resolve(),
+        work=args.work.resolve(),
         seeds=seeds,
         quick=args.quick,
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),

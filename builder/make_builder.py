@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from builder.errors import BuilderError
-    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task
+    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
     from builder.report import atomic_write_bytes, write_report
     from builder.select import parse_budget
     from builder.targets import load_target
@@ -96,8 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         def source(spec: str, backend: str = "auto") -> EncoderFeatures:
             return EncoderFeatures(spec, cache_root=cache, progress=progress, backend=backend)
 
-        teacher_source = source(args.teacher_encoder, args.teacher_backend)
         device_sources = {d: source(d) for d in devices}
+        teacher_sources = [
+            device_sources[spec]
+            if spec in device_sources and args.teacher_backend in ("auto", "onnx")
+            else source(spec, args.teacher_backend)
+            for spec in (s.strip() for s in args.teacher_encoder.split(","))
+            if spec
+        ]
         rows: list[dict[str, Any]] = []
         for task_name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
             task = load_target(args.data / "targets" / task_name)
@@ -112,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                         repeats=args.repeats,
                     )
                     with ProgressBars(enabled=progress) as bars:
-                        result = build_task(
+                        result = build_task_multi(
                             corpus,
                             task,
-                            teacher_source=teacher_source,
+                            teacher_sources=teacher_sources,
                             device_sources=device_sources,
                             signing_key=key,
                             config=config,

@@ -69,7 +69,8 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--teacher-encoder",
         default=DEFAULT_TEACHER_ENCODER,
-        help=f"teacher encoder spec (default {DEFAULT_TEACHER_ENCODER}, chosen by measurement)",
+        help=f"teacher encoder spec(s), comma-separated: with several, the build whose choice "
+        f"validates best on the train folds is kept (default {DEFAULT_TEACHER_ENCODER})",
     )
     parser.add_argument(
         "--teacher-backend",
@@ -142,7 +143,7 @@ def summary(report: dict[str, Any], *, out: Path, report_dir: Path) -> dict[str,
 
 def run_task(args: argparse.Namespace) -> dict[str, Any]:
     """Build, write the payload and the report; returns the report dict."""
-    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task
+    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
     from builder.report import write_report
     from builder.select import parse_budget
     from builder.targets import load_target
@@ -180,12 +181,19 @@ def run_task(args: argparse.Namespace) -> dict[str, Any]:
         task_name=args.task_name,
         note=args.note,
     )
+    device_sources = {d: source(d) for d in devices}
     with ProgressBars(enabled=progress) as bars:
-        result = build_task(
+        result = build_task_multi(
             corpus,
             task,
-            teacher_source=source(args.teacher_encoder, args.teacher_backend),
-            device_sources={d: source(d) for d in devices},
+            teacher_sources=[
+                device_sources[spec]
+                if spec in device_sources and args.teacher_backend in ("auto", "onnx")
+                else source(spec, args.teacher_backend)
+                for spec in (s.strip() for s in args.teacher_encoder.split(","))
+                if spec
+            ],
+            device_sources=device_sources,
             signing_key=key,
             config=config,
             progress=bars.update,

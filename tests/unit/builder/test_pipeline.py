@@ -138,3 +138,29 @@ def test_make_builder_writes_payloads_reports_summary_and_key(
     summary = json.loads((build / "summary.json").read_text())
     assert [row["budget"] for row in summary] == ["12", "600B"]
     assert len(summary[0]["per_seed"]) == 2
+
+
+def test_build_task_multi_keeps_the_best_validated_teacher(
+    world: tuple[Corpus, Path, Path],
+) -> None:
+    # Prepare
+    from builder.pipeline import build_task_multi
+
+    corpus, target, keys = world
+    config = TaskConfig(
+        budget=parse_budget("24"), strategy="class-top-k", hp=_HP, created_at=1_800_000_000
+    )
+    # Execute
+    result = build_task_multi(
+        corpus,
+        load_target(target),
+        teacher_sources=[PixelFeatures(2, "pix2"), PixelFeatures(8, "pix8")],
+        device_sources={"lite0-64-int8": PixelFeatures(4, "pix4")},
+        signing_key=load_private_key(keys / "private.pem"),
+        config=config,
+    )
+    # Assert
+    choice = result.report["teacher_choice"]
+    assert [c["encoder"] for c in choice] == ["pix2", "pix8"]
+    best = max(choice, key=lambda c: c["val_accuracy"])
+    assert best["chosen"] and result.report["teacher"]["encoder"] == best["encoder"]

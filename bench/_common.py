@@ -114,6 +114,7 @@ class BenchContext:
     _targets: dict[str, Any] = field(default_factory=dict)
     _images: dict[str, TaskImages] = field(default_factory=dict)
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _cache_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def cache_root(self) -> Path:
@@ -203,6 +204,27 @@ class BenchContext:
             feats.reference,
             {image_digest(images.train): feats.train, image_digest(images.test): feats.test},
         )
+
+    def cached_image_features(self, spec: str, images: Sequence[Image.Image]) -> np.ndarray:
+        """Features of `images` under `spec`, kept on disk under work/features (keyed by the
+        encoder's exact weights and the pixels), so a later invocation does not embed again."""
+        import hashlib
+
+        from builder.encoder import load_encoder
+
+        if spec not in self._cache_keys:
+            self._cache_keys[spec] = load_encoder(spec, backend=ENCODER_BACKEND).cache_key
+        key = hashlib.sha256(f"{self._cache_keys[spec]}|{image_digest(images)}".encode())
+        path = self.work / "features" / f"img-{spec}-{key.hexdigest()[:20]}.npy"
+        if path.exists():
+            cached: np.ndarray = np.load(path)
+            return cached
+        out: np.ndarray = self.source(spec).image_features(images)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npy")
+        np.save(tmp, out)
+        os.replace(tmp, path)
+        return out
 
     def _feature_files(self, name: str, spec: str, task: Any) -> tuple[Path, Path]:
         import hashlib

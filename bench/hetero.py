@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -73,9 +72,7 @@ def _kept_features(ctx: BenchContext, name: str, spec: str, indices: np.ndarray)
     """(len(indices), D) device features of the kept reference images."""
     if spec in (ctx.device, ctx.teacher_encoder):  # whole-corpus cache already built
         return np.asarray(ctx.features(name, spec).reference[indices], dtype=np.float32)
-    images = ctx.corpus().images([int(i) for i in indices])
-    out: np.ndarray = ctx.source(spec).image_features(images)
-    return out
+    return ctx.cached_image_features(spec, ctx.corpus().images([int(i) for i in indices]))
 
 
 def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str, Any]:
@@ -90,7 +87,6 @@ def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str
         raise FileNotFoundError(
             f"no auto payloads for {name} under {ctx.work / 'payloads'}: run bench.accuracy first"
         )
-    union = np.unique(np.concatenate([p.indices for p in payloads.values()]))
     test_rows = test_subset(task.test.labels, MAX_TEST)
     y_test = task.test.labels[test_rows]
     runs: list[dict[str, Any]] = []
@@ -99,28 +95,26 @@ def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str
         started = time.perf_counter()
         try:
             feats = ctx.features(name, spec) if spec in (ctx.device, ctx.teacher_encoder) else None
-            source = ctx.source(spec)
             images = ctx.images(name)
-            train = feats.train if feats is not None else source.image_features(images.train)
+            train = (
+                feats.train if feats is not None else ctx.cached_image_features(spec, images.train)
+            )
             test = (
                 feats.test[test_rows]
                 if feats is not None
-                else source.image_features([images.test[int(i)] for i in test_rows])
+                else ctx.cached_image_features(spec, [images.test[int(i)] for i in test_rows])
             )
-            kept = _kept_features(ctx, name, spec, union)
+            kept = {k: _kept_features(ctx, name, spec, p.indices) for k, p in payloads.items()}
         except Exception as exc:  # an encoder this machine cannot load: report why
             errors[spec] = f"{type(exc).__name__}: {exc}"
             log(f"hetero {name}: {spec} unavailable: {errors[spec]}")
             continue
-        rows_of = {int(i): r for r, i in enumerate(union)}
         with single_blas():
             runs.extend(
                 _apply_all(
                     task,
                     payloads,
-                    lambda idx, kept=kept, rows_of=rows_of: kept[  # type: ignore[misc]
-                        np.array([rows_of[int(i)] for i in idx])
-                    ],
+                    kept,
                     train,
                     (test, y_test),
                     device=(device_class, spec),
@@ -134,7 +128,7 @@ def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str
 def _apply_all(
     task: Any,
     payloads: dict[tuple[str, int], Any],
-    kept_features: Callable[[np.ndarray], np.ndarray],
+    kept: dict[tuple[str, int], np.ndarray],
     train: np.ndarray,
     test_set: tuple[np.ndarray, np.ndarray],
     *,
@@ -151,7 +145,7 @@ def _apply_all(
     for (budget, seed), payload in payloads.items():
         hp = replace(HeadHyperParams(), seed=seed)
         weights = train_head(
-            kept_features(payload.indices), payload.labels, num_classes=task.num_classes, hp=hp
+            kept[(budget, seed)], payload.labels, num_classes=task.num_classes, hp=hp
         ).weights
         result = evaluate_head(weights, test, y_test)
         oracle = device_oracle(train, y_train, test, y_test, num_classes=task.num_classes, hp=hp)

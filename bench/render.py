@@ -96,7 +96,13 @@ def header_lines(meta: Mapping[str, Any]) -> list[str]:
             if meta.get("timings")
             else ""
         )
-        + ".",
+        + "."
+        + (
+            f" The modules ran in {meta['invocations']} invocations of `bench.run` (some side by "
+            "side on the 2 cores); the run time is the sum of the modules' times."
+            if int(meta.get("invocations", 1)) > 1
+            else ""
+        ),
         "",
         f"Data: `{meta.get('data', '?')}` ({meta.get('corpus_size', '?')} reference images). "
         f"Seeds: {', '.join(map(str, meta.get('seeds', [])))}. Teacher encoder "
@@ -759,7 +765,10 @@ def make_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
                     label=label,
                 )
             metric = metric_of(task)
-            for head, marker in (("teacher_head", "s"), ("device_head", "^")):
+            for head, marker, color in (
+                ("teacher_head", "s", "black"),
+                ("device_head", "^", "grey"),
+            ):
                 for r in res["weights"][head]["rows"]:
                     if r["precision"] == "fp32":
                         continue
@@ -767,6 +776,8 @@ def make_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
                         [r["bytes"]],
                         [100 * r[metric]],
                         marker=marker,
+                        edgecolors=color,
+                        facecolors="none" if r["precision"] == "int4" else color,
                         label=f"{res['weights'][head]['encoder']} head {r['precision']} "
                         "(exact encoder only)",
                     )
@@ -775,6 +786,7 @@ def make_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
                 [fl["bytes_per_device"]],
                 [100 * (mean_of(fl[metric]) or 0)],
                 marker="x",
+                color="red",
                 label="1 FL round",
             )
             ax.set_xscale("log")

@@ -186,6 +186,9 @@ def _row(task: str, budget: str, seeds: list[int], reports: list[dict[str, Any]]
                 "device_accuracy": r["device_accuracy"],
                 "device_balanced_accuracy": r["device_balanced_accuracy"],
                 "device_oracle_accuracy": r["device_oracle_accuracy"],
+                "teacher_encoder": r["teacher"]["encoder"],
+                "teacher_accuracy": r["teacher_accuracy"],
+                "val_accuracy": r["accuracy_estimate"],
                 "total_s": r["total_s"],
                 "peak_rss_mb": r["peak_rss_mb"],
             }

@@ -148,13 +148,15 @@ def run_task(
             _sweep(ctx, result, task, scores, dfeat, seed=seed, hp=hp, ratios=ratios)
             if checkpoint is not None:
                 checkpoint(result)
-        for budget in budgets if seed in auto_seeds else ():
+        for budget in budgets:
             done = pick(resume.get("auto_runs", []), seed=seed, budget=budget)
             if done and payload_path(ctx, name, budget, seed).exists():
                 result["auto_runs"] += done
                 result["budget_candidates"] += pick(
                     resume["budget_candidates"], seed=seed, budget=budget
                 )
+                continue
+            if seed not in auto_seeds:  # builds only for these seeds; earlier ones are kept
                 continue
             _auto(ctx, result, task, seed=seed, budget=budget)
             if checkpoint is not None:

@@ -86,7 +86,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def header_lines(meta: Mapping[str, Any]) -> list[str]:
     m = meta.get("machine", {})
     lines = [
-        f"Measured by `make bench` ({meta.get('command', 'python -m bench.run')}) on "
+        "Measured by `make bench` (`python -m bench.run`) on "
         f"{meta.get('date', '?')}: {m.get('cpu_model', '?')}, {m.get('nproc', '?')} cores "
         f"(shared with other jobs; 1-min load average {m.get('loadavg_start', '?')} at the start), "
         f"{m.get('ram_gib', '?')} GiB RAM, Python {m.get('python', '?')}. "

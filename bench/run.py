@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.out / "run.json", meta)
     else:
         meta = previous
+        if args.note:  # notes about how the stored results were produced
+            meta["reduced"] = list(dict.fromkeys([*meta.get("reduced", []), *args.note]))
+            write_json(args.out / "run.json", meta)
     results["meta"] = meta
     render(results, args.out, None if args.no_readme else args.readme)
     log(f"bench: done; summary in {args.out / 'summary.md'}")

@@ -34,6 +34,7 @@ from bench._common import ROOT, BenchContext, atomic_write_text, log, write_json
 from bench.render import make_plots, render_markdown, replace_between_markers
 
 MODULES = ("codec", "corpus", "accuracy", "alternatives", "hetero", "device", "fleet")
+RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus"}  # else <module>.json
 
 
 def machine_info() -> dict[str, Any]:
@@ -78,21 +79,22 @@ def _run_codec(ctx: BenchContext) -> Any:
     for case, n, _k, num_classes, (indices, labels) in codec.cases():
         rows.append(codec.run_case(case, n, num_classes, indices, labels, 1 if ctx.quick else 5))
         log(f"codec {case} C={num_classes}: best {rows[-1]['best_bytes']} B")
-    write_json(ctx.out / "codec.json", rows)
+    write_json(ctx.out / "bench-codec.json", rows)
     return rows
 
 
 def _run_corpus(ctx: BenchContext) -> Any:
     from bench import corpus
 
-    args = ["--data", str(ctx.data), "--out", str(ctx.out / "corpus.json"), "--skip-build"]
+    # Own file names: codec.json and corpus.json are the codec and corpus owners' committed runs.
+    args = ["--data", str(ctx.data), "--out", str(ctx.out / "bench-corpus.json"), "--skip-build"]
     if ctx.quick:
         args += ["--repeats", "1", "--num-reads", "2000", "--deep-sample", "500"]
     with contextlib.redirect_stdout(io.StringIO()):
         code = corpus.main(args)
     if code != 0:
         raise RuntimeError(f"bench.corpus exited {code}")
-    return json.loads((ctx.out / "corpus.json").read_text(encoding="utf-8"))
+    return json.loads((ctx.out / "bench-corpus.json").read_text(encoding="utf-8"))
 
 
 def _runner(name: str, results: dict[str, Any]) -> Callable[[BenchContext], Any]:
@@ -128,7 +130,7 @@ def load_previous(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(results of every module from its JSON, run.json) of earlier runs, when present."""
     results: dict[str, Any] = {}
     for name in MODULES:
-        path = out / f"{name}.json"
+        path = out / f"{RESULT_FILES.get(name, name)}.json"
         if path.exists():
             results[name] = json.loads(path.read_text(encoding="utf-8"))
     run_path = out / "run.json"

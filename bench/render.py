@@ -309,7 +309,7 @@ def alternatives_lines(alt: Any, plots: Mapping[str, str]) -> list[str]:
                 rows.append(
                     [
                         task,
-                        f"`{h['encoder']}` {r['precision']}",
+                        f"`{h['encoder']}` {r['precision']} ({r.get('scheme', '')})",
                         f"{r['bytes']:,}",
                         pct(r[metric]),
                         h["valid_for"],

@@ -246,10 +246,10 @@ def head_rows(
     test: np.ndarray,
     labels: np.ndarray,
 ) -> list[dict[str, Any]]:
-    """Per precision, one of two ways to ship a head (the second only when it is more than a
-    point better in balanced accuracy, i.e. in the weights' favour): `corpus-std` (W'' over corpus-standardised features; the device computes the
-    corpus statistics itself) and `train-std` (W over train-standardised features plus the train
-    split's mean and scale in float16, counted in the bytes)."""
+    """Per precision, one of two ways to ship a head: `corpus-std` (W'' over features
+    standardised with the corpus statistics, which the device computes itself) or, when it is
+    more than a point better in balanced accuracy (in the weights' favour), `train-std` (W over
+    train-standardised features, plus the train split's mean and scale in float16, counted)."""
     from builder.teacher import balanced_accuracy
 
     w_c, b_c, m_c, s_c = corpus_head

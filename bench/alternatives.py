@@ -254,8 +254,11 @@ def head_rows(
 
     w_c, b_c, m_c, s_c = corpus_head
     w_t, b_t, m_t, s_t = train_head
-    m16 = np.asarray(m_t, np.float16)
-    s16 = np.asarray(s_t, np.float16)
+    # float16 statistics unless a scale overflows it (near-constant train features: the
+    # teacher's 1 / max(std, 1e-6) reaches 1e6), then float32.
+    stat_type = np.float16 if float(np.max(np.abs(s_t))) < 6.0e4 else np.float32
+    m16 = np.asarray(m_t, stat_type)
+    s16 = np.asarray(s_t, stat_type)
     stats = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(m16.tobytes() + s16.tobytes())
     variants = {
         "corpus-std": (w_c, b_c, (test - m_c) * s_c, 0),

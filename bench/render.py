@@ -208,7 +208,13 @@ def hetero_lines(het: Any, plots: Mapping[str, str]) -> list[str]:
         f"`{het['teacher_encoder']}`), applied unchanged on each device class with its own "
         "encoder; "
         "each compared with its own device-oracle (same encoder, head trained on the labelled "
-        "train split).",
+        "train split)."
+        + (
+            f" Test splits over {het['max_test_images']:,} images are evaluated on a seeded "
+            "class-stratified subset of that size, the same for every class and its oracle."
+            if het.get("max_test_images")
+            else ""
+        ),
         "",
     ]
     if "hetero" in plots:

@@ -581,12 +581,12 @@ def reading_lines(results: Mapping[str, Any]) -> list[str]:
             metric = metric_of(task)
             rows = {r["precision"]: r for r in res["weights"]["teacher_head"]["rows"]}
             if "int4" in rows and "fp32" in rows:
-                loss = 100 * (rows["fp32"][metric] - rows["int4"][metric])
+                change = 100 * (rows["int4"][metric] - rows["fp32"][metric])
                 plada_at = _plada_at(res, metric)
                 fits = [b for b, v in plada_at.items() if _bytes_of(b) >= rows["int4"]["bytes"]]
                 heads.append(
                     f"{task}: {rows['int4']['bytes']:,} B, {pct(rows['int4'][metric])} "
-                    f"({loss:+.1f} points vs fp32)"
+                    f"({change:+.1f} points vs fp32)"
                     + (
                         f", PLADA at {fits[0]}: {pct(plada_at[fits[0]])}"
                         if fits
@@ -630,8 +630,8 @@ def reading_lines(results: Mapping[str, Any]) -> list[str]:
             lines.append(
                 f"- **Heterogeneous devices:** the same payload reaches {100 * lo[0]:.0f} % "
                 f"({lo[1]}) to {100 * hi[0]:.0f} % ({hi[1]}) of each device class's own "
-                "oracle, with encoders the builder's teacher never ran: labels on shared images "
-                "travel across encoders, weights do not."
+                "oracle, most of them encoders the builder's teacher never ran: labels on shared "
+                "images travel across encoders, weights do not."
             )
     if _ok(acc):
         bits = []

@@ -68,6 +68,23 @@ class NumpyTrainer:
         return train_head(features, labels, num_classes=num_classes, hp=hp)
 
 
+def _loss_nodes() -> list[Any]:
+    """Forward and loss, shared by both graphs: mean over the batch of
+    -sum(targets * log_softmax(features @ weight + bias)); needs the constant `axis1`."""
+    from onnx import helper
+
+    n = helper.make_node
+    return [
+        n("MatMul", ["features", "weight"], ["xw"]),
+        n("Add", ["xw", "bias"], ["logits"]),
+        n("LogSoftmax", ["logits"], ["logp"], axis=1),
+        n("Mul", ["targets", "logp"], ["tlogp"]),
+        n("ReduceSum", ["tlogp", "axis1"], ["row_ll"], keepdims=0),
+        n("ReduceMean", ["row_ll"], ["mean_ll"], keepdims=0),
+        n("Neg", ["mean_ll"], ["loss"]),
+    ]
+
+
 def build_train_step_graph(*, feature_dim: int, num_classes: int, weight_decay: float) -> bytes:
     """One AdamW step of a linear softmax head as an ONNX model (serialised).
 
@@ -98,14 +115,7 @@ def build_train_step_graph(*, feature_dim: int, num_classes: int, weight_decay: 
     ]
     n = helper.make_node
     nodes = [
-        # forward and loss: mean over the batch of -sum(targets * log_softmax(x W + b))
-        n("MatMul", ["features", "weight"], ["xw"]),
-        n("Add", ["xw", "bias"], ["logits"]),
-        n("LogSoftmax", ["logits"], ["logp"], axis=1),
-        n("Mul", ["targets", "logp"], ["tlogp"]),
-        n("ReduceSum", ["tlogp", "axis1"], ["row_ll"], keepdims=0),
-        n("ReduceMean", ["row_ll"], ["mean_ll"], keepdims=0),
-        n("Neg", ["mean_ll"], ["loss"]),
+        *_loss_nodes(),
         # analytic gradient: dL/dlogits = (softmax - targets) / B
         n("Exp", ["logp"], ["probs"]),
         n("Sub", ["probs", "targets"], ["diff"]),
@@ -263,16 +273,7 @@ def build_training_base_model(weight: np.ndarray, bias: np.ndarray) -> Any:
     from onnx import TensorProto, helper, numpy_helper
 
     d, c = weight.shape
-    n = helper.make_node
-    nodes = [
-        n("MatMul", ["features", "weight"], ["xw"]),
-        n("Add", ["xw", "bias"], ["logits"]),
-        n("LogSoftmax", ["logits"], ["logp"], axis=1),
-        n("Mul", ["targets", "logp"], ["tlogp"]),
-        n("ReduceSum", ["tlogp", "axis1"], ["row_ll"], keepdims=0),
-        n("ReduceMean", ["row_ll"], ["mean_ll"], keepdims=0),
-        n("Neg", ["mean_ll"], ["loss"]),
-    ]
+    nodes = _loss_nodes()
     graph = helper.make_graph(
         nodes,
         "head_loss",

@@ -12,6 +12,7 @@ components carry nearly all the variance) and the best few are re-scored exactly
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,28 +47,51 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return out
 
 
-# One projected corpus kept between calls (several budgets or seeds of a build share it); the
-# array object itself is the key, held here so its id cannot be reused.
+# Rows of the reference features normalised at a time: a unit-norm copy of a whole 80k x 1280
+# corpus would cost another 400 MB, and the builder must stay under 4 GB.
+_CHUNK = 8192
+
 _PROJECTION: list[tuple[np.ndarray, tuple[np.ndarray, ...]]] = []
+# The last search, keyed by reference array identity and test-feature digest: make builder and
+# the bench build one task at several budgets and seeds against the same corpus features.
+_RESULT: list[tuple[np.ndarray, bytes, tuple[np.ndarray, np.ndarray]]] = []
 
 
-def _projection(
-    reference_features: np.ndarray, ref: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """PCA of the unit reference vectors: (center, basis (D, P), ref_p (N, P), ref_bias (1, N))."""
+def _projection(reference_features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of the unit reference vectors: (center (D,), basis (D, P), ref_p (N, P)).
+
+    approx cosine(t, r) = (t - center) @ basis @ ref_p.T + r @ center, and r @ center is folded
+    into ref_p as its last column (t's is 1), so the search is one matmul per batch.
+    """
     if _PROJECTION and _PROJECTION[0][0] is reference_features:
-        center, basis, ref_p, ref_bias = _PROJECTION[0][1]
-        return center, basis, ref_p, ref_bias
-    n = ref.shape[0]
-    center = ref.mean(axis=0)
-    sample = ref[:: max(1, n // _PCA_SAMPLE)] - center  # an even stride: deterministic
-    _, _, vt = np.linalg.svd(sample, full_matrices=False)
+        center, basis, ref_p = _PROJECTION[0][1]
+        return center, basis, ref_p
+    n = reference_features.shape[0]
+    sample = _unit(reference_features[:: max(1, n // _PCA_SAMPLE)])  # even stride: deterministic
+    center = sample.mean(axis=0)
+    _, _, vt = np.linalg.svd(sample - center, full_matrices=False)
     basis = vt[:_PCA_DIM].T.astype(np.float32)  # (D, P)
-    ref_p = (ref - center) @ basis  # (N, P)
-    # t.r = (t-c).(r-c) + c.r + (terms constant per test row); keep c.r, it varies per reference.
-    ref_bias = (ref @ center)[None, :]  # (1, N)
-    _PROJECTION[:] = [(reference_features, (center, basis, ref_p, ref_bias))]
-    return center, basis, ref_p, ref_bias
+    ref_p = np.empty((n, basis.shape[1] + 1), dtype=np.float32)  # (N, P + 1)
+    for start in range(0, n, _CHUNK):
+        unit = _unit(reference_features[start : start + _CHUNK])
+        ref_p[start : start + _CHUNK, :-1] = (unit - center) @ basis
+        ref_p[start : start + _CHUNK, -1] = unit @ center
+    _PROJECTION[:] = [(reference_features, (center, basis, ref_p))]
+    return center, basis, ref_p
+
+
+def _exact_nearest(test: np.ndarray, reference_features: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(nearest (T,), cosine (T,)) by brute force over reference chunks."""
+    nearest = np.zeros(test.shape[0], dtype=np.int64)
+    best = np.full(test.shape[0], -np.inf, dtype=np.float32)
+    for start in range(0, reference_features.shape[0], _CHUNK):
+        sims = test @ _unit(reference_features[start : start + _CHUNK]).T  # (T, chunk)
+        arg = sims.argmax(axis=1)
+        top = sims[np.arange(test.shape[0]), arg]
+        better = top > best
+        nearest[better] = start + arg[better]
+        best[better] = top[better]
+    return nearest, best
 
 
 def find_leakage(
@@ -75,7 +99,7 @@ def find_leakage(
     reference_features: np.ndarray,
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     exact: bool | None = None,
 ) -> LeakageResult:
     """Nearest reference image (cosine) of every test image; exact when small or asked."""
@@ -86,31 +110,35 @@ def find_leakage(
             f"test features have {test_features.shape[1]} dims, reference features "
             f"{reference_features.shape[1]}: they must come from the same encoder"
         )
-    ref = _unit(reference_features)  # (N, D)
     test = _unit(test_features)  # (T, D)
-    n, d = ref.shape
+    n, d = reference_features.shape
     if exact is None:
         exact = d <= _PCA_DIM or n <= 4 * _PCA_DIM
+    if exact:
+        nearest, best = _exact_nearest(test, reference_features)
+        return LeakageResult(threshold, nearest, best)
+    key = hashlib.sha256(np.ascontiguousarray(test_features, dtype=np.float32).tobytes()).digest()
+    if _RESULT and _RESULT[0][0] is reference_features and _RESULT[0][1] == key:
+        nearest, best = _RESULT[0][2]  # another budget or seed of the same task
+        return LeakageResult(threshold, nearest, best)
+    center, basis, ref_p = _projection(reference_features)
     nearest = np.empty(test.shape[0], dtype=np.int64)
     best = np.empty(test.shape[0], dtype=np.float32)
-    if exact:
-        for start in range(0, test.shape[0], batch_size):
-            sims = test[start : start + batch_size] @ ref.T  # (B, N)
-            nearest[start : start + batch_size] = sims.argmax(axis=1)
-            best[start : start + batch_size] = sims.max(axis=1)
-        return LeakageResult(threshold, nearest, best)
-    center, basis, ref_p, ref_bias = _projection(reference_features, ref)
     k = min(_RERANK, n)
     for start in range(0, test.shape[0], batch_size):
         t = test[start : start + batch_size]
-        approx = ((t - center) @ basis) @ ref_p.T + ref_bias  # (B, N)
+        t_p = np.concatenate([(t - center) @ basis, np.ones((t.shape[0], 1), np.float32)], axis=1)
+        approx = t_p @ ref_p.T  # (B, N)
         if k == 1:  # argmax is several times faster than a partial sort over 80k columns
             cand = approx.argmax(axis=1)[:, None]  # (B, 1)
         else:
             cand = np.argpartition(-approx, k - 1, axis=1)[:, :k]  # (B, k)
-        exact_sims = np.einsum("bd,bkd->bk", t, ref[cand])  # (B, k)
+        rows_needed = np.unique(cand)
+        unit = _unit(reference_features[rows_needed])  # only the candidates, (U, D)
+        exact_sims = np.einsum("bd,bkd->bk", t, unit[np.searchsorted(rows_needed, cand)])
         pick = exact_sims.argmax(axis=1)
         rows = np.arange(t.shape[0])
         nearest[start : start + batch_size] = cand[rows, pick]
         best[start : start + batch_size] = exact_sims[rows, pick]
+    _RESULT[:] = [(reference_features, key, (nearest, best))]
     return LeakageResult(threshold, nearest, best)

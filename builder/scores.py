@@ -66,7 +66,7 @@ def class_prototypes(
 
 
 def prototype_cosine(
-    features: np.ndarray, prototypes: np.ndarray, *, center: np.ndarray, batch_size: int = 65536
+    features: np.ndarray, prototypes: np.ndarray, *, center: np.ndarray, batch_size: int = 8192
 ) -> np.ndarray:
     """(N, C) cosine between centred features and unit prototypes, batched."""
     out = np.empty((features.shape[0], prototypes.shape[0]), dtype=np.float32)

@@ -45,7 +45,7 @@ class Teacher:
     def num_classes(self) -> int:
         return int(self.bias.shape[0])
 
-    def logits(self, features: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
+    def logits(self, features: np.ndarray, *, batch_size: int = 8192) -> np.ndarray:
         """(N, D) -> (N, C) float32, batched so an 80k x 1280 corpus stays small in memory."""
         out = np.empty((features.shape[0], self.num_classes), dtype=np.float32)
         w = (self.weight * self.scale[:, None]).astype(np.float32)  # fold standardisation in

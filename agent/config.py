@@ -160,6 +160,21 @@ class HeadConfig(_Section):
         le=1_000_000,
         description="small selections train for more epochs until at least this many steps",
     )
+    max_steps: int = Field(
+        default=_DEFAULT_HP.max_steps,
+        ge=0,
+        le=1_000_000,
+        description="large selections train for fewer (whole) epochs, at most this many steps; "
+        "0 = no cap",
+    )
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> HeadConfig:
+        if self.max_steps and self.max_steps < self.min_steps:
+            raise ValueError(
+                f"max_steps ({self.max_steps}) must be >= min_steps ({self.min_steps}) or 0"
+            )
+        return self
 
     def hyper_params(self) -> HeadHyperParams:
         return HeadHyperParams(
@@ -172,6 +187,7 @@ class HeadConfig(_Section):
             seed=self.seed,
             schedule=self.schedule,
             min_steps=self.min_steps,
+            max_steps=self.max_steps,
         )
 
 

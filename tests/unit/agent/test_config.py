@@ -70,6 +70,7 @@ def test_load_config_names_unknown_and_missing_keys(tmp_path: Path) -> None:
         (('device_id = "pi-01"', 'device_id = "Pi 01"'), "device_id"),
         (("[state]", '[head]\nbackend = "torch"\n[state]'), "head.backend"),
         (("[state]", "[head]\nlabel_smoothing = 1.5\n[state]"), "head.label_smoothing"),
+        (("[state]", "[head]\nmax_steps = -1\n[state]"), "head.max_steps"),
     ],
 )
 def test_load_config_rejects_bad_values_naming_the_key(
@@ -118,3 +119,9 @@ def test_parse_config_embeds_mqtt_section() -> None:
     del data["mqtt"]["bogus"]  # type: ignore[attr-defined]
     assert isinstance(parse_config(data), AgentConfig)
     assert parse_config(data).mqtt.group == "kitchen"
+
+
+def test_load_config_names_max_steps_below_min_steps(tmp_path: Path) -> None:
+    path = _write(tmp_path, _MINIMAL.replace("[state]", "[head]\nmax_steps = 100\n[state]"))
+    with pytest.raises(ConfigError, match=r"max_steps \(100\) must be >= min_steps"):
+        load_config(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -212,3 +214,19 @@ def test_head_hyper_params_reject_bad_values(kwargs: dict[str, float], message: 
     # Execute / Assert
     with pytest.raises(HeadTrainingError, match=message):
         HeadHyperParams(**kwargs)  # type: ignore[arg-type]
+
+
+def test_num_epochs_shrinks_for_large_sets_to_respect_max_steps() -> None:
+    # Prepare
+    hp = HeadHyperParams(epochs=10, batch_size=64, min_steps=750, max_steps=3000)
+    # Execute / Assert: 59,000 examples = 922 steps per epoch -> 3 epochs; 5,000 keeps 10;
+    # 300,000 (4,688 steps per epoch) still trains one whole epoch.
+    assert num_epochs(59_000, hp) == 3
+    assert num_epochs(5_000, hp) == 10
+    assert num_epochs(300_000, hp) == 1
+    assert num_epochs(59_000, replace(hp, max_steps=0)) == 10
+
+
+def test_max_steps_below_min_steps_is_named() -> None:
+    with pytest.raises(HeadTrainingError, match="max_steps"):
+        HeadHyperParams(min_steps=750, max_steps=500)

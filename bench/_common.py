@@ -100,7 +100,7 @@ class BenchContext:
     seeds: tuple[int, ...] = (0, 1, 2)
     quick: bool = False
     tasks: tuple[str, ...] = DEFAULT_TASKS
-    teacher_encoder: str = DEFAULT_TEACHER
+    teacher_encoder: str = DEFAULT_TEACHER  # the strategy sweeps' and alternatives' teacher
     device: str = DEFAULT_DEVICE
     progress: bool = True
     jobs: int = 1  # worker processes for the accuracy sweep (one BLAS thread each)
@@ -110,6 +110,16 @@ class BenchContext:
     hetero_budgets: tuple[str, ...] | None = None  # None: bench.hetero's default
     shared: dict[str, Any] = field(default_factory=dict)
     _sources: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def auto_teachers(self) -> list[str]:
+        """The teacher encoders of the `--auto` builds: the builder's default list
+        (`plada-build task --teacher-encoder`), led by this run's teacher."""
+        from builder.commands.task import DEFAULT_TEACHER_ENCODER
+
+        specs = [self.teacher_encoder, *DEFAULT_TEACHER_ENCODER.split(",")]
+        return list(dict.fromkeys(s.strip() for s in specs if s.strip()))
+
     _corpus: Any = None
     _key: Any = None
     _targets: dict[str, Any] = field(default_factory=dict)

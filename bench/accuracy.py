@@ -219,18 +219,19 @@ def _sweep(
 
 
 def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, budget: str) -> None:
-    """`--auto` at one byte budget through the builder's whole task pipeline."""
-    from builder.pipeline import TaskConfig, build_task
+    """`--auto` at one byte budget through the builder's whole task pipeline, with the builder's
+    default teachers (one build per teacher encoder, the better-validating one kept)."""
+    from builder.pipeline import TaskConfig, build_task_multi
     from builder.report import atomic_write_bytes
     from builder.select import parse_budget
 
     name = task.name
     corpus = ctx.corpus()
     started = time.perf_counter()
-    build = build_task(
+    build = build_task_multi(
         corpus,
         task,
-        teacher_source=ctx.precomputed(name, ctx.teacher_encoder),
+        teacher_sources=[ctx.precomputed(name, spec) for spec in ctx.auto_teachers],
         device_sources={ctx.device: ctx.precomputed(name, ctx.device)},
         signing_key=ctx.signing_key(),
         config=TaskConfig(budget=parse_budget(budget), default_device=ctx.device, seed=seed),
@@ -243,6 +244,7 @@ def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, bu
             "budget": budget,
             "budget_bytes": int(parse_budget(budget).value),
             "strategy": report["strategy"],
+            "teacher_encoder": report["teacher"]["encoder"],
             "setting": setting_label(report["strategy"], dict(report["params"])),
             "keep": report["num_indices"],
             "payload_bytes": report["payload_bytes"],
@@ -317,7 +319,12 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             {
                 "budget": budget,
                 "budget_bytes": runs[0]["budget_bytes"],
-                "auto_choices": [r["setting"] for r in runs],
+                "auto_choices": [
+                    f"{r['setting']} / {r['teacher_encoder']}"
+                    if "teacher_encoder" in r
+                    else r["setting"]
+                    for r in runs
+                ],
                 "keep": mean_spread(r["keep"] for r in runs),
                 "payload_bytes": mean_spread(r["payload_bytes"] for r in runs),
                 "accuracy": mean_spread(r["accuracy"] for r in runs),
@@ -350,7 +357,9 @@ def unit_path(ctx: BenchContext, unit: Unit) -> Path:
     import hashlib
 
     name, seed, ratios, _budgets = unit
-    key = json.dumps([ctx.corpus().fingerprint, ctx.teacher_encoder, ctx.device, ratios])
+    key = json.dumps(
+        [ctx.corpus().fingerprint, ctx.teacher_encoder, ctx.auto_teachers, ctx.device, ratios]
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return ctx.work / "units" / f"{name}-s{seed}-{digest}.json"
 

@@ -124,7 +124,9 @@ def accuracy_lines(acc: Any, plots: Mapping[str, str]) -> list[str]:
         return lines + _error_line("accuracy", acc)
     lines += [
         f"Device class `{acc['device']}` (its own encoder's features, the agent's head trainer), "
-        f"teacher `{acc['teacher_encoder']}`, corpus of {acc['corpus']['size']:,} images (1 % = "
+        f"teacher `{acc['teacher_encoder']}` for the strategy sweeps; `--auto` is the builder's "
+        "default, one build per teacher encoder keeping the better-validating one (its choice "
+        "is shown as setting / teacher), corpus of {acc['corpus']['size']:,} images (1 % = "
         f"{round(acc['corpus']['size'] / 100):,} images). Mean ± sample standard deviation over "
         f"seeds {', '.join(map(str, acc['seeds']))}. Bytes are whole signed payloads. The "
         "device-oracle is the same device head trained on the whole labelled train split.",
@@ -171,7 +173,7 @@ def accuracy_lines(acc: Any, plots: Mapping[str, str]) -> list[str]:
         lines += _table(
             [
                 "budget",
-                "--auto chose (per seed)",
+                "--auto chose (per seed: setting / teacher)",
                 "keep",
                 "bytes",
                 "--auto",

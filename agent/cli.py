@@ -15,6 +15,7 @@ from agent.commands import (
     trial_report,
     warm_cache,
 )
+from plada.cli import build_command_parser, run_command
 
 # Command modules import heavy dependencies (torch, onnxruntime, paho) inside their handlers,
 # so `plada-agent --help` stays fast.
@@ -31,18 +32,11 @@ _COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plada-agent", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in _COMMANDS:
-        command.register(sub)
-    return parser
+    return build_command_parser("plada-agent", __doc__, _COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Each subcommand's `register` sets `func(args) -> exit code` on its parser."""
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

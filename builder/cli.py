@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from builder.commands import embed, export_encoder, fleet, publish, report, task
+from plada.cli import build_command_parser, run_command
 
 # Command modules import heavy dependencies (torch, onnxruntime, paho) inside their handlers,
 # so `plada-build --help` stays fast.
@@ -20,18 +21,11 @@ _COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plada-build", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in _COMMANDS:
-        command.register(sub)
-    return parser
+    return build_command_parser("plada-build", __doc__, _COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Each subcommand's `register` sets `func(args) -> exit code` on its parser."""
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

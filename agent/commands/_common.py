@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,41 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def add_command(
+    sub: Any,
+    name: str,
+    *,
+    help: str,
+    description: str | None,
+    handler: Callable[[argparse.Namespace, AgentConfig], int],
+    formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter,
+) -> argparse.ArgumentParser:
+    """Add an offline command: --config, --json, the exit codes as epilog; returns its parser.
+
+    `handler` gets the loaded config. A bad config exits EXIT_CONFIG before any other work, so a
+    broken config is never masked by, say, a missing input file. Callers add their own arguments
+    to the returned parser, after --config and --json (the order `--help` shows).
+    """
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter_class,
+    )
+    add_config_argument(parser)
+    add_json_argument(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        config = load(args.config)
+        if config is None:
+            return EXIT_CONFIG
+        return handler(args, config)
+
+    parser.set_defaults(func=run)
+    return parser
 
 
 def load(path: Path) -> AgentConfig | None:

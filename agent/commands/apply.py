@@ -10,44 +10,32 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.commands._common import (
-    EXIT_CODES_HELP,
-    EXIT_CONFIG,
-    EXIT_NOINPUT,
-    EXIT_OK,
-    add_config_argument,
-    add_json_argument,
-    load,
-    print_json,
-    report_error,
-)
+from agent.commands._common import EXIT_NOINPUT, EXIT_OK, add_command, print_json, report_error
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "apply",
         help="apply a task payload file: verify, train on-device, store the model",
         description=__doc__,
-        epilog=EXIT_CODES_HELP,
+        handler=handler,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("payload", type=Path, metavar="PAYLOAD_FILE", help="signed payload file")
-    add_config_argument(parser)
-    add_json_argument(parser)
     parser.add_argument(
         "--force",
         action="store_true",
         help="apply even if the current model of the task has the same or a newer version",
     )
-    parser.set_defaults(func=handler)
 
 
-def handler(args: argparse.Namespace) -> int:
-    config = load(args.config)
-    if config is None:
-        return EXIT_CONFIG
+def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     try:
         data = args.payload.read_bytes()
     except OSError as exc:

@@ -4,36 +4,25 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.commands._common import (
-    EXIT_CODES_HELP,
-    EXIT_CONFIG,
-    EXIT_OK,
-    add_config_argument,
-    add_json_argument,
-    load,
-    print_json,
-    report_error,
-)
+from agent.commands._common import EXIT_OK, add_command, print_json, report_error
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    add_command(
+        sub,
         "models",
         help="list stored models (the current one and those kept for rollback)",
         description=__doc__,
-        epilog=EXIT_CODES_HELP,
+        handler=handler,
     )
-    add_config_argument(parser)
-    add_json_argument(parser)
-    parser.set_defaults(func=handler)
 
 
-def handler(args: argparse.Namespace) -> int:
-    config = load(args.config)
-    if config is None:
-        return EXIT_CONFIG
+def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     from agent.errors import AgentError
     from agent.models import ModelStore
 

@@ -9,40 +9,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.commands._common import (
-    EXIT_CODES_HELP,
-    EXIT_CONFIG,
-    EXIT_NOINPUT,
-    EXIT_OK,
-    add_config_argument,
-    add_json_argument,
-    load,
-    print_json,
-    report_error,
-)
+from agent.commands._common import EXIT_NOINPUT, EXIT_OK, add_command, print_json, report_error
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    parser = add_command(
+        sub,
         "predict",
         help="classify images with the encoder + current head",
         description=__doc__,
-        epilog=EXIT_CODES_HELP,
+        handler=handler,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files")
-    add_config_argument(parser)
-    add_json_argument(parser)
     parser.add_argument("--top", type=int, default=3, metavar="K", help="classes shown (default 3)")
-    parser.set_defaults(func=handler)
 
 
-def handler(args: argparse.Namespace) -> int:
-    config = load(args.config)
-    if config is None:
-        return EXIT_CONFIG
+def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     from PIL import Image, UnidentifiedImageError
 
     images = []

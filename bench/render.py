@@ -216,6 +216,11 @@ def hetero_lines(het: Any, plots: Mapping[str, str]) -> list[str]:
             "class-stratified subset of that size, the same for every class and its oracle."
             if het.get("max_test_images")
             else ""
+        )
+        + "".join(
+            f" `{spec}` runs at {', '.join(limit)} only (embedding cost)."
+            for spec, limit in het.get("budget_limits", {}).items()
+            if list(limit) != list(het.get("budgets", limit))
         ),
         "",
     ]
@@ -814,7 +819,7 @@ def make_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
             (task, r)
             for task, res in het["tasks"].items()
             for r in res["summary"]
-            if r["budget"] == res["summary"][-1]["budget"]
+            if r["budget"] == res["summary"][0]["budget"]  # the budget every class runs
         ]
         if rows:
             fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows)), 4.5))

@@ -202,12 +202,19 @@ class TfliteExtractor:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         data = np.ascontiguousarray(batch.transpose(0, 2, 3, 1)) if self._nhwc else batch
-        if data.shape[0] != self._batch:
-            self._interpreter.resize_tensor_input(self._input_index, list(data.shape))
-            self._interpreter.allocate_tensors()
-            self._batch = data.shape[0]
-        self._interpreter.set_tensor(self._input_index, data)
-        self._interpreter.invoke()
+        try:
+            if data.shape[0] != self._batch:
+                self._batch = -1  # until the resize has worked
+                self._interpreter.resize_tensor_input(self._input_index, list(data.shape))
+                self._interpreter.allocate_tensors()
+                self._batch = data.shape[0]
+            self._interpreter.set_tensor(self._input_index, data)
+            self._interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:  # what the interpreter raises
+            # e.g. a file converted at a fixed batch whose graph bakes that batch into a RESHAPE
+            raise EncoderBackendError(
+                f"tflite cannot run {self.info.path.name} on a batch of {data.shape[0]}: {exc}"
+            ) from exc
         out = self._interpreter.get_tensor(self._output_index)
         return _check_output(self.info, np.array(out), batch.shape[0])
 

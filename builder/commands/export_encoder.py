@@ -4,7 +4,12 @@
     -> build/encoders/lite0-64-int8.onnx + lite0-64-int8.json
 
 The check runs PyTorch and ONNX Runtime on real photos: fp32 max abs diff <= 1e-4, int8 mean
-cosine >= 0.99; a failure exits 1 and writes nothing. --tflite needs litert-torch (optional env).
+cosine >= 0.99; a failure exits 1 and writes nothing.
+
+--tflite also writes <id>.tflite (fp32), run on LiteRT as the agent runs it and checked the same
+way (max abs diff <= 1e-3); --tflite-only writes just that, beside an existing ONNX export (made if
+missing). Both need litert-torch, which lives in its own environment: `make setup-litert`, then
+run `.venv-litert/bin/plada-build`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plada.encoders import EncoderSpec
 
 
 def register(sub: Any) -> None:
@@ -46,7 +54,13 @@ def register(sub: Any) -> None:
         help="int8: keep this many leading units (stem, block 0, ...) in float; "
         "default: search 0.. until the cosine clears its target",
     )
-    parser.add_argument("--tflite", action="store_true", help="also write <id>.tflite")
+    tflite = parser.add_mutually_exclusive_group()
+    tflite.add_argument("--tflite", action="store_true", help="also write <id>.tflite")
+    tflite.add_argument(
+        "--tflite-only",
+        action="store_true",
+        help="write only <id>.tflite, keeping a valid ONNX export already in --out",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=handler)
 
@@ -58,10 +72,12 @@ def handler(args: argparse.Namespace) -> int:
 
     try:
         spec = EncoderSpec(args.model, args.size, args.int8)
-        from builder.export import export_encoder, export_tflite, tflite_available
+        from builder.export import export_encoder, export_tflite, require_tflite_export
 
-        if args.tflite and not tflite_available():
-            export_tflite(spec, args.out)  # raises the error that explains why, before any work
+        if args.tflite or args.tflite_only:
+            require_tflite_export(spec)  # says why it cannot, before any work
+        if args.tflite_only:
+            return _tflite_only(spec, args)
         calibration = _calibration_images(args)
 
         result = export_encoder(
@@ -69,7 +85,7 @@ def handler(args: argparse.Namespace) -> int:
         )
         summary = result.to_json()
         if args.tflite:
-            summary["tflite"] = str(export_tflite(spec, args.out))
+            summary["tflite"] = export_tflite(spec, args.out).to_json()
     except (BuilderError, PladaError) as exc:
         print(f"plada-build export-encoder: {exc}", file=sys.stderr)
         return 1
@@ -80,7 +96,27 @@ def handler(args: argparse.Namespace) -> int:
         print(
             f"wrote {result.path} (D={result.info.feature_dim}; {parity}) in {result.seconds:.1f} s"
         )
+        if args.tflite:
+            _print_tflite(summary["tflite"])
     return 0
+
+
+def _tflite_only(spec: EncoderSpec, args: argparse.Namespace) -> int:
+    """--tflite-only: the .tflite beside a kept (or new) ONNX export, whose sidecar it shares."""
+    from builder.export import ensure_exported, export_tflite
+
+    ensure_exported(spec, out_dir=args.out)
+    summary = export_tflite(spec, args.out).to_json()
+    if args.json:
+        print(json.dumps({"tflite": summary}, indent=2))
+    else:
+        _print_tflite(summary)
+    return 0
+
+
+def _print_tflite(summary: dict[str, Any]) -> None:
+    parity = ", ".join(f"{k} {v:.3g}" for k, v in summary["parity"].items())
+    print(f"wrote {summary['path']} ({parity}) in {summary['seconds']:.1f} s")
 
 
 def _calibration_images(args: argparse.Namespace) -> list[Any] | None:

@@ -7,12 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ORT_VENV := .venv-ort-training
 ORT_PY := $(ORT_VENV)/bin/python
+LITERT_VENV := .venv-litert
+LITERT_PY := $(LITERT_VENV)/bin/python
 PROFILE ?= full
 # The small profile lives beside the full one so CI never clobbers a developer's full build.
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
+.PHONY: help setup setup-ort-training setup-litert fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -39,6 +41,21 @@ $(ORT_VENV)/.installed: pyproject.toml
 
 setup-ort-training: $(ORT_VENV)/.installed ## create .venv-ort-training (onnxruntime-training backend)
 
+# litert-torch (torch -> .tflite without TensorFlow) pulls ~2.1 GB (jax, transformers, ...), so it
+# gets its own environment (~2.6 GB, ~2 min from PyPI). torch first from the local CPU wheel, and
+# repeated in each later install so no dependency can swap it for another build; everything else
+# at the versions in litert-constraints.txt, which converted Lite0-64 to parity.
+$(LITERT_VENV)/.installed: pyproject.toml litert-constraints.txt
+	$(PYTHON) -m venv $(LITERT_VENV)
+	$(LITERT_PY) -m pip install --quiet --upgrade pip
+	$(LITERT_PY) -m pip install --quiet torch==2.13.0
+	$(LITERT_PY) -m pip install --quiet -c litert-constraints.txt torch==2.13.0 litert-torch==0.10.0
+	$(LITERT_PY) -m pip install --quiet -c litert-constraints.txt torch==2.13.0 -e '.[builder]' \
+		pytest pytest-timeout hypothesis
+	touch $@
+
+setup-litert: $(LITERT_VENV)/.installed ## create .venv-litert (litert-torch: TFLite export)
+
 fmt: setup ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -53,13 +70,16 @@ typecheck: setup ## mypy --strict
 data: setup ## fetch the real datasets and build data/ref-v1 + data/targets (PROFILE=small for CI)
 	$(PY) -m builder.datasets --profile $(PROFILE) --out $(DATA_DIR)
 
-test: setup setup-ort-training ## the whole test suite, broker tests included (the README's test command)
+# The TFLite export tests run in .venv-litert; -p no:anyio because anyio's pytest plugin (pulled
+# in there by transformers) imports a pytest name that warns, and warnings are errors here.
+test: setup setup-ort-training setup-litert ## the whole test suite, broker tests included (the README's test command)
 	$(MAKE) data PROFILE=small
-	$(PY) -m pytest -m 'not slow and not ort_training'
+	$(PY) -m pytest -m 'not slow and not ort_training and not litert'
 	$(ORT_PY) -m pytest -p no:cacheprovider -m ort_training tests/unit/agent
+	$(LITERT_PY) -m pytest -p no:cacheprovider -p no:anyio -m litert tests/unit/builder
 
 test-fast: setup ## unit tests only, no data or broker
-	$(PY) -m pytest -m 'not slow and not ort_training and not broker and not data' tests/unit
+	$(PY) -m pytest -m 'not slow and not ort_training and not litert and not broker and not data' tests/unit
 
 check: lint typecheck test ## everything CI gates on
 
@@ -72,8 +92,9 @@ demo: data ## the main job: builder -> broker -> three agents -> table
 bench-codec: setup ## codec table -> bench/results/codec.json
 	$(PY) -m bench.codec --out bench/results/codec.json
 
-bench: data ## all benchmarks -> bench/results/, README Results section
+# setup-litert: bench.device exports lite0-64.tflite with it to measure the TFLite backend.
+bench: data setup-litert ## all benchmarks -> bench/results/, README Results section
 	$(PY) -m bench.run --data $(DATA_DIR)
 
 clean: ## remove environments, caches and build outputs (keeps data/)
-	rm -rf $(VENV) $(ORT_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

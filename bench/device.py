@@ -4,8 +4,10 @@
 
 Reuses bench/agent.py (the agent engineer's benchmark) piece by piece, so its measurements are the
 ones reported:
-1. encoder throughput per backend (ORT fp32, ORT int8, TFLite when a .tflite export exists, torch
-   eager as the baseline) and the ratios to torch eager;
+1. encoder throughput per backend (ORT fp32, ORT int8, TFLite fp32, torch eager as the baseline)
+   and the ratios to torch eager. The .tflite is exported in a child process with the optional
+   litert-torch environment ($PLADA_LITERT_PYTHON or .venv-litert, `make setup-litert`) when it
+   is missing; without that environment TFLite is reported as not measured, saying how to get it;
 2. the device feature cache built from cold for the reference corpus (the real ref-v1 when it
    holds >= 5,000 images, else the small corpus plus mirrored copies) with the device encoder;
 3. payload -> stored model for 5,000 kept images with that warm cache, per head backend, as the
@@ -18,12 +20,76 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import BenchContext, log, write_json
+import numpy as np
+
+from bench._common import ROOT, BenchContext, log, write_json
+
+LITERT_PYTHON_ENV = "PLADA_LITERT_PYTHON"
+_LITERT_VENV_PY = ROOT / ".venv-litert" / "bin" / "python"
+
+
+def litert_python() -> Path | None:
+    """The python of the litert-torch environment: $PLADA_LITERT_PYTHON, else .venv-litert's."""
+    given = os.environ.get(LITERT_PYTHON_ENV)
+    if given:
+        return Path(given)
+    return _LITERT_VENV_PY if _LITERT_VENV_PY.exists() else None
+
+
+def ensure_tflite(enc_dir: Path, python: Path | None) -> tuple[Path | None, str]:
+    """(`lite0-64.tflite`, "measured") when it exists or the litert python exports it beside
+    the ONNX export (sharing its sidecar), else (None, a note saying why and how to get it)."""
+    path = enc_dir / "lite0-64.tflite"
+    if path.exists():
+        return path, "measured"
+    if python is None:
+        return None, (
+            "not measured: no lite0-64.tflite export and no litert-torch environment to make "
+            "one (`make setup-litert` creates .venv-litert, ~2.6 GB; shared/docs/stack.md)"
+        )
+    if not python.exists():
+        return None, f"not measured: {LITERT_PYTHON_ENV}={python} does not exist"
+    export_log = enc_dir / "lite0-64.tflite.log"
+    log(f"device: exporting lite0-64.tflite with {python} (litert-torch, nice 19; {export_log})")
+    # A child process: litert-torch (jax, transformers) lives only in its own environment.
+    cmd = ["nice", "-n", "19", str(python), "-m", "builder.cli", "export-encoder"]
+    cmd += ["--model", "lite0", "--size", "64", "--tflite-only", "--out", str(enc_dir)]
+    with export_log.open("w", encoding="utf-8") as handle:
+        done = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0 or not path.exists():
+        lines = export_log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        last = lines[-1] if lines else "no output"
+        return None, (
+            f"not measured: the TFLite export with {python} failed (exit {done.returncode}): "
+            f"{last} (log: {export_log})"
+        )
+    return path, "measured"
+
+
+def tflite_parity(corpus: Any, tflite: Path, fp32: Path, *, n: int = 256) -> dict[str, float]:
+    """TFLite vs ORT fp32 features of the first n corpus images (the throughput batch)."""
+    from agent.features import load_extractor
+    from builder.export import cosine_rows
+    from plada.preprocess import preprocess_batch
+
+    batch = preprocess_batch(corpus.images(list(range(min(n, len(corpus))))), size=64)
+    lite = load_extractor(tflite, backend="tflite", threads=2)
+    ort = load_extractor(fp32, backend="onnxruntime", threads=2)
+    a = np.concatenate([lite.embed(batch[i : i + 32]) for i in range(0, len(batch), 32)])
+    b = np.concatenate([ort.embed(batch[i : i + 32]) for i in range(0, len(batch), 32)])
+    cos = cosine_rows(a, b)
+    return {
+        "images": len(batch),
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "max_abs_diff": float(np.abs(a - b).max()),
+    }
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -38,18 +104,13 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     fp32 = agent_bench._export(enc_dir, int8=False, corpus=ref)
     int8 = agent_bench._export(enc_dir, int8=True, corpus=ref)
     paths = {"ort_fp32": fp32, "ort_int8": int8}
-    tflite = enc_dir / "lite0-64.tflite"
-    tflite_note = "measured"
-    if tflite.exists():
+    tflite, tflite_note = ensure_tflite(enc_dir, litert_python())
+    if tflite is not None:
         paths["tflite_fp32"] = tflite
-    else:
-        tflite_note = (
-            "not measured: no lite0-64.tflite export (TFLite export needs the optional "
-            "litert-torch environment, shared/docs/stack.md)"
-        )
     corpus = Corpus.open(ref)
     log("device: encoder throughput")
     encoders = agent_bench.bench_encoders(corpus, paths)
+    parity = None if tflite is None else tflite_parity(corpus, tflite, fp32)
     big = corpus if len(corpus) >= agent_bench.KEPT else agent_bench.bench_corpus(ref, work)
     # Cold start: the warm-cache number is the feature-cache build time for this corpus.
     shutil.rmtree(work / "cache", ignore_errors=True)
@@ -64,6 +125,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "encoder": "lite0-64 (int8 = the raspberry-pi-4 device class)",
         "encoder_images_per_second": encoders,
         "tflite": tflite_note,
+        "tflite_vs_ort_fp32": parity,
         "cache_corpus": {
             "path": str(big.path),
             "images": len(big),
@@ -80,7 +142,16 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.device", description=__doc__)
     parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument(
+        "--litert-python",
+        type=Path,
+        default=None,
+        help=f"python of a litert-torch environment for the TFLite export (sets "
+        f"${LITERT_PYTHON_ENV}; default .venv-litert/bin/python if present)",
+    )
     args = parser.parse_args(argv)
+    if args.litert_python is not None:
+        os.environ[LITERT_PYTHON_ENV] = str(args.litert_python)
     run(BenchContext(data=args.data))
     return 0
 

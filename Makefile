@@ -92,8 +92,8 @@ demo: data ## the main job: builder -> broker -> three agents -> table
 bench-codec: setup ## codec table -> bench/results/codec.json
 	$(PY) -m bench.codec --out bench/results/codec.json
 
-# setup-litert: bench.device exports lite0-64.tflite with it to measure the TFLite backend.
-bench: data setup-litert ## all benchmarks -> bench/results/, README Results section
+# bench.device measures the ort-training head backend and exports lite0-64.tflite with these envs.
+bench: data setup-ort-training setup-litert ## all benchmarks -> bench/results/, README Results section
 	$(PY) -m bench.run --data $(DATA_DIR)
 
 clean: ## remove environments, caches and build outputs (keeps data/)

@@ -222,6 +222,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     out: dict[str, Any] = {
         "payloads_chosen_for": ctx.device,
         "teacher_encoder": ctx.teacher_encoder,
+        "teacher_encoders": ctx.auto_teachers,  # the --auto builds keep the better of these
         "device_classes": [{"device_class": d, "encoder": s} for d, s in DEVICE_CLASSES],
         "budgets": list(budgets),
         "budget_limits": {spec: list(class_budgets(spec, budgets)) for _, spec in DEVICE_CLASSES},

@@ -126,7 +126,7 @@ def accuracy_lines(acc: Any, plots: Mapping[str, str]) -> list[str]:
         f"Device class `{acc['device']}` (its own encoder's features, the agent's head trainer), "
         f"teacher `{acc['teacher_encoder']}` for the strategy sweeps; `--auto` is the builder's "
         "default, one build per teacher encoder keeping the better-validating one (its choice "
-        "is shown as setting / teacher), corpus of {acc['corpus']['size']:,} images (1 % = "
+        f"is shown as setting / teacher), corpus of {acc['corpus']['size']:,} images (1 % = "
         f"{round(acc['corpus']['size'] / 100):,} images). Mean ± sample standard deviation over "
         f"seeds {', '.join(map(str, acc['seeds']))}. Bytes are whole signed payloads. The "
         "device-oracle is the same device head trained on the whole labelled train split.",
@@ -206,8 +206,10 @@ def hetero_lines(het: Any, plots: Mapping[str, str]) -> list[str]:
     if not _ok(het):
         return lines + _error_line("hetero", het)
     lines += [
-        f"The `--auto` payloads chosen for `{het['payloads_chosen_for']}` (teacher "
-        f"`{het['teacher_encoder']}`), applied unchanged on each device class with its own "
+        f"The `--auto` payloads chosen for `{het['payloads_chosen_for']}` (teachers "
+        + ", ".join(f"`{t}`" for t in het.get("teacher_encoders", [het["teacher_encoder"]]))
+        + ", the better-validating one per build, as in the accuracy table), applied unchanged "
+        "on each device class with its own "
         "encoder; "
         "each compared with its own device-oracle (same encoder, head trained on the labelled "
         "train split)."

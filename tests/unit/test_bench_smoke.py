@@ -193,6 +193,8 @@ def test_render_markdown_shows_every_section_and_errors() -> None:
     assert "bench.codec failed: `RuntimeError: boom`" in text
     assert "bench.device: not run" in text
     assert "PLADA is ahead in 2 of 2" in text
+    # accuracy for fashion, balanced accuracy for clipart: 75 - 70 and 74 - 69 points
+    assert "2 of 2 task/budget cases: fashion 2KiB (+5.0), clipart 2KiB (+5.0) (random" in text
     assert "met by 4 of 4 real selections" in text  # 30 % saved at the 1 % ratio (<= 2 %)
     assert "| 10 | 1 | 8,000 |" in text
 

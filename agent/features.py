@@ -92,6 +92,14 @@ class EncoderInfo:
         actual = file_sha256(path)
         expected_key = "sha256" if path.suffix == ".onnx" else "tflite_sha256"
         expected = meta.get(expected_key)
+        if expected is None and expected_key == "tflite_sha256":
+            # Only `export-encoder --tflite` records it, after its parity check: a .tflite
+            # without it was never checked against the encoder this sidecar describes.
+            raise EncoderBackendError(
+                f"encoder sidecar {sidecar.name} records no tflite_sha256 for {path.name}: "
+                "export it with `plada-build export-encoder --model M --size S --tflite-only "
+                f"--out {path.parent}`"
+            )
         if expected is not None and expected != actual:
             raise EncoderBackendError(
                 f"encoder file {path}: sha256 {actual[:16]}... does not match {expected_key} "

@@ -330,8 +330,30 @@ def export_encoder(
         quantization=quantization,
         exporter=exporter,
     )
+    kept = _tflite_record(dest)
     write_encoder_info(dest, info)
+    if kept:  # the .tflite beside it was converted from the same weights and is still checked
+        sidecar = encoder_info_path(dest)
+        meta = json.loads(sidecar.read_text(encoding="utf-8")) | kept
+        write_text_atomic(sidecar, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return ExportResult(path=dest, info=info, seconds=time.perf_counter() - started)
+
+
+def _tflite_record(onnx_path: Path) -> dict[str, Any]:
+    """The `tflite_*` keys of the current sidecar when the `.tflite` beside it still has the
+    recorded sha256 (so re-exporting the ONNX keeps it verifiable), else {} (the agent then
+    refuses that .tflite until it is exported again)."""
+    tflite = onnx_path.with_suffix(".tflite")
+    sidecar = encoder_info_path(onnx_path)
+    if not (tflite.exists() and sidecar.exists()):
+        return {}
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(meta, dict) or meta.get("tflite_sha256") != sha256_file(tflite):
+        return {}
+    return {k: v for k, v in meta.items() if k.startswith("tflite_")}
 
 
 def _example(parity: np.ndarray) -> Any:

@@ -85,6 +85,24 @@ def test_encoder_info_names_bad_sidecar_keys(
         EncoderInfo.load(encoder_path)
 
 
+def test_encoder_info_refuses_a_tflite_its_sidecar_does_not_record(encoder_path: Path) -> None:
+    # Prepare: a .tflite beside an ONNX export whose sidecar has no tflite_sha256 (never checked)
+    tflite = encoder_path.with_suffix(".tflite")
+    tflite.write_bytes(b"TFL3 not checked by any export")
+    # Execute / Assert
+    with pytest.raises(EncoderBackendError, match=r"records no tflite_sha256 for tiny0-32\.tflite"):
+        EncoderInfo.load(tflite)
+    # Prepare: the export's record, then a replaced file
+    sidecar = encoder_path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    meta["tflite_sha256"] = hashlib.sha256(tflite.read_bytes()).hexdigest()
+    sidecar.write_text(json.dumps(meta), encoding="utf-8")
+    assert EncoderInfo.load(tflite).sha256 == meta["tflite_sha256"]
+    tflite.write_bytes(b"TFL3 replaced")
+    with pytest.raises(EncoderBackendError, match="does not match tflite_sha256"):
+        EncoderInfo.load(tflite)
+
+
 def test_encoder_info_reports_missing_sidecar(encoder_path: Path) -> None:
     # Prepare
     encoder_path.with_suffix(".json").unlink()

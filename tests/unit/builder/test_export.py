@@ -3,6 +3,7 @@ photos, dynamic batch, failure paths, reuse by `load_encoder`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,23 @@ def test_export_encoder_cli_calibrates_int8_on_a_corpus(
     assert summary["quantization"]["calibration_images"] == 16 + 64
     assert [t["float_blocks"] for t in summary["quantization"]["tried"]] == [4]
     assert summary["parity"]["int8_cosine_mean"] >= 0.99
+
+
+def test_onnx_reexport_keeps_only_a_still_matching_tflite_record(tmp_path: Path) -> None:
+    # Prepare: an export of both formats (sidecar records the .tflite's hash)
+    from builder.export import _tflite_record
+
+    onnx_path = tmp_path / "lite0-64.onnx"
+    tflite = tmp_path / "lite0-64.tflite"
+    tflite.write_bytes(b"TFL3 converted")
+    record = {
+        "tflite_sha256": hashlib.sha256(tflite.read_bytes()).hexdigest(),
+        "tflite_parity": {"tflite_max_abs_diff": 7e-5},
+    }
+    onnx_path.with_suffix(".json").write_text(json.dumps({"id": "lite0-64", **record}))
+    # Execute / Assert: carried over while the file is the one recorded, dropped once replaced
+    assert _tflite_record(onnx_path) == record
+    tflite.write_bytes(b"TFL3 something else")
+    assert _tflite_record(onnx_path) == {}
+    tflite.unlink()
+    assert _tflite_record(onnx_path) == {}

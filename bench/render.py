@@ -86,9 +86,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def header_lines(meta: Mapping[str, Any]) -> list[str]:
     m = meta.get("machine", {})
     lines = [
-        "Measured by `make bench` (`python -m bench.run`) on "
-        f"{meta.get('date', '?')}: {m.get('cpu_model', '?')}, {m.get('nproc', '?')} cores "
-        f"(shared with other jobs; 1-min load average {m.get('loadavg_start', '?')} at the start), "
+        "Measured by `make bench` (`python -m bench.run`)"
+        + (f" at commit `{meta['git_commit']}`" if meta.get("git_commit") else "")
+        + f" on {meta.get('date', '?')}: {m.get('cpu_model', '?')}, {m.get('nproc', '?')} cores "
+        f"(1-min load average {m.get('loadavg_start', '?')} at the start), "
         f"{m.get('ram_gib', '?')} GiB RAM, Python {m.get('python', '?')}. "
         f"Total run time **{duration(float(meta.get('total_seconds', 0)))}**"
         + (

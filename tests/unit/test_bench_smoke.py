@@ -148,6 +148,7 @@ def _results() -> dict[str, Any]:
     return {
         "meta": {
             "date": "2026-11-27 23:00 UTC",
+            "git_commit": "abc1234",
             "machine": {"cpu_model": "Fake CPU", "nproc": 2, "ram_gib": 23.5, "python": "3.11"},
             "total_seconds": 3725.0,
             "timings": {"accuracy": 3000.0, "fleet": 725.0},
@@ -184,6 +185,7 @@ def test_render_markdown_shows_every_section_and_errors() -> None:
     text = render_markdown(results, {"accuracy": "bench/results/accuracy_per_byte.png"})
     # Assert
     assert "Total run time **1:02:05**" in text
+    assert "at commit `abc1234` on 2026-11-27 23:00 UTC" in text
     assert "Fake CPU, 2 cores" in text
     assert "**Reduced:** 1 seed for hetero" in text
     assert "75.0 ± 1.0" in text  # --auto at 2 KiB, mean ± sd in points

@@ -88,7 +88,8 @@ def test_a_tflite_file_that_cannot_change_batch_is_named(tmp_path: Path) -> None
     path = tmp_path / "tiny4-32.tflite"
     convert_tflite(_tiny_module(8, seed=4, kernel=32, stride=32), _held_out_batch(32)[:1], path)
     meta = {"id": "tiny4-32", "model": "tiny", "size": 32, "int8": False, "feature_dim": 8}
-    path.with_suffix(".json").write_text(json.dumps({**meta, "sha256": "x"}), encoding="utf-8")
+    meta |= {"sha256": "x", "tflite_sha256": sha256_file(path)}
+    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
     extractor = load_extractor(path, backend="tflite", threads=1)
     # Execute / Assert
     assert extractor.embed(_held_out_batch(32)[:1]).shape == (1, 8)

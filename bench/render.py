@@ -528,7 +528,7 @@ def fleet_lines(fleet: Any) -> list[str]:
         ]
         for r in fleet["runs"]
     ]
-    return lines + _table(
+    table = _table(
         [
             "agents",
             "messages",
@@ -541,6 +541,29 @@ def fleet_lines(fleet: Any) -> list[str]:
         ],
         rows,
     )
+    return lines + table + _fleet_reading(fleet["runs"])
+
+
+def _fleet_reading(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Why 'ready' grows with N here: the harness, not the broker (computed from the runs)."""
+    if len(runs) < 2:
+        return []
+    small = min(runs, key=lambda r: r["agents"])
+    large = max(runs, key=lambda r: r["agents"])
+    acked = [r["publish_acked_s"] for r in runs]
+    per_agent = (large["all_ready_s"] - small["all_ready_s"]) / max(
+        large["agents"] - small["agents"], 1
+    )
+    return [
+        f"The builder's cost does not grow with N: one publish, acknowledged in "
+        f"{min(acked):.2f} to {max(acked):.2f} s and every device receives one message of the "
+        f"same size. 'Ready' does grow, by about {per_agent:.2f} s per extra agent: the "
+        "agents here are threads of one Python process on 2 cores, so their signature checks "
+        "and payload decodes queue on one interpreter lock. On a real fleet each device "
+        f"decodes on its own CPU, which the {small['agents']}-agent row measures: "
+        f"{small['all_ready_s']:.2f} s from publish to ready.",
+        "",
+    ]
 
 
 def _plada_at(alt_task: Mapping[str, Any], metric: str) -> dict[str, float]:

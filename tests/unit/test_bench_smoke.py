@@ -164,15 +164,25 @@ def _results() -> dict[str, Any]:
             "payload": "fashion 8KiB auto payload (seed 0)",
             "runs": [
                 {
+                    "agents": 1,
+                    "messages": 1,
+                    "payload_bytes": 8000,
+                    "publish_acked_s": 0.02,
+                    "ready_median_s": 0.04,
+                    "all_ready_s": 0.04,
+                    "results_seen_by_builder_s": 0.3,
+                    "wire_bytes_per_device": {"mean": 8100.0, "min": 8100, "max": 8100},
+                },
+                {
                     "agents": 10,
                     "messages": 1,
                     "payload_bytes": 8000,
                     "publish_acked_s": 0.01,
                     "ready_median_s": 0.05,
-                    "all_ready_s": 0.08,
+                    "all_ready_s": 0.94,
                     "results_seen_by_builder_s": 0.5,
                     "wire_bytes_per_device": {"mean": 8100.0, "min": 8100, "max": 8100},
-                }
+                },
             ],
         },
     }
@@ -199,6 +209,10 @@ def test_render_markdown_shows_every_section_and_errors() -> None:
     assert "2 of 2 task/budget cases: fashion 2KiB (+5.0), clipart 2KiB (+5.0) (random" in text
     assert "met by 4 of 4 real selections" in text  # 30 % saved at the 1 % ratio (<= 2 %)
     assert "| 10 | 1 | 8,000 |" in text
+    # (0.94 - 0.04) s over 9 more agents; the 1-agent row is one device's publish-to-ready
+    assert "acknowledged in 0.01 to 0.02 s" in text
+    assert "by about 0.10 s per extra agent" in text
+    assert "the 1-agent row measures: 0.04 s from publish to ready" in text
 
 
 def test_replace_between_markers_keeps_the_rest_and_rejects_missing_markers() -> None:

@@ -207,6 +207,10 @@ def test_render_markdown_shows_every_section_and_errors() -> None:
     assert "PLADA is ahead in 2 of 2" in text
     # accuracy for fashion, balanced accuracy for clipart: 75 - 70 and 74 - 69 points
     assert "2 of 2 task/budget cases: fashion 2KiB (+5.0), clipart 2KiB (+5.0) (random" in text
+    # student / teacher: fashion 0.75 / 0.90, clipart 0.74 / 0.88 (balanced); paper median 82 %
+    assert "median 82 %, its ten datasets" in text
+    assert "reach 83 % (fashion 2KiB) to 84 % (clipart 2KiB) of the teacher" in text
+    assert "at or above the paper's median in 2 of 2 task/budget cases" in text
     assert "met by 4 of 4 real selections" in text  # 30 % saved at the 1 % ratio (<= 2 %)
     assert "| 10 | 1 | 8,000 |" in text
     # (0.94 - 0.04) s over 9 more agents; the 1-agent row is one device's publish-to-ready

@@ -84,10 +84,10 @@ test-fast: setup ## unit tests only, no data or broker
 check: lint typecheck test ## everything CI gates on
 
 builder: data ## build payloads + reports for the three default targets under build/
-	$(PY) -m builder.make_builder --data $(DATA_DIR) --out $(BUILD_DIR)
+	$(PY) -m tools.make_builder --data $(DATA_DIR) --out $(BUILD_DIR)
 
 demo: data ## the main job: builder -> broker -> three agents -> table
-	$(PY) -m builder.demo --data $(DATA_DIR) --out $(BUILD_DIR)/demo
+	$(PY) -m tools.demo --data $(DATA_DIR) --out $(BUILD_DIR)/demo
 
 bench-codec: setup ## codec table -> bench/results/codec.json
 	$(PY) -m bench.codec --out bench/results/codec.json

@@ -143,7 +143,7 @@ class BenchContext:
     def source(self, spec: str) -> Any:
         """A memoised builder FeatureSource (corpus features come from the embedding cache)."""
         if spec not in self._sources:
-            from builder.pipeline import EncoderFeatures
+            from builder.pipeline.build import EncoderFeatures
 
             self._sources[spec] = EncoderFeatures(
                 spec, cache_root=self.cache_root, progress=self.progress, backend=ENCODER_BACKEND
@@ -166,14 +166,14 @@ class BenchContext:
 
     def target(self, name: str) -> Any:
         if name not in self._targets:
-            from builder.targets import load_target
+            from builder.pipeline.targets import load_target
 
             self._targets[name] = load_target(self.data / "targets" / name)
         return self._targets[name]
 
     def images(self, name: str) -> TaskImages:
         if name not in self._images:
-            from builder.targets import read_images
+            from builder.pipeline.targets import read_images
 
             task = self.target(name)
             self._images[name] = TaskImages(
@@ -187,7 +187,7 @@ class BenchContext:
         weights and the image files) so later invocations do not embed them again."""
         key = (name, spec)
         if key not in self._features:
-            from builder.pipeline import TaskFeatures
+            from builder.pipeline.build import TaskFeatures
 
             task = self.target(name)
             files = self._feature_files(name, spec, task)
@@ -222,7 +222,7 @@ class BenchContext:
         encoder's exact weights and the pixels), so a later invocation does not embed again."""
         import hashlib
 
-        from builder.encoder import load_encoder
+        from builder.encoders.load import load_encoder
 
         if spec not in self._cache_keys:
             self._cache_keys[spec] = load_encoder(spec, backend=ENCODER_BACKEND).cache_key
@@ -252,7 +252,7 @@ class BenchContext:
     def _feature_files(self, name: str, spec: str, task: Any) -> tuple[Path, Path]:
         import hashlib
 
-        from builder.encoder import load_encoder
+        from builder.encoders.load import load_encoder
 
         digest = hashlib.sha256(load_encoder(spec, backend=ENCODER_BACKEND).cache_key.encode())
         for path in (*task.train.paths, *task.test.paths):
@@ -265,8 +265,8 @@ class BenchContext:
 @contextmanager
 def single_blas() -> Iterator[None]:
     """One BLAS thread for the many small matmuls of head training and selection (as
-    builder.pipeline does after embedding): two spinning BLAS threads on a loaded 2-core box were
-    measured 30x slower."""
+    builder.pipeline.build does after embedding): two spinning BLAS threads on a loaded
+    2-core box were measured 30x slower."""
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     with threadpool_limits(limits=1, user_api="blas"):

@@ -52,8 +52,8 @@ def payload_path(ctx: BenchContext, task: str, budget: str, seed: int) -> Path:
 
 
 def _signed_size(ctx: BenchContext, task: Any, selection: Any) -> int:
-    from builder.pipeline import TaskConfig, make_payload
-    from builder.select import Budget
+    from builder.pipeline.build import TaskConfig, make_payload
+    from builder.pipeline.select import Budget
     from plada.payload import encode_payload
 
     payload = make_payload(
@@ -98,8 +98,8 @@ def run_task(
     """One task for the given seeds (summarise() runs after the seeds are merged). `resume`: a
     partial result of an interrupted run (its sweep and finished budgets are kept);
     `checkpoint` is called with the partial result after the sweep and after every budget."""
-    from builder.scores import score_reference
-    from builder.teacher import TeacherConfig, balanced_accuracy, fit_teacher
+    from builder.pipeline.scores import score_reference
+    from builder.pipeline.teacher import TeacherConfig, balanced_accuracy, fit_teacher
     from plada.head import HeadHyperParams
 
     task = ctx.target(name)
@@ -176,9 +176,9 @@ def _sweep(
     ratios: tuple[float, ...],
 ) -> None:
     """Every setting at every keep ratio, and the device-oracle, for one seed."""
-    from builder.auto import DEFAULT_SETTINGS
-    from builder.select import select
-    from builder.simulate import device_oracle, simulate_selection
+    from builder.pipeline.select import select
+    from builder.pipeline.simulate import device_oracle, simulate_selection
+    from builder.pipeline.validate import DEFAULT_SETTINGS
 
     name = task.name
     n_ref = len(ctx.corpus())
@@ -221,9 +221,9 @@ def _sweep(
 def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, budget: str) -> None:
     """`--auto` at one byte budget through the builder's whole task pipeline, with the builder's
     default teachers (one build per teacher encoder, the better-validating one kept)."""
-    from builder.pipeline import TaskConfig, build_task_multi
-    from builder.report import atomic_write_bytes
-    from builder.select import parse_budget
+    from builder.pipeline.build import TaskConfig, build_task_multi
+    from builder.pipeline.select import parse_budget
+    from builder.report.write import atomic_write_bytes
 
     name = task.name
     corpus = ctx.corpus()

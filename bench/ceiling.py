@@ -52,9 +52,9 @@ def source_rows(ctx: BenchContext, source: str) -> np.ndarray:
 
 
 def run_task(ctx: BenchContext, task_name: str, source: str, teacher_spec: str) -> dict[str, Any]:
-    from builder.select import Selection
-    from builder.simulate import device_oracle, simulate_selection
-    from builder.teacher import fit_teacher
+    from builder.pipeline.select import Selection
+    from builder.pipeline.simulate import device_oracle, simulate_selection
+    from builder.pipeline.teacher import fit_teacher
     from plada.head import HeadHyperParams
 
     task = ctx.target(task_name)

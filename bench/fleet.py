@@ -2,11 +2,11 @@
 
     .venv/bin/python -m bench.fleet --data data [--quick]
 
-A local mosquitto is started exactly as the broker tests start it (tests/support/broker.py:
+A local mosquitto is started exactly as the broker tests start it (tools/devbroker.py:
 passwords, the shipped ACL, persistence), N real agent daemons (agent.app.AgentApp over the real
 MQTT link, one thread each, one process) connect to it, and the builder publishes one signed task
-payload (a real `--auto` payload of bench.accuracy when one exists) with builder.publish. Measured:
-time from the publish call to every agent reporting `ready` for the new version (and its
+payload (a real `--auto` payload of bench.accuracy when one exists) with builder.fleet.publish.
+Measured: time from the publish call to every agent reporting `ready` for the new version (and its
 distribution over agents), time until the builder sees every device's result message, and bytes
 on the wire per device from each agent's field-trial log (payload bytes + the MQTT overhead
 estimate).
@@ -45,12 +45,12 @@ def _payload(ctx: BenchContext) -> tuple[bytes, str]:
 
 def run_fleet(ctx: BenchContext, size: int, data: bytes, version: int) -> dict[str, Any]:
     from agent.status import AgentState
-    from builder.fleet import fleet_results
-    from builder.publish import publish_payload
+    from builder.fleet.publish import publish_payload
+    from builder.fleet.status import fleet_results
     from plada.payload import decode_payload
     from plada.signing import load_trusted_keys
-    from tests.support.broker import start_broker
-    from tests.support.fleet import (
+    from tools.devbroker import start_broker
+    from tools.fleet_harness import (
         FakeApplier,
         admin_options,
         make_config,

@@ -147,7 +147,7 @@ def _apply_all(
     sizes: dict[tuple[str, int], int],
 ) -> list[dict[str, Any]]:
     """Each payload applied on one device class: its head vs its own device-oracle."""
-    from builder.simulate import device_oracle, evaluate_head
+    from builder.pipeline.simulate import device_oracle, evaluate_head
     from plada.head import HeadHyperParams, train_head
 
     y_train = task.train.labels

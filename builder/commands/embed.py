@@ -76,7 +76,9 @@ def register(sub: Any) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from builder.embed import (
+    from builder.encoders.load import load_encoder
+    from builder.errors import BuilderError
+    from builder.features.embed import (
         cache_dir,
         cache_status,
         embed_corpus,
@@ -84,8 +86,6 @@ def handler(args: argparse.Namespace) -> int:
         parse_shard,
         shard_from_env,
     )
-    from builder.encoder import load_encoder
-    from builder.errors import BuilderError
     from plada.corpus import Corpus
     from plada.errors import PladaError
 

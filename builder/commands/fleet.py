@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
 
 def status_handler(args: argparse.Namespace) -> int:
     from builder.errors import PublishError
-    from builder.fleet import fleet_status, format_status_table
+    from builder.fleet.status import fleet_status, format_status_table
 
     try:
         devices = fleet_status(broker_options(args), base_topic=args.base_topic)
@@ -63,7 +63,7 @@ def status_handler(args: argparse.Namespace) -> int:
 
 def results_handler(args: argparse.Namespace) -> int:
     from builder.errors import PublishError
-    from builder.fleet import fleet_results, format_results_table
+    from builder.fleet.status import fleet_results, format_results_table
 
     try:
         rows = fleet_results(broker_options(args), args.task, base_topic=args.base_topic)

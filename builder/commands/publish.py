@@ -42,7 +42,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def broker_options(args: argparse.Namespace) -> Any:
-    from builder.publish import USERNAME_ENV, BrokerOptions, read_password
+    from builder.fleet.publish import USERNAME_ENV, BrokerOptions, read_password
 
     if (args.cert is None) != (args.cert_key is None):
         raise ValueError("--cert and --key go together")
@@ -82,7 +82,7 @@ def handler(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from builder.errors import PublishError
-    from builder.publish import publish_payload
+    from builder.fleet.publish import publish_payload
     from plada.payload import payload_digest
 
     try:

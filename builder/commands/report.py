@@ -42,7 +42,7 @@ _KEYS = (
 
 def handler(args: argparse.Namespace) -> int:
     from builder.errors import BuilderError
-    from builder.report import load_report, write_report
+    from builder.report.write import load_report, write_report
 
     try:
         report = load_report(args.report)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from builder.simulate import DEFAULT_DEVICE
+from builder.pipeline.simulate import DEFAULT_DEVICE
 
 # Measured on ref-v1 (README "Builder results"): a Lite1-96 teacher is best on fashion and
 # clipart, a teacher on the device's own lite0-64-int8 features is far better on digits; with both
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
 
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    from builder.select import STRATEGIES
+    from builder.pipeline.select import STRATEGIES
 
     parser.add_argument("--corpus", type=Path, required=True, help="reference corpus folder")
     parser.add_argument(
@@ -146,10 +146,10 @@ def summary(report: dict[str, Any], *, out: Path, report_dir: Path) -> dict[str,
 
 def run_task(args: argparse.Namespace) -> dict[str, Any]:
     """Build, write the payload and the report; returns the report dict."""
-    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
-    from builder.report import write_report
-    from builder.select import parse_budget
-    from builder.targets import load_target
+    from builder.pipeline.build import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
+    from builder.pipeline.select import parse_budget
+    from builder.pipeline.targets import load_target
+    from builder.report.write import write_report
     from plada.corpus import Corpus
     from plada.signing import load_private_key
 
@@ -209,7 +209,7 @@ def run_task(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write_payload(path: Path, data: bytes) -> None:
-    from builder.report import atomic_write_bytes
+    from builder.report.write import atomic_write_bytes
 
     atomic_write_bytes(Path(path), data)
 

@@ -10,9 +10,10 @@ import pytest
 
 from agent.app import AgentApp
 from builder.errors import PublishError
-from builder.publish import BrokerOptions, BrokerSession, publish_payload
-from tests.support.broker import Broker, require_secure
-from tests.support.fleet import (
+from builder.fleet.publish import BrokerOptions, BrokerSession, publish_payload
+from tests.support.mqtt_probe import Probe
+from tools.devbroker import Broker, require_secure
+from tools.fleet_harness import (
     FakeApplier,
     admin_options,
     make_config,
@@ -22,7 +23,6 @@ from tests.support.fleet import (
     start_agent,
     wait_until,
 )
-from tests.support.mqtt_probe import Probe
 
 pytestmark = pytest.mark.broker
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.auto import (
+from builder.pipeline.validate import (
     AutoInputs,
     CandidateSpec,
     candidate_keeps,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from builder.errors import BuilderError
-from builder.report import energy_histogram, load_report, render_markdown, write_report
+from builder.report.write import energy_histogram, load_report, render_markdown, write_report
 
 
 def _report() -> dict[str, Any]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from builder.errors import BudgetError, BuilderError
-from builder.scores import ReferenceScores, score_reference
-from builder.select import (
+from builder.pipeline.scores import ReferenceScores, score_reference
+from builder.pipeline.select import (
     STRATEGIES,
     Budget,
     Selection,

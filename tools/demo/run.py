@@ -1,6 +1,6 @@
 """`make demo`: builder -> broker -> agents of two device classes -> one publish -> a table.
 
-    python -m builder.demo --data data --out build/demo
+    python -m tools.demo --data data --out build/demo
 
 1. a signing key, the device encoders (`plada-build export-encoder`), and a task for the `fashion`
    target at a 2 KiB budget (`plada-build task --auto`, simulated for every device class);
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIRMWARE = REPO / "firmware_configs"
 DEFAULT_AGENTS = "raspberry-pi-4:2,x86-dev:1"
 GROUP = "demo"
@@ -86,7 +86,7 @@ def _stop_old_broker(folder: Path) -> None:
     try:
         pid = int(pid_file.read_text(encoding="utf-8").split()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"mosquitto" in cmdline or b"builder.demo" in cmdline:
+        if b"mosquitto" in cmdline or b"tools.demo" in cmdline:
             os.kill(pid, signal.SIGTERM)
             _log(f"stopped the previous demo broker (pid {pid})")
             time.sleep(0.5)
@@ -134,7 +134,7 @@ def start_broker(folder: Path, users: list[str]) -> dict[str, Any]:
         kind, secure = "mosquitto", True
     else:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "builder.demo", "--serve-amqtt", str(port)],
+            [sys.executable, "-m", "tools.demo", "--serve-amqtt", str(port)],
             stdout=log,
             stderr=log,
             cwd=REPO,
@@ -408,7 +408,7 @@ def stop_agents(procs: list[subprocess.Popen[bytes]]) -> None:
 
 # -- the run --------------------------------------------------------------------------------------
 def _admin_options(broker: dict[str, Any]) -> Any:
-    from builder.publish import BrokerOptions, read_password
+    from builder.fleet.publish import BrokerOptions, read_password
 
     secure = broker["secure"]
     return BrokerOptions(
@@ -423,7 +423,7 @@ def _admin_options(broker: dict[str, Any]) -> Any:
 
 def _watch(options: Any, plans: list[AgentPlan], digest: str, timeout_s: float) -> dict[str, Any]:
     """Wait until every agent's result for this payload is in; returns them by device id."""
-    from builder.publish import BrokerSession
+    from builder.fleet.publish import BrokerSession
 
     ids = {p.device_id for p in plans}
     deadline = time.monotonic() + timeout_s
@@ -444,7 +444,7 @@ def _watch(options: Any, plans: list[AgentPlan], digest: str, timeout_s: float) 
 
 
 def _wait_online(options: Any, plans: list[AgentPlan], procs: list[Any], timeout_s: float) -> None:
-    from builder.publish import BrokerSession
+    from builder.fleet.publish import BrokerSession
 
     ids = {p.device_id for p in plans}
     deadline = time.monotonic() + timeout_s
@@ -522,7 +522,7 @@ def print_table(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m builder.demo",
+        prog="python -m tools.demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "ref-v1").exists():
         raise SystemExit(f"demo: {args.data}/ref-v1 is missing; run `make data` first")
 
-    from builder.publish import publish_payload
+    from builder.fleet.publish import publish_payload
     from plada.payload import payload_digest
     from plada.signing import generate_keypair
 

@@ -26,7 +26,7 @@ from plada.encoders import EncoderInfo, EncoderSpec, sha256_file, write_encoder_
 from plada.preprocess import MEAN, SCALE
 
 if TYPE_CHECKING:
-    from builder.export import ExportResult
+    from builder.encoders.export import ExportResult
 
 OPENNSFW_SIZE = 224
 OPENNSFW_FEATURE_DIM = 1024
@@ -109,7 +109,7 @@ def wrap_opennsfw(source: Path, dest: Path) -> None:
 
 def export_opennsfw(spec: EncoderSpec, out_dir: Path) -> ExportResult:
     """`<out_dir>/opennsfw-224.onnx` + `.json`, checked against the unmodified graph."""
-    from builder.export import ExportResult, real_images
+    from builder.encoders.export import ExportResult, real_images
 
     if spec.size != OPENNSFW_SIZE or spec.int8:
         raise EncoderError(f"{spec.id}: opennsfw exists only as fp32 at {OPENNSFW_SIZE} px")

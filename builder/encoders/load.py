@@ -9,8 +9,9 @@ Every encoder takes the NCHW float32 batch that `plada.preprocess` makes (or the
     feats = encoder.embed(preprocess_batch(images, size=encoder.size))   # (B, D) float32
 
 `cache_key` identifies the exact features an encoder computes (backend + id + weights hash): the
-embedding cache (builder/embed.py) is keyed by it, so a torch and an ONNX encoder of the same spec
-never share cached features. torch and onnxruntime are imported only when such an encoder is built.
+embedding cache (builder/features/embed.py) is keyed by it, so a torch and an ONNX encoder of the
+same spec never share cached features. torch and onnxruntime are imported only when such an
+encoder is built.
 """
 
 from __future__ import annotations
@@ -81,14 +82,14 @@ def load_encoder(
     backend: `auto` (torch for float specs, ONNX for int8 specs and paths), `torch` or `onnx`.
     device: torch device for torch encoders (`cpu`, `cuda:0`, ...); ONNX runs on the CPU.
     ONNX for a spec uses `<encoder_dir>/<id>.onnx`, exporting it first (with the parity check of
-    builder/export.py) if it is missing, so simulations use exactly what the device runs.
+    builder/encoders/export.py) if it is missing, so simulations use exactly what the device runs.
     """
     if backend not in ("auto", "torch", "onnx"):
         raise EncoderError(f"unknown encoder backend {backend!r}: use auto, torch or onnx")
     if isinstance(spec_or_path, Path) or (
         isinstance(spec_or_path, str) and spec_or_path.endswith(".onnx")
     ):
-        from builder.onnx_encoder import OnnxEncoder
+        from builder.encoders.onnx_encoder import OnnxEncoder
 
         if backend == "torch":
             raise EncoderError(f"{spec_or_path}: an .onnx file cannot run on the torch backend")
@@ -104,11 +105,11 @@ def load_encoder(
     if backend == "torch" and spec.int8:
         raise EncoderError(f"{spec.id}: int8 encoders run on ONNX Runtime, not torch")
     if backend == "onnx" or spec.int8 or spec.model == "opennsfw":
-        from builder.export import ensure_exported
-        from builder.onnx_encoder import OnnxEncoder
+        from builder.encoders.export import ensure_exported
+        from builder.encoders.onnx_encoder import OnnxEncoder
 
         path = ensure_exported(spec, out_dir=encoder_dir or default_encoder_dir())
         return OnnxEncoder(path, threads=threads)
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     return TorchEncoder(spec, threads=threads, device=device)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from builder.errors import BuilderError
-from builder.select import Selection
-from builder.teacher import balanced_accuracy
+from builder.pipeline.select import Selection
+from builder.pipeline.teacher import balanced_accuracy
 from plada.head import HeadHyperParams, HeadWeights, predict_proba, train_head
 
 DEFAULT_DEVICE = "lite0-64-int8"

@@ -28,7 +28,21 @@ from PIL import Image
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 import plada
-from builder.auto import (
+from builder.errors import BudgetError, BuilderError
+from builder.pipeline.leakage import DEFAULT_THRESHOLD, find_leakage
+from builder.pipeline.scores import score_reference
+from builder.pipeline.select import (
+    Budget,
+    ParamValue,
+    Selection,
+    fit_to_bytes,
+    refine_upward,
+    select,
+)
+from builder.pipeline.simulate import DEFAULT_DEVICE, device_oracle, simulate_selection
+from builder.pipeline.targets import TargetTask, read_images
+from builder.pipeline.teacher import TeacherConfig, balanced_accuracy, fit_teacher
+from builder.pipeline.validate import (
     DEFAULT_KEEP_FRACTIONS,
     DEFAULT_SETTINGS,
     AutoInputs,
@@ -36,14 +50,7 @@ from builder.auto import (
     candidate_keeps,
     validate_candidates,
 )
-from builder.errors import BudgetError, BuilderError
-from builder.leakage import DEFAULT_THRESHOLD, find_leakage
-from builder.report import energy_histogram
-from builder.scores import score_reference
-from builder.select import Budget, ParamValue, Selection, fit_to_bytes, refine_upward, select
-from builder.simulate import DEFAULT_DEVICE, device_oracle, simulate_selection
-from builder.targets import TargetTask, read_images
-from builder.teacher import TeacherConfig, balanced_accuracy, fit_teacher
+from builder.report.write import energy_histogram
 from plada.codecs import CODECS
 from plada.corpus import Corpus
 from plada.head import HeadHyperParams
@@ -526,7 +533,7 @@ class EncoderFeatures:
 
     def _get_encoder(self) -> Any:
         if self._encoder is None:
-            from builder.encoder import load_encoder
+            from builder.encoders.load import load_encoder
 
             self._encoder = load_encoder(
                 self._spec, encoder_dir=self._encoder_dir, backend=self._backend
@@ -536,7 +543,7 @@ class EncoderFeatures:
     def corpus_features(self, corpus: Corpus) -> np.ndarray:
         key = f"corpus:{corpus.fingerprint}"
         if key not in self._memo:
-            from builder.embed import embed_corpus
+            from builder.features.embed import embed_corpus
 
             self._memo[key] = embed_corpus(
                 corpus,
@@ -554,7 +561,7 @@ class EncoderFeatures:
             digest.update(image.tobytes())
         key = f"images:{digest.hexdigest()}"
         if key not in self._memo:
-            from builder.embed import embed_images
+            from builder.features.embed import embed_images
 
             self._memo[key] = embed_images(images, self._get_encoder(), batch_size=self._batch_size)
         return self._memo[key]

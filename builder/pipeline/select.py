@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from builder.errors import BudgetError, BuilderError
-from builder.scores import ReferenceScores
+from builder.pipeline.scores import ReferenceScores
 
 ParamValue = str | int | float | bool
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from builder.publish import BrokerOptions, BrokerSession
+from builder.fleet.publish import BrokerOptions, BrokerSession
 from plada.topics import TopicKind, TopicScheme
 
 logger = logging.getLogger(__name__)

@@ -159,7 +159,7 @@ def make_tls_files(folder: Path) -> TlsFiles:
     return files
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 ACL_FILE = REPO / "firmware_configs" / "mosquitto.acl"
 
 
@@ -233,7 +233,7 @@ class Broker:
         if self.kind == "mosquitto":
             cmd = ["mosquitto", "-c", str(self.folder / "mosquitto.conf")]
         else:  # the demo's fallback broker, in its own process (its asyncio leaks stay there)
-            cmd = [sys.executable, "-m", "builder.demo", "--serve-amqtt", str(self.port)]
+            cmd = [sys.executable, "-m", "tools.demo", "--serve-amqtt", str(self.port)]
         log = (self.folder / "broker.log").open("ab")
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         log.close()
@@ -267,7 +267,8 @@ def _write_mosquitto_config(broker: Broker) -> None:
     # The shipped example ACL, unchanged: the tests prove what users deploy.
     shutil.copyfile(ACL_FILE, folder / "acl")
     (folder / "data").mkdir(exist_ok=True)
-    assert broker.tls is not None
+    if broker.tls is None:
+        raise RuntimeError("a mosquitto test broker needs its TLS files")
     lines = [
         f"user {getpass.getuser()}",  # as root: do not drop to the mosquitto user
         "per_listener_settings false",

@@ -19,7 +19,7 @@ import numpy as np
 from agent.app import AgentApp, Applier, ProgressFn
 from agent.config import AgentConfig, parse_config
 from agent.link import Inbound, LinkEvent, MqttLink
-from builder.publish import BrokerOptions
+from builder.fleet.publish import BrokerOptions
 from plada.payload import (
     CorpusRef,
     Provenance,
@@ -30,7 +30,7 @@ from plada.payload import (
     payload_digest,
 )
 from plada.signing import SigningKey, generate_keypair, load_private_key, load_trusted_keys
-from tests.support.broker import ADMIN_USER, Broker
+from tools.devbroker import ADMIN_USER, Broker
 
 FINGERPRINT = "cd" * 32
 CORPUS_SIZE = 300

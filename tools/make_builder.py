@@ -1,6 +1,6 @@
 """`make builder`: payloads and reports for the three default targets on ref-v1, under build/.
 
-    .venv/bin/python -m builder.make_builder --data data --out build
+    .venv/bin/python -m tools.make_builder --data data --out build
 
 For every target (digits, fashion, clipart) and budget (2 KiB and 8 KiB by default) it runs the
 task pipeline in `--auto` mode and writes `build/<task>-<budget>.plada` and the report folder
@@ -26,9 +26,9 @@ DEFAULT_BUDGETS = ("2KiB", "8KiB")
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     from builder.commands.task import DEFAULT_TEACHER_ENCODER
-    from builder.simulate import DEFAULT_DEVICE
+    from builder.pipeline.simulate import DEFAULT_DEVICE
 
-    parser = argparse.ArgumentParser(prog="python -m builder.make_builder", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.make_builder", description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="data folder of `make data`")
     parser.add_argument("--out", type=Path, required=True, help="output folder (build/)")
     parser.add_argument("--key", type=Path, default=None, help="private key (default: generate)")
@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from builder.errors import BuilderError
-    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
-    from builder.report import atomic_write_bytes, write_report
-    from builder.select import parse_budget
-    from builder.targets import load_target
+    from builder.pipeline.build import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
+    from builder.pipeline.select import parse_budget
+    from builder.pipeline.targets import load_target
+    from builder.report.write import atomic_write_bytes, write_report
     from plada.corpus import Corpus
     from plada.errors import PladaError
     from plada.signing import load_private_key

@@ -278,10 +278,10 @@ def export_encoder(
     64 other photo crops). float_blocks: force how many leading blocks stay float (int8 only).
     """
     if spec.model == "opennsfw":
-        from builder.opennsfw import export_opennsfw
+        from builder.encoders.opennsfw import export_opennsfw
 
         return export_opennsfw(spec, out_dir)
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     started = time.perf_counter()
     reference = TorchEncoder(spec.float_spec, channels_last=False)
@@ -522,7 +522,7 @@ def export_tflite(
     it, which the parity check exercises.
     """
     require_tflite_export(spec)
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     started = time.perf_counter()
     sidecar = _tflite_sidecar(spec, out_dir)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from builder.errors import BuilderError
-from builder.scores import ReferenceScores, score_reference
-from builder.select import ParamValue, Selection, select
-from builder.simulate import simulate_selection
-from builder.teacher import fit_teacher, stratified_folds
+from builder.pipeline.scores import ReferenceScores, score_reference
+from builder.pipeline.select import ParamValue, Selection, select
+from builder.pipeline.simulate import simulate_selection
+from builder.pipeline.teacher import fit_teacher, stratified_folds
 from plada.head import HeadHyperParams
 
 # Lower = preferred on a tie: class quotas never collapse onto a few classes, and the

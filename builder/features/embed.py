@@ -13,8 +13,8 @@ complete: a killed run resumes with the missing blocks only, and never reads a h
 Shards (`shard=(i, n)`) embed the contiguous block range [i * nb // n, (i + 1) * nb // n) into the
 same folder, e.g. from torchrun ranks or a Slurm job array on a shared file system; the merge
 (`merge_embeddings`) checks that every block is there and joins them into features.npy.
-`cache_key` (builder/encoder.py) is backend + encoder id + weights hash: a torch Lite0 and its ONNX
-export get separate caches, and a changed weights file or re-export gets a fresh one.
+`cache_key` (builder/encoders/load.py) is backend + encoder id + weights hash: a torch Lite0 and
+its ONNX export get separate caches, and a changed weights file or re-export gets a fresh one.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from builder.encoder import Encoder
+from builder.encoders.load import Encoder
 from builder.errors import EmbeddingCacheError, EncoderError
 from plada.atomic import atomic_path, save_npy_atomic, write_bytes_atomic
 from plada.encoders import PREPROCESS_TF

@@ -1,4 +1,4 @@
-"""builder.demo: agent plans from firmware_configs, the TOML it writes, the table it prints."""
+"""tools.demo: agent plans from firmware_configs, the TOML it writes, the table it prints."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import tomllib
 
 from agent.config import parse_config
-from builder.demo import _profile, _toml, plan_agents, print_table
+from tools.demo.run import _profile, _toml, plan_agents, print_table
 
 
 def test_plan_agents_uses_two_encoders_by_default(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Encoder throughput: torch eager vs channels_last vs ONNX fp32 vs ONNX int8, per model and size.
 
-    python -m builder.encoder_bench --models lite0 lite1 lite2 --sizes 64 96 128 224 \
+    python -m tools.encoder_bench --models lite0 lite1 lite2 --sizes 64 96 128 224 \
         --out build/encoder_bench.json
 
 Times `encoder.embed` on preprocessed real photo crops (decode and resize excluded: they are the
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from builder.encoder import Encoder, default_encoder_dir, load_encoder
-from builder.export import ensure_exported, real_images
+from builder.encoders.export import ensure_exported, real_images
+from builder.encoders.load import Encoder, default_encoder_dir, load_encoder
 from plada.encoders import EncoderSpec, read_encoder_info
 from plada.preprocess import preprocess_batch
 
@@ -54,7 +54,7 @@ def run(
     encoder_dir: Path,
     backends: list[str],
 ) -> list[dict[str, Any]]:
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     photos = real_images(num_images, seed=11)
     rows: list[dict[str, Any]] = []
@@ -107,7 +107,7 @@ def to_markdown(rows: list[dict[str, Any]], backends: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m builder.encoder_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.encoder_bench", description=__doc__)
     parser.add_argument("--models", nargs="+", default=["lite0", "lite1", "lite2"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[64, 96, 128, 224])
     parser.add_argument(

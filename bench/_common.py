@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +15,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from plada.atomic import save_npy_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -37,16 +37,9 @@ def log(message: str) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Results and the README are for everyone: 0644, not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and the README are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text, mode=0o644)
 
 
 def _json_default(value: Any) -> Any:
@@ -201,9 +194,7 @@ class BenchContext:
                 test = self.source(spec).image_features(images.test)
                 for path, array in zip(files, (train, test), strict=True):
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f".{path.name}.tmp.npy")
-                    np.save(tmp, array)
-                    os.replace(tmp, path)
+                    save_npy_atomic(path, array)
             self._features[key] = TaskFeatures(spec, reference, train, test)
         return self._features[key]
 
@@ -233,9 +224,7 @@ class BenchContext:
             return cached
         out: np.ndarray = self.source(spec).image_features(images)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, path)
+        save_npy_atomic(path, out)
         return out
 
     def reference_rows(self, spec: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:

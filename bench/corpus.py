@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from plada.atomic import write_text_atomic
 from plada.corpus import Corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "verify": result["verify"]["images_per_s"] >= TARGETS["verify_images_per_s"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n", mode=0o644)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -10,7 +10,6 @@ Light on purpose (no torch, no onnxruntime): the agent imports it on the device.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 from plada.atomic import write_text_atomic
 from plada.errors import EncoderSpecError
+from plada.files import sha256_file as sha256_file  # re-exported: the hash an EncoderInfo records
 
 # Models the builder knows how to load and export. `opennsfw` is an ONNX-only ResNet-50-thin with
 # its own (Caffe-style) preprocessing; it runs only through an exported/copied ONNX file.
@@ -127,14 +127,6 @@ class EncoderInfo:
         if re.fullmatch(r"[a-z][a-z0-9_]*", info.model) is None:
             raise EncoderSpecError(f"{where}: bad model name {info.model!r}")
         return info
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def encoder_info_path(onnx_path: Path) -> Path:

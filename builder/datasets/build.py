@@ -25,6 +25,7 @@ from PIL import Image
 
 from builder.datasets import fetch, sources
 from builder.datasets.sources import ClipartItem
+from plada.atomic import write_text_atomic
 from plada.corpus import ArraySource, Corpus, GeneratorSource, ImageSource, build_corpus
 from plada.corpus.leakage import (
     DEFAULT_NEAR_THRESHOLD,
@@ -434,9 +435,7 @@ def build_all(*, profile_name: str, out: Path, cache: Path, force: bool = False)
             raise RuntimeError(f"{corpus_dir} failed verify: {report_v.problems[:3]}")
     timings["total"] = round(time.perf_counter() - t_start, 2)
     info["timings_s"] = timings
-    tmp_info = info_path.with_suffix(".json.tmp")
-    tmp_info.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp_info, info_path)
+    write_text_atomic(info_path, json.dumps(info, indent=1) + "\n", mode=0o644)
     _say(f"done in {timings['total']:.0f} s: {out}")
     if any(v["overlap"] for v in leakage.values()):
         raise RuntimeError(f"leakage is not zero: {leakage}")

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from builder.errors import TargetError
+from plada.files import IMAGE_SUFFIXES, is_image_file
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _TASK_NAME_RE = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -52,9 +52,7 @@ def task_name_from(path: Path) -> str:
 
 
 def _class_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.rglob("*") if is_image_file(p))
 
 
 def _load_split(

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from plada.errors import CorpusCorruptError, CorpusError, CorpusMismatchError, CorpusNotFoundError
+from plada.files import sha256_file
 
 FORMAT_NAME = "plada-corpus"
 FORMAT_VERSION = 1
@@ -124,14 +125,6 @@ class VerifyReport:
             "bad_indices": self.bad_indices,
             "problems": [p.to_json() for p in self.problems],
         }
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _require(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -453,7 +446,7 @@ class Corpus:
             else:
                 shard_ok[number] = True
                 if check_shard_hashes:
-                    actual = _sha256_file(self.path / shard.file)
+                    actual = sha256_file(self.path / shard.file)
                     if actual != shard.sha256:
                         report.problems.append(
                             VerifyProblem(

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from builder.encoders.export import ensure_exported, real_images
+from builder.encoders.export import ensure_exported
 from builder.encoders.load import Encoder, default_encoder_dir, load_encoder
+from builder.encoders.parity import real_images
 from plada.encoders import EncoderSpec, read_encoder_info
 from plada.preprocess import preprocess_batch
 

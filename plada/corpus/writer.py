@@ -14,10 +14,8 @@ import os
 import shutil
 import struct
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -279,40 +277,3 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-class ImageSource(Protocol):
-    """An importer: a named, ordered, deterministic stream of (key, image or PNG bytes)."""
-
-    name: str
-
-    def __iter__(self) -> Iterator[tuple[str, Image.Image]]: ...
-
-
-ProgressFn = Callable[[str, int], None]
-
-
-def build_corpus(
-    sources: Iterable[ImageSource],
-    out: Path,
-    *,
-    images_per_shard: int = DEFAULT_IMAGES_PER_SHARD,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-) -> Corpus:
-    """Concatenate the sources, in order, into a new corpus at `out` and open it."""
-    from plada.corpus.importers import CorpusSource
-
-    with CorpusWriter(out, images_per_shard=images_per_shard, overwrite=overwrite) as writer:
-        for source in sources:
-            if isinstance(source, CorpusSource):
-                source.copy_into(writer, progress=progress)
-                continue
-            for key, image in source:
-                writer.add_image(image, source=source.name, key=key)
-                if progress is not None and len(writer) % 1000 == 0:
-                    progress(source.name, len(writer))
-        corpus = writer.close()
-    if progress is not None:
-        progress("done", len(corpus))
-    return corpus

@@ -47,7 +47,7 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _held_out_batch(size: int) -> np.ndarray:
-    from builder.encoders.export import real_images
+    from builder.encoders.parity import real_images
 
     return preprocess_batch(real_images(12, seed=7), size=size)  # not the check's own images
 
@@ -116,8 +116,8 @@ def test_onnx_encoder_matches_torch_on_real_images(fp32_export: dict[str, Any]) 
 
 def test_int8_export_clears_its_cosine_bar(int8_export: Path) -> None:
     # Prepare
-    from builder.encoders.export import cosine_rows
     from builder.encoders.load import load_encoder
+    from builder.encoders.parity import cosine_rows
     from builder.encoders.torch_encoder import TorchEncoder
 
     info = read_encoder_info(int8_export)
@@ -161,7 +161,7 @@ def test_export_encoder_fails_its_parity_check_and_writes_nothing(
 
 def test_export_tflite_says_litert_torch_is_missing(tmp_path: Path) -> None:
     # Prepare
-    from builder.encoders.export import export_tflite
+    from builder.encoders.tflite import export_tflite
 
     try:
         import litert_torch  # noqa: F401
@@ -178,7 +178,7 @@ def test_export_encoder_cli_refuses_tflite_before_exporting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare
-    from builder.encoders.export import tflite_available
+    from builder.encoders.tflite import tflite_available
 
     if tflite_available():
         pytest.skip("litert-torch is installed here")
@@ -241,7 +241,7 @@ def test_export_encoder_cli_calibrates_int8_on_a_corpus(
 
 def test_onnx_reexport_keeps_only_a_still_matching_tflite_record(tmp_path: Path) -> None:
     # Prepare: an export of both formats (sidecar records the .tflite's hash)
-    from builder.encoders.export import _tflite_record
+    from builder.encoders.tflite import kept_tflite_record as _tflite_record
 
     onnx_path = tmp_path / "lite0-64.onnx"
     tflite = tmp_path / "lite0-64.tflite"

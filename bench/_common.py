@@ -17,12 +17,12 @@ import numpy as np
 from PIL import Image
 
 from plada.atomic import save_npy_atomic, write_text_atomic
+from plada.encoders import DEFAULT_DEVICE_ENCODER
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_TASKS = ("digits", "fashion", "clipart")
 DEFAULT_TEACHER = "lite1-96"
-DEFAULT_DEVICE = "lite0-64-int8"
 # Every encoder as its ONNX export: what device classes run, and the builder's default teacher
 # backend (make builder, plada-build task), so the embedding caches are shared with them.
 ENCODER_BACKEND = "onnx"
@@ -94,14 +94,13 @@ class BenchContext:
     quick: bool = False
     tasks: tuple[str, ...] = DEFAULT_TASKS
     teacher_encoder: str = DEFAULT_TEACHER  # the strategy sweeps' and alternatives' teacher
-    device: str = DEFAULT_DEVICE
+    device: str = DEFAULT_DEVICE_ENCODER
     progress: bool = True
     jobs: int = 1  # worker processes for the accuracy sweep (one BLAS thread each)
     auto_seeds: tuple[int, ...] | None = None  # seeds of the --auto builds (None: seeds)
     ratios: tuple[float, ...] | None = None  # None: the module's default (or quick) list
     budgets: tuple[str, ...] | None = None
     hetero_budgets: tuple[str, ...] | None = None  # None: bench.hetero's default
-    shared: dict[str, Any] = field(default_factory=dict)
     _sources: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-TASK_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
+TASK_NAME_RE = re.compile(rf"[a-z0-9_-]{{1,{limits.MAX_TASK_NAME_CHARS}}}")
 FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 _MAX_INT = 2**63 - 1
 

@@ -30,7 +30,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 ADMIN_USER = "builder"
-BASE = "plada"
 
 
 def free_port() -> int:

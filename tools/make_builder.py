@@ -26,7 +26,7 @@ DEFAULT_BUDGETS = ("2KiB", "8KiB")
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     from builder.commands.task import DEFAULT_TEACHER_ENCODER
-    from builder.pipeline.simulate import DEFAULT_DEVICE
+    from plada.encoders import DEFAULT_DEVICE_ENCODER
 
     parser = argparse.ArgumentParser(prog="python -m tools.make_builder", description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="data folder of `make data`")
@@ -35,7 +35,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated")
     parser.add_argument("--budgets", default=",".join(DEFAULT_BUDGETS), help="comma-separated")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (summary averages)")
-    parser.add_argument("--devices", default=DEFAULT_DEVICE, help="device classes, first = default")
+    parser.add_argument(
+        "--devices", default=DEFAULT_DEVICE_ENCODER, help="device classes, first = default"
+    )
     parser.add_argument("--teacher-encoder", default=DEFAULT_TEACHER_ENCODER)
     parser.add_argument("--teacher-backend", choices=("onnx", "torch", "auto"), default="onnx")
     parser.add_argument("--folds", type=int, default=3)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from builder.pipeline.simulate import DEFAULT_DEVICE
+from plada.encoders import DEFAULT_DEVICE_ENCODER
 
 # Measured on ref-v1 (README "Builder results"): a Lite1-96 teacher is best on fashion and
 # clipart, a teacher on the device's own lite0-64-int8 features is far better on digits; with both
@@ -65,9 +65,9 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, required=True, help="report folder to write")
     parser.add_argument(
         "--devices",
-        default=DEFAULT_DEVICE,
+        default=DEFAULT_DEVICE_ENCODER,
         help=f"device classes (encoder specs) to simulate, comma-separated; the first is the "
-        f"default device class the choice is made for (default {DEFAULT_DEVICE})",
+        f"default device class the choice is made for (default {DEFAULT_DEVICE_ENCODER})",
     )
     parser.add_argument(
         "--teacher-encoder",

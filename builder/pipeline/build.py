@@ -39,7 +39,7 @@ from builder.pipeline.select import (
     refine_upward,
     select,
 )
-from builder.pipeline.simulate import DEFAULT_DEVICE, device_oracle, simulate_selection
+from builder.pipeline.simulate import device_oracle, simulate_selection
 from builder.pipeline.targets import TargetTask, read_images
 from builder.pipeline.teacher import TeacherConfig, balanced_accuracy, fit_teacher
 from builder.pipeline.validate import (
@@ -53,6 +53,7 @@ from builder.pipeline.validate import (
 from builder.report.write import energy_histogram
 from plada.codecs import CODECS
 from plada.corpus import Corpus
+from plada.encoders import DEFAULT_DEVICE_ENCODER
 from plada.head import HeadHyperParams
 from plada.payload import CorpusRef, Provenance, TaskPayload, encode_payload
 from plada.signing import SigningKey
@@ -86,7 +87,7 @@ class TaskConfig:
     budget: Budget
     strategy: str | None = None  # None: --auto
     params: Mapping[str, ParamValue] = field(default_factory=dict)
-    default_device: str = DEFAULT_DEVICE
+    default_device: str = DEFAULT_DEVICE_ENCODER
     temperature: float = 1.0
     num_folds: int = 3
     repeats: int = 1

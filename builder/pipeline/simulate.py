@@ -18,8 +18,6 @@ from builder.pipeline.select import Selection
 from builder.pipeline.teacher import balanced_accuracy
 from plada.head import HeadHyperParams, HeadWeights, predict_proba, train_head
 
-DEFAULT_DEVICE = "lite0-64-int8"
-
 
 @dataclass(frozen=True)
 class EvalResult:

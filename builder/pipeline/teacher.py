@@ -12,7 +12,6 @@ uses to validate without touching the test split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,9 +210,3 @@ def fit_teacher(
 
 def teacher_accuracy(teacher: Teacher, features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(teacher.predict(features) == labels))
-
-
-def fold_complements(num_items: int, folds: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Training indices for each validation fold."""
-    everything = np.arange(num_items)
-    return [np.setdiff1d(everything, f).astype(np.int64) for f in folds]

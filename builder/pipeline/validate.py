@@ -19,7 +19,7 @@ import numpy as np
 
 from builder.errors import BuilderError
 from builder.pipeline.scores import ReferenceScores, score_reference
-from builder.pipeline.select import ParamValue, Selection, select
+from builder.pipeline.select import ParamValue, select
 from builder.pipeline.simulate import simulate_selection
 from builder.pipeline.teacher import fit_teacher, stratified_folds
 from plada.head import HeadHyperParams
@@ -193,7 +193,3 @@ def validate_candidates(
         repeats=repeats,
         notes=notes,
     )
-
-
-def selection_for(scores: ReferenceScores, spec: CandidateSpec, *, seed: int = 0) -> Selection:
-    return select(scores, strategy=spec.strategy, keep=spec.keep, params=spec.params, seed=seed)

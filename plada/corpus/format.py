@@ -342,13 +342,6 @@ class Corpus:
         i = self._check_index(index)
         return parse_manifest_line(i, self._lines[i])
 
-    def source_of(self, index: int) -> SourceInfo:
-        i = self._check_index(index)
-        for s in self.sources:
-            if s.start <= i < s.start + s.count:
-                return s
-        raise AssertionError("unreachable: sources cover every index")
-
     def bytes_on_disk(self) -> int:
         total = 0
         for p in self.path.rglob("*"):
@@ -418,11 +411,6 @@ class Corpus:
         stop = len(self) if stop is None else min(stop, len(self))
         for i in range(max(start, 0), stop):
             yield i, self.image(i)
-
-    def iter_bytes(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
-        stop = len(self) if stop is None else min(stop, len(self))
-        for i in range(max(start, 0), stop):
-            yield i, self.read_bytes(i)
 
     # ---------------------------------------------------------------- verify
     def verify(

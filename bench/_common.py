@@ -7,8 +7,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from builder.features.sources import images_digest
 from plada.atomic import save_npy_atomic, write_text_atomic
 from plada.encoders import DEFAULT_DEVICE_ENCODER
 
@@ -135,7 +135,7 @@ class BenchContext:
     def source(self, spec: str) -> Any:
         """A memoised builder FeatureSource (corpus features come from the embedding cache)."""
         if spec not in self._sources:
-            from builder.pipeline.build import EncoderFeatures
+            from builder.features.sources import EncoderFeatures
 
             self._sources[spec] = EncoderFeatures(
                 spec, cache_root=self.cache_root, progress=self.progress, backend=ENCODER_BACKEND
@@ -174,12 +174,12 @@ class BenchContext:
         return self._images[name]
 
     def features(self, name: str, spec: str) -> Any:
-        """builder.pipeline.TaskFeatures of task `name` under encoder `spec`: memoised, and the
-        target splits' features kept on disk under work/features (keyed by the encoder's exact
-        weights and the image files) so later invocations do not embed them again."""
+        """The TaskFeatures of task `name` under encoder `spec`: memoised, and the target splits'
+        features kept on disk under work/features (keyed by the encoder's exact weights and the
+        image files) so later invocations do not embed them again."""
         key = (name, spec)
         if key not in self._features:
-            from builder.pipeline.build import TaskFeatures
+            from builder.features.sources import TaskFeatures
 
             task = self.target(name)
             files = self._feature_files(name, spec, task)
@@ -204,7 +204,7 @@ class BenchContext:
         return PrecomputedFeatures(
             spec,
             feats.reference,
-            {image_digest(images.train): feats.train, image_digest(images.test): feats.test},
+            {images_digest(images.train): feats.train, images_digest(images.test): feats.test},
         )
 
     def cached_image_features(self, spec: str, images: Sequence[Image.Image]) -> np.ndarray:
@@ -216,7 +216,7 @@ class BenchContext:
 
         if spec not in self._cache_keys:
             self._cache_keys[spec] = load_encoder(spec, backend=ENCODER_BACKEND).cache_key
-        key = hashlib.sha256(f"{self._cache_keys[spec]}|{image_digest(images)}".encode())
+        key = hashlib.sha256(f"{self._cache_keys[spec]}|{images_digest(images)}".encode())
         path = self.work / "features" / f"img-{spec}-{key.hexdigest()[:20]}.npy"
         if path.exists():
             cached: np.ndarray = np.load(path)
@@ -250,28 +250,6 @@ class BenchContext:
         return stem.with_name(stem.name + "-train.npy"), stem.with_name(stem.name + "-test.npy")
 
 
-@contextmanager
-def single_blas() -> Iterator[None]:
-    """One BLAS thread for the many small matmuls of head training and selection (as
-    builder.pipeline.build does after embedding): two spinning BLAS threads on a loaded
-    2-core box were measured 30x slower."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-def image_digest(images: Sequence[Image.Image]) -> str:
-    """The key builder.pipeline.EncoderFeatures memoises a list of images by."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for image in images:
-        digest.update(f"{image.mode}{image.size}".encode())
-        digest.update(image.tobytes())
-    return f"images:{digest.hexdigest()}"
-
-
 class PrecomputedFeatures:
     """A builder FeatureSource that serves features computed before: the corpus features and
     the target splits' features, looked up by the images' digest. Forked workers use it so they
@@ -290,7 +268,7 @@ class PrecomputedFeatures:
         return self._reference
 
     def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        key = image_digest(images)
+        key = images_digest(images)
         if key not in self._images:
             raise KeyError(f"{self._spec}: no precomputed features for these {len(images)} images")
         return self._images[key]

@@ -37,9 +37,9 @@ from bench._common import (
     mean_spread,
     pick,
     setting_label,
-    single_blas,
     write_json,
 )
+from builder.pipeline.build import single_blas
 
 RATIOS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)
 BUDGETS = ("1KiB", "2KiB", "8KiB", "32KiB")
@@ -52,20 +52,18 @@ def payload_path(ctx: BenchContext, task: str, budget: str, seed: int) -> Path:
 
 
 def _signed_size(ctx: BenchContext, task: Any, selection: Any) -> int:
-    from builder.pipeline.build import TaskConfig, make_payload
-    from builder.pipeline.select import Budget
-    from plada.payload import encode_payload
+    """The signed payload's size, as the builder's byte search measures it."""
+    from builder.pipeline.payload import PayloadFields
+    from builder.pipeline.sizing import PayloadSizer
 
-    payload = make_payload(
-        selection,
-        task_name=task.name,
+    fields = PayloadFields.for_task(
+        task=task.name,
+        version=1,
         class_names=task.class_names,
         corpus=ctx.corpus(),
-        config=TaskConfig(budget=Budget("count", selection.keep)),
-        accuracy_estimate=0.5,
         created_at=int(time.time()),
     )
-    return len(encode_payload(payload, signing_key=ctx.signing_key()))
+    return PayloadSizer(fields, key_id=ctx.signing_key().key_id).size(selection)
 
 
 def codec_sizes(
@@ -176,9 +174,9 @@ def _sweep(
     ratios: tuple[float, ...],
 ) -> None:
     """Every setting at every keep ratio, and the device-oracle, for one seed."""
+    from builder.pipeline.candidates import DEFAULT_SETTINGS
     from builder.pipeline.select import select
     from builder.pipeline.simulate import device_oracle, simulate_selection
-    from builder.pipeline.validate import DEFAULT_SETTINGS
 
     name = task.name
     n_ref = len(ctx.corpus())
@@ -221,9 +219,10 @@ def _sweep(
 def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, budget: str) -> None:
     """`--auto` at one byte budget through the builder's whole task pipeline, with the builder's
     default teachers (one build per teacher encoder, the better-validating one kept)."""
-    from builder.pipeline.build import TaskConfig, build_task_multi
-    from builder.pipeline.select import parse_budget
-    from builder.report.write import atomic_write_bytes
+    from builder.pipeline.budget import parse_budget
+    from builder.pipeline.build import build_task_multi
+    from builder.pipeline.config import TaskConfig
+    from plada.atomic import write_bytes_atomic
 
     name = task.name
     corpus = ctx.corpus()
@@ -236,29 +235,30 @@ def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, bu
         signing_key=ctx.signing_key(),
         config=TaskConfig(budget=parse_budget(budget), default_device=ctx.device, seed=seed),
     )
-    atomic_write_bytes(payload_path(ctx, name, budget, seed), build.payload)
-    report = build.report
+    payload_path(ctx, name, budget, seed).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(payload_path(ctx, name, budget, seed), build.payload, mode=0o644)
+    report = build.record
     result["auto_runs"].append(
         {
             "seed": seed,
             "budget": budget,
             "budget_bytes": int(parse_budget(budget).value),
-            "strategy": report["strategy"],
-            "teacher_encoder": report["teacher"]["encoder"],
-            "setting": setting_label(report["strategy"], dict(report["params"])),
-            "keep": report["num_indices"],
-            "payload_bytes": report["payload_bytes"],
-            "accuracy": report["device_accuracy"],
-            "balanced_accuracy": report["device_balanced_accuracy"],
-            "oracle_accuracy": report["device_oracle_accuracy"],
-            "accuracy_estimate": report["accuracy_estimate"],
+            "strategy": report.strategy,
+            "teacher_encoder": report.teacher.encoder if report.teacher else None,
+            "setting": setting_label(report.strategy, dict(report.params)),
+            "keep": report.num_indices,
+            "payload_bytes": report.payload_bytes,
+            "accuracy": report.device_accuracy,
+            "balanced_accuracy": report.device_balanced_accuracy,
+            "oracle_accuracy": report.device_oracle_accuracy,
+            "accuracy_estimate": report.accuracy_estimate,
             "seconds": round(time.perf_counter() - started, 2),
-            "peak_rss_mb": report["peak_rss_mb"],
+            "peak_rss_mb": report.peak_rss_mb,
         }
     )
     seen: set[str] = set()
-    for cand in report["candidates"]:  # each setting's largest keep comes first
-        label = setting_label(cand["strategy"], dict(cand["params"]))
+    for cand in report.candidates:  # each setting's largest keep comes first
+        label = setting_label(cand.strategy, dict(cand.params))
         if label in seen:
             continue
         seen.add(label)
@@ -267,17 +267,17 @@ def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, bu
                 "seed": seed,
                 "budget": budget,
                 "setting": label,
-                "strategy": cand["strategy"],
-                "keep": cand["keep"],
-                "payload_bytes": cand["payload_bytes"],
-                "accuracy": cand["test_accuracy"],
-                "balanced_accuracy": cand["test_balanced_accuracy"],
+                "strategy": cand.strategy,
+                "keep": cand.keep,
+                "payload_bytes": cand.payload_bytes,
+                "accuracy": cand.test_accuracy,
+                "balanced_accuracy": cand.test_balanced_accuracy,
             }
         )
     log(
-        f"{name} seed {seed} {budget}: auto -> {report['strategy']} keep "
-        f"{report['num_indices']}, {report['payload_bytes']} B, device "
-        f"{100 * report['device_accuracy']:.1f} % ({time.perf_counter() - started:.0f} s)"
+        f"{name} seed {seed} {budget}: auto -> {report.strategy} keep "
+        f"{report.num_indices}, {report.payload_bytes} B, device "
+        f"{100 * report.device_accuracy:.1f} % ({time.perf_counter() - started:.0f} s)"
     )
 
 

@@ -36,8 +36,9 @@ import numpy as np
 import zstandard
 from PIL import Image
 
-from bench._common import BenchContext, log, mean_spread, pick, single_blas, write_json
+from bench._common import BenchContext, log, mean_spread, pick, write_json
 from bench.accuracy import BUDGETS, QUICK_BUDGETS
+from builder.pipeline.build import single_blas
 
 FORMATS = ("jpeg-q30", "png", "raw")
 FL_DEVICES = 10
@@ -379,7 +380,7 @@ def federated_round(ctx: BenchContext, name: str, seed: int) -> dict[str, Any]:
 def run_task(
     ctx: BenchContext, name: str, budgets: Sequence[str], accuracy: dict[str, Any] | None
 ) -> dict[str, Any]:
-    from builder.pipeline.select import parse_budget
+    from builder.pipeline.budget import parse_budget
     from plada.encoders import parse_encoder_spec
 
     device_size = parse_encoder_spec(ctx.device).size

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import BenchContext, log, mean_spread, single_blas, write_json
+from bench._common import BenchContext, log, mean_spread, write_json
+from builder.pipeline.build import single_blas
 
 KEEPS = (1111, 5000, None)  # None: every image of the source
 # (target task, the corpus source whose true labels are public)

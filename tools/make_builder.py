@@ -16,9 +16,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from builder.pipeline.build import BuildResult
+    from builder.report.model import BuildReport
 
 DEFAULT_TASKS = ("digits", "fashion", "clipart")
 DEFAULT_BUDGETS = ("2KiB", "8KiB")
@@ -79,78 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from builder.errors import BuilderError
-    from builder.pipeline.build import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
-    from builder.pipeline.select import parse_budget
-    from builder.pipeline.targets import load_target
-    from builder.report.write import atomic_write_bytes, write_report
-    from plada.corpus import Corpus
     from plada.errors import PladaError
-    from plada.signing import load_private_key
 
     try:
-        key = load_private_key(_ensure_key(args))
-        corpus = Corpus.open(args.data / "ref-v1")
-        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-        seeds = [int(s) for s in args.seeds.split(",")]
-        progress = not args.no_progress
-        cache = args.data / "cache" / "embeddings"
-
-        def source(spec: str, backend: str = "auto") -> EncoderFeatures:
-            return EncoderFeatures(spec, cache_root=cache, progress=progress, backend=backend)
-
-        device_sources = {d: source(d) for d in devices}
-        teacher_sources = [
-            device_sources[spec]
-            if spec in device_sources and args.teacher_backend in ("auto", "onnx")
-            else source(spec, args.teacher_backend)
-            for spec in (s.strip() for s in args.teacher_encoder.split(","))
-            if spec
-        ]
-        rows: list[dict[str, Any]] = []
-        for task_name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
-            task = load_target(args.data / "targets" / task_name)
-            for budget_text in [b.strip() for b in args.budgets.split(",") if b.strip()]:
-                reports = []
-                for seed in seeds:
-                    config = TaskConfig(
-                        budget=parse_budget(budget_text),
-                        default_device=devices[0],
-                        seed=seed,
-                        num_folds=args.folds,
-                        repeats=args.repeats,
-                    )
-                    with ProgressBars(enabled=progress) as bars:
-                        result = build_task_multi(
-                            corpus,
-                            task,
-                            teacher_sources=teacher_sources,
-                            device_sources=device_sources,
-                            signing_key=key,
-                            config=config,
-                            progress=bars.update,
-                        )
-                    reports.append(result.report)
-                    if seed == seeds[0]:
-                        stem = f"{task.name}-{budget_text}"
-                        payload_path = args.out / f"{stem}.plada"
-                        atomic_write_bytes(payload_path, result.payload)
-                        report = dict(result.report)
-                        report["payload_file"] = str(payload_path)
-                        write_report(report, args.out / stem)
-                    logging.info(
-                        "%s %s seed %d: %s keep %d, %d bytes, device %.3f, oracle %.3f (%.1f s)",
-                        task.name,
-                        budget_text,
-                        seed,
-                        result.report["strategy"],
-                        result.report["num_indices"],
-                        result.report["payload_bytes"],
-                        result.report["device_accuracy"],
-                        result.report["device_oracle_accuracy"],
-                        result.report["total_s"],
-                    )
-                rows.append(_row(task.name, budget_text, seeds, reports))
-                _write_summary(args.out, rows, atomic_write_bytes)
+        rows = _build_all(args)
     except (BuilderError, PladaError) as exc:
         print(f"make builder: {exc}", file=sys.stderr)
         return 1
@@ -158,7 +94,92 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _row(task: str, budget: str, seeds: list[int], reports: list[dict[str, Any]]) -> dict[str, Any]:
+def _build_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every task x budget x seed; the first seed's payload and report are written."""
+    from builder.commands.progress import ProgressBars
+    from builder.features import sources
+    from builder.pipeline.budget import parse_budget
+    from builder.pipeline.build import build_task_multi
+    from builder.pipeline.config import TaskConfig
+    from builder.pipeline.targets import load_target
+    from plada.corpus import Corpus
+    from plada.signing import load_private_key
+
+    key = load_private_key(_ensure_key(args))
+    corpus = Corpus.open(args.data / "ref-v1")
+    devices = sources.split_specs(args.devices)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    progress = not args.no_progress
+    cache = args.data / "cache" / "embeddings"
+
+    def source(spec: str, backend: str) -> sources.FeatureSource:
+        return sources.EncoderFeatures(spec, cache_root=cache, progress=progress, backend=backend)
+
+    device_sources, teacher_sources = sources.task_sources(
+        devices=devices,
+        teachers=sources.split_specs(args.teacher_encoder),
+        teacher_backend=args.teacher_backend,
+        make=source,
+    )
+    rows: list[dict[str, Any]] = []
+    for task_name in sources.split_specs(args.tasks):
+        task = load_target(args.data / "targets" / task_name)
+        for budget_text in sources.split_specs(args.budgets):
+            reports = []
+            for seed in seeds:
+                config = TaskConfig(
+                    budget=parse_budget(budget_text),
+                    default_device=devices[0],
+                    seed=seed,
+                    num_folds=args.folds,
+                    repeats=args.repeats,
+                )
+                with ProgressBars(enabled=progress) as bars:
+                    result = build_task_multi(
+                        corpus,
+                        task,
+                        teacher_sources=teacher_sources,
+                        device_sources=device_sources,
+                        signing_key=key,
+                        config=config,
+                        progress=bars.update,
+                    )
+                reports.append(result.record)
+                if seed == seeds[0]:
+                    _write_build(args.out, f"{task.name}-{budget_text}", result)
+                _log_build(task.name, budget_text, seed, result.record)
+            rows.append(_row(task.name, budget_text, seeds, reports))
+            _write_summary(args.out, rows)
+    return rows
+
+
+def _write_build(out: Path, stem: str, result: BuildResult) -> None:
+    from builder.report.write import write_report
+    from plada.atomic import write_bytes_atomic
+
+    payload_path = out / f"{stem}.plada"
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(payload_path, result.payload, mode=0o644)
+    write_report(result.record.model_copy(update={"payload_file": str(payload_path)}), out / stem)
+
+
+def _log_build(task: str, budget: str, seed: int, report: BuildReport) -> None:
+    logging.info(
+        "%s %s seed %d: %s keep %d, %d bytes, device %.3f, oracle %.3f (%.1f s)",
+        task,
+        budget,
+        seed,
+        report.strategy,
+        report.num_indices,
+        report.payload_bytes,
+        report.device_accuracy,
+        report.device_oracle_accuracy,
+        report.total_s or 0.0,
+    )
+
+
+def _row(task: str, budget: str, seeds: list[int], records: list[BuildReport]) -> dict[str, Any]:
+    reports = [r.to_json() for r in records]
     acc = np.array([r["device_accuracy"] for r in reports])
     bal = np.array([r["device_balanced_accuracy"] for r in reports])
     oracle = np.array([r["device_oracle_accuracy"] for r in reports])
@@ -199,9 +220,11 @@ def _row(task: str, budget: str, seeds: list[int], reports: list[dict[str, Any]]
     }
 
 
-def _write_summary(out: Path, rows: list[dict[str, Any]], write: Any) -> None:
-    write(out / "summary.json", (json.dumps(rows, indent=2) + "\n").encode())
-    write(out / "summary.md", _summary_markdown(rows).encode())
+def _write_summary(out: Path, rows: list[dict[str, Any]]) -> None:
+    from plada.atomic import write_text_atomic
+
+    write_text_atomic(out / "summary.json", json.dumps(rows, indent=2) + "\n", mode=0o644)
+    write_text_atomic(out / "summary.md", _summary_markdown(rows), mode=0o644)
 
 
 if __name__ == "__main__":

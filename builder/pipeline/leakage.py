@@ -13,11 +13,14 @@ components carry nearly all the variance) and the best few are re-scored exactly
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from builder.errors import BuilderError
+from builder.features.sources import TaskFeatures
 
 DEFAULT_THRESHOLD = 0.99
 _PCA_DIM = 128
@@ -142,3 +145,44 @@ def find_leakage(
         best[start : start + batch_size] = exact_sims[rows, pick]
     _RESULT[:] = [(reference_features, key, (nearest, best))]
     return LeakageResult(threshold, nearest, best)
+
+
+@dataclass(frozen=True)
+class LeakageExample:
+    test_image: Path
+    reference_index: int
+    cosine: float
+
+
+@dataclass(frozen=True)
+class LeakageCheck:
+    """The leakage stage's record: the search, its worst cases, and the teacher without them."""
+
+    result: LeakageResult
+    examples: list[LeakageExample]  # the most similar flagged test images first, at most 20
+    teacher_accuracy_without_leaked: float | None  # None when every test image is flagged
+
+
+def check_leakage(
+    features: TaskFeatures,
+    test_paths: Sequence[Path],
+    test_labels: np.ndarray,
+    teacher_predictions: np.ndarray,  # (n_test,) the teacher's classes for the test split
+    *,
+    threshold: float,
+) -> LeakageCheck:
+    """Flag test images with a near-copy in the corpus (teacher-encoder features)."""
+    result = find_leakage(features.test, features.reference, threshold=threshold)
+    flagged = result.flagged
+    worst = flagged[np.argsort(-result.nearest_cosine[flagged])][:20]
+    examples = [
+        LeakageExample(
+            Path(test_paths[int(t)]), int(result.nearest_index[t]), float(result.nearest_cosine[t])
+        )
+        for t in worst
+    ]
+    clean = np.setdiff1d(np.arange(len(test_labels)), flagged)
+    accuracy = (
+        float(np.mean(teacher_predictions[clean] == test_labels[clean])) if len(clean) else None
+    )
+    return LeakageCheck(result, examples, accuracy)

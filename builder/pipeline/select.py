@@ -13,16 +13,13 @@ Strategies (every one keeps exactly `keep` images when the corpus has that many)
 - `random-balanced`: random images with equal quotas per pseudo-label (an addition: random wins
   when much of the corpus looks like the target; quotas stop it from skipping rare classes).
 
-Budgets: a keep ratio (`1%`, `0.01`), a count (`834`), or bytes (`2KiB`, `8kB`, `1500B`); a byte
-budget is met by searching the largest keep count whose encoded, signed payload fits.
+How many images to keep comes from the budget (budget.py; a byte budget through sizing.py).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
@@ -165,148 +162,3 @@ def select(
         raise BuilderError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     indices = np.unique(chosen).astype(np.int64)
     return Selection(indices, labels[indices].astype(np.int64), strategy, params)
-
-
-# ---------------------------------------------------------------------------------------- budgets
-
-_UNITS = {
-    "b": 1,
-    "kb": 1000,
-    "kib": 1024,
-    "k": 1024,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "m": 1024**2,
-}
-_BYTES_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-z]+)\s*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Budget:
-    kind: Literal["ratio", "count", "bytes"]
-    value: float
-
-    def __str__(self) -> str:
-        if self.kind == "bytes":
-            return f"{int(self.value)}B"
-        if self.kind == "ratio":
-            return f"{self.value * 100:g}%"
-        return str(int(self.value))
-
-    def keep_for(self, corpus_size: int) -> int:
-        """Keep count for ratio and count budgets."""
-        if self.kind == "ratio":
-            return max(1, round(self.value * corpus_size))
-        if self.kind == "count":
-            return min(int(self.value), corpus_size)
-        raise BudgetError("a byte budget has no fixed keep count; search it with fit_to_bytes")
-
-
-def parse_budget(text: str) -> Budget:
-    """`2KiB`/`8kB`/`1500B` -> bytes, `1%`/`0.01` -> keep ratio, `834` -> keep count."""
-    t = text.strip()
-    try:
-        if t.endswith("%"):
-            ratio = float(t[:-1]) / 100.0
-            if not 0.0 < ratio <= 1.0:
-                raise BudgetError(f"budget {text!r}: a percentage must be in (0, 100]")
-            return Budget("ratio", ratio)
-        if re.fullmatch(r"[0-9]+", t):
-            count = int(t)
-            if count < 1:
-                raise BudgetError(f"budget {text!r}: a keep count must be >= 1")
-            return Budget("count", count)
-        if re.fullmatch(r"[0-9]*\.[0-9]+", t):
-            ratio = float(t)
-            if not 0.0 < ratio <= 1.0:
-                raise BudgetError(f"budget {text!r}: a keep ratio must be in (0, 1]")
-            return Budget("ratio", ratio)
-    except ValueError as exc:
-        raise BudgetError(f"budget {text!r}: {exc}") from exc
-    m = _BYTES_RE.match(t)
-    if m is None or m.group(2).lower() not in _UNITS:
-        raise BudgetError(
-            f"budget {text!r} is not a size (2KiB, 8kB, 1500B), a ratio (1%, 0.01) or a count (834)"
-        )
-    size = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if size < 1:
-        raise BudgetError(f"budget {text!r} is under one byte")
-    return Budget("bytes", float(int(size)))
-
-
-def fit_to_bytes(
-    make: Callable[[int], Selection],
-    size_of: Callable[[Selection], int],
-    *,
-    max_bytes: int,
-    min_keep: int,
-    max_keep: int,
-    rel_tol: float = 0.005,
-) -> tuple[Selection, int]:
-    """The selection with (within rel_tol) the largest keep in [min_keep, max_keep] whose payload
-    is <= max_bytes.
-
-    Payload size grows with keep almost linearly (and almost monotonically: it is compressed), so
-    the boundary is bracketed by interpolating between the last fitting and the last too-large
-    keep, guarded towards bisection: 4-8 size measurements instead of a bisection's 14. Only
-    selections that were measured to fit are returned.
-    """
-    smallest = make(min_keep)
-    smallest_size = size_of(smallest)
-    if smallest_size > max_bytes:
-        raise BudgetError(
-            f"budget of {max_bytes} bytes is too small: keeping {min_keep} images (one per class) "
-            f"already takes {smallest_size} bytes"
-        )
-    best, best_size = smallest, smallest_size
-    lo, s_lo = min_keep, smallest_size  # lo fits
-    hi, s_hi = max_keep + 1, None  # hi does not fit (or is past the end)
-    while hi - lo > max(1, int(lo * rel_tol)):
-        if s_hi is None:
-            per_image = max(s_lo / lo, 1e-3)  # overestimates (overhead included): undershoots
-            guess = lo + (max_bytes - s_lo) / per_image
-        else:
-            guess = lo + (hi - lo) * (max_bytes - s_lo) / max(s_hi - s_lo, 1)
-        # Guard towards bisection once bracketed; before that, step at least 1 % past lo.
-        margin = max(1, (hi - lo) // 8) if s_hi is not None else max(1, lo // 100)
-        keep = int(min(max(guess, lo + margin), hi - 1 if s_hi is None else hi - margin))
-        if keep <= lo or keep >= hi:
-            keep = (lo + hi) // 2
-        candidate = make(keep)
-        size = size_of(candidate)
-        if size <= max_bytes:
-            lo, s_lo, best, best_size = keep, size, candidate, size
-        else:
-            hi, s_hi = keep, size
-    return best, best_size
-
-
-def refine_upward(
-    make: Callable[[int], Selection],
-    size_of: Callable[[Selection], int],
-    *,
-    start: Selection,
-    max_bytes: int,
-    max_keep: int,
-    factors: tuple[float, ...] = (1.03, 1.06, 1.12),
-) -> tuple[Selection, int]:
-    """Grow a fitting selection by a few factors, measured with the exact size function.
-
-    `fit_to_bytes` can search with a cheap size that bounds the exact one from above (a subset of
-    the payload codecs); the exact size is then a few percent smaller, so the keep count can grow
-    a little. Returns the largest tried selection that fits (`start` itself if none does)."""
-    best, best_size = start, size_of(start)
-    if best_size > max_bytes:
-        raise BudgetError(
-            f"selection of {start.keep} images takes {best_size} bytes, over the {max_bytes} budget"
-        )
-    for factor in factors:
-        keep = min(max_keep, int(start.keep * factor))
-        if keep <= best.keep:
-            continue
-        candidate = make(keep)
-        size = size_of(candidate)
-        if size > max_bytes:
-            break
-        best, best_size = candidate, size
-    return best, best_size

@@ -9,11 +9,13 @@ been sent the labelled images themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from builder.errors import BuilderError
+from builder.features.sources import TaskFeatures
 from builder.pipeline.select import Selection
 from builder.pipeline.teacher import balanced_accuracy
 from plada.head import HeadHyperParams, HeadWeights, predict_proba, train_head
@@ -91,3 +93,64 @@ def device_oracle(
         hp=hp or HeadHyperParams(),
     )
     return evaluate_head(result.weights, test_features, test_labels)
+
+
+@dataclass(frozen=True)
+class DeviceOutcome:
+    """One device class: the payload's head and the head trained on the labelled train split."""
+
+    encoder: str
+    payload: EvalResult
+    oracle: EvalResult
+
+
+def simulate_devices(
+    selection: Selection,
+    devices: Mapping[str, TaskFeatures],
+    *,
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    num_classes: int,
+    hp: HeadHyperParams,
+) -> dict[str, DeviceOutcome]:
+    """The simulation stage: every device class, with its own encoder's features."""
+    return {
+        name: DeviceOutcome(
+            encoder=feats.encoder,
+            payload=simulate_selection(
+                feats.reference, selection, feats.test, test_labels, num_classes=num_classes, hp=hp
+            ),
+            oracle=device_oracle(
+                feats.train, train_labels, feats.test, test_labels, num_classes=num_classes, hp=hp
+            ),
+        )
+        for name, feats in devices.items()
+    }
+
+
+def test_candidates(
+    selections: Sequence[Selection],
+    device: TaskFeatures,
+    *,
+    test_labels: np.ndarray,
+    num_classes: int,
+    hp: HeadHyperParams,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[EvalResult]:
+    """Every candidate on the test split of the default device class (for the report only: the
+    choice was made on the train split before)."""
+    results = []
+    for i, selection in enumerate(selections):
+        results.append(
+            simulate_selection(
+                device.reference,
+                selection,
+                device.test,
+                test_labels,
+                num_classes=num_classes,
+                hp=hp,
+            )
+        )
+        if progress is not None:
+            progress(i + 1, len(selections))
+    return results

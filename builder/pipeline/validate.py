@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from builder.errors import BuilderError
-from builder.pipeline.scores import ReferenceScores, score_reference
-from builder.pipeline.select import ParamValue, select
+from builder.pipeline.candidates import CandidateSpec
+from builder.pipeline.label import label_reference
+from builder.pipeline.select import select
 from builder.pipeline.simulate import simulate_selection
-from builder.pipeline.teacher import fit_teacher, stratified_folds
+from builder.pipeline.teacher import stratified_folds
 from plada.head import HeadHyperParams
 
 # Lower = preferred on a tie: class quotas never collapse onto a few classes, and the
@@ -35,26 +36,7 @@ ROBUSTNESS_RANK: Mapping[str, int] = {
     "low-energy": 5,
     "high-energy": 6,
 }
-# The default --auto grid: every family once (measured on the three default targets: the second
-# and third safety-net settings never won and tripled the validation time).
-DEFAULT_SETTINGS: tuple[tuple[str, Mapping[str, ParamValue]], ...] = (
-    ("low-energy", {}),
-    ("high-energy", {}),
-    ("safety-net", {"s": 0.5, "alpha": 0.5}),
-    ("class-top-k", {}),
-    ("prototype", {}),
-    ("random", {}),
-    ("random-balanced", {}),
-)
-DEFAULT_KEEP_FRACTIONS = (1.0, 0.5)
 MAX_TIE_TOLERANCE = 0.02
-
-
-@dataclass(frozen=True)
-class CandidateSpec:
-    strategy: str
-    params: Mapping[str, ParamValue]
-    keep: int
 
 
 @dataclass(frozen=True)
@@ -86,31 +68,6 @@ class ValidationResult:
 
     def std(self, i: int) -> float:
         return float(self.scores[i].std())
-
-
-def candidate_keeps(
-    max_keep: int, *, min_keep: int, fractions: Sequence[float] = DEFAULT_KEEP_FRACTIONS
-) -> list[int]:
-    """Keep counts at and below the cap (a byte budget is a cap: smaller can be more accurate)."""
-    keeps = {max(min_keep, round(max_keep * f)) for f in fractions}
-    return sorted((k for k in keeps if k <= max_keep), reverse=True)
-
-
-def fold_scores(inputs: AutoInputs, *, train_idx: np.ndarray) -> ReferenceScores:
-    """Scores of the corpus from a teacher trained on train_idx only."""
-    teacher = fit_teacher(
-        inputs.train_teacher[train_idx],
-        inputs.train_labels[train_idx],
-        num_classes=inputs.num_classes,
-        l2=inputs.teacher_l2,
-    )
-    return score_reference(
-        teacher.logits(inputs.reference_teacher),
-        temperature=inputs.temperature,
-        reference_features=inputs.reference_teacher,
-        target_features=inputs.train_teacher[train_idx],
-        target_labels=inputs.train_labels[train_idx],
-    )
 
 
 def choose_candidate(
@@ -168,7 +125,15 @@ def validate_candidates(
     matrix = np.zeros((len(specs), len(splits)))
     total = len(specs) * len(splits)
     for j, val_idx in enumerate(splits):
-        scores = fold_scores(inputs, train_idx=np.setdiff1d(everything, val_idx))
+        train_idx = np.setdiff1d(everything, val_idx)
+        scores = label_reference(
+            inputs.train_teacher[train_idx],
+            labels[train_idx],
+            inputs.reference_teacher,
+            num_classes=inputs.num_classes,
+            temperature=inputs.temperature,
+            l2=inputs.teacher_l2,
+        ).scores
         for i, spec in enumerate(specs):
             selection = select(
                 scores, strategy=spec.strategy, keep=spec.keep, params=spec.params, seed=seed

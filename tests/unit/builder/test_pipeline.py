@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from builder.errors import BudgetError, BuilderError
-from builder.pipeline.build import TaskConfig, build_task
-from builder.pipeline.select import parse_budget
+from builder.pipeline.budget import parse_budget
+from builder.pipeline.build import build_task
+from builder.pipeline.config import TaskConfig
 from builder.pipeline.targets import load_target
 from plada.corpus import Corpus
 from plada.head import HeadHyperParams
@@ -115,14 +116,14 @@ def test_make_builder_writes_payloads_reports_summary_and_key(
     # Prepare: a data folder shaped like `make data` output, with one tiny target.
     import json
 
-    import builder.pipeline.build
+    import builder.features.sources
     from tools.make_builder import main
 
     make_tiny_corpus(tmp_path / "data" / "ref-v1", num_images=120)
     make_tiny_imagefolder(
         tmp_path / "data" / "targets" / "shapes", train_per_class=4, test_per_class=3
     )
-    monkeypatch.setattr(builder.pipeline.build, "EncoderFeatures", _SpecPixels)
+    monkeypatch.setattr(builder.features.sources, "EncoderFeatures", _SpecPixels)
     # Execute
     code = main(
         ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "build"), "--tasks", "shapes",

@@ -19,7 +19,7 @@ import numpy as np
 from agent.app import AgentApp, Applier, ProgressFn
 from agent.config import AgentConfig, parse_config
 from agent.link import Inbound, LinkEvent, MqttLink
-from builder.fleet.publish import BrokerOptions
+from builder.fleet.session import BrokerOptions
 from plada.payload import (
     CorpusRef,
     Provenance,

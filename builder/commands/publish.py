@@ -42,7 +42,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def broker_options(args: argparse.Namespace) -> Any:
-    from builder.fleet.publish import USERNAME_ENV, BrokerOptions, read_password
+    from builder.fleet.session import USERNAME_ENV, BrokerOptions, read_password
 
     if (args.cert is None) != (args.cert_key is None):
         raise ValueError("--cert and --key go together")

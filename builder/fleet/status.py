@@ -1,50 +1,106 @@
-"""Read the fleet's retained status, availability and per-task results back from the broker."""
+"""Read the fleet's retained status, availability and per-task results back from the broker.
+
+Devices' messages are typed where the builder reads them (pydantic): the fields it shows are
+checked, fields a newer agent adds are kept, and a message that is not a JSON object of the
+expected shape is skipped with a warning naming its topic.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from builder.fleet.publish import BrokerOptions, BrokerSession
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from builder.fleet.session import BrokerOptions, BrokerSession
 from plada.topics import TopicKind, TopicScheme
 
 logger = logging.getLogger(__name__)
+
+
+class DeviceMessage(BaseModel):
+    """A device's JSON message as read back; reads like the JSON it came as (`msg["task"]`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as it was received."""
+        data: dict[str, Any] = self.model_dump(mode="json", exclude_unset=True)
+        return data
+
+
+class ErrorInfo(DeviceMessage):
+    code: str
+    message: str
+
+
+class DeviceStatus(DeviceMessage):
+    """`<base>/device/<id>/status` (agent/status.py writes it)."""
+
+    device_class: str | None = None
+    state: str | None = None
+    progress: float | None = None
+    task: str | None = None
+    version: int | None = None
+    latest_version: str | None = None
+    last_error: ErrorInfo | None = None
+    updated_at: float | None = None
+
+
+class TaskResultMessage(DeviceMessage):
+    """`<base>/device/<id>/result/<task>`: one device's outcome for one task."""
+
+    device_id: str
+    device_class: str | None = None
+    task: str
+    version: int
+    payload_id: str | None = None
+    probe_accuracy: float | None = None
+    probe_size: int | None = None
+    time_to_model_s: float | None = None
+    bytes_received: int | None = None
+    messages: int | None = None
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)
 class DeviceView:
     device_id: str
     availability: str | None  # online / offline / None (never seen)
-    status: dict[str, Any] | None
+    status: DeviceStatus | None
 
     def to_dict(self) -> dict[str, Any]:
-        s = self.status or {}
-        error = s.get("last_error") or None
+        s = self.status or DeviceStatus()
         return {
             "device_id": self.device_id,
             "availability": self.availability,
-            "device_class": s.get("device_class"),
-            "state": s.get("state"),
-            "progress": s.get("progress"),
-            "task": s.get("task"),
-            "version": s.get("version"),
-            "latest_version": s.get("latest_version"),
-            "last_error": error,
-            "updated_at": s.get("updated_at"),
+            "device_class": s.device_class,
+            "state": s.state,
+            "progress": s.progress,
+            "task": s.task,
+            "version": s.version,
+            "latest_version": s.latest_version,
+            "last_error": s.last_error.to_json() if s.last_error else None,
+            "updated_at": s.updated_at,
         }
 
 
-def _json(body: bytes, topic: str) -> dict[str, Any] | None:
+Message = TypeVar("Message", bound=DeviceMessage)
+
+
+def parse_message(kind: type[Message], body: bytes, topic: str) -> Message | None:
+    """The message on `topic`, or None (logged) when it is empty or not of that shape."""
     if not body:
         return None
     try:
-        value = json.loads(body)
-    except ValueError:
-        logger.warning("ignoring non-JSON message on %s", topic)
+        return kind.model_validate_json(body)
+    except ValidationError as exc:
+        logger.warning("ignoring a malformed message on %s: %s", topic, exc.errors()[0]["msg"])
         return None
-    return value if isinstance(value, dict) else None
 
 
 def fleet_status(options: BrokerOptions, *, base_topic: str = "plada") -> list[DeviceView]:
@@ -53,14 +109,14 @@ def fleet_status(options: BrokerOptions, *, base_topic: str = "plada") -> list[D
     with BrokerSession(options) as session:
         session.collect_retained(topics.all_availability_filter(), quiet_s=0.2)
         retained = session.collect_retained(topics.all_status_filter())
-    status: dict[str, dict[str, Any] | None] = {}
+    status: dict[str, DeviceStatus | None] = {}
     availability: dict[str, str] = {}
     for topic, body in retained.items():
         parsed = topics.parse(topic)
         if parsed is None or parsed.device_id is None or not body:
             continue
         if parsed.kind is TopicKind.STATUS:
-            status[parsed.device_id] = _json(body, topic)
+            status[parsed.device_id] = parse_message(DeviceStatus, body, topic)
         elif parsed.kind is TopicKind.AVAILABILITY:
             availability[parsed.device_id] = body.decode("utf-8", errors="replace")
     ids = sorted(set(status) | set(availability))
@@ -69,66 +125,26 @@ def fleet_status(options: BrokerOptions, *, base_topic: str = "plada") -> list[D
 
 def fleet_results(
     options: BrokerOptions, task: str, *, base_topic: str = "plada"
-) -> list[dict[str, Any]]:
-    """Each device's retained result message for ``task``, sorted by device id."""
+) -> list[TaskResultMessage]:
+    """Each device's retained result message for ``task``, sorted by topic (device id)."""
     topics = TopicScheme(base_topic)
     with BrokerSession(options) as session:
         retained = session.collect_retained(topics.all_results_filter(task))
+    return results_in(retained, topics, task=task)
+
+
+def results_in(
+    retained: dict[str, bytes], topics: TopicScheme, *, task: str | None = None
+) -> list[TaskResultMessage]:
+    """The result messages among retained messages (of one task, if given), by topic."""
     rows = []
     for topic, body in sorted(retained.items()):
         parsed = topics.parse(topic)
-        if parsed is None or parsed.kind is not TopicKind.RESULT or parsed.task != task:
+        if parsed is None or parsed.kind is not TopicKind.RESULT:
             continue
-        result = _json(body, topic)
+        if task is not None and parsed.task != task:
+            continue
+        result = parse_message(TaskResultMessage, body, topic)
         if result is not None:
             rows.append(result)
     return rows
-
-
-def format_status_table(devices: list[DeviceView]) -> str:
-    header = ("device", "class", "avail", "state", "task@version", "progress", "last error")
-    lines: list[tuple[str, ...]] = [header]
-    for d in devices:
-        row = d.to_dict()
-        err = row["last_error"]
-        task = f"{row['task']}@{row['version']}" if row["task"] else "-"
-        progress = "" if row["progress"] is None else f"{row['progress']:.0f}%"
-        lines.append(
-            (
-                d.device_id,
-                str(row["device_class"] or "?"),
-                str(row["availability"] or "?"),
-                str(row["state"] or "?"),
-                task,
-                progress,
-                f"{err['code']}: {err['message'][:60]}" if err else "",
-            )
-        )
-    return _table(lines)
-
-
-def format_results_table(rows: list[dict[str, Any]]) -> str:
-    header = ("device", "class", "version", "probe acc", "time to model", "bytes rx", "msgs")
-    lines: list[tuple[str, ...]] = [header]
-    for r in rows:
-        acc = r.get("probe_accuracy")
-        ttm = r.get("time_to_model_s")
-        lines.append(
-            (
-                str(r.get("device_id")),
-                str(r.get("device_class")),
-                str(r.get("version")),
-                "-" if acc is None else f"{100 * acc:.1f}% (n={r.get('probe_size')})",
-                "-" if ttm is None else f"{ttm:.2f} s",
-                str(r.get("bytes_received")),
-                str(r.get("messages")),
-            )
-        )
-    return _table(lines)
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)

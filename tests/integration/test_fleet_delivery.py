@@ -15,7 +15,8 @@ import pytest
 from agent.app import PipelineApplier
 from agent.models import ModelStore
 from builder.cli import main as build_main
-from builder.fleet.publish import BrokerSession, publish_payload
+from builder.fleet.publish import publish_payload
+from builder.fleet.session import BrokerSession
 from builder.fleet.status import fleet_results, fleet_status
 from plada.chunks import split_payload
 from plada.payload import payload_digest

@@ -10,7 +10,8 @@ import pytest
 
 from agent.app import AgentApp
 from builder.errors import PublishError
-from builder.fleet.publish import BrokerOptions, BrokerSession, publish_payload
+from builder.fleet.publish import publish_payload
+from builder.fleet.session import BrokerOptions, BrokerSession
 from tests.support.mqtt_probe import Probe
 from tools.devbroker import Broker, require_secure
 from tools.fleet_harness import (

@@ -408,7 +408,7 @@ def stop_agents(procs: list[subprocess.Popen[bytes]]) -> None:
 
 # -- the run --------------------------------------------------------------------------------------
 def _admin_options(broker: dict[str, Any]) -> Any:
-    from builder.fleet.publish import BrokerOptions, read_password
+    from builder.fleet.session import BrokerOptions, read_password
 
     secure = broker["secure"]
     return BrokerOptions(
@@ -423,7 +423,7 @@ def _admin_options(broker: dict[str, Any]) -> Any:
 
 def _watch(options: Any, plans: list[AgentPlan], digest: str, timeout_s: float) -> dict[str, Any]:
     """Wait until every agent's result for this payload is in; returns them by device id."""
-    from builder.fleet.publish import BrokerSession
+    from builder.fleet.session import BrokerSession
 
     ids = {p.device_id for p in plans}
     deadline = time.monotonic() + timeout_s
@@ -444,7 +444,7 @@ def _watch(options: Any, plans: list[AgentPlan], digest: str, timeout_s: float) 
 
 
 def _wait_online(options: Any, plans: list[AgentPlan], procs: list[Any], timeout_s: float) -> None:
-    from builder.fleet.publish import BrokerSession
+    from builder.fleet.session import BrokerSession
 
     ids = {p.device_id for p in plans}
     deadline = time.monotonic() + timeout_s

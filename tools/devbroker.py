@@ -1,35 +1,38 @@
-"""A real MQTT broker for tests: mosquitto on free local ports with its own temp config.
+"""The development broker: mosquitto on free local ports with its own folder and config.
 
-Passwords (via ``mosquitto_passwd``), the shipped ACL firmware_configs/mosquitto.acl
-(devices read task topics and write only under their own device topic), a TLS listener with
-certificates made by ``cryptography`` in the test, and persistence so a restart keeps retained
-messages and sessions. Where the mosquitto binary is missing (a user's machine, never CI) it
-falls back to the amqtt broker `make demo` uses, in its own process: MQTT 3.1.1 only, no TLS,
-passwords or ACL (tests needing those skip there, outside CI).
+One module for every broker that is not a user's: the demo's (detached, left running so that
+`plada-build fleet status` works afterwards), the benchmarks' and the tests' (one per test).
+
+mosquitto gets passwords (`mosquitto_passwd`), the shipped ACL firmware_configs/mosquitto.acl
+(devices read task topics and write only under their own device topic), persistence (a restart
+keeps retained messages and sessions) and, when asked, a TLS listener with throwaway certificates.
+Where the mosquitto binary is missing (a user's machine, never CI) it falls back to an embedded
+amqtt broker in its own process: MQTT 3.1.1 only, anonymous, no TLS or ACL (`secure` is False).
+
+    python -m tools.devbroker --serve-amqtt PORT     # that fallback broker, in the foreground
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import argparse
 import getpass
-import ipaddress
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tools.devtls import TlsFiles, make_tls_files
 
 ADMIN_USER = "builder"
+REPO = Path(__file__).resolve().parents[1]
+ACL_FILE = REPO / "firmware_configs" / "mosquitto.acl"
+PID_FILE = "broker.pid"
 
 
 def free_port() -> int:
@@ -50,118 +53,6 @@ def wait_port(port: int, *, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"broker did not listen on port {port} within {timeout_s} s")
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def make_tls_files(folder: Path) -> TlsFiles:
-    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("plada-test-ca"))
-        .issuer_name(_name("plada-test-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    def leaf(
-        common_name: str, *, server: bool
-    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            ).add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-        else:
-            builder = builder.add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
-        return builder.sign(ca_key, hashes.SHA256()), key
-
-    server_cert, server_key = leaf("localhost", server=True)
-    client_cert, client_key = leaf("plada-test-client", server=False)
-    files = TlsFiles(
-        ca=folder / "ca.pem",
-        server_cert=folder / "server.pem",
-        server_key=folder / "server.key",
-        client_cert=folder / "client.pem",
-        client_key=folder / "client.key",
-    )
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    files.client_cert.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(server_key, files.server_key)
-    _write_key(client_key, files.client_key)
-    return files
-
-
-REPO = Path(__file__).resolve().parents[1]
-ACL_FILE = REPO / "firmware_configs" / "mosquitto.acl"
-
-
 @dataclass
 class Broker:
     """A running broker. ``url`` is plain MQTT; ``tls_url`` the TLS listener (mosquitto only)."""
@@ -171,6 +62,7 @@ class Broker:
     port: int
     tls_port: int | None = None
     tls: TlsFiles | None = None
+    detached: bool = False  # its own session: outlives this process (the demo's)
     passwords: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = None
 
@@ -189,25 +81,27 @@ class Broker:
         """Passwords, ACL and TLS are enforced (mosquitto)."""
         return self.kind == "mosquitto"
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
     def add_user(self, username: str, password: str | None = None) -> str:
         """Register a user (mosquitto_passwd) and reload the broker; returns the password."""
-        password = password or f"pw-{username}-{os.getpid()}"
-        self.passwords[username] = password
+        self.passwords[username] = password or secrets.token_urlsafe(18)
         if self.kind == "mosquitto":
             subprocess.run(
-                ["mosquitto_passwd", "-b", str(self.folder / "passwd"), username, password],
+                ["mosquitto_passwd", "-b", str(self.folder / "passwd"), username,
+                 self.passwords[username]],
                 check=True,
                 capture_output=True,
-            )
-            if self._proc is not None:
-                self._proc.send_signal(1)  # SIGHUP: reload password file and ACL
-                time.sleep(0.2)
-        return password
+            )  # fmt: skip
+            self._reload(0.2)
+        return self.passwords[username]
 
     def add_users(self, usernames: list[str]) -> None:
         """Register many users with a single broker reload."""
         for name in usernames:
-            self.passwords[name] = f"pw-{name}-{os.getpid()}"
+            self.passwords[name] = secrets.token_urlsafe(18)
         if self.kind != "mosquitto":
             return
         batch = self.folder / "passwd.batch"
@@ -218,9 +112,12 @@ class Broker:
         with (self.folder / "passwd").open("a", encoding="utf-8") as fh:
             fh.write(batch.read_text(encoding="utf-8"))
         batch.unlink()
+        self._reload(0.3)
+
+    def _reload(self, settle_s: float) -> None:
         if self._proc is not None:
-            self._proc.send_signal(1)
-            time.sleep(0.3)
+            self._proc.send_signal(signal.SIGHUP)  # re-read the password file and the ACL
+            time.sleep(settle_s)
 
     def password_file(self, username: str) -> Path:
         path = self.folder / f"{username}.password"
@@ -231,11 +128,13 @@ class Broker:
     def start(self) -> None:
         if self.kind == "mosquitto":
             cmd = ["mosquitto", "-c", str(self.folder / "mosquitto.conf")]
-        else:  # the demo's fallback broker, in its own process (its asyncio leaks stay there)
-            cmd = [sys.executable, "-m", "tools.demo", "--serve-amqtt", str(self.port)]
-        log = (self.folder / "broker.log").open("ab")
-        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        log.close()
+        else:  # in its own process, so its asyncio loop and leaks stay there
+            cmd = [sys.executable, "-m", "tools.devbroker", "--serve-amqtt", str(self.port)]
+        with (self.folder / "broker.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=self.detached
+            )
+        (self.folder / PID_FILE).write_text(f"{self._proc.pid}\n", encoding="utf-8")
         wait_port(self.port)
         if self.tls_port is not None:
             wait_port(self.tls_port)
@@ -249,15 +148,12 @@ class Broker:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+            (self.folder / PID_FILE).unlink(missing_ok=True)
 
     def restart(self, *, down_s: float = 0.0) -> None:
         self.stop()
         time.sleep(down_s)
         self.start()
-
-    def log_text(self) -> str:
-        path = self.folder / "broker.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
 
 def _write_mosquitto_config(broker: Broker) -> None:
@@ -266,8 +162,6 @@ def _write_mosquitto_config(broker: Broker) -> None:
     # The shipped example ACL, unchanged: the tests prove what users deploy.
     shutil.copyfile(ACL_FILE, folder / "acl")
     (folder / "data").mkdir(exist_ok=True)
-    if broker.tls is None:
-        raise RuntimeError("a mosquitto test broker needs its TLS files")
     lines = [
         f"user {getpass.getuser()}",  # as root: do not drop to the mosquitto user
         "per_listener_settings false",
@@ -283,49 +177,94 @@ def _write_mosquitto_config(broker: Broker) -> None:
         "log_type notice",
         "max_queued_messages 10000",
         f"listener {broker.port} 127.0.0.1",
-        f"listener {broker.tls_port} 127.0.0.1",
-        f"cafile {broker.tls.ca}",
-        f"certfile {broker.tls.server_cert}",
-        f"keyfile {broker.tls.server_key}",
-        "require_certificate false",
     ]
+    if broker.tls is not None:
+        lines += [
+            f"listener {broker.tls_port} 127.0.0.1",
+            f"cafile {broker.tls.ca}",
+            f"certfile {broker.tls.server_cert}",
+            f"keyfile {broker.tls.server_key}",
+            "require_certificate false",
+        ]
     (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def start_broker(folder: Path, *, prefer: str | None = None) -> Broker:
-    """Start mosquitto (or amqtt where mosquitto is missing) with an admin user registered."""
+def start_broker(
+    folder: Path,
+    *,
+    users: list[str] | None = None,
+    tls: bool = True,
+    detached: bool = False,
+    prefer: str | None = None,
+) -> Broker:
+    """Start mosquitto (or amqtt where mosquitto is missing, never in CI) in `folder`, with the
+    admin user and `users` registered."""
     folder.mkdir(parents=True, exist_ok=True)
     prefer = prefer or os.environ.get("PLADA_TEST_BROKER")  # "amqtt" to try the fallback
-    use_mosquitto = prefer != "amqtt" and shutil.which("mosquitto") is not None
-    if use_mosquitto:
+    if prefer != "amqtt" and shutil.which("mosquitto") and shutil.which("mosquitto_passwd"):
         broker = Broker(
             kind="mosquitto",
             folder=folder,
             port=free_port(),
-            tls_port=free_port(),
-            tls=make_tls_files(folder / "tls"),
+            tls_port=free_port() if tls else None,
+            tls=make_tls_files(folder / "tls") if tls else None,
+            detached=detached,
         )
         _write_mosquitto_config(broker)
     else:
         if os.environ.get("CI"):
             raise RuntimeError("mosquitto is required in CI (.ci/run installs it)")
-        broker = Broker(kind="amqtt", folder=folder, port=free_port())
+        broker = Broker(kind="amqtt", folder=folder, port=free_port(), detached=detached)
     broker.add_user(ADMIN_USER)
+    if users:
+        broker.add_users(users)
     broker.start()
     return broker
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """A fresh broker per test (mosquitto when installed)."""
-    running = start_broker(tmp_path / "broker")
+def stop_previous(folder: Path) -> int | None:
+    """Stop the detached broker an earlier run left in `folder` (by its pid file); its pid."""
+    pid_file = folder / PID_FILE
     try:
-        yield running
-    finally:
-        running.stop()
+        pid = int(pid_file.read_text(encoding="utf-8").split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        pid_file.unlink(missing_ok=True)
+        return None
+    pid_file.unlink(missing_ok=True)
+    if b"mosquitto" not in cmdline and b"tools.devbroker" not in cmdline:
+        return None  # the pid was reused by something else
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    return pid
 
 
-def require_secure(broker: Broker) -> None:
-    """Skip outside CI when only amqtt is available; in CI mosquitto is mandatory."""
-    if not broker.secure:
-        pytest.skip("needs mosquitto (passwords, ACL, TLS); amqtt fallback in use")
+def serve_amqtt(port: int) -> int:
+    """The zero-install fallback broker (MQTT 3.1.1, anonymous, loopback only)."""
+    import asyncio
+
+    from amqtt.broker import Broker as AmqttBroker
+
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+
+    async def serve() -> None:
+        broker = AmqttBroker(config)
+        await broker.start()
+        while True:
+            await asyncio.sleep(3600)
+
+    asyncio.run(serve())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.devbroker", description=__doc__)
+    parser.add_argument("--serve-amqtt", type=int, required=True, metavar="PORT")
+    return serve_amqtt(parser.parse_args(argv).serve_amqtt)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

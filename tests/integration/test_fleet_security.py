@@ -12,8 +12,9 @@ from agent.app import AgentApp
 from builder.errors import PublishError
 from builder.fleet.publish import publish_payload
 from builder.fleet.session import BrokerOptions, BrokerSession
+from tests.support.broker import require_secure
 from tests.support.mqtt_probe import Probe
-from tools.devbroker import Broker, require_secure
+from tools.devbroker import Broker
 from tools.fleet_harness import (
     FakeApplier,
     admin_options,

@@ -7,7 +7,10 @@ from pathlib import Path
 import tomllib
 
 from agent.config import parse_config
-from tools.demo.run import _profile, _toml, plan_agents, print_table
+from agent.profiles import dump_toml as _toml
+from tools.demo.agents import device_profile as _profile
+from tools.demo.agents import plan_agents
+from tools.demo.table import print_table
 
 
 def test_plan_agents_uses_two_encoders_by_default(tmp_path: Path) -> None:

@@ -4,17 +4,8 @@ Everything a device or the builder needs is re-exported here; see format.py for 
 """
 
 from plada.corpus.build import ImageSource, build_corpus
-from plada.corpus.format import (
-    FORMAT_VERSION,
-    Corpus,
-    ManifestEntry,
-    ShardInfo,
-    SourceInfo,
-    VerifyProblem,
-    VerifyReport,
-    check_fingerprint,
-    pixel_digest,
-)
+from plada.corpus.format import Corpus, check_fingerprint
+from plada.corpus.header import FORMAT_VERSION, ShardInfo
 from plada.corpus.importers import (
     ArraySource,
     CorpusSource,
@@ -26,6 +17,8 @@ from plada.corpus.importers import (
     open_image_file,
     read_idx,
 )
+from plada.corpus.manifest import ManifestEntry, SourceInfo, pixel_digest
+from plada.corpus.verify import VerifyProblem, VerifyReport
 from plada.corpus.writer import CorpusWriter, encode_png, normalize_image
 
 __all__ = [

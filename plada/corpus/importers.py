@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from plada.corpus.format import Corpus, pixel_digest
+from plada.corpus.format import Corpus
+from plada.corpus.manifest import pixel_digest
 from plada.corpus.writer import CorpusWriter
 from plada.errors import CorpusBuildError, CorpusError
 from plada.files import is_image_file

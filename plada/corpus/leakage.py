@@ -24,8 +24,9 @@ import numpy as np
 from PIL import Image
 
 from plada.atomic import save_npy_atomic
-from plada.corpus.format import Corpus, pixel_digest
+from plada.corpus.format import Corpus
 from plada.corpus.importers import list_image_files, open_image_file
+from plada.corpus.manifest import pixel_digest
 from plada.corpus.writer import normalize_image
 from plada.errors import CorpusBuildError
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import struct
@@ -20,15 +19,21 @@ from types import TracebackType
 import numpy as np
 from PIL import Image
 
-from plada.corpus.format import (
+from plada.corpus.format import Corpus
+from plada.corpus.header import (
     FORMAT_NAME,
     FORMAT_VERSION,
     HEADER_FILE,
+    CorpusHeader,
+    FileRef,
+    ShardInfo,
+    SourceCount,
+)
+from plada.corpus.manifest import (
     INDEX_FILE,
     MANIFEST_FILE,
     MANIFEST_HEADER,
     SHARD_DIR,
-    Corpus,
     pixel_digest,
 )
 from plada.errors import CorpusBuildError
@@ -110,7 +115,7 @@ class CorpusWriter:
         self._index_file = (self._tmp / INDEX_FILE).open("wb")
         self._index_hash = hashlib.sha256()
         self._count = 0
-        self._sources: list[dict[str, object]] = []
+        self._sources: list[SourceCount] = []  # runs of consecutive images per source
         self._write_manifest(MANIFEST_HEADER)
         self._shards: list[dict[str, object]] = []
         self._zip: zipfile.ZipFile | None = None
@@ -188,10 +193,11 @@ class CorpusWriter:
         self._zip_count += 1
         line = f"{source}\t{key}\t{image.mode}\t{image.width}\t{image.height}\t{digest}"
         self._write_manifest(line.encode("utf-8"))
-        if self._sources and self._sources[-1]["name"] == source:
-            self._sources[-1]["count"] = index - int(str(self._sources[-1]["start"])) + 1
+        if self._sources and self._sources[-1].name == source:
+            last = self._sources[-1]
+            self._sources[-1] = SourceCount(name=source, count=last.count + 1)
         else:
-            self._sources.append({"name": source, "count": 1, "start": index})
+            self._sources.append(SourceCount(name=source, count=1))
         self._count += 1
         return index
 
@@ -212,22 +218,21 @@ class CorpusWriter:
         self._manifest_file.close()
         self._index_file.close()
         fingerprint = self._manifest_hash.hexdigest()
-        sources = [{"name": s["name"], "count": s["count"]} for s in self._sources]
-        header = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "fingerprint": fingerprint,
-            "num_images": self._count,
-            "sources": sources,
-            "manifest": {"file": MANIFEST_FILE, "sha256": fingerprint},
-            "index": {
-                "file": INDEX_FILE,
-                "sha256": self._index_hash.hexdigest(),
-                "record": "shard u32, length u32, offset u64, sha256 of stored PNG (32 bytes), LE",
-            },
-            "shards": self._shards,
-        }
-        (self._tmp / HEADER_FILE).write_text(json.dumps(header, indent=1) + "\n", "utf-8")
+        header = CorpusHeader(
+            format=FORMAT_NAME,
+            version=FORMAT_VERSION,
+            fingerprint=fingerprint,
+            num_images=self._count,
+            sources=self._sources,
+            manifest=FileRef(file=MANIFEST_FILE, sha256=fingerprint),
+            index=FileRef(
+                file=INDEX_FILE,
+                sha256=self._index_hash.hexdigest(),
+                record="shard u32, length u32, offset u64, sha256 of stored PNG (32 bytes), LE",
+            ),
+            shards=[ShardInfo.model_validate(entry) for entry in self._shards],
+        )
+        (self._tmp / HEADER_FILE).write_text(header.to_json(), "utf-8")
         self._closed = True
         _replace_dir(self._tmp, self.out)
         self.result = Corpus.open(self.out)

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from builder.datasets import fetch, sources
+from builder.datasets.info import INFO_FILE, BuildInfo, read_build_info
 from builder.datasets.sources import ClipartItem
 from plada.atomic import write_text_atomic
 from plada.corpus import ArraySource, Corpus, GeneratorSource, ImageSource, build_corpus
@@ -360,11 +361,11 @@ def build_reference(profile: Profile, raw: RawData, corpus_dir: Path) -> Corpus:
 def build_all(*, profile_name: str, out: Path, cache: Path, force: bool = False) -> dict[str, Any]:
     profile = PROFILES[profile_name]
     out.mkdir(parents=True, exist_ok=True)
-    info_path = out / "build-info.json"
-    if not force and _up_to_date(out, info_path):
+    info_path = out / INFO_FILE
+    previous = read_build_info(out)
+    if not force and previous is not None and _up_to_date(out, previous):
         _say(f"{out} is up to date (pass --force to rebuild)")
-        result: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
-        return result
+        return previous.model_dump()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     info: dict[str, Any] = {"recipe_version": RECIPE_VERSION, "profile": profile.name}
@@ -449,17 +450,14 @@ def _replace(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _up_to_date(out: Path, info_path: Path) -> bool:
-    if not info_path.is_file():
-        return False
+def _up_to_date(out: Path, info: BuildInfo) -> bool:
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
         corpus = Corpus.open(out / CORPUS_NAME)
     except Exception:  # anything odd: rebuild
         return False
     return bool(
-        info.get("recipe_version") == RECIPE_VERSION
-        and info.get("corpus", {}).get("fingerprint") == corpus.fingerprint
+        info.recipe_version == RECIPE_VERSION
+        and info.corpus.fingerprint == corpus.fingerprint
         and all(
             (out / "targets" / t / "sources.tsv").is_file()
             for t in ("digits", "fashion", "clipart")

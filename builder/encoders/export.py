@@ -9,7 +9,6 @@ EncoderError and writes nothing. The TFLite export (builder/encoders/tflite.py) 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -28,7 +27,6 @@ from builder.encoders.parity import ort_session, real_images, run_onnx
 from builder.encoders.quantize import search_int8
 from builder.encoders.tflite import kept_tflite_record
 from builder.errors import EncoderError
-from plada.atomic import write_text_atomic
 from plada.encoders import (
     EncoderInfo,
     EncoderSpec,
@@ -180,12 +178,9 @@ def export_encoder(
         quantization=quantization,
         exporter=exporter,
     )
+    # A .tflite beside it converted from the same weights, and still the file checked, stays.
     kept = kept_tflite_record(dest)
-    write_encoder_info(dest, info)
-    if kept:  # the .tflite beside it was converted from the same weights and is still checked
-        sidecar = encoder_info_path(dest)
-        meta = json.loads(sidecar.read_text(encoding="utf-8")) | kept
-        write_text_atomic(sidecar, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_encoder_info(dest, info.model_copy(update=kept) if kept else info)
     return ExportResult(path=dest, info=info, seconds=time.perf_counter() - started)
 
 

@@ -8,7 +8,6 @@ sidecar, after running the file on LiteRT as the agent does and checking it agai
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -21,11 +20,18 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from builder.encoders.parity import cosine_rows, real_images
 from builder.errors import EncoderError
-from plada.atomic import write_text_atomic
-from plada.encoders import EncoderSpec, encoder_info_path, read_encoder_info, sha256_file
+from plada.encoders import (
+    EncoderInfo,
+    EncoderSpec,
+    encoder_info_path,
+    read_encoder_info,
+    sha256_file,
+    write_encoder_info,
+)
 from plada.errors import EncoderSpecError
 from plada.preprocess import preprocess_batch
 
@@ -44,12 +50,21 @@ def kept_tflite_record(onnx_path: Path) -> dict[str, Any]:
     if not (tflite.exists() and sidecar.exists()):
         return {}
     try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = TfliteRecord.model_validate_json(sidecar.read_bytes())
+    except (OSError, ValidationError):
         return {}
-    if not isinstance(meta, dict) or meta.get("tflite_sha256") != sha256_file(tflite):
+    if record.tflite_sha256 != sha256_file(tflite):
         return {}
-    return {k: v for k, v in meta.items() if k.startswith("tflite_")}
+    return record.model_dump(exclude_none=True)
+
+
+class TfliteRecord(BaseModel):
+    """The `tflite_*` keys of a sidecar, read on their own (the rest may be from an old export)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    tflite_sha256: str
+    tflite_parity: dict[str, float] | None = None
 
 
 def tflite_available() -> bool:
@@ -82,9 +97,9 @@ def require_tflite_export(spec: EncoderSpec) -> None:
         raise EncoderError(f"{spec.id}: int8 TFLite export is not implemented; export fp32")
 
 
-def _tflite_sidecar(spec: EncoderSpec, out_dir: Path) -> dict[str, Any]:
-    """The ONNX export's `<id>.json` as a dict: the .tflite shares it (the agent reads size,
-    feature_dim and preprocess from it, and checks `tflite_sha256`)."""
+def _tflite_sidecar(spec: EncoderSpec, out_dir: Path) -> EncoderInfo:
+    """The ONNX export's `<id>.json`: the .tflite shares it (the agent reads size, feature_dim
+    and preprocess from it, and checks `tflite_sha256`)."""
     onnx_path = out_dir / f"{spec.id}.onnx"
     try:
         info = read_encoder_info(onnx_path)
@@ -96,8 +111,7 @@ def _tflite_sidecar(spec: EncoderSpec, out_dir: Path) -> dict[str, Any]:
         ) from exc
     if (info.id, info.size, info.int8) != (spec.id, spec.size, spec.int8):
         raise EncoderError(f"{encoder_info_path(onnx_path)} describes {info.id}, not {spec.id}")
-    meta: dict[str, Any] = json.loads(encoder_info_path(onnx_path).read_text(encoding="utf-8"))
-    return meta
+    return info
 
 
 def _run_tflite(path: Path, spec: EncoderSpec, batch: np.ndarray) -> np.ndarray:
@@ -181,7 +195,6 @@ def export_tflite(
                 f"{len(parity)} real images"
             )
         os.replace(tmp, dest)
-    sidecar["tflite_sha256"] = sha256_file(dest)
-    sidecar["tflite_parity"] = stats
-    write_text_atomic(encoder_info_path(dest), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    update = {"tflite_sha256": sha256_file(dest), "tflite_parity": stats}
+    write_encoder_info(dest.with_suffix(".onnx"), sidecar.model_copy(update=update))
     return TfliteExport(path=dest, parity=stats, seconds=time.perf_counter() - started)

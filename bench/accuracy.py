@@ -39,6 +39,7 @@ from bench._common import (
     setting_label,
     write_json,
 )
+from bench.results import AccuracyCheckpoint
 from builder.pipeline.build import single_blas
 
 RATIOS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)
@@ -373,7 +374,7 @@ def run_unit(ctx: BenchContext, unit: Unit) -> dict[str, Any]:
     payloads = [payload_path(ctx, name, b, seed) for b in budgets] if auto else []
     resume: dict[str, Any] | None = None
     if path.exists():
-        resume = json.loads(path.read_text(encoding="utf-8"))
+        resume = AccuracyCheckpoint.read(path)
         done = {r["budget"] for r in resume["auto_runs"]} if resume else set()
         if resume and all(p.exists() for p in payloads) and (not auto or set(budgets) <= done):
             log(f"{name} seed {seed}: reusing {path.name}")

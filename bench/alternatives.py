@@ -38,6 +38,7 @@ from PIL import Image
 
 from bench._common import BenchContext, log, mean_spread, pick, write_json
 from bench.accuracy import BUDGETS, QUICK_BUDGETS
+from bench.results import AccuracyResults
 from builder.pipeline.build import single_blas
 
 FORMATS = ("jpeg-q30", "png", "raw")
@@ -469,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy", type=Path, default=None, help="accuracy.json to compare")
     args = parser.parse_args(argv)
     ctx = BenchContext(data=args.data, quick=args.quick, seeds=(0,) if args.quick else (0, 1, 2))
-    acc = json.loads(args.accuracy.read_text(encoding="utf-8")) if args.accuracy else None
+    acc = None
+    if args.accuracy:  # checked against the model the renderer reads it with
+        acc = json.loads(args.accuracy.read_text(encoding="utf-8"))
+        AccuracyResults.model_validate(acc)
     run(ctx, acc)
     return 0
 

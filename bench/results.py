@@ -11,6 +11,7 @@ does not read are ignored; a key it reads with the wrong type is named by pydant
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -462,3 +463,35 @@ class BenchResults(Model):
             corpus=section(CorpusResults, results.get("corpus"), "corpus"),
             fleet=section(FleetResults, results.get("fleet"), "fleet"),
         )
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+class SeedRow(Model):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    seed: int
+
+
+class BudgetSeedRow(SeedRow):
+    budget: str
+
+
+class AccuracyCheckpoint(Model):
+    """A (task, seed) unit of bench.accuracy written as it goes, read back to resume; every row
+    is kept as written (rows are checked for the keys resuming matches on)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    oracle_per_seed: list[SeedRow] = []
+    ratio_runs: list[SeedRow] = []
+    auto_runs: list[BudgetSeedRow] = []
+    budget_candidates: list[BudgetSeedRow] = []
+
+    @classmethod
+    def read(cls, path: Path) -> dict[str, Any]:
+        try:
+            return cls.model_validate_json(path.read_bytes()).model_dump()
+        except ValidationError as exc:
+            raise ValueError(f"{path}: {exc}") from exc

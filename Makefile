@@ -9,12 +9,15 @@ ORT_VENV := .venv-ort-training
 ORT_PY := $(ORT_VENV)/bin/python
 LITERT_VENV := .venv-litert
 LITERT_PY := $(LITERT_VENV)/bin/python
+PY310_VENV := .venv-py310
+PY310_PY := $(PY310_VENV)/bin/python
+PYTHON310 ?= python3.10
 PROFILE ?= full
 # The small profile lives beside the full one so CI never clobbers a developer's full build.
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -56,6 +59,16 @@ $(LITERT_VENV)/.installed: pyproject.toml litert-constraints.txt
 
 setup-litert: $(LITERT_VENV)/.installed ## create .venv-litert (litert-torch: TFLite export)
 
+# Device classes run the agent on Python 3.10 (Jetson: JetPack 6), so the agent's and plada's unit
+# tests run there too, in an environment with the agent extra only (no torch, no builder).
+$(PY310_VENV)/.installed: pyproject.toml
+	$(PYTHON310) -m venv $(PY310_VENV)
+	$(PY310_PY) -m pip install --quiet --upgrade pip
+	$(PY310_PY) -m pip install --quiet -e '.[agent]' pytest pytest-timeout hypothesis imagehash
+	touch $@
+
+setup-py310: $(PY310_VENV)/.installed ## create .venv-py310 (agent + plada unit tests on Python 3.10)
+
 fmt: setup ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -72,11 +85,12 @@ data: setup ## fetch the real datasets and build data/ref-v1 + data/targets (PRO
 
 # The TFLite export tests run in .venv-litert; -p no:anyio because anyio's pytest plugin (pulled
 # in there by transformers) imports a pytest name that warns, and warnings are errors here.
-test: setup setup-ort-training setup-litert ## the whole test suite, broker tests included (the README's test command)
+test: setup setup-ort-training setup-litert setup-py310 ## the whole test suite, broker tests included (the README's test command)
 	$(MAKE) data PROFILE=small
 	$(PY) -m pytest -m 'not slow and not ort_training and not litert'
 	$(ORT_PY) -m pytest -p no:cacheprovider -m ort_training tests/unit/agent
 	$(LITERT_PY) -m pytest -p no:cacheprovider -p no:anyio -m litert tests/unit/builder
+	$(PY310_PY) -m pytest -p no:cacheprovider -m 'not slow and not ort_training and not litert and not torch and not data' tests/unit/agent tests/unit/plada
 
 test-fast: setup ## unit tests only, no data or broker
 	$(PY) -m pytest -m 'not slow and not ort_training and not litert and not broker and not data' tests/unit
@@ -97,4 +111,4 @@ bench: data setup-ort-training setup-litert ## all benchmarks -> bench/results/,
 	$(PY) -m bench.run --data $(DATA_DIR)
 
 clean: ## remove environments, caches and build outputs (keeps data/)
-	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(PY310_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

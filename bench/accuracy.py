@@ -39,7 +39,7 @@ from bench._common import (
     setting_label,
     write_json,
 )
-from bench.results import AccuracyCheckpoint
+from bench.schema.checkpoints import AccuracyCheckpoint
 from builder.pipeline.build import single_blas
 
 RATIOS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)

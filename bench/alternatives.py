@@ -38,7 +38,7 @@ from PIL import Image
 
 from bench._common import BenchContext, log, mean_spread, pick, write_json
 from bench.accuracy import BUDGETS, QUICK_BUDGETS
-from bench.results import AccuracyResults
+from bench.schema.accuracy import AccuracyResults
 from builder.pipeline.build import single_blas
 
 FORMATS = ("jpeg-q30", "png", "raw")

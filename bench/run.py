@@ -32,7 +32,7 @@ from typing import Any
 
 from bench._common import ROOT, BenchContext, atomic_write_text, log, write_json
 from bench.render import make_plots, render_markdown, replace_between_markers
-from bench.results import RunMeta, Timing
+from bench.schema.system import RunMeta, Timing
 
 MODULES = ("codec", "corpus", "accuracy", "alternatives", "hetero", "device", "fleet")
 RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus"}  # else <module>.json

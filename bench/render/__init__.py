@@ -18,7 +18,7 @@ from bench.render.fleet import fleet_lines
 from bench.render.header import header_lines
 from bench.render.hetero import hetero_lines
 from bench.render.reading import reading_lines
-from bench.results import BenchResults
+from bench.schema import BenchResults
 
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"

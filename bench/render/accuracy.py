@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bench.render.text import error_line, mean_of, num, pm, table
-from bench.results import AccuracyResults, AccuracyTask, SectionError, metric_name
+from bench.schema import SectionError
+from bench.schema.accuracy import AccuracyResults, AccuracyTask
+from bench.schema.common import metric_name
 
 
 def accuracy_lines(

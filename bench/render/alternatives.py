@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bench.render.text import error_line, num, pm, table
-from bench.results import AlternativesResults, SectionError
+from bench.schema import SectionError
+from bench.schema.comparisons import AlternativesResults
 
 
 def _intro(alt: AlternativesResults) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from bench.render.text import error_line, table
-from bench.results import AccuracyResults, CodecRow, SectionError
+from bench.schema import SectionError
+from bench.schema.accuracy import AccuracyResults
+from bench.schema.system import CodecRow
 
 _SMALL_KEEP = 0.02  # the target: >= 20 % smaller than the paper codec at keep <= 2 %
 

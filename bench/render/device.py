@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from bench.render.text import error_line, mean_of, num, table
-from bench.results import AccuracyResults, CorpusResults, DeviceResults, SectionError
+from bench.schema import SectionError
+from bench.schema.accuracy import AccuracyResults
+from bench.schema.system import CorpusResults, DeviceResults
 
 
 def _device(dev: DeviceResults) -> list[str]:

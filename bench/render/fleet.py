@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bench.render.text import error_line, table
-from bench.results import FleetResults, FleetRun, SectionError
+from bench.schema import SectionError
+from bench.schema.system import FleetResults, FleetRun
 
 
 def fleet_lines(fleet: FleetResults | SectionError | None, *, nproc: int | None) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.render.text import duration
-from bench.results import RunMeta
+from bench.schema.system import RunMeta
 
 
 def header_lines(meta: RunMeta) -> list[str]:

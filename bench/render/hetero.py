@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bench.render.text import error_line, mean_of, pm, ratio, table
-from bench.results import HeteroResults, SectionError
+from bench.schema import SectionError
+from bench.schema.comparisons import HeteroResults
 
 
 def _intro(het: HeteroResults) -> str:

@@ -7,16 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.render.text import mean_of
-from bench.results import (
-    AccuracyResults,
-    AccuracyTask,
-    AlternativesResults,
-    AltTask,
-    BenchResults,
-    HeteroResults,
-    Stat,
-    metric_name,
-)
+from bench.schema import BenchResults
+from bench.schema.accuracy import AccuracyResults, AccuracyTask
+from bench.schema.common import Stat, metric_name
+from bench.schema.comparisons import AlternativesResults, AltTask, HeteroResults
 
 
 def _pyplot() -> Any:

@@ -5,13 +5,9 @@ from __future__ import annotations
 import statistics
 
 from bench.render.text import budget_bytes, mean_of, pct, pm
-from bench.results import (
-    AccuracyResults,
-    AlternativesResults,
-    AltTask,
-    BenchResults,
-    HeteroResults,
-)
+from bench.schema import BenchResults
+from bench.schema.accuracy import AccuracyResults
+from bench.schema.comparisons import AlternativesResults, AltTask, HeteroResults
 
 # The paper's own figures (../shared/docs/paper.md): student and teacher accuracy at 1 % of
 # ImageNet-21K, payloads of 85-206 KiB. Quoted, not measured here: the Reading compares ratios.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bench.results import SectionError, Stat, Value
+from bench.schema import SectionError
+from bench.schema.common import Stat, Value
 from builder.pipeline.budget import parse_budget
 
 

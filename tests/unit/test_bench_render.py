@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from bench.render import render_markdown
-from bench.results import BenchResults, HeteroResults, Stat
+from bench.schema import BenchResults
+from bench.schema.common import Stat
+from bench.schema.comparisons import HeteroResults
 from tests.unit.test_bench_smoke import _results
 
 

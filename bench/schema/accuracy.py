@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from bench.schema.common import _DEVICE, Model, Scores, Value, _nest
+from bench.schema.common import DEVICE_PAIR, Model, Scores, Value, nest_pairs
 
 
 class CodecSizes(Model):
@@ -31,7 +31,7 @@ class RatioRow(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(data, _DEVICE)
+        return nest_pairs(data, DEVICE_PAIR)
 
 
 class CapRow(Model):
@@ -44,7 +44,7 @@ class CapRow(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(data, _DEVICE)
+        return nest_pairs(data, DEVICE_PAIR)
 
 
 class BudgetRow(Model):
@@ -59,7 +59,7 @@ class BudgetRow(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(data, _DEVICE)
+        return nest_pairs(data, DEVICE_PAIR)
 
 
 class AccuracySummary(Model):
@@ -71,7 +71,7 @@ class AccuracySummary(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(
+        return nest_pairs(
             data,
             {
                 "teacher": ("teacher_accuracy", "teacher_balanced_accuracy"),

@@ -40,7 +40,7 @@ class Scores(Model):
         return self.balanced_accuracy if task in BALANCED_TASKS else self.accuracy
 
 
-def _nest(data: Any, pairs: Mapping[str, tuple[str, str]]) -> Any:
+def nest_pairs(data: Any, pairs: Mapping[str, tuple[str, str]]) -> Any:
     """{"x_accuracy": a, "x_balanced_accuracy": b} -> {"x": {"accuracy": a, ...}}."""
     if not isinstance(data, dict):
         return data
@@ -54,4 +54,4 @@ def _nest(data: Any, pairs: Mapping[str, tuple[str, str]]) -> Any:
     return data
 
 
-_DEVICE = {"device": ("accuracy", "balanced_accuracy")}
+DEVICE_PAIR = {"device": ("accuracy", "balanced_accuracy")}

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from bench.schema.common import _DEVICE, Model, Scores, Value, _nest
+from bench.schema.common import DEVICE_PAIR, Model, Scores, Value, nest_pairs
 
 
 class HeteroRow(Model):
@@ -20,10 +20,10 @@ class HeteroRow(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(
+        return nest_pairs(
             data,
             {
-                **_DEVICE,
+                **DEVICE_PAIR,
                 "oracle": ("oracle_accuracy", "oracle_balanced_accuracy"),
                 "relative": ("relative_to_oracle", "balanced_relative_to_oracle"),
             },
@@ -61,7 +61,7 @@ class AltBudget(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(
+        return nest_pairs(
             data,
             {
                 "plada": ("plada_auto", "plada_auto_balanced"),
@@ -78,7 +78,7 @@ class FlSummary(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(data, _DEVICE)
+        return nest_pairs(data, DEVICE_PAIR)
 
 
 class AltSummary(Model):
@@ -95,7 +95,7 @@ class HeadRow(Model):
     @model_validator(mode="before")
     @classmethod
     def _pairs(cls, data: Any) -> Any:
-        return _nest(data, _DEVICE)
+        return nest_pairs(data, DEVICE_PAIR)
 
 
 class HeadWeights(Model):

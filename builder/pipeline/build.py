@@ -26,23 +26,17 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from builder.errors import BudgetError, BuilderError
 from builder.features.sources import FeatureSource, TaskFeatures, TaskImages, extract_features
-from builder.pipeline.candidates import Candidate, make_candidates
+from builder.pipeline.candidates import make_candidates
 from builder.pipeline.config import TaskConfig
-from builder.pipeline.label import Labelling, label_reference
+from builder.pipeline.label import label_reference
 from builder.pipeline.leakage import check_leakage
 from builder.pipeline.payload import PayloadFields, sign_payload
-from builder.pipeline.report import (
-    assemble_report,
-    candidate_rows,
-    device_results,
-    leakage_info,
-    teacher_info,
-)
+from builder.pipeline.report import report_for
 from builder.pipeline.select import Selection
 from builder.pipeline.simulate import simulate_devices, test_candidates
 from builder.pipeline.sizing import PayloadSizer
 from builder.pipeline.targets import TargetTask, read_images
-from builder.pipeline.validate import AutoInputs, ValidationResult, validate_candidates
+from builder.pipeline.validate import AutoInputs, TeacherRun, validate_candidates
 from builder.report.model import BuildReport, TeacherChoice
 from plada.corpus import Corpus
 from plada.signing import SigningKey
@@ -60,24 +54,6 @@ class BuildResult:
     def report(self) -> dict[str, Any]:
         """report.json's content."""
         return self.record.to_json()
-
-
-@dataclass(frozen=True)
-class TeacherRun:
-    """One teacher encoder through validation."""
-
-    features: TaskFeatures
-    labelling: Labelling
-    candidates: list[Candidate]
-    validation: ValidationResult
-
-    @property
-    def chosen(self) -> Candidate:
-        return self.candidates[self.validation.chosen]
-
-    @property
-    def val_accuracy(self) -> float:
-        return round(self.validation.mean(self.validation.chosen), 4)
 
 
 @dataclass
@@ -142,6 +118,23 @@ def build_task_multi(
     )
 
 
+@dataclass(frozen=True)
+class Build:
+    """What the stages after feature extraction share within one build."""
+
+    corpus: Corpus
+    task: TargetTask
+    config: TaskConfig
+    fields: PayloadFields  # the payload's fixed fields
+    signing_key: SigningKey | None
+    clock: StageClock
+    progress: Progress | None
+
+    def report_progress(self, stage: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        return None if progress is None else lambda i, n: progress(stage, i, n)
+
+
 def _build(
     corpus: Corpus,
     task: TargetTask,
@@ -169,20 +162,9 @@ def _build(
         created_at=config.created_at if config.created_at is not None else int(time.time()),
         note=config.note,
     )
+    build = Build(corpus, task, config, fields, signing_key, clock, progress)
     with single_blas():
-        runs = [
-            run_until_validation(
-                t,
-                devices[config.default_device],
-                task,
-                config,
-                fields,
-                signing_key,
-                clock,
-                progress,
-            )
-            for t in teachers
-        ]
+        runs = [run_until_validation(t, devices[config.default_device], build) for t in teachers]
         best = max(range(len(runs)), key=lambda i: (runs[i].val_accuracy, -i))
         choices = [
             TeacherChoice(
@@ -193,10 +175,7 @@ def _build(
             )
             for i, r in enumerate(runs)
         ]
-        return finish(
-            runs[best], devices, corpus, task, config, fields, signing_key, clock, progress,
-            teacher_choice=choices if choice else None,
-        )  # fmt: skip
+        return finish(runs[best], devices, build, teacher_choice=choices if choice else None)
 
 
 def _check_inputs(
@@ -213,43 +192,33 @@ def _check_inputs(
         )
 
 
-def run_until_validation(
-    teacher: TaskFeatures,
-    device: TaskFeatures,
-    task: TargetTask,
-    config: TaskConfig,
-    fields: PayloadFields,
-    signing_key: SigningKey | None,
-    clock: StageClock,
-    progress: Progress | None,
-) -> TeacherRun:
+def run_until_validation(teacher: TaskFeatures, device: TaskFeatures, build: Build) -> TeacherRun:
     """label -> candidates -> validate, for one teacher encoder."""
-    y_train = task.train.labels
+    config, task, clock = build.config, build.task, build.clock
     with clock.stage("teacher"):
         labelling = label_reference(
             teacher.train,
-            y_train,
+            task.train.labels,
             teacher.reference,
             num_classes=task.num_classes,
             temperature=config.temperature,
             config=config.teacher,
         )
     with clock.stage("candidates"):
-        sizer = PayloadSizer(fields, key_id=signing_key.key_id if signing_key else None)
+        key_id = build.signing_key.key_id if build.signing_key else None
+        one = ((config.strategy, config.params),) if config.strategy is not None else None
         candidates = make_candidates(
             labelling.scores,
-            settings=config.settings
-            if config.strategy is None
-            else ((config.strategy, config.params),),
+            settings=one or config.settings,
             budget=config.budget,
-            keep_fractions=config.keep_fractions if config.auto else None,
+            keep_fractions=None if one else config.keep_fractions,
             seed=config.seed,
-            sizer=sizer,
+            sizer=PayloadSizer(build.fields, key_id=key_id),
         )
     with clock.stage("validation"):
         inputs = AutoInputs(
             train_teacher=teacher.train,
-            train_labels=y_train,
+            train_labels=task.train.labels,
             train_device=device.train,
             reference_teacher=teacher.reference,
             reference_device=device.reference,
@@ -264,7 +233,7 @@ def run_until_validation(
             repeats=config.repeats,
             seed=config.seed,
             hp=replace(config.hp, seed=config.seed),
-            progress=(lambda i, n: progress("validate", i, n)) if progress else None,
+            progress=build.report_progress("validate"),
         )
     return TeacherRun(teacher, labelling, candidates, validation)
 
@@ -272,25 +241,20 @@ def run_until_validation(
 def finish(
     run: TeacherRun,
     devices: Mapping[str, TaskFeatures],
-    corpus: Corpus,
-    task: TargetTask,
-    config: TaskConfig,
-    fields: PayloadFields,
-    signing_key: SigningKey | None,
-    clock: StageClock,
-    progress: Progress | None,
+    build: Build,
     *,
     teacher_choice: list[TeacherChoice] | None,
 ) -> BuildResult:
     """payload -> simulate -> leakage -> report, for the chosen teacher's choice."""
+    config, task, clock = build.config, build.task, build.clock
     hp = replace(config.hp, seed=config.seed)
-    chosen, y_train, y_test = run.chosen, task.train.labels, task.test.labels
+    chosen, y_test, n = run.chosen, task.test.labels, task.num_classes
     with clock.stage("payload"):
         payload = sign_payload(
-            fields,
+            build.fields,
             chosen.selection,
             accuracy_estimate=run.val_accuracy,
-            signing_key=signing_key,
+            signing_key=build.signing_key,
             codec=chosen.codec,
             max_bytes=config.max_bytes,
         )
@@ -299,49 +263,23 @@ def finish(
             [c.selection for c in run.candidates],
             devices[config.default_device],
             test_labels=y_test,
-            num_classes=task.num_classes,
+            num_classes=n,
             hp=hp,
-            progress=(lambda i, n: progress("test", i, n)) if progress else None,
+            progress=build.report_progress("test"),
         )
         outcomes = simulate_devices(
-            chosen.selection,
-            devices,
-            train_labels=y_train,
-            test_labels=y_test,
-            num_classes=task.num_classes,
-            hp=hp,
-        )
+            chosen.selection, devices, train_labels=task.train.labels, test_labels=y_test,
+            num_classes=n, hp=hp,
+        )  # fmt: skip
     with clock.stage("leakage"):
         predictions = run.labelling.teacher.predict(run.features.test)
         leakage = check_leakage(
             run.features, task.test.paths, y_test, predictions, threshold=config.leakage_threshold
         )
-    teacher = teacher_info(
-        run.features, run.labelling, leakage, predictions, y_test, temperature=config.temperature
-    )
-    record = assemble_report(
-        task=task,
-        corpus=corpus,
-        config=config,
-        teacher=teacher,
-        teacher_accuracy=float((predictions == y_test).mean()),
-        devices=device_results(outcomes),
-        chosen=chosen,
-        candidates=candidate_rows(
-            run.candidates,
-            run.validation,
-            tests,
-            payload_bytes=len(payload),
-            num_classes=task.num_classes,
-        ),
-        labelling=run.labelling,
-        leakage=leakage_info(leakage, encoder=run.features.encoder),
-        leakage_flags=leakage.result.num_flagged,
-        validation=run.validation,
-        payload_bytes=len(payload),
-        hp=hp,
-        timings_s=dict(clock.timings),
-        total_s=time.perf_counter() - clock.started,
+    record = report_for(
+        run, task=task, corpus=build.corpus, config=config, hp=hp, tests=tests,
+        outcomes=outcomes, leakage=leakage, predictions=predictions, payload_bytes=len(payload),
+        timings_s=dict(clock.timings), total_s=time.perf_counter() - clock.started,
         teacher_choice=teacher_choice,
-    )
+    )  # fmt: skip
     return BuildResult(payload=payload, selection=chosen.selection, record=record)

@@ -15,7 +15,7 @@ from builder.pipeline.leakage import LeakageCheck
 from builder.pipeline.simulate import DeviceOutcome, EvalResult
 from builder.pipeline.targets import TargetTask
 from builder.pipeline.teacher import balanced_accuracy
-from builder.pipeline.validate import ValidationResult
+from builder.pipeline.validate import TeacherRun, ValidationResult
 from builder.report.model import (
     BuildReport,
     CandidateRow,
@@ -222,3 +222,55 @@ def assemble_report(
         return report
     # Several teacher encoders: report.json lists how each validated (only then has the key).
     return report.model_copy(update={"teacher_choice": teacher_choice})
+
+
+def report_for(
+    run: TeacherRun,
+    *,
+    task: TargetTask,
+    corpus: Corpus,
+    config: TaskConfig,
+    hp: HeadHyperParams,
+    tests: Sequence[EvalResult],
+    outcomes: Mapping[str, DeviceOutcome],
+    leakage: LeakageCheck,
+    predictions: np.ndarray,  # (n_test,) the teacher's classes for the test split
+    payload_bytes: int,
+    timings_s: dict[str, float],
+    total_s: float,
+    teacher_choice: list[TeacherChoice] | None,
+) -> BuildReport:
+    """The chosen teacher's build, from its records and those of the stages after validation."""
+    y_test = task.test.labels
+    return assemble_report(
+        task=task,
+        corpus=corpus,
+        config=config,
+        teacher=teacher_info(
+            run.features,
+            run.labelling,
+            leakage,
+            predictions,
+            y_test,
+            temperature=config.temperature,
+        ),
+        teacher_accuracy=float((predictions == y_test).mean()),
+        devices=device_results(outcomes),
+        chosen=run.chosen,
+        candidates=candidate_rows(
+            run.candidates,
+            run.validation,
+            tests,
+            payload_bytes=payload_bytes,
+            num_classes=task.num_classes,
+        ),
+        labelling=run.labelling,
+        leakage=leakage_info(leakage, encoder=run.features.encoder),
+        leakage_flags=leakage.result.num_flagged,
+        validation=run.validation,
+        payload_bytes=payload_bytes,
+        hp=hp,
+        timings_s=timings_s,
+        total_s=total_s,
+        teacher_choice=teacher_choice,
+    )

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from builder.errors import BuilderError
-from builder.pipeline.candidates import CandidateSpec
-from builder.pipeline.label import label_reference
+from builder.features.sources import TaskFeatures
+from builder.pipeline.candidates import Candidate, CandidateSpec
+from builder.pipeline.label import Labelling, label_reference
 from builder.pipeline.select import select
 from builder.pipeline.simulate import simulate_selection
 from builder.pipeline.teacher import stratified_folds
@@ -158,3 +159,21 @@ def validate_candidates(
         repeats=repeats,
         notes=notes,
     )
+
+
+@dataclass(frozen=True)
+class TeacherRun:
+    """One teacher encoder through validation."""
+
+    features: TaskFeatures
+    labelling: Labelling
+    candidates: list[Candidate]
+    validation: ValidationResult
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.candidates[self.validation.chosen]
+
+    @property
+    def val_accuracy(self) -> float:
+        return round(self.validation.mean(self.validation.chosen), 4)

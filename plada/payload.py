@@ -394,6 +394,8 @@ def _signature_status(
 
 def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
     """(payload, codec name, selection bytes) from body bytes; every field checked and bounded."""
+    # Field by field in wire order, each bound checked before the next is read: longer than 60
+    # lines because splitting it would scatter the wire format the module docstring draws.
     obj = _load_map(body, where="body")
     _expect_keys(
         obj, {"format", "task", "version", "classes", "corpus", "selection", "provenance"}, where=""

@@ -40,75 +40,75 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
-def make_tls_files(folder: Path) -> TlsFiles:
-    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    folder.mkdir(parents=True, exist_ok=True)
+Key = ec.EllipticCurvePrivateKey
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _valid_for_a_day(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
+    return builder.not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(
+        now + dt.timedelta(days=1)
+    )
+
+
+def _ca() -> tuple[x509.Certificate, Key]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name("plada-test-ca"))
         .issuer_name(_name("plada-test-ca"))
-        .public_key(ca_key.public_key())
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
+    return _valid_for_a_day(builder).sign(key, hashes.SHA256()), key
 
-    def leaf(
-        common_name: str, *, server: bool
-    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
+
+def _leaf(
+    ca: tuple[x509.Certificate, Key], common_name: str, *, server: bool
+) -> tuple[x509.Certificate, Key]:
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
         )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            ).add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-        else:
-            builder = builder.add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
-        return builder.sign(ca_key, hashes.SHA256()), key
+    )
+    if server:
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+    else:
+        usage = x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    return _valid_for_a_day(builder).sign(ca_key, hashes.SHA256()), key
 
-    server_cert, server_key = leaf("localhost", server=True)
-    client_cert, client_key = leaf("plada-test-client", server=False)
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = _ca()
+    server_cert, server_key = _leaf(ca, "localhost", server=True)
+    client_cert, client_key = _leaf(ca, "plada-test-client", server=False)
     files = TlsFiles(
         ca=folder / "ca.pem",
         server_cert=folder / "server.pem",
@@ -116,7 +116,7 @@ def make_tls_files(folder: Path) -> TlsFiles:
         client_cert=folder / "client.pem",
         client_key=folder / "client.key",
     )
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.ca.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
     files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     files.client_cert.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(server_key, files.server_key)

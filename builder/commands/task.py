@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from plada.encoders import DEFAULT_DEVICE_ENCODER
 
 if TYPE_CHECKING:
+    from builder.pipeline.budget import Budget
+    from builder.pipeline.config import TaskConfig
     from builder.report.model import BuildReport
 
 # Measured on ref-v1 (README "Builder results"): a Lite1-96 teacher is best on fashion and
@@ -37,6 +39,7 @@ def register(sub: Any) -> None:
 
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    # One flat list of flags, longer than 60 lines on purpose: argparse reads best in one place.
     from builder.pipeline.select import STRATEGIES
 
     parser.add_argument("--corpus", type=Path, required=True, help="reference corpus folder")
@@ -150,13 +153,31 @@ def summary(report: BuildReport, *, out: Path, report_dir: Path) -> dict[str, An
     return out_summary
 
 
+def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) -> TaskConfig:
+    from builder.pipeline.config import TaskConfig
+
+    return TaskConfig(
+        budget=budget,
+        strategy=args.strategy,
+        params=_parse_params(args.param),
+        default_device=default_device,
+        temperature=args.temperature,
+        num_folds=args.folds,
+        repeats=args.repeats,
+        seed=args.seed,
+        leakage_threshold=args.leakage_threshold,
+        version=args.version,
+        task_name=args.task_name,
+        note=args.note,
+    )
+
+
 def run_task(args: argparse.Namespace) -> BuildReport:
     """Build, write the payload and the report; returns the report."""
     from builder.commands.progress import ProgressBars
     from builder.features import sources
     from builder.pipeline.budget import parse_budget
     from builder.pipeline.build import build_task_multi
-    from builder.pipeline.config import TaskConfig
     from builder.pipeline.targets import load_target
     from builder.report.write import write_report
     from plada.atomic import write_bytes_atomic
@@ -186,20 +207,7 @@ def run_task(args: argparse.Namespace) -> BuildReport:
         teacher_backend=args.teacher_backend,
         make=source,
     )
-    config = TaskConfig(
-        budget=budget,
-        strategy=args.strategy,
-        params=_parse_params(args.param),
-        default_device=devices[0],
-        temperature=args.temperature,
-        num_folds=args.folds,
-        repeats=args.repeats,
-        seed=args.seed,
-        leakage_threshold=args.leakage_threshold,
-        version=args.version,
-        task_name=args.task_name,
-        note=args.note,
-    )
+    config = _config(args, budget=budget, default_device=devices[0])
     with ProgressBars(enabled=progress) as bars:
         result = build_task_multi(
             corpus,

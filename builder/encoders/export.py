@@ -140,18 +140,8 @@ def export_encoder(
     expected = reference.embed(parity)  # (P, D)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{spec.id}.") as tmp_name:
-        tmp = Path(tmp_name)
-        fp32_path = tmp / "fp32.onnx"
-        exporter = _torch_onnx_export(reference.module, _example(parity), fp32_path)
-        _strip_metadata(fp32_path)
-        actual = run_onnx(ort_session(fp32_path), parity)
-        max_abs = float(np.abs(actual - expected).max())
-        parity_info: dict[str, float] = {"fp32_max_abs_diff": max_abs}
-        if max_abs > FP32_MAX_ABS_DIFF:
-            raise EncoderError(
-                f"{spec.id}: ONNX fp32 differs from PyTorch by {max_abs:.2e} "
-                f"(> {FP32_MAX_ABS_DIFF:.0e}) on {len(parity)} real images"
-            )
+        fp32_path = Path(tmp_name) / "fp32.onnx"
+        exporter, parity_info = _export_fp32(reference.module, parity, expected, fp32_path, spec)
         quantization: dict[str, Any] | None = None
         final = fp32_path
         if spec.int8:
@@ -182,6 +172,22 @@ def export_encoder(
     kept = kept_tflite_record(dest)
     write_encoder_info(dest, info.model_copy(update=kept) if kept else info)
     return ExportResult(path=dest, info=info, seconds=time.perf_counter() - started)
+
+
+def _export_fp32(
+    module: Any, parity: np.ndarray, expected: np.ndarray, path: Path, spec: EncoderSpec
+) -> tuple[str, dict[str, float]]:
+    """(exporter used, parity) of the fp32 ONNX written to `path`; EncoderError if it differs."""
+    exporter = _torch_onnx_export(module, _example(parity), path)
+    _strip_metadata(path)
+    actual = run_onnx(ort_session(path), parity)  # (P, D)
+    max_abs = float(np.abs(actual - expected).max())
+    if max_abs > FP32_MAX_ABS_DIFF:
+        raise EncoderError(
+            f"{spec.id}: ONNX fp32 differs from PyTorch by {max_abs:.2e} "
+            f"(> {FP32_MAX_ABS_DIFF:.0e}) on {len(parity)} real images"
+        )
+    return exporter, {"fp32_max_abs_diff": max_abs}
 
 
 def _example(parity: np.ndarray) -> Any:

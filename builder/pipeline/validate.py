@@ -92,6 +92,29 @@ def choose_candidate(
     return min(tied, key=preference), tie_tolerance
 
 
+def _validation_splits(
+    labels: np.ndarray, *, num_classes: int, num_folds: int, repeats: int, seed: int
+) -> tuple[list[np.ndarray], int, list[str]]:
+    """(held-out folds of every repeat, the folds per repeat, notes): fewer folds when a class
+    has fewer train images than folds."""
+    smallest_class = int(np.bincount(labels, minlength=num_classes).min())
+    notes: list[str] = []
+    if smallest_class < num_folds:
+        notes.append(
+            f"{num_folds}-fold reduced to {max(2, smallest_class)}-fold: a class has "
+            f"only {smallest_class} train images"
+        )
+        num_folds = max(2, smallest_class)
+    if smallest_class < 2:
+        raise BuilderError("validation needs at least 2 train images in every class")
+    splits = [
+        fold
+        for r in range(repeats)
+        for fold in stratified_folds(labels, num_folds=num_folds, seed=seed + 1000 * r)
+    ]
+    return splits, num_folds, notes
+
+
 def validate_candidates(
     inputs: AutoInputs,
     specs: Sequence[CandidateSpec],
@@ -107,21 +130,9 @@ def validate_candidates(
     if not specs:
         raise BuilderError("no candidates to validate")
     labels = inputs.train_labels
-    smallest_class = int(np.bincount(labels, minlength=inputs.num_classes).min())
-    notes: list[str] = []
-    if smallest_class < num_folds:
-        notes.append(
-            f"{num_folds}-fold reduced to {max(2, smallest_class)}-fold: a class has "
-            f"only {smallest_class} train images"
-        )
-        num_folds = max(2, smallest_class)
-    if smallest_class < 2:
-        raise BuilderError("validation needs at least 2 train images in every class")
-    splits = [
-        fold
-        for r in range(repeats)
-        for fold in stratified_folds(labels, num_folds=num_folds, seed=seed + 1000 * r)
-    ]
+    splits, num_folds, notes = _validation_splits(
+        labels, num_classes=inputs.num_classes, num_folds=num_folds, repeats=repeats, seed=seed
+    )
     everything = np.arange(labels.shape[0])
     matrix = np.zeros((len(specs), len(splits)))
     total = len(specs) * len(splits)

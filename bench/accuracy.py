@@ -84,6 +84,46 @@ def codec_sizes(
     }
 
 
+def _teacher_result(ctx: BenchContext, name: str) -> tuple[dict[str, Any], Any]:
+    """(the task's result with its teacher filled in, the reference scores of that teacher)."""
+    from builder.pipeline.label import label_reference
+    from builder.pipeline.teacher import TeacherConfig, balanced_accuracy
+
+    task = ctx.target(name)
+    y_train, y_test = task.train.labels, task.test.labels
+    tfeat = ctx.features(name, ctx.teacher_encoder)
+    # The teacher is deterministic (its L2 is chosen on fixed folds), the same one build_task fits.
+    started = time.perf_counter()
+    labelling = label_reference(
+        tfeat.train,
+        y_train,
+        tfeat.reference,
+        num_classes=task.num_classes,
+        temperature=1.0,
+        config=TeacherConfig(),
+    )
+    teacher_pred = labelling.teacher.predict(tfeat.test)
+    log(f"{name}: teacher fitted in {time.perf_counter() - started:.1f} s")
+    result: dict[str, Any] = {
+        "task": name,
+        "num_classes": task.num_classes,
+        "class_names": list(task.class_names),
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "teacher": {
+            "encoder": ctx.teacher_encoder,
+            "l2": labelling.teacher.l2,
+            "accuracy": float(np.mean(teacher_pred == y_test)),
+            "balanced_accuracy": balanced_accuracy(teacher_pred, y_test),
+        },
+        "oracle_per_seed": [],
+        "ratio_runs": [],
+        "auto_runs": [],
+        "budget_candidates": [],
+    }
+    return result, labelling.scores
+
+
 def run_task(
     ctx: BenchContext,
     name: str,
@@ -97,44 +137,11 @@ def run_task(
     """One task for the given seeds (summarise() runs after the seeds are merged). `resume`: a
     partial result of an interrupted run (its sweep and finished budgets are kept);
     `checkpoint` is called with the partial result after the sweep and after every budget."""
-    from builder.pipeline.scores import score_reference
-    from builder.pipeline.teacher import TeacherConfig, balanced_accuracy, fit_teacher
     from plada.head import HeadHyperParams
 
     task = ctx.target(name)
-    num_classes = task.num_classes
-    y_train, y_test = task.train.labels, task.test.labels
-    tfeat = ctx.features(name, ctx.teacher_encoder)
     dfeat = ctx.features(name, ctx.device)
-
-    # The teacher is deterministic (its L2 is chosen on fixed folds), the same one build_task fits.
-    started = time.perf_counter()
-    teacher = fit_teacher(tfeat.train, y_train, num_classes=num_classes, config=TeacherConfig())
-    teacher_pred = teacher.predict(tfeat.test)
-    scores = score_reference(
-        teacher.logits(tfeat.reference),
-        reference_features=tfeat.reference,
-        target_features=tfeat.train,
-        target_labels=y_train,
-    )
-    log(f"{name}: teacher fitted in {time.perf_counter() - started:.1f} s")
-    result: dict[str, Any] = {
-        "task": name,
-        "num_classes": num_classes,
-        "class_names": list(task.class_names),
-        "train_images": len(y_train),
-        "test_images": len(y_test),
-        "teacher": {
-            "encoder": ctx.teacher_encoder,
-            "l2": teacher.l2,
-            "accuracy": float(np.mean(teacher_pred == y_test)),
-            "balanced_accuracy": balanced_accuracy(teacher_pred, y_test),
-        },
-        "oracle_per_seed": [],
-        "ratio_runs": [],
-        "auto_runs": [],
-        "budget_candidates": [],
-    }
+    result, scores = _teacher_result(ctx, name)
     auto_seeds = ctx.auto_seeds if ctx.auto_seeds is not None else ctx.seeds
     resume = resume or {}
     for seed in seeds:

@@ -96,10 +96,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every task x budget x seed; the first seed's payload and report are written."""
-    from builder.commands.progress import ProgressBars
+    from builder.commands.progress import build_with_progress
     from builder.features import sources
     from builder.pipeline.budget import parse_budget
-    from builder.pipeline.build import build_task_multi
     from builder.pipeline.config import TaskConfig
     from builder.pipeline.targets import load_target
     from plada.corpus import Corpus
@@ -134,16 +133,15 @@ def _build_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                     num_folds=args.folds,
                     repeats=args.repeats,
                 )
-                with ProgressBars(enabled=progress) as bars:
-                    result = build_task_multi(
-                        corpus,
-                        task,
-                        teacher_sources=teacher_sources,
-                        device_sources=device_sources,
-                        signing_key=key,
-                        config=config,
-                        progress=bars.update,
-                    )
+                result = build_with_progress(
+                    corpus,
+                    task,
+                    teacher_sources=teacher_sources,
+                    device_sources=device_sources,
+                    signing_key=key,
+                    config=config,
+                    enabled=progress,
+                )
                 reports.append(result.record)
                 if seed == seeds[0]:
                     _write_build(args.out, f"{task.name}-{budget_text}", result)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.render.text import mean_of
 from bench.schema import BenchResults
 from bench.schema.accuracy import AccuracyResults, AccuracyTask
 from bench.schema.common import Stat, metric_name
 from bench.schema.comparisons import AlternativesResults, AltTask, HeteroResults
+
+T = TypeVar("T")
 
 
 def _pyplot() -> Any:
@@ -65,11 +68,11 @@ def _accuracy_axis(ax: Any, task: str, res: AccuracyTask) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_accuracy(acc: AccuracyResults, path: Path) -> Path:
-    tasks = list(acc.tasks)
+def _per_task(tasks: Mapping[str, T], draw: Callable[[Any, str, T], None], path: Path) -> Path:
+    """One axis per task, side by side, the legend on the last."""
     fig, axes = _pyplot().subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        _accuracy_axis(ax, task, acc.tasks[task])
+    for ax, (task, res) in zip(axes[0], tasks.items(), strict=True):
+        draw(ax, task, res)
     axes[0][-1].legend(fontsize=7, loc="lower right")
     return _save(fig, path)
 
@@ -112,15 +115,6 @@ def _alternatives_axis(ax: Any, task: str, res: AltTask) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_alternatives(alt: AlternativesResults, path: Path) -> Path:
-    tasks = list(alt.tasks)
-    fig, axes = _pyplot().subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        _alternatives_axis(ax, task, alt.tasks[task])
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
-
-
 def plot_hetero(het: HeteroResults, path: Path) -> Path | None:
     """Device vs own oracle per class, at the budget every class runs (the first)."""
     rows = [
@@ -150,10 +144,13 @@ def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     if isinstance(results.accuracy, AccuracyResults) and results.accuracy.tasks:
-        paths["accuracy"] = plot_accuracy(results.accuracy, out_dir / "accuracy_per_byte.png")
+        paths["accuracy"] = _per_task(
+            results.accuracy.tasks, _accuracy_axis, out_dir / "accuracy_per_byte.png"
+        )
     if isinstance(results.alternatives, AlternativesResults) and results.alternatives.tasks:
-        alt_path = out_dir / "alternatives.png"
-        paths["alternatives"] = plot_alternatives(results.alternatives, alt_path)
+        paths["alternatives"] = _per_task(
+            results.alternatives.tasks, _alternatives_axis, out_dir / "alternatives.png"
+        )
     if isinstance(results.hetero, HeteroResults) and results.hetero.tasks:
         hetero = plot_hetero(results.hetero, out_dir / "hetero.png")
         if hetero is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from bench.schema.common import DEVICE_PAIR, Model, Scores, Value, nest_pairs
+from bench.schema.common import Model, Paired, Scores, Value
 
 
 class CodecSizes(Model):
@@ -21,33 +22,23 @@ class RatioRun(Model):
     codec: CodecSizes | None = None
 
 
-class RatioRow(Model):
+class RatioRow(Paired):
     setting: str
     ratio: float
     keep: int
     payload_bytes: Value
     device: Scores = Scores()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(data, DEVICE_PAIR)
 
-
-class CapRow(Model):
+class CapRow(Paired):
     """One setting at the largest keep under a byte budget (mean over seeds)."""
 
     keep: Value = None
     payload_bytes: Value = None
     device: Scores = Scores()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(data, DEVICE_PAIR)
 
-
-class BudgetRow(Model):
+class BudgetRow(Paired):
     budget: str
     auto_choices: list[str] = Field(default_factory=list)
     keep: Value = None
@@ -56,28 +47,17 @@ class BudgetRow(Model):
     seconds: Value = None
     settings_at_cap: dict[str, CapRow] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(data, DEVICE_PAIR)
 
-
-class AccuracySummary(Model):
+class AccuracySummary(Paired):
     teacher: Scores
     oracle: Scores
     ratios: list[RatioRow]
     budgets: list[BudgetRow]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(
-            data,
-            {
-                "teacher": ("teacher_accuracy", "teacher_balanced_accuracy"),
-                "oracle": ("oracle_accuracy", "oracle_balanced_accuracy"),
-            },
-        )
+    PAIRS: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "teacher": ("teacher_accuracy", "teacher_balanced_accuracy"),
+        "oracle": ("oracle_accuracy", "oracle_balanced_accuracy"),
+    }
 
 
 class AutoRun(Model):

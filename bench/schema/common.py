@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 BALANCED_TASKS = frozenset({"clipart"})  # imbalanced classes: read balanced accuracy
 
@@ -55,3 +55,15 @@ def nest_pairs(data: Any, pairs: Mapping[str, tuple[str, str]]) -> Any:
 
 
 DEVICE_PAIR = {"device": ("accuracy", "balanced_accuracy")}
+
+
+class Paired(Model):
+    """A row whose flat metric pairs nest into Scores: PAIRS maps each Scores field to the
+    (plain, balanced) keys the JSON file has for it."""
+
+    PAIRS: ClassVar[Mapping[str, tuple[str, str]]] = DEVICE_PAIR
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        return nest_pairs(data, cls.PAIRS)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from bench.schema.common import DEVICE_PAIR, Model, Scores, Value, nest_pairs
+from bench.schema.common import DEVICE_PAIR, Model, Paired, Scores, Value
 
 
-class HeteroRow(Model):
+class HeteroRow(Paired):
     device_class: str
     encoder: str
     budget: str
@@ -17,17 +18,11 @@ class HeteroRow(Model):
     oracle: Scores
     relative: Scores
 
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(
-            data,
-            {
-                **DEVICE_PAIR,
-                "oracle": ("oracle_accuracy", "oracle_balanced_accuracy"),
-                "relative": ("relative_to_oracle", "balanced_relative_to_oracle"),
-            },
-        )
+    PAIRS: ClassVar[Mapping[str, tuple[str, str]]] = {
+        **DEVICE_PAIR,
+        "oracle": ("oracle_accuracy", "oracle_balanced_accuracy"),
+        "relative": ("relative_to_oracle", "balanced_relative_to_oracle"),
+    }
 
 
 class HeteroTask(Model):
@@ -48,7 +43,7 @@ class HeteroResults(Model):
 # ---------------------------------------------------------------------------------- alternatives
 
 
-class AltBudget(Model):
+class AltBudget(Paired):
     budget: str
     budget_bytes: int
     plada: Scores
@@ -58,27 +53,16 @@ class AltBudget(Model):
     images_best_format: list[str] = Field(default_factory=list)
     teacher_head_fits: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(
-            data,
-            {
-                "plada": ("plada_auto", "plada_auto_balanced"),
-                "random": ("random_reference", "random_reference_balanced"),
-                "images": ("images_accuracy", "images_balanced_accuracy"),
-            },
-        )
+    PAIRS: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "plada": ("plada_auto", "plada_auto_balanced"),
+        "random": ("random_reference", "random_reference_balanced"),
+        "images": ("images_accuracy", "images_balanced_accuracy"),
+    }
 
 
-class FlSummary(Model):
+class FlSummary(Paired):
     bytes_per_device: int
     device: Scores
-
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(data, DEVICE_PAIR)
 
 
 class AltSummary(Model):
@@ -86,16 +70,11 @@ class AltSummary(Model):
     fl: FlSummary
 
 
-class HeadRow(Model):
+class HeadRow(Paired):
     precision: str
     bytes: int
     scheme: str = ""
     device: Scores
-
-    @model_validator(mode="before")
-    @classmethod
-    def _pairs(cls, data: Any) -> Any:
-        return nest_pairs(data, DEVICE_PAIR)
 
 
 class HeadWeights(Model):

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from builder.features.sources import FeatureSource
+    from builder.pipeline.build import BuildResult
+    from builder.pipeline.config import TaskConfig
+    from builder.pipeline.targets import TargetTask
+    from plada.corpus import Corpus
+    from plada.signing import SigningKey
 
 
 class ProgressBars:
@@ -30,3 +39,28 @@ class ProgressBars:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def build_with_progress(
+    corpus: Corpus,
+    task: TargetTask,
+    *,
+    teacher_sources: Sequence[FeatureSource],
+    device_sources: Mapping[str, FeatureSource],
+    signing_key: SigningKey,
+    config: TaskConfig,
+    enabled: bool,
+) -> BuildResult:
+    """builder.pipeline.build.build_task_multi with a bar per stage that reports progress."""
+    from builder.pipeline.build import build_task_multi
+
+    with ProgressBars(enabled=enabled) as bars:
+        return build_task_multi(
+            corpus,
+            task,
+            teacher_sources=teacher_sources,
+            device_sources=device_sources,
+            signing_key=signing_key,
+            config=config,
+            progress=bars.update,
+        )

@@ -29,22 +29,9 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=handler)
 
 
-_KEYS = (
-    "task",
-    "budget",
-    "strategy",
-    "params",
-    "num_indices",
-    "payload_bytes",
-    "teacher_accuracy",
-    "device_accuracy",
-    "device_oracle_accuracy",
-    "leakage_flags",
-)
-
-
 def handler(args: argparse.Namespace) -> int:
     from builder.errors import BuilderError
+    from builder.report.model import KEY_NUMBERS
     from builder.report.write import load_report, write_report
 
     try:
@@ -57,7 +44,7 @@ def handler(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         data = report.model_dump(mode="json")
-        print(json.dumps({k: data.get(k) for k in _KEYS}, indent=2))
+        print(json.dumps({k: data.get(k) for k in ("task", "budget", *KEY_NUMBERS)}, indent=2))
         return 0
     print(_summary(report))
     return 0

@@ -129,24 +129,11 @@ def _parse_params(items: list[str]) -> dict[str, str | int | float | bool]:
     return params
 
 
-_SUMMARY_KEYS = (
-    "task",
-    "strategy",
-    "params",
-    "num_indices",
-    "payload_bytes",
-    "teacher_accuracy",
-    "device_accuracy",
-    "device_oracle_accuracy",
-    "leakage_flags",
-    "total_s",
-    "peak_rss_mb",
-)
-
-
 def summary(report: BuildReport, *, out: Path, report_dir: Path) -> dict[str, Any]:
+    from builder.report.model import KEY_NUMBERS
+
     data = report.to_json()
-    out_summary = {k: data[k] for k in _SUMMARY_KEYS}
+    out_summary = {k: data[k] for k in ("task", *KEY_NUMBERS, "total_s", "peak_rss_mb")}
     out_summary["payload"] = str(out)
     out_summary["report"] = str(report_dir)
     out_summary["devices"] = data["devices"]
@@ -174,10 +161,9 @@ def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) ->
 
 def run_task(args: argparse.Namespace) -> BuildReport:
     """Build, write the payload and the report; returns the report."""
-    from builder.commands.progress import ProgressBars
+    from builder.commands.progress import build_with_progress
     from builder.features import sources
     from builder.pipeline.budget import parse_budget
-    from builder.pipeline.build import build_task_multi
     from builder.pipeline.targets import load_target
     from builder.report.write import write_report
     from plada.atomic import write_bytes_atomic
@@ -208,16 +194,15 @@ def run_task(args: argparse.Namespace) -> BuildReport:
         make=source,
     )
     config = _config(args, budget=budget, default_device=devices[0])
-    with ProgressBars(enabled=progress) as bars:
-        result = build_task_multi(
-            corpus,
-            task,
-            teacher_sources=teacher_sources,
-            device_sources=device_sources,
-            signing_key=key,
-            config=config,
-            progress=bars.update,
-        )
+    result = build_with_progress(
+        corpus,
+        task,
+        teacher_sources=teacher_sources,
+        device_sources=device_sources,
+        signing_key=key,
+        config=config,
+        enabled=progress,
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(Path(args.out), result.payload, mode=0o644)
     report = result.record.model_copy(update={"payload_file": str(args.out)})

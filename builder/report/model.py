@@ -17,6 +17,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from builder.errors import BuilderError
 
 ParamValue = str | int | float | bool
+# What a build comes down to: the numbers the CLIs print (`--json`) and people compare.
+KEY_NUMBERS = (
+    "strategy",
+    "params",
+    "num_indices",
+    "payload_bytes",
+    "teacher_accuracy",
+    "device_accuracy",
+    "device_oracle_accuracy",
+    "leakage_flags",
+)
 
 
 class Record(BaseModel):

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from builder.commands.publish import add_broker_arguments, broker_options
+from builder.commands.publish import add_broker_arguments, broker_options, on_broker
 
 if TYPE_CHECKING:
     from builder.fleet.status import DeviceView, TaskResultMessage
@@ -45,17 +44,11 @@ def register(sub: Any) -> None:
 
 
 def status_handler(args: argparse.Namespace) -> int:
-    from builder.errors import PublishError
     from builder.fleet.status import fleet_status
 
-    try:
-        devices = fleet_status(broker_options(args), base_topic=args.base_topic)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    devices = on_broker(lambda: fleet_status(broker_options(args), base_topic=args.base_topic))
+    if isinstance(devices, int):
+        return devices
     if args.json:
         print(json.dumps([d.to_dict() for d in devices], indent=2))
     elif not devices:
@@ -66,17 +59,13 @@ def status_handler(args: argparse.Namespace) -> int:
 
 
 def results_handler(args: argparse.Namespace) -> int:
-    from builder.errors import PublishError
     from builder.fleet.status import fleet_results
 
-    try:
-        rows = fleet_results(broker_options(args), args.task, base_topic=args.base_topic)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    rows = on_broker(
+        lambda: fleet_results(broker_options(args), args.task, base_topic=args.base_topic)
+    )
+    if isinstance(rows, int):
+        return rows
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=2))
     elif not rows:

@@ -14,8 +14,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 EXIT_NOINPUT = 66
 
@@ -58,6 +59,23 @@ def broker_options(args: argparse.Namespace) -> Any:
     )
 
 
+T = TypeVar("T")
+
+
+def on_broker(call: Callable[[], T]) -> T | int:
+    """call(), or the exit code after naming what went wrong: 2 usage, 1 the broker."""
+    from builder.errors import PublishError
+
+    try:
+        return call()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "publish",
@@ -81,7 +99,6 @@ def register(sub: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from builder.errors import PublishError
     from builder.fleet.publish import publish_payload
     from plada.payload import payload_digest
 
@@ -90,21 +107,20 @@ def handler(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {args.payload}: {exc.strerror}", file=sys.stderr)
         return EXIT_NOINPUT
-    try:
-        options = broker_options(args)
-        report = publish_payload(
+    options = on_broker(lambda: broker_options(args))
+    if isinstance(options, int):
+        return options
+    report = on_broker(
+        lambda: publish_payload(
             data,
             options=options,
             group=args.group,
             base_topic=args.base_topic,
             max_chunk_bytes=args.max_chunk_bytes,
         )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    )
+    if isinstance(report, int):
+        return report
     out = {**asdict(report), "payload_id": payload_digest(data)}
     if args.json:
         print(json.dumps(out, indent=2))

@@ -61,10 +61,9 @@ def plan_agents(spec: str, out: Path) -> list[AgentPlan]:
     return plans
 
 
-def _overrides(
-    plan: AgentPlan, args: argparse.Namespace, broker: Broker, public_key: Path
-) -> dict[str, dict[str, Any]]:
-    """The demo's paths, broker and trust over the class profile's packaged defaults."""
+def _mqtt(plan: AgentPlan, args: argparse.Namespace, broker: Broker) -> dict[str, Any]:
+    """The demo's whole [mqtt] table: it replaces the profile's (a packaged install reads its
+    password from a systemd credential, the demo from a file)."""
     mqtt: dict[str, Any] = {
         "broker": broker.url,
         "group": GROUP,
@@ -78,23 +77,38 @@ def _overrides(
             "username": plan.device_id,
             "password_file": str(broker.password_file(plan.device_id)),
         }
+    return mqtt
+
+
+def _overrides(
+    plan: AgentPlan, args: argparse.Namespace, public_key: Path
+) -> dict[str, dict[str, Any]]:
+    """The demo's paths and trust over the class profile's packaged defaults."""
     return {
         "corpus": {"path": str((args.data / "ref-v1").resolve())},
         "encoder": {"file": str((args.out / "encoders" / f"{plan.encoder}.onnx").resolve())},
         "state": {"dir": str((plan.config_path.parent / "state").resolve())},
         "cache": {"dir": str((args.out / "feature-cache" / plan.device_class).resolve())},
         "trust": {"public_keys": [str(public_key.resolve())], "allow_unsigned": False},
-        "mqtt": mqtt,
     }
+
+
+def agent_table(
+    plan: AgentPlan, args: argparse.Namespace, broker: Broker, public_key: Path
+) -> dict[str, Any]:
+    """The agent config of one demo device: its class profile with the demo's overrides."""
+    table = device_profile(plan.device_class).agent_table(
+        device_id=plan.device_id, overrides=_overrides(plan, args, public_key)
+    )
+    table["mqtt"] = _mqtt(plan, args, broker)
+    return table
 
 
 def write_agent_configs(
     plans: list[AgentPlan], args: argparse.Namespace, broker: Broker, public_key: Path
 ) -> None:
     for plan in plans:
-        table = device_profile(plan.device_class).agent_table(
-            device_id=plan.device_id, overrides=_overrides(plan, args, broker, public_key)
-        )
+        table = agent_table(plan, args, broker, public_key)
         plan.config_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(plan.config_path.parent / "state", ignore_errors=True)  # train afresh
         write_text_atomic(plan.config_path, dump_toml(table))

@@ -5,6 +5,8 @@
 Connects to the broker, follows the group's task topic, trains each new task on-device and reports
 status, results and availability. SIGTERM or SIGINT stop it cleanly. Under systemd it sends
 READY / WATCHDOG / STOPPING (Type=notify).
+A damaged or missing corpus or encoder is not a reason to exit: the daemon starts, keeps serving
+the models it has, reports the problem in its status and installs tasks once it is fixed.
 Exit codes: 0 stopped cleanly; 78 bad config (not restarted: RestartPreventExitStatus=78);
 1 unexpected failure (systemd restarts it).
 """
@@ -48,7 +50,7 @@ def _setup_logging(level: str) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from agent.commands.check_config import validate
+    from agent.commands.check_config import data_problems, validate
 
     _setup_logging(args.log_level)
     log = logging.getLogger("agent.run")
@@ -57,6 +59,8 @@ def handler(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"config error: {problem}", file=sys.stderr)
         return os.EX_CONFIG
+    for problem in data_problems(config):
+        log.warning("device data: %s (tasks wait until it is fixed)", problem)
 
     from agent.app import AgentApp, PipelineApplier
     from agent.link import MqttLink

@@ -176,6 +176,38 @@ def make_payload(
     )
 
 
+def check_budget_fits(
+    budget: Budget,
+    *,
+    task_name: str,
+    class_names: Sequence[str],
+    corpus: Corpus,
+    config: TaskConfig,
+    signing_key: SigningKey | None,
+) -> None:
+    """Refuse at once a byte budget no signed envelope fits in: the smallest payload this task
+    can have (one image per class, no strategy, no parameters) is already larger."""
+    if budget.kind != "bytes":
+        return
+    k = len(class_names)
+    smallest = make_payload(
+        Selection(np.arange(k, dtype=np.int64), np.arange(k, dtype=np.int64), strategy=""),
+        task_name=task_name,
+        class_names=class_names,
+        corpus=corpus,
+        config=config,
+        accuracy_estimate=None,
+        created_at=0,
+    )
+    size = len(encode_payload(smallest, signing_key=signing_key))
+    if size > budget.value:
+        raise BudgetError(
+            f"budget {int(budget.value)} B is too small: the smallest signed payload of task "
+            f"{task_name!r} ({k} class names, corpus reference, signature, one image per class) "
+            f"is {size} bytes"
+        )
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -202,6 +234,14 @@ def build_task(
         raise BudgetError(
             f"corpus has {len(corpus)} images, fewer than the {task.num_classes} classes"
         )
+    check_budget_fits(
+        config.budget,
+        task_name=config.task_name or task.name,
+        class_names=task.class_names,
+        corpus=corpus,
+        config=config,
+        signing_key=signing_key,
+    )
 
     with timer.stage("read_target"):
         train_images = read_images(task.train.paths)

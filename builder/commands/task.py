@@ -144,6 +144,25 @@ def summary(report: dict[str, Any], *, out: Path, report_dir: Path) -> dict[str,
     return out_summary
 
 
+def check_outputs(*paths: Path) -> None:
+    """Fail before any work if an output cannot be written: each path's folder is created if
+    missing and must accept a new file (a build takes minutes; losing it at the end hurts)."""
+    import tempfile
+
+    from builder.errors import BuilderError
+
+    for path in paths:
+        folder = Path(path).parent
+        if Path(path).is_dir():
+            raise BuilderError(f"cannot write {path}: it is a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise BuilderError(f"cannot write {path}: {exc.strerror} ({folder})") from exc
+
+
 def run_task(args: argparse.Namespace) -> dict[str, Any]:
     """Build, write the payload and the report; returns the report dict."""
     from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
@@ -153,6 +172,7 @@ def run_task(args: argparse.Namespace) -> dict[str, Any]:
     from plada.corpus import Corpus
     from plada.signing import load_private_key
 
+    check_outputs(args.out, args.report / "report.json")
     budget = parse_budget(args.budget)
     key = load_private_key(args.key)
     corpus = Corpus.open(args.corpus)

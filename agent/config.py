@@ -72,8 +72,10 @@ class _Section(BaseModel):
 class CorpusConfig(_Section):
     path: Path = Field(description="folder of the local reference corpus (plada corpus format)")
     verify_reads: bool = Field(
-        default=False,
-        description="hash-check every image read (slower; catches silent disk corruption)",
+        default=True,
+        description="check every corpus image read against its sha256 (stored bytes and decoded "
+        "pixels): a flipped bit is a named device fault instead of a wrong training image; "
+        "costs tens of microseconds per image, against milliseconds to embed it",
     )
 
 

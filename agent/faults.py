@@ -76,12 +76,22 @@ def classify(exc: BaseException) -> Fault:
         return Fault(
             FaultClass.DEVICE, code, message, "the disk is full: free space under state.dir"
         )
-    for kind, hint in _DEVICE_HINTS:
-        if isinstance(exc, kind):
-            return Fault(FaultClass.DEVICE, code, message, hint)
+    for cause in _causes(exc):  # a ConfigError raised from a CorpusError gets the corpus hint
+        for kind, hint in _DEVICE_HINTS:
+            if isinstance(cause, kind):
+                return Fault(FaultClass.DEVICE, code, message, hint)
     return Fault(
         FaultClass.DEVICE, code, message, "unexpected error (the log has the traceback); retried"
     )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    return chain[::-1]  # the root cause first: it says most about what to do
 
 
 def interrupted(task: str, version: int, attempts: int) -> Fault:

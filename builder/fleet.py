@@ -32,6 +32,7 @@ class DeviceView:
             "version": s.get("version"),
             "latest_version": s.get("latest_version"),
             "last_error": error,
+            "pending": s.get("pending") or [],
             "updated_at": s.get("updated_at"),
         }
 
@@ -93,15 +94,19 @@ def format_status_table(devices: list[DeviceView]) -> str:
         err = row["last_error"]
         task = f"{row['task']}@{row['version']}" if row["task"] else "-"
         progress = "" if row["progress"] is None else f"{row['progress']:.0f}%"
+        state = str(row["state"] or "?")
+        if row["pending"]:
+            state += f" ({len(row['pending'])} waiting)"
+        fault = f"{err['fault']} fault " if err and err.get("fault") else ""
         lines.append(
             (
                 d.device_id,
                 str(row["device_class"] or "?"),
                 str(row["availability"] or "?"),
-                str(row["state"] or "?"),
+                state,
                 task,
                 progress,
-                f"{err['code']}: {err['message'][:60]}" if err else "",
+                f"{fault}{err['code']}: {err['message'][:60]}" if err else "",
             )
         )
     return _table(lines)

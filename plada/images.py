@@ -56,9 +56,9 @@ def decode_image(
                 return image.copy()
     except ImageTooLargeError:
         raise
-    except Image.DecompressionBombError as exc:
+    except Image.DecompressionBombError as exc:  # so large that Pillow refused it at open
         raise ImageTooLargeError(
-            f"{label}: over Pillow's decompression-bomb bound ({exc})"
+            f"{label}: over the decode bound of {max_pixels:,} pixels ({exc})"
         ) from exc
     except FileNotFoundError as exc:
         raise ImageDecodeError(f"{label}: no such file") from exc

@@ -220,14 +220,27 @@ def store_fake_head(store: ModelStore, payload: TaskPayload, digest: str) -> Non
     store.save(weights, meta)
 
 
-def run_app_until(
-    app: Any, predicate: Callable[[], bool], *, timeout_s: float = 20.0
-) -> threading.Thread:
-    """Run app.run() in a thread until predicate() holds, then stop it; returns the thread."""
-    thread = threading.Thread(target=app.run, daemon=True)
+class AppThread(threading.Thread):
+    """Runs app.run(); `failure` keeps what escaped it (a daemon must never let anything out)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(daemon=True)
+        self.app = app
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.app.run()
+        except BaseException as exc:
+            self.failure = exc
+
+
+def run_app_until(app: Any, predicate: Callable[[], bool], *, timeout_s: float = 20.0) -> AppThread:
+    """Run app.run() in a thread until predicate() holds (or the thread ends), then stop it."""
+    thread = AppThread(app)
     thread.start()
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not predicate():
+    while time.monotonic() < deadline and thread.is_alive() and not predicate():
         time.sleep(0.02)
     app.stop.set()
     thread.join(timeout=10)

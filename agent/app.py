@@ -4,11 +4,12 @@ paho's thread only enqueues (agent.link); everything here runs on the main threa
 collaborator:
 
 - agent.receiver reassembles chunked payloads, each piece on disk before its ack;
-- agent.installer verifies a complete payload once, applies the version policy, queues it durably
-  before its ack, installs it, and retries after device faults (agent.faults) with back-off;
+- agent.task_queue verifies a complete payload once, applies the version policy and queues it
+  durably before its ack; agent.installer installs the queued task that is due, and device faults
+  (agent.faults) defer it with back-off;
 - the model store (agent.models) is the one record of what is installed, read for status too, so
   a `plada-agent rollback` under the running daemon shows at once;
-- agent.status and agent.triallog report every fault with its cause.
+- agent.fault_report shows every fault in status and the trial log, with its cause.
 
 Nothing a payload or the device does makes the daemon exit: every failure is classified, shown
 and either refused for good (payload faults) or retried (device faults).
@@ -20,31 +21,33 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from agent import systemd
-from agent.applier import PipelineApplier, ProbeResult
+from agent.applier import PipelineApplier
+from agent.cause_watch import CauseWatch
 from agent.errors import AgentError, ModelStoreError
-from agent.faults import Fault, classify
+from agent.fault_report import FaultReporter
+from agent.faults import Fault, FaultClass, classify
 from agent.fleet_state import FleetState, PendingTask
-from agent.installer import Applied, Applier, Installer, ProgressFn
+from agent.installer import Installer
 from agent.link import Inbound, LinkEvent
 from agent.models import ModelStore
 from agent.pipeline import load_keys
+from agent.ports import Applied, Applier, DaemonApplier, Link, ProgressFn
 from agent.receiver import Complete, Receiver
-from agent.status import AgentState, LastError, StatusReporter, TaskResult
+from agent.results import ResultPublisher
+from agent.status import AgentState, LastError, StatusReporter
+from agent.task_queue import TaskQueue
 from agent.triallog import TrialLog, mqtt_overhead_bytes
-from plada.atomic import write_bytes_atomic
 from plada.chunks import Chunk, Manifest, parse_chunk, parse_manifest
 from plada.errors import ChunkError, PladaError
 from plada.payload import payload_digest
 from plada.topics import TopicKind, TopicScheme
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from agent.config import AgentConfig
@@ -63,25 +66,13 @@ logger = logging.getLogger(__name__)
 
 STATE_SUBDIR = "fleet"
 _STATUS_MIN_INTERVAL_S = 0.5  # progress updates are rate-limited
-
-
-class DaemonApplier(Applier, Protocol):
-    """What the daemon needs beyond installing: idle work, fault-cause files, the probe set."""
-
-    def warm_step(self, should_stop: Callable[[], bool]) -> bool: ...
-    def watch_paths(self) -> list[Path]: ...
-    def evaluate_probe(self) -> ProbeResult | None: ...
-
-
-class Link(Protocol):
-    inbox: queue.Queue[Inbound | LinkEvent]
-
-    @property
-    def mqtt5(self) -> bool: ...
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def ack(self, inbound: Inbound) -> None: ...
-    def publish(self, topic: str, payload: bytes, *, retain: bool = True, qos: int = 1) -> None: ...
+_UNCLEAN_STOP = Fault(
+    FaultClass.DEVICE,
+    "UncleanStop",
+    "the previous run of the agent ended without a clean stop (killed, crashed or lost power); "
+    "downloads and installs in progress resume",
+    "nothing to do if it is rare; otherwise look for OOM kills or crashes in the journal",
+)
 
 
 class AgentApp:
@@ -108,41 +99,46 @@ class AgentApp:
             device_id=config.device_id, device_class=config.device_class, topics=self.topics
         )
         self.watchdog = systemd.Watchdog()
-        self.installer = Installer(
+        self.faults = FaultReporter(self.triallog)
+        self._running_marker = self.dir / "running"
+        if self._running_marker.exists():  # the previous run never reached its clean stop
+            self.faults.report(_UNCLEAN_STOP)
+        self.queue = TaskQueue(
             config,
             folder=self.dir,
             store=self.store,
-            applier=applier,
             keys=dict(trusted_keys) if trusted_keys is not None else load_keys(config),
-            triallog=self.triallog,
-            events=self,
+            reporter=self.faults,
         )
-        self.receiver = Receiver(self.dir / "chunks", is_known=self.installer.known)
+        self.installer = Installer(self.queue, store=self.store, applier=applier, events=self)
+        self.receiver = Receiver(self.dir / "chunks", is_known=self.queue.known)
+        self.results = ResultPublisher(
+            config, folder=self.dir / "results", link=link, applier=applier, triallog=self.triallog
+        )
+        self.causes = CauseWatch(applier.watch_paths, interval_s=config.recovery.watch_interval_s)
         self._last_status_at = 0.0
         self._last_periodic = time.monotonic()
         self._last_traffic = time.monotonic()
         self._idle_work = True
         self._store_mtime: int | None = None
-        self._watch: tuple[tuple[str, int, int], ...] | None = None
-        self._last_watch = 0.0
         task, version = self._serving()
         self.status.restore(task=task, version=version, last_error=self.state.last_error)
-        self.status.pending = self.installer.view()
-        for error in self.installer.startup_faults:
-            self.status.rejected(error)
+        self.status.pending = self.queue.view()
+        self.faults.connect(self.on_fault)  # shows what start-up found
 
     @property
     def state(self) -> FleetState:
-        return self.installer.state
+        return self.queue.state
 
     # -- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until ``stop`` is set; returns the process exit code."""
         self.link.start()
         systemd.notify("READY=1")
+        self._running_marker.touch()
         try:
             for done in self.receiver.reload():
-                self.installer.offer(done.data, first_byte_at=done.first_byte_at)
+                self.queue.offer(done.data, first_byte_at=done.first_byte_at)
             while not self.stop.is_set():
                 try:
                     item = self.link.inbox.get(timeout=min(0.25, self.mqtt.status_interval_s))
@@ -154,6 +150,7 @@ class AgentApp:
         finally:
             systemd.notify("STOPPING=1")
             self.link.stop()
+            self._running_marker.unlink(missing_ok=True)
         return 0
 
     def _guarded(self, step: Callable[..., None], *args: object) -> None:
@@ -162,7 +159,7 @@ class AgentApp:
             step(*args)
         except Exception as exc:
             logger.exception("unexpected failure in the agent loop")
-            self.on_fault(_error(classify(exc)))
+            self.faults.report(classify(exc))
 
     def _dispatch(self, item: Inbound | LinkEvent | None) -> None:
         if isinstance(item, Inbound):
@@ -174,7 +171,7 @@ class AgentApp:
     def _idle(self) -> None:
         """Warm the feature cache a block at a time while nothing else is going on."""
         after = self.mqtt.idle_warm_after_s
-        if not self._idle_work or after <= 0 or self.installer.state.pending:
+        if not self._idle_work or after <= 0 or self.queue.state.pending:
             return
         if self.receiver.busy or time.monotonic() - self._last_traffic < after:
             return
@@ -199,24 +196,14 @@ class AgentApp:
             self._last_periodic = now
             self._refresh_installed()
             self.publish_status(force=True)
-        if now - self._last_watch >= self.config.recovery.watch_interval_s:
-            self._last_watch = now
-            self._check_causes()
-
-    def _check_causes(self) -> None:
-        """Retry deferred tasks at once when a file their fault may come from changed."""
-        if not any(p.failures for p in self.installer.state.pending.values()):
-            self._watch = None
-            return
-        signature = _stat_signature(self.applier.watch_paths())
-        if self._watch is not None and signature != self._watch:
+        deferred = any(p.failures for p in self.queue.state.pending.values())
+        if self.causes.changed(armed=deferred):
             logger.info("corpus or encoder files changed: retrying deferred tasks now")
-            self.installer.poke()
-        self._watch = signature
+            self.queue.poke()
 
     def _store_changed(self) -> bool:
         try:
-            mtime = self.store.state_path.stat().st_mtime_ns
+            mtime: int | None = self.store.state_path.stat().st_mtime_ns
         except OSError:
             mtime = None
         changed = mtime != self._store_mtime
@@ -240,7 +227,6 @@ class AgentApp:
         `plada-agent rollback` under the running daemon shows at the next tick."""
         task, version = self._serving()
         self.status.installed(task=task, version=version)
-        self.status.pending = self.installer.view()
         if task is None and self.status.state is AgentState.READY:
             self.status.state = AgentState.IDLE
 
@@ -260,19 +246,14 @@ class AgentApp:
             )
             self.link.publish(topic, body)
         self.publish_status(force=True)
-        # Results are retained; republishing them after every (re)connect covers a crash between
-        # recording a task and publishing its result, and a broker that lost its retained store.
-        for path in sorted((self.dir / "results").glob("*.json")):
-            self.link.publish(
-                self.topics.result(self.config.device_id, path.stem), path.read_bytes()
-            )
+        self.results.republish()
 
     def publish_status(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_status_at < _STATUS_MIN_INTERVAL_S:
             return
         self._last_status_at = now
-        self.status.pending = self.installer.view()
+        self.status.pending = self.queue.view()
         self.link.publish(self.topics.status(self.config.device_id), self.status.to_json())
 
     # -- receiving ------------------------------------------------------------------------------
@@ -309,29 +290,27 @@ class AgentApp:
             payload_id=payload_id,
         )
         if kind is TopicKind.TASK and data:
-            self.installer.offer(data, first_byte_at=inbound.received_at)
+            self.queue.offer(data, first_byte_at=inbound.received_at)
         elif isinstance(piece, ChunkError):
             self._junk(piece, inbound.topic)
         elif piece is not None:
             self._receive_piece(piece, data, inbound)
 
     def _junk(self, exc: ChunkError, topic: str) -> None:
-        self.on_fault(_error(classify(exc), message=f"{topic}: {exc}"))
-        self.triallog.record_event(
-            kind="fault", fault="payload", code=type(exc).__name__, message=f"{topic}: {exc}"
-        )
+        """A piece that belongs to no payload we can take: shown, nothing else changes."""
+        self.faults.report(classify(exc), message=f"{topic}: {exc}")
 
     def _receive_piece(self, piece: Chunk | Manifest, data: bytes, inbound: Inbound) -> None:
         owner = piece.owner
-        if self.installer.known(owner):
+        if self.queue.known(owner):
             return  # a stale retained piece of a payload already handled
         try:
             result = self.receiver.add(piece, data, received_at=inbound.received_at)
         except ChunkError as exc:  # the joined chunks fail the manifest: the payload is bad
-            self.installer.refuse(classify(exc), payload_id=owner)
+            self.queue.refuse(classify(exc), payload_id=owner)
             return
         if isinstance(result, Complete):
-            self.installer.offer(result.data, first_byte_at=result.first_byte_at)
+            self.queue.offer(result.data, first_byte_at=result.first_byte_at)
             return
         if result.error is not None:
             self._junk(result.error, inbound.topic)
@@ -353,66 +332,8 @@ class AgentApp:
         self.status.ready(task=pending.task, version=pending.version)
         self._refresh_installed()
         self.publish_status(force=True)
-        self._publish_result(pending, applied=applied, ready_at=ready_at)
-
-    def _publish_result(
-        self, pending: PendingTask, *, applied: Applied | None, ready_at: float
-    ) -> None:
-        summary = self.triallog.task_summary(pending.payload_id)
-        try:
-            probe = self.applier.evaluate_probe()
-        except Exception as exc:
-            logger.warning("probe evaluation failed: %s", exc)
-            probe = None
-        result = TaskResult(
-            device_id=self.config.device_id,
-            device_class=self.config.device_class,
-            task=pending.task,
-            version=pending.version,
-            payload_id=pending.payload_id,
-            num_indices=applied.num_indices if applied else -1,
-            bytes_received=summary.payload_bytes if summary else 0,
-            messages=summary.messages if summary else 0,
-            time_to_model_s=round(ready_at - pending.first_byte_at, 3),
-            train_seconds=round(applied.train_seconds, 3) if applied else 0.0,
-            train_accuracy=applied.train_accuracy if applied else None,
-            probe_accuracy=probe.accuracy if probe else None,
-            probe_size=probe.images if probe else None,
-            finished_at=ready_at,
-            extra={"resumed_after_restart": applied is None},
-            probe_skipped=probe.skipped if probe else 0,
-        )
-        body = result.to_json()
-        write_bytes_atomic(_mkdir(self.dir / "results") / f"{pending.task}.json", body)
-        self.link.publish(self.topics.result(self.config.device_id, pending.task), body)
+        self.results.publish(pending, applied=applied, ready_at=ready_at)
 
     @property
     def agent_state(self) -> AgentState:
         return self.status.state
-
-
-def _error(fault: Fault, *, message: str | None = None) -> LastError:
-    return LastError(
-        code=fault.code,
-        message=message or fault.message,
-        at=time.time(),
-        fault=fault.fault_class.value,
-        hint=fault.hint,
-    )
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _stat_signature(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for path in paths:
-        try:
-            st = path.stat()
-        except OSError:
-            out.append((str(path), -1, -1))
-            continue
-        out.append((str(path), st.st_mtime_ns, st.st_size))
-    return tuple(out)

@@ -17,9 +17,9 @@ from plada.errors import ImageError
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
-    from agent.installer import Applied, ProgressFn
     from agent.models import ModelStore
     from agent.pipeline import VerifiedPayload
+    from agent.ports import Applied, ProgressFn
 
 logger = logging.getLogger(__name__)
 

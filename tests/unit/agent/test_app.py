@@ -210,8 +210,8 @@ def test_app_does_not_retrain_when_model_was_stored_before_crash(
     data = make_payload_bytes(keys)
     link = FakeLink()
     app = _app(tmp_path, keys, link)
-    app.installer.offer(data, first_byte_at=1.0)
-    verified = app.installer._verified[payload_digest(data)]
+    app.queue.offer(data, first_byte_at=1.0)
+    verified = app.queue._verified[payload_digest(data)]
     store_fake_head(app.store, verified.payload, verified.digest)
     applier = FakeApplier([keys.public_path])
     link2 = FakeLink()

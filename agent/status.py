@@ -21,6 +21,9 @@ import plada
 from plada.topics import TopicScheme
 
 
+_RECENT_FAULTS = 8
+
+
 class AgentState(str, Enum):
     IDLE = "idle"
     RECEIVING = "receiving"
@@ -88,9 +91,8 @@ class StatusReporter:
         self.rejected_count = 0
         self.device_fault_count = 0
         self.ready_count = 0
-        self.pending: list[
-            dict[str, Any]
-        ] = []  # accepted tasks not installed yet (agent.installer)
+        self.pending: list[dict[str, Any]] = []  # accepted, not installed yet (agent.task_queue)
+        self.recent_faults: list[dict[str, Any]] = []  # newest last: last_error alone hides bursts
         self.disconnects = 0
         self.last_disconnect: dict[str, Any] | None = None
 
@@ -119,6 +121,8 @@ class StatusReporter:
         model (if any) keeps serving."""
         self.state = AgentState.ERROR
         self.last_error = error
+        brief = {k: getattr(error, k) for k in ("code", "fault", "at", "task", "version")}
+        self.recent_faults = [*self.recent_faults, brief][-_RECENT_FAULTS:]
         self.incoming_task = self.incoming_version = None
         self.progress = 0.0
         self.detail = ""
@@ -174,6 +178,7 @@ class StatusReporter:
             "rejected_count": self.rejected_count,
             "device_fault_count": self.device_fault_count,
             "pending": self.pending,
+            "recent_faults": self.recent_faults,
             "link": {"disconnects": self.disconnects, "last_disconnect": self.last_disconnect},
             "agent_version": plada.__version__,
             "updated_at": round(time.time() if now is None else now, 3),

@@ -137,8 +137,7 @@ class AgentApp:
         systemd.notify("READY=1")
         self._running_marker.touch()
         try:
-            for done in self.receiver.reload():
-                self.queue.offer(done.data, first_byte_at=done.first_byte_at)
+            self._resume_downloads()
             while not self.stop.is_set():
                 try:
                     item = self.link.inbox.get(timeout=min(0.25, self.mqtt.status_interval_s))
@@ -152,6 +151,20 @@ class AgentApp:
             self.link.stop()
             self._running_marker.unlink(missing_ok=True)
         return 0
+
+    def _resume_downloads(self) -> None:
+        """Downloads cut by a restart continue from the pieces stored before it."""
+        done = self.receiver.reload()
+        resumed = [(d.owner, "complete") for d in done]
+        resumed += [(o, f"{n} chunks held") for o, n in self.receiver.in_flight().items()]
+        for owner, what in resumed:
+            self.triallog.record_event(
+                kind="resumed",
+                payload_id=owner,
+                message=f"download resumed after a restart: {what}",
+            )
+        for payload in done:
+            self.queue.offer(payload.data, first_byte_at=payload.first_byte_at)
 
     def _guarded(self, step: Callable[..., None], *args: object) -> None:
         """Run one step of the loop; an unexpected failure is a device fault, shown, not fatal."""

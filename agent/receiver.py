@@ -54,6 +54,10 @@ class Receiver:
     def busy(self) -> bool:
         return bool(self._assembling)
 
+    def in_flight(self) -> dict[str, int]:
+        """Payload id -> chunk indices held, for every payload being assembled."""
+        return {owner: reasm.held() for owner, reasm in self._assembling.items()}
+
     def add(self, piece: Chunk | Manifest, raw: bytes, *, received_at: float) -> Complete | Partial:
         """Store `raw` durably and feed it. ChunkError only when the whole payload is bad (its
         joined chunks fail the manifest's hash); a single piece that does not fit comes back

@@ -20,7 +20,6 @@ from pydantic.dataclasses import dataclass as validated_dataclass
 import plada
 from plada.topics import TopicScheme
 
-
 _RECENT_FAULTS = 8
 
 

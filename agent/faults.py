@@ -40,6 +40,7 @@ class Fault:
     code: str  # the exception class name, or INTERRUPTED
     message: str
     hint: str  # what the operator can do
+    expected: bool = True  # False: no rule knew it (a bug, most likely): log the traceback
 
     @property
     def is_payload(self) -> bool:
@@ -81,7 +82,11 @@ def classify(exc: BaseException) -> Fault:
             if isinstance(cause, kind):
                 return Fault(FaultClass.DEVICE, code, message, hint)
     return Fault(
-        FaultClass.DEVICE, code, message, "unexpected error (the log has the traceback); retried"
+        FaultClass.DEVICE,
+        code,
+        message,
+        "unexpected error (the log has the traceback); retried",
+        expected=False,
     )
 
 

@@ -61,8 +61,8 @@ class Installer:
             applied = self.applier.apply(verified, store=self.store, progress=progress)
         except Exception as exc:
             fault = classify(exc)
-            if not fault.is_payload:
-                logger.warning(
+            if not fault.expected:
+                logger.error(
                     "installing %s v%s failed", pending.task, pending.version, exc_info=exc
                 )
             self.queue.fail(pending, fault)

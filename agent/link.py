@@ -185,7 +185,11 @@ class MqttLink:
             self._client.ack(inbound.mid, inbound.qos)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True, qos: int = 1) -> None:
-        """Queue a publish (thread-safe; paho resends QoS 1 after a reconnect)."""
+        """Queue a publish (thread-safe; paho resends QoS 1 after a reconnect). While
+        disconnected nothing is queued: status and results are published again on connect."""
+        if not self.connected.is_set():
+            logger.debug("not connected: %s not published now", topic)
+            return
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             logger.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))

@@ -10,9 +10,9 @@ import pytest
 
 from builder.cli import main as build_main
 from builder.publish import BrokerSession
-from builder.publish_check import retained_task
-from plada.payload import PayloadInfo, payload_digest
-from plada.topics import TopicScheme
+from plada.chunks import Reassembler
+from plada.payload import PayloadInfo, inspect_payload, payload_digest
+from plada.topics import TopicKind, TopicScheme
 from tests.support.broker import Broker
 from tests.support.fleet import admin_options, make_keys, make_payload_bytes
 
@@ -22,10 +22,23 @@ BIG = 100_000  # corpus size for payloads large enough to chunk
 
 
 def _retained(broker: Broker) -> PayloadInfo | None:
+    """The payload retained for group lab (whole or chunked), decoded; None if there is none."""
     topics = TopicScheme()
     with BrokerSession(admin_options(broker)) as session:
         retained = session.collect_retained(topics.task_filter("lab"), quiet_s=0.3)
-    return retained_task(retained, topics)
+    reassembler = Reassembler()
+    for topic, body in sorted(retained.items()):
+        parsed = topics.parse(topic)
+        kind = parsed.kind if parsed else None
+        if body and kind is TopicKind.TASK:
+            return inspect_payload(body, trusted_keys={})
+        if body and kind is TopicKind.MANIFEST:
+            reassembler.add_manifest(body)
+        elif body and kind is TopicKind.CHUNK:
+            reassembler.add_chunk(body)
+    if not reassembler.is_complete():
+        return None
+    return inspect_payload(reassembler.payload(), trusted_keys={})
 
 
 def test_publish_refuses_what_devices_refuse_and_older_versions(

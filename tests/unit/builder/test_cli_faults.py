@@ -90,10 +90,10 @@ def test_task_refuses_a_budget_no_signed_payload_fits_in_before_embedding(
     monkeypatch.setattr(builder.pipeline, "EncoderFeatures", _CountingFeatures)
     # Execute
     code = main(_argv(world, "--budget", "10B"))
-    # Assert
+    # Assert: refused before the corpus was embedded
     assert code == 1
-    assert "budget 10 B is too small" in capsys.readouterr().err
     assert _CountingFeatures.corpus_calls == 0
+    assert "budget 10 B is too small" in capsys.readouterr().err
 
 
 def test_publish_rejects_chunk_sizes_it_cannot_use_as_usage_errors(

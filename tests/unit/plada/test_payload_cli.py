@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import tracemalloc
 from pathlib import Path
 
 import cbor2
@@ -136,7 +137,13 @@ def test_inspect_refuses_a_1_gib_file_after_one_bounded_read(
     with huge.open("wb") as handle:
         handle.truncate(1 << 30)
     # Execute
-    code = main(["payload", "inspect", str(huge)])
+    tracemalloc.start()
+    try:
+        code = main(["payload", "inspect", str(huge)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     # Assert
     assert code == 1
     assert "PayloadLimitError" in capsys.readouterr().err
+    assert peak < 64 * 1024 * 1024

@@ -245,12 +245,15 @@ class AgentApp:
 
     def _link_event(self, event: LinkEvent) -> None:
         if event.connected:
-            self.triallog.record_event(kind="link", code="connected", message=event.reason)
+            self.triallog.record_event(
+                kind="link", code="connected", message=event.reason, at=event.at
+            )
             self._on_connected()
             return
-        at = time.time()
-        self.status.disconnected(reason=event.reason, at=at)
-        self.triallog.record_event(kind="link", code="disconnected", message=event.reason, at=at)
+        self.status.disconnected(reason=event.reason, at=event.at)
+        self.triallog.record_event(
+            kind="link", code="disconnected", message=event.reason, at=event.at
+        )
 
     def _on_connected(self) -> None:
         if self.mqtt.home_assistant:

@@ -133,8 +133,7 @@ def _figures(
         latest = _latest(chaos.history, injection.group, injection.cleared_at or injection.at)
         wait = verdict.recovery_s(injection, latest)
         if wait is not None:
-            family = "kill" if injection.kind.startswith("kill") else injection.kind
-            recovery.setdefault(family, []).append(wait)
+            recovery.setdefault(injection.kind, []).append(wait)
     lost = verdict.lost()
     return {
         "agents": config.agents,

@@ -117,7 +117,9 @@ class Verdict:
             events = [
                 e
                 for e in self.events[device.device_id]
-                if e.kind == "link" and e.code == "disconnected" and injection.at - 1 <= e.at <= up
+                if e.kind == "link"
+                and e.code == "disconnected"
+                and injection.at - 1.0 <= e.at <= up + 1.0
             ]
             shown = any(
                 ((s.get("link") or {}).get("last_disconnect") or {}).get("at", 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -276,3 +277,25 @@ def test_app_retries_after_a_device_side_failure(tmp_path: Path, keys: Keys) -> 
     assert applier.applied == [payload_digest(data)]
     outcomes = [s.outcome for s in app2.triallog.task_summaries()]
     assert outcomes == ["ready"]
+
+
+def test_app_records_a_disconnect_at_the_time_it_happened(tmp_path: Path, keys: Keys) -> None:
+    # Prepare: the loop gets to the event late (it was busy installing a task)
+    from agent.link import LinkEvent
+
+    link = FakeLink()
+    app = _app(tmp_path, keys, link)
+    seen_at = time.time() - 15.0
+    link.inbox.put(LinkEvent(connected=False, reason="broker gone", at=seen_at))
+    link.inbox.put(LinkEvent(connected=True, reason="connected"))
+    # Execute
+    run_app_until(app, lambda: len(app.triallog.events("link")) >= 3)
+    # Assert
+    down = [e for e in app.triallog.events("link") if e.code == "disconnected"]
+    assert [e.at for e in down] == [seen_at]
+    link_status = _status(link)["link"]
+    assert isinstance(link_status, dict)
+    assert link_status["last_disconnect"] == {
+        "reason": "broker gone",
+        "at": round(seen_at, 3),
+    }

@@ -17,7 +17,7 @@ PROFILE ?= full
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -109,6 +109,10 @@ bench-codec: setup ## codec table -> bench/results/codec.json
 # bench.device measures the ort-training head backend and exports lite0-64.tflite with these envs.
 bench: data setup-ort-training setup-litert ## all benchmarks -> bench/results/, README Results section
 	$(PY) -m bench.run --data $(DATA_DIR)
+
+# The short version (a few minutes, 8 agents) runs inside `make test` (tests/integration/test_soak.py).
+soak: setup ## 24 agent processes, 20 minutes of chaos -> bench/results/soak.json + README table
+	nice -n 10 $(PY) -m bench.soak --out bench/results/soak.json --readme
 
 clean: ## remove environments, caches and build outputs (keeps data/)
 	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(PY310_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

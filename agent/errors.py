@@ -6,7 +6,8 @@ AgentError
 ├── EncoderBackendError   an encoder backend cannot load or run the encoder file
 ├── TrainerError          a head-training backend failed or is unavailable here
 ├── ModelStoreError       the model store is empty, corrupt, or has nothing to roll back to
-└── TaskRejectedError     a task was refused (older version, expired, wrong corpus, bad payload)
+└── TaskRejectedError     a task was refused by the version policy (agent.versions)
+    └── AlreadyInstalledError   that very payload is the task's installed one
 """
 
 
@@ -36,3 +37,7 @@ class ModelStoreError(AgentError):
 
 class TaskRejectedError(AgentError):
     """A task was refused."""
+
+
+class AlreadyInstalledError(TaskRejectedError):
+    """The payload is already the task's installed one: nothing to do."""

@@ -12,8 +12,10 @@ Feature cache layout, one folder per (corpus fingerprint, encoder file hash)::
         block-000001.npy        ...
 
 Blocks are written to a temporary file and renamed into place, so a crash leaves whole blocks
-or none: `warm` resumes from the blocks that are missing. When the corpus or the encoder changes,
-the key changes, the old folder is removed and the cache is rebuilt.
+or none: `warm` resumes from the blocks that are missing. Each block carries a checksum and is
+checked (hash, shape, finite values) on every read; a damaged one is recomputed
+(agent.cache_blocks). When the corpus or the encoder changes, the key changes, the old folder is
+removed and the cache is rebuilt.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from agent.cache_blocks import BlockFiles
 from agent.errors import EncoderBackendError, FeatureCacheError
-from plada.atomic import save_npy_atomic, write_bytes_atomic
+from plada.atomic import write_bytes_atomic
 from plada.corpus import Corpus
 from plada.encoders import PREPROCESS_TF as _PREPROCESS
 from plada.encoders import EncoderInfo as SidecarInfo
@@ -282,6 +285,9 @@ class FeatureCache:
         self.path = self.root / self.key
         self.num_images = len(corpus)
         self.num_blocks = (self.num_images + block_size - 1) // block_size
+        self._blocks = BlockFiles(
+            self.path, rows_of=self._block_rows, dim=extractor.info.feature_dim, dtype=self.dtype
+        )
         self._meta = {
             "format": CACHE_FORMAT,
             "corpus_fingerprint": corpus.fingerprint,
@@ -330,32 +336,14 @@ class FeatureCache:
         return removed
 
     def _block_path(self, block: int) -> Path:
-        return self.path / f"block-{block:06d}.npy"
+        return self._blocks.path(block)
 
     def _block_rows(self, block: int) -> int:
         return min(self.block_size, self.num_images - block * self.block_size)
 
     def _load_block(self, block: int) -> np.ndarray | None:
         """The block's features, or None if absent; a damaged block is deleted (recomputed)."""
-        path = self._block_path(block)
-        if not path.is_file():
-            return None
-        try:
-            data = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            logger.warning("feature cache block %s unreadable (%s): dropping it", path.name, exc)
-            path.unlink(missing_ok=True)
-            return None
-        if data.shape != (self._block_rows(block), self.extractor.info.feature_dim) or (
-            data.dtype != self.dtype
-        ):
-            logger.warning(
-                "feature cache block %s has the wrong shape/dtype: dropping it", path.name
-            )
-            del data
-            path.unlink(missing_ok=True)
-            return None
-        return np.asarray(data)
+        return self._blocks.read(block)
 
     def missing_blocks(self) -> list[int]:
         return [b for b in range(self.num_blocks) if not self._block_path(b).is_file()]
@@ -366,7 +354,15 @@ class FeatureCache:
     # ------------------------------------------------------------------ work
     def _embed_indices(self, indices: Sequence[int]) -> np.ndarray:
         images = self.corpus.images(list(indices))
-        return embed_images(self.extractor, images, batch_size=self.batch_size)
+        features = embed_images(self.extractor, images, batch_size=self.batch_size)
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        if bad.size:  # never cached or trained on: the encoder file or these images are damaged
+            named = [int(indices[i]) for i in bad[:8]]
+            raise FeatureCacheError(
+                f"encoder {self.extractor.info.id} gave non-finite features for corpus images "
+                f"{named}{' ...' if bad.size > 8 else ''}"
+            )
+        return features
 
     def warm(
         self,
@@ -388,7 +384,7 @@ class FeatureCache:
             lo = block * self.block_size
             rows = self._block_rows(block)
             features = self._embed_indices(range(lo, lo + rows))  # (rows, D) float32
-            save_npy_atomic(self._block_path(block), features.astype(self.dtype))
+            self._blocks.write(block, features.astype(self.dtype))
             computed += 1
             embedded += rows
             if progress is not None:

@@ -15,7 +15,7 @@ import queue
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -51,6 +51,7 @@ class LinkEvent:
     connected: bool
     reason: str
     session_present: bool = False
+    at: float = field(default_factory=time.time)  # when paho saw it, not when the loop got to it
 
 
 class MqttLink:
@@ -180,12 +181,17 @@ class MqttLink:
 
     # -- main-thread API ------------------------------------------------------------------------
     def ack(self, inbound: Inbound) -> None:
-        """Acknowledge a QoS 1 message (after its effect is durably recorded)."""
-        if inbound.qos > 0:
+        """Acknowledge a QoS 1 message (after its effect is durably recorded). While disconnected
+        there is no one to ack to: the broker sends it again in the resumed session."""
+        if inbound.qos > 0 and self.connected.is_set():
             self._client.ack(inbound.mid, inbound.qos)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True, qos: int = 1) -> None:
-        """Queue a publish (thread-safe; paho resends QoS 1 after a reconnect)."""
+        """Queue a publish (thread-safe; paho resends QoS 1 after a reconnect). While
+        disconnected nothing is queued: status and results are published again on connect."""
+        if not self.connected.is_set():
+            logger.debug("not connected: %s not published now", topic)
+            return
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             logger.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))

@@ -1,16 +1,18 @@
-"""The versioned model store: trained heads as ONNX (features -> probabilities) with metadata.
+"""The versioned model store, and with it the device's one record of what is installed.
 
 Layout under the state dir::
 
     models/
-        state.json {"history": [entry, ...], "current": entry | null}
-        000001-digits-v1/head.onnx softmax(((f - mean) * scale) W + b): standardisation inside
-        000001-digits-v1/meta.json task, version, class names, payload digest, training facts
+        state.json          agent.records.StoreState: kept entries, the current one, one record
+                            per task (installed entry and version, version floor, rolled back)
+        000001-digits-v1/head.onnx  softmax(((f - mean) * scale) W + b) (agent.head_onnx)
+        000001-digits-v1/meta.json  agent.records.ModelMeta
         000002-digits-v2/...
 
 An entry folder is written under a temporary name and renamed into place, then state.json is
-replaced atomically: a crash leaves either the old current model or the new one, never half of
-one. The previous entry is kept so `rollback` can return to it; older ones are pruned.
+replaced atomically, under a lock shared by the CLI and the daemon: a crash leaves either the old
+record or the new one, never half of one. The version policy (agent.versions) is checked under
+that lock. Superseded entries beyond `keep` are pruned; a task's installed entry never is.
 """
 
 from __future__ import annotations
@@ -18,76 +20,36 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
-import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from agent.errors import ModelStoreError
+from agent.head_onnx import export_head_onnx
+from agent.records import (
+    ENTRY_RE,
+    MAX_ROLLED_BACK,
+    ModelMeta,
+    RolledBack,
+    StoreState,
+    TaskRecord,
+    derive_tasks,
+    entry_seq,
+    validate,
+)
+from agent.versions import check_installable
 from plada.atomic import fsync_dir, write_bytes_atomic
 from plada.head import HeadWeights
 
-STORE_FORMAT = 1
+__all__ = ["ModelMeta", "ModelStore", "StoredModel", "export_head_onnx"]
+
+logger = logging.getLogger(__name__)
 _KEEP = 3  # current + previous + one more
-_ENTRY = re.compile(r"^(\d{6})-([a-z0-9_-]{1,64})-v(\d+)$")
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """What is stored beside each head (meta.json)."""
-
-    task: str
-    version: int
-    class_names: tuple[str, ...]
-    payload_digest: str
-    created_at: float  # unix seconds
-    train_seconds: float
-    train_accuracy: float
-    backend: str
-    hyper_params: Mapping[str, Any]
-    encoder_id: str
-    encoder_sha256: str
-    feature_dim: int
-    num_examples: int
-    final_loss: float
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["class_names"] = list(self.class_names)
-        data["hyper_params"] = dict(self.hyper_params)
-        data["extra"] = dict(self.extra)
-        data["format"] = STORE_FORMAT
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], *, where: str) -> ModelMeta:
-        try:
-            return cls(
-                task=str(data["task"]),
-                version=int(data["version"]),
-                class_names=tuple(str(c) for c in data["class_names"]),
-                payload_digest=str(data["payload_digest"]),
-                created_at=float(data["created_at"]),
-                train_seconds=float(data["train_seconds"]),
-                train_accuracy=float(data["train_accuracy"]),
-                backend=str(data["backend"]),
-                hyper_params=dict(data["hyper_params"]),
-                encoder_id=str(data["encoder_id"]),
-                encoder_sha256=str(data["encoder_sha256"]),
-                feature_dim=int(data["feature_dim"]),
-                num_examples=int(data["num_examples"]),
-                final_loss=float(data["final_loss"]),
-                extra=dict(data.get("extra", {})),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelStoreError(f"{where}: bad or missing field ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -115,40 +77,6 @@ class StoredModel:
         return self.meta.payload_digest
 
 
-def export_head_onnx(weights: HeadWeights, *, metadata: Mapping[str, str] | None = None) -> bytes:
-    """The head as an ONNX model: input `features` (B, D) -> output `probabilities` (B, C)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    d, c = weights.feature_dim, weights.num_classes
-    nodes = [
-        helper.make_node("Sub", ["features", "mean"], ["centred"]),
-        helper.make_node("Mul", ["centred", "scale"], ["standardised"]),
-        helper.make_node("MatMul", ["standardised", "weight"], ["xw"]),
-        helper.make_node("Add", ["xw", "bias"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "plada_head",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", d])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", c])],
-        initializer=[
-            numpy_helper.from_array(weights.mean.astype(np.float32), "mean"),
-            numpy_helper.from_array(weights.scale.astype(np.float32), "scale"),
-            numpy_helper.from_array(weights.weight.astype(np.float32), "weight"),
-            numpy_helper.from_array(weights.bias.astype(np.float32), "bias"),
-        ],
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="plada-agent"
-    )
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        model.metadata_props.add(key=key, value=value)
-    serialized: bytes = model.SerializeToString()
-    return serialized
-
-
 class ModelStore:
     """Versioned heads under `<state_dir>/models`; see the module docstring."""
 
@@ -158,27 +86,45 @@ class ModelStore:
         self.root = Path(state_dir) / "models"
         self.keep = keep
 
-    # -------------------------------------------------------------- state
-    def _state_path(self) -> Path:
+    # -------------------------------------------------------------- the record
+    @property
+    def state_path(self) -> Path:
         return self.root / "state.json"
 
-    def _read_state(self) -> tuple[list[str], str | None]:
-        path = self._state_path()
+    def state(self) -> StoreState:
+        """The record (format 1 is migrated in memory); ModelStoreError if unreadable."""
+        path = self.state_path
         if not path.is_file():
-            return [], None
+            return StoreState()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            history = [str(n) for n in data["history"]]
-            current = data["current"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ModelStoreError(f"{path}: unreadable model store state ({exc})") from exc
-        if current is not None and current not in history:
-            raise ModelStoreError(f"{path}: current entry {current!r} is not in the history")
-        return history, current
+        if isinstance(data, dict) and data.get("format", 1) == 1:
+            data = self._migrate_v1(data, where=str(path))
+        state: StoreState = validate(StoreState, data, where=f"{path}: model store state")
+        if state.current is not None and state.current not in state.history:
+            raise ModelStoreError(f"{path}: current entry {state.current!r} is not in the history")
+        return state
 
-    def _write_state(self, history: Sequence[str], current: str | None) -> None:
-        body = {"format": STORE_FORMAT, "history": list(history), "current": current}
-        write_bytes_atomic(self._state_path(), json.dumps(body, indent=2).encode())
+    def _migrate_v1(self, data: dict[str, object], *, where: str) -> dict[str, object]:
+        history = data.get("history")
+        if not isinstance(history, list) or not all(isinstance(n, str) for n in history):
+            raise ModelStoreError(f"{where}: unreadable model store state (history)")
+        names = tuple(history)
+        metas = {name: self._load(name).meta for name in names}
+        tasks = derive_tasks(names, metas, {})
+        return {"format": 2, "history": names, "current": data.get("current"), "tasks": tasks}
+
+    def _write_state(self, state: StoreState) -> None:
+        write_bytes_atomic(self.state_path, state.model_dump_json(indent=1).encode("utf-8"))
+
+    def records(self) -> dict[str, TaskRecord]:
+        """Task -> record: what is installed, per task."""
+        return dict(self.state().tasks)
+
+    def task_record(self, task: str) -> TaskRecord | None:
+        return self.state().tasks.get(task)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -206,21 +152,39 @@ class ModelStore:
     # -------------------------------------------------------------- queries
     def current(self) -> StoredModel | None:
         """The model predictions use, or None if nothing was trained yet."""
-        _, current = self._read_state()
+        current = self.state().current
         return None if current is None else self._load(current)
 
     def entries(self) -> list[StoredModel]:
         """Kept entries, oldest first."""
-        history, _ = self._read_state()
-        return [self._load(name) for name in history]
+        return [self._load(name) for name in self.state().history]
 
     def current_name(self) -> str | None:
-        return self._read_state()[1]
+        return self.state().current
+
+    def check(self) -> list[str]:
+        """What is inconsistent between the record and the entries (empty when all is well)."""
+        try:
+            state = self.state()
+            metas = {name: self._load(name).meta for name in state.history}
+        except ModelStoreError as exc:
+            return [str(exc)]
+        problems = []
+        expected = derive_tasks(state.history, metas, state.tasks)
+        for task, record in state.tasks.items():
+            if record != expected[task]:
+                problems.append(f"task {task}: record {record} disagrees with the entries")
+        strays = sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and p.name not in state.history
+        )
+        problems += [f"stray folder {name} is not in the history" for name in strays]
+        return problems
 
     # -------------------------------------------------------------- changes
-    def save(self, weights: HeadWeights, meta: ModelMeta) -> StoredModel:
-        """Store a new head and make it current (atomic); prunes entries beyond `keep`."""
-        if not _ENTRY.match(f"000000-{meta.task}-v{meta.version}"):
+    def save(self, weights: HeadWeights, meta: ModelMeta, *, force: bool = False) -> StoredModel:
+        """Store a new head and make it current (atomic); the version policy applies unless
+        `force`. Prunes superseded entries beyond `keep`."""
+        if not ENTRY_RE.match(f"000000-{meta.task}-v{meta.version}"):
             raise ModelStoreError(f"task name {meta.task!r} is not [a-z0-9_-]{{1,64}}")
         if weights.num_classes != len(meta.class_names):
             raise ModelStoreError(
@@ -237,47 +201,122 @@ class ModelStore:
             },
         )
         with self._locked():
-            history, _ = self._read_state()
-            seq = 1 + max((int(m.group(1)) for n in history if (m := _ENTRY.match(n))), default=0)
+            state = self.state()
+            if not force:
+                check_installable(
+                    state.tasks.get(meta.task),
+                    task=meta.task,
+                    version=meta.version,
+                    digest=meta.payload_digest,
+                )
+            seq = 1 + max((entry_seq(n) for n in state.history), default=0)
             name = f"{seq:06d}-{meta.task}-v{meta.version}"
-            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}."))
-            try:
-                (tmp / "head.onnx").write_bytes(onnx_bytes)
-                (tmp / "meta.json").write_text(json.dumps(meta.to_json(), indent=2), "utf-8")
-                for child in tmp.iterdir():
-                    with open(child, "rb") as handle:
-                        os.fsync(handle.fileno())
-                os.replace(tmp, self.root / name)
-                fsync_dir(self.root)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            history = [*history, name]
-            dropped = history[: -self.keep]
-            history = history[-self.keep :]
-            self._write_state(history, name)
-            for old in dropped:
-                shutil.rmtree(self.root / old, ignore_errors=True)
-            self._remove_strays(history)
+            self._write_entry(name, onnx_bytes, meta)
+            metas = {n: self._load(n).meta for n in state.history} | {name: meta}
+            history = self._pruned((*state.history, name), metas)
+            self._commit(state, history, name, metas)
         return self._load(name)
 
+    def _write_entry(self, name: str, onnx_bytes: bytes, meta: ModelMeta) -> None:
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}."))
+        try:
+            (tmp / "head.onnx").write_bytes(onnx_bytes)
+            (tmp / "meta.json").write_text(json.dumps(meta.to_json(), indent=2), "utf-8")
+            for child in tmp.iterdir():
+                with open(child, "rb") as handle:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, self.root / name)
+            fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _pruned(self, history: tuple[str, ...], metas: dict[str, ModelMeta]) -> tuple[str, ...]:
+        """Keep every task's newest entry, and the newest others up to `keep` entries in all."""
+        newest = {metas[n].task: n for n in history}
+        room = max(0, self.keep - len(newest))
+        others = [n for n in history if n not in newest.values()]
+        kept = set(newest.values()) | set(others[len(others) - room :] if room else [])
+        return tuple(n for n in history if n in kept)
+
+    def _commit(
+        self,
+        state: StoreState,
+        history: tuple[str, ...],
+        current: str | None,
+        metas: dict[str, ModelMeta],
+        tasks: dict[str, TaskRecord] | None = None,
+    ) -> None:
+        tasks = derive_tasks(history, metas, tasks if tasks is not None else state.tasks)
+        self._write_state(StoreState(history=history, current=current, tasks=tasks))
+        self._remove_strays(history)
+
     def rollback(self) -> StoredModel:
-        """Make the entry before the current one current again; the rolled-back one is removed."""
+        """Make the entry before the current one current again; the rolled-back one is removed
+        and recorded in its task's record, so the policy does not install it again."""
         with self._locked():
-            history, current = self._read_state()
+            state = self.state()
+            current = state.current
             if current is None:
                 raise ModelStoreError("nothing to roll back: the model store is empty")
-            position = history.index(current)
+            position = state.history.index(current)
             if position == 0:
                 raise ModelStoreError(
                     f"nothing to roll back to: {current} is the oldest kept model"
                 )
-            previous = history[position - 1]
+            previous = state.history[position - 1]
+            undone = self._load(current).meta
             self._load(previous)  # fail before changing anything if it is damaged
-            remaining = [n for n in history if n != current]
-            self._write_state(remaining, previous)
-            shutil.rmtree(self.root / current, ignore_errors=True)
+            history = tuple(n for n in state.history if n != current)
+            metas = {n: self._load(n).meta for n in history}
+            old = state.tasks.get(undone.task, TaskRecord())
+            mark = RolledBack(
+                version=undone.version, payload_digest=undone.payload_digest, at=time.time()
+            )
+            tasks = dict(state.tasks)
+            tasks[undone.task] = old.model_copy(
+                update={"rolled_back": (*old.rolled_back, mark)[-MAX_ROLLED_BACK:]}
+            )
+            self._commit(state, history, previous, metas, tasks)
         return self._load(previous)
+
+    def raise_floor(self, task: str, *, version: int, digest: str) -> None:
+        """Record that `task` v`version` was installed here once (state written before format 2)."""
+        with self._locked():
+            state = self.state()
+            old = state.tasks.get(task, TaskRecord())
+            if version <= old.highest_version:
+                return
+            tasks = dict(state.tasks)
+            tasks[task] = old.model_copy(
+                update={"highest_version": version, "highest_digest": digest}
+            )
+            self._write_state(state.model_copy(update={"tasks": tasks}))
+
+    def rebuild(self) -> Path | None:
+        """Move an unreadable state.json aside and rebuild the record from the entries' meta.json
+        (the newest entry becomes current; rolled-back marks are lost). Returns where the old file
+        went, or None if the state was readable and nothing changed."""
+        with self._locked():
+            try:
+                self.state()
+                return None
+            except ModelStoreError as exc:
+                logger.warning("%s; rebuilding it from the stored entries", exc)
+            aside = self.state_path.with_name(f"state.json.unreadable-{int(time.time())}")
+            if self.state_path.exists():
+                os.replace(self.state_path, aside)
+            metas: dict[str, ModelMeta] = {}
+            for folder in sorted(self.root.iterdir()):
+                if folder.is_dir() and ENTRY_RE.match(folder.name):
+                    try:
+                        metas[folder.name] = self._load(folder.name).meta
+                    except ModelStoreError as exc:
+                        logger.warning("dropping damaged entry %s: %s", folder.name, exc)
+            history = tuple(sorted(metas, key=entry_seq))
+            current = history[-1] if history else None
+            self._commit(StoreState(), history, current, metas)
+            return aside
 
     def _remove_strays(self, keep: Sequence[str]) -> None:
         """Delete temp folders of interrupted saves and entries no longer in the history."""

@@ -1,26 +1,30 @@
-"""The device path for one payload: verify -> corpus check -> decode -> features -> train -> store.
+"""The device path for one payload: verify -> corpus check -> version policy -> features ->
+train -> store.
 
-Everything that can reject the payload runs before anything is written; the model store write is
-atomic, so a failure leaves the device's current model as it was.
+A payload is verified once (`verify_payload`, with the keys the caller holds) and passed down
+decoded (`install_payload`). Everything that can reject the payload runs before anything is
+written; the model store write is atomic, so a failure leaves the installed models as they were.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.config import AgentConfig
-from agent.errors import ConfigError, TaskRejectedError
+from agent.errors import ConfigError
 from agent.features import FeatureCache, FeatureExtractor, load_extractor
 from agent.models import ModelMeta, ModelStore
 from agent.trainers import HeadTrainer, make_trainer
+from agent.versions import check_installable
 from plada.corpus import Corpus
-from plada.errors import CorpusError, KeyFileError
+from plada.errors import CorpusError, KeyFileError, PayloadValueError
 from plada.payload import TaskPayload, check_corpus, decode_payload, payload_digest
 from plada.signing import load_trusted_keys
 
@@ -74,13 +78,42 @@ def open_feature_cache(
     )
 
 
-def verify_payload(data: bytes, config: AgentConfig) -> TaskPayload:
-    """Signature, bounds and expiry (PayloadError subclasses); key files -> ConfigError."""
+@dataclass(frozen=True)
+class VerifiedPayload:
+    """A payload whose signature, bounds and expiry were checked once, passed down decoded."""
+
+    payload: TaskPayload
+    digest: str  # payload id: sha256 of the envelope bytes
+    num_bytes: int
+
+    @property
+    def task(self) -> str:
+        return self.payload.task
+
+    @property
+    def version(self) -> int:
+        return self.payload.version
+
+
+def load_keys(config: AgentConfig) -> dict[str, Ed25519PublicKey]:
+    """The trusted public keys the config names; ConfigError naming the key file at fault."""
     try:
-        keys = load_trusted_keys(config.trust.public_keys)
+        return load_trusted_keys(config.trust.public_keys)
     except KeyFileError as exc:
         raise ConfigError(f"trust.public_keys: {exc}") from exc
-    return decode_payload(data, trusted_keys=keys, allow_unsigned=config.trust.allow_unsigned)
+
+
+def verify_payload(
+    data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey], allow_unsigned: bool = False
+) -> VerifiedPayload:
+    """Signature, bounds, expiry and content (PayloadError subclasses), checked once."""
+    payload = decode_payload(data, trusted_keys=trusted_keys, allow_unsigned=allow_unsigned)
+    if payload.indices.size == 0:
+        raise PayloadValueError(
+            f"selection.count: {payload.task} v{payload.version} keeps no corpus images; "
+            "nothing to train on"
+        )
+    return VerifiedPayload(payload=payload, digest=payload_digest(data), num_bytes=len(data))
 
 
 def apply_payload(
@@ -92,26 +125,46 @@ def apply_payload(
     trainer: HeadTrainer | None = None,
     force: bool = False,
 ) -> AppliedTask:
-    """Apply one task payload end to end; raises PayloadError / AgentError subclasses.
+    """Verify `data` with the config's keys, then install it (`install_payload`)."""
+    report = progress or (lambda fraction, stage: None)
+    report(0.0, "verify")
+    verified = verify_payload(
+        data, trusted_keys=load_keys(config), allow_unsigned=config.trust.allow_unsigned
+    )
+    return install_payload(
+        verified, config=config, progress=report, extractor=extractor, trainer=trainer, force=force
+    )
 
-    A payload whose task already has a current model of the same or a newer version is
-    rejected (TaskRejectedError) unless `force`.
+
+def install_payload(
+    verified: VerifiedPayload,
+    *,
+    config: AgentConfig,
+    store: ModelStore | None = None,
+    progress: Progress | None = None,
+    extractor: FeatureExtractor | None = None,
+    trainer: HeadTrainer | None = None,
+    force: bool = False,
+) -> AppliedTask:
+    """Install an already verified payload end to end; raises PayloadError / AgentError /
+    PladaError subclasses (agent.faults tells payload faults from device faults).
+
+    The version policy (agent.versions) is checked against the store's record before any work
+    and again, under the store's lock, when the head is saved; `force` skips it.
     """
     report = progress or (lambda fraction, stage: None)
     started = time.perf_counter()
-    report(0.0, "verify")
-    payload = verify_payload(data, config)
-    digest = payload_digest(data)
+    payload, digest = verified.payload, verified.digest
     corpus = open_corpus(config)
     check_corpus(payload, fingerprint=corpus.fingerprint, size=len(corpus))
-    store = ModelStore(config.state.dir)
-    current = store.current()
-    if not force and current is not None and current.task == payload.task:
-        if payload.version <= current.version:
-            raise TaskRejectedError(
-                f"version: task {payload.task!r} version {payload.version} is not newer than "
-                f"the current model's version {current.version}"
-            )
+    store = store or ModelStore(config.state.dir)
+    if not force:
+        check_installable(
+            store.task_record(payload.task),
+            task=payload.task,
+            version=payload.version,
+            digest=digest,
+        )
     trainer = trainer or make_trainer(config.head.backend, threads=config.head.threads)
     report(0.1, "features")
     cache = open_feature_cache(config, corpus, extractor)
@@ -145,7 +198,7 @@ def apply_payload(
             "label_counts": np.bincount(payload.labels, minlength=num_classes).tolist(),
         },
     )
-    stored = store.save(result.weights, meta)
+    stored = store.save(result.weights, meta, force=force)
     total = time.perf_counter() - started
     report(1.0, "done")
     logger.info(

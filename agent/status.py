@@ -14,8 +14,13 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as validated_dataclass
+
 import plada
 from plada.topics import TopicScheme
+
+_RECENT_FAULTS = 8
 
 
 class AgentState(str, Enum):
@@ -26,14 +31,18 @@ class AgentState(str, Enum):
     ERROR = "error"
 
 
-@dataclass(frozen=True)
+@validated_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class LastError:
-    code: str  # exception class name, e.g. PayloadExpiredError
+    """The latest fault, as status shows it and the fleet state keeps it (validated on load)."""
+
+    code: str  # exception class name, e.g. PayloadExpiredError, or AgentInterrupted
     message: str
     at: float
     task: str | None = None
     version: int | None = None
     payload_id: str | None = None
+    fault: str | None = None  # "payload" (refused for good) or "device" (retried); agent.faults
+    hint: str | None = None  # what the operator can do
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class TaskResult:
     probe_size: int | None
     finished_at: float
     extra: dict[str, Any] = field(default_factory=dict)
+    probe_skipped: int = 0  # probe images that could not be read (named in the device's log)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
@@ -78,7 +88,12 @@ class StatusReporter:
         self.detail = ""
         self.last_error: LastError | None = None
         self.rejected_count = 0
+        self.device_fault_count = 0
         self.ready_count = 0
+        self.pending: list[dict[str, Any]] = []  # accepted, not installed yet (agent.task_queue)
+        self.recent_faults: list[dict[str, Any]] = []  # newest last: last_error alone hides bursts
+        self.disconnects = 0
+        self.last_disconnect: dict[str, Any] | None = None
 
     # -- transitions ----------------------------------------------------------------------------
     def receiving(self, progress: float) -> None:
@@ -101,13 +116,28 @@ class StatusReporter:
         self.ready_count += 1
 
     def rejected(self, error: LastError) -> None:
-        """A payload was refused: report it; the installed model (if any) keeps serving."""
+        """A payload was refused, or a device fault deferred a task: report it; the installed
+        model (if any) keeps serving."""
         self.state = AgentState.ERROR
         self.last_error = error
+        brief = {k: getattr(error, k) for k in ("code", "fault", "at", "task", "version")}
+        self.recent_faults = [*self.recent_faults, brief][-_RECENT_FAULTS:]
         self.incoming_task = self.incoming_version = None
         self.progress = 0.0
         self.detail = ""
-        self.rejected_count += 1
+        if error.fault == "device":
+            self.device_fault_count += 1
+        else:
+            self.rejected_count += 1
+
+    def installed(self, *, task: str | None, version: int | None) -> None:
+        """What the model store's record says is serving (it may change under the daemon:
+        `plada-agent rollback`)."""
+        self.task, self.version = task, version
+
+    def disconnected(self, *, reason: str, at: float) -> None:
+        self.disconnects += 1
+        self.last_disconnect = {"reason": reason, "at": round(at, 3)}
 
     def restore(
         self,
@@ -145,6 +175,10 @@ class StatusReporter:
             "update_percentage": round(self.progress, 1) if in_progress else None,
             "last_error": asdict(self.last_error) if self.last_error else None,
             "rejected_count": self.rejected_count,
+            "device_fault_count": self.device_fault_count,
+            "pending": self.pending,
+            "recent_faults": self.recent_faults,
+            "link": {"disconnects": self.disconnects, "last_disconnect": self.last_disconnect},
             "agent_version": plada.__version__,
             "updated_at": round(time.time() if now is None else now, 3),
         }

@@ -2,7 +2,9 @@
 
 What the product claims (accuracy per transmitted byte, time to model) is measured on the device:
 each message's topic, payload bytes and an estimate of the MQTT framing around it; per payload the
-time from its first byte to the model being ready.
+time from its first byte to the model being ready. Every fault and every install is an event
+(kind ``fault``, ``installed``, ``superseded``, ``link``, ``state``) with its cause, so a device's
+history survives the status message that only shows the latest.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ CREATE TABLE IF NOT EXISTS messages (
     payload_id TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_payload ON messages(payload_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    payload_id TEXT,
+    task TEXT,
+    version INTEGER,
+    fault TEXT,
+    code TEXT,
+    message TEXT
+);
 CREATE TABLE IF NOT EXISTS tasks (
     payload_id TEXT PRIMARY KEY,
     task TEXT,
@@ -82,6 +95,18 @@ class TaskSummary:
     time_to_ready_s: float | None
     train_seconds: float | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    kind: str  # fault | installed | superseded | link | state
+    payload_id: str | None
+    task: str | None
+    version: int | None
+    fault: str | None  # payload | device (kind fault)
+    code: str | None  # exception class name, AgentInterrupted, disconnected ...
+    message: str | None
 
 
 class TrialLog:
@@ -176,6 +201,46 @@ class TrialLog:
                 ),
             )
 
+    def record_event(
+        self,
+        *,
+        kind: str,
+        payload_id: str | None = None,
+        task: str | None = None,
+        version: int | None = None,
+        fault: str | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """One fault, install or other event (see the module docstring for the kinds)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO events (at, kind, payload_id, task, version, fault, code, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time() if at is None else at,
+                    kind,
+                    payload_id,
+                    task,
+                    version,
+                    fault,
+                    code,
+                    message,
+                ),
+            )
+
+    def events(self, kind: str | None = None) -> list[Event]:
+        """Events, oldest first (all kinds, or one)."""
+        query = "SELECT at, kind, payload_id, task, version, fault, code, message FROM events"
+        params: tuple[str, ...] = ()
+        if kind is not None:
+            query += " WHERE kind = ?"
+            params = (kind,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY id", params).fetchall()
+        return [Event(*row) for row in rows]
+
     def task_summaries(self) -> list[TaskSummary]:
         with self._connect() as db:
             rows = db.execute(
@@ -220,10 +285,19 @@ class TrialLog:
         return {"messages": int(n), "payload_bytes": int(pbytes), "overhead_bytes": int(obytes)}
 
     def report(self) -> dict[str, Any]:
+        faults = self.events("fault")
+        counts: dict[str, int] = {}
+        for event in faults:
+            key = f"{event.fault}:{event.code}"
+            counts[key] = counts.get(key, 0) + 1
         return {
             "db": str(self.path),
             **self.totals(),
             "tasks": [asdict(s) for s in self.task_summaries()],
+            "faults": {
+                "counts": dict(sorted(counts.items())),
+                "last": [asdict(e) for e in faults[-20:]],
+            },
         }
 
     def export_csv(self, path: Path) -> int:

@@ -7,6 +7,7 @@ BuilderError
 ├── BudgetError           a budget cannot be met (too small for one image per class)
 ├── DatasetFetchError     `make data` cannot fetch or unpack a registry package
 └── PublishError          the broker refused or dropped a publish
+    └── PublishRefusedError   the payload is not fit to publish (checked before anything is sent)
 """
 
 
@@ -36,3 +37,8 @@ class DatasetFetchError(BuilderError):
 
 class PublishError(BuilderError):
     """The broker refused or dropped a publish."""
+
+
+class PublishRefusedError(PublishError):
+    """The payload is not fit to publish: not a payload, unsigned, badly signed, expired, or
+    older than the task already retained for the group."""

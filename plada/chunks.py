@@ -26,9 +26,13 @@ from plada.errors import ChunkError
 
 __all__ = [
     "DEFAULT_MAX_CHUNK_BYTES",
+    "Chunk",
     "ChunkedPayload",
+    "Manifest",
     "Reassembler",
     "message_kind",
+    "parse_chunk",
+    "parse_manifest",
     "split_payload",
 ]
 
@@ -134,28 +138,83 @@ def message_kind(data: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class _Manifest:
-    digest: bytes
+class Manifest:
+    """A parsed, bounds-checked manifest."""
+
+    payload_sha256: bytes
     size: int
     chunk_hashes: tuple[bytes, ...]
+
+    @property
+    def owner(self) -> str:
+        """Hex sha256 of the payload it describes (the payload id)."""
+        return self.payload_sha256.hex()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A parsed chunk: not yet checked against any manifest."""
+
+    payload_sha256: bytes
+    index: int
+    data: bytes
+
+    @property
+    def owner(self) -> str:
+        return self.payload_sha256.hex()
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Decode one manifest message; ChunkError names the field at fault."""
+    obj = _load(data, _MANIFEST)
+    digest = _hash_field(obj, "payload_sha256", "manifest")
+    size: int = _field(obj, "size", int, "manifest")
+    count: int = _field(obj, "count", int, "manifest")
+    hashes = _field(obj, "chunk_sha256", list, "manifest")
+    if not 1 <= size <= limits.MAX_PAYLOAD_BYTES:
+        raise ChunkError(f"manifest.size: {size} outside 1..{limits.MAX_PAYLOAD_BYTES}")
+    if not 1 <= count <= min(limits.MAX_CHUNKS, size) or len(hashes) != count:
+        raise ChunkError(f"manifest.count: {count} chunks with {len(hashes)} hashes")
+    for i, h in enumerate(hashes):
+        if not isinstance(h, bytes) or len(h) != _HASH_BYTES:
+            raise ChunkError(f"manifest.chunk_sha256[{i}]: not a {_HASH_BYTES}-byte hash")
+    return Manifest(payload_sha256=digest, size=size, chunk_hashes=tuple(hashes))
+
+
+def parse_chunk(data: bytes) -> Chunk:
+    """Decode one chunk message; ChunkError names the field at fault."""
+    obj = _load(data, _CHUNK)
+    digest = _hash_field(obj, "payload_sha256", "chunk")
+    index: int = _field(obj, "index", int, "chunk")
+    piece: bytes = _field(obj, "data", bytes, "chunk")
+    if not 0 <= index < limits.MAX_CHUNKS:
+        raise ChunkError(f"chunk.index: {index} outside 0..{limits.MAX_CHUNKS - 1}")
+    return Chunk(payload_sha256=digest, index=index, data=piece)
 
 
 class Reassembler:
     """Collects one payload's manifest and chunks in any order; `payload()` returns verified bytes.
 
     Chunks that arrive before the manifest are held (at most MAX_PAYLOAD_BYTES in all) and checked
-    when it arrives; a chunk that then fails its hash is dropped and reported by add_manifest.
+    when it arrives. Until then every distinct copy of a chunk index is held, so a forged chunk
+    that arrives first cannot shut out the real one; the manifest then keeps the copy that
+    matches its hash. Takes raw messages or ones already parsed (parse_chunk / parse_manifest).
     """
 
     def __init__(self) -> None:
-        self._manifest: _Manifest | None = None
+        self._manifest: Manifest | None = None
         self._digest: bytes | None = None
-        self._chunks: dict[int, bytes] = {}
+        self._chunks: dict[int, bytes] = {}  # verified (or the only copy before the manifest)
+        self._candidates: dict[int, list[bytes]] = {}  # index -> distinct copies, no manifest yet
         self._held_bytes = 0
 
     @property
     def payload_sha256(self) -> str | None:
         return None if self._digest is None else self._digest.hex()
+
+    @property
+    def has_manifest(self) -> bool:
+        return self._manifest is not None
 
     def _claim(self, digest: bytes, where: str) -> None:
         if self._digest is None:
@@ -166,58 +225,56 @@ class Reassembler:
                 f"than {self._digest.hex()[:16]}..."
             )
 
-    def add_manifest(self, data: bytes) -> None:
-        obj = _load(data, _MANIFEST)
-        digest = _hash_field(obj, "payload_sha256", "manifest")
-        size: int = _field(obj, "size", int, "manifest")
-        count: int = _field(obj, "count", int, "manifest")
-        hashes = _field(obj, "chunk_sha256", list, "manifest")
-        if not 1 <= size <= limits.MAX_PAYLOAD_BYTES:
-            raise ChunkError(f"manifest.size: {size} outside 1..{limits.MAX_PAYLOAD_BYTES}")
-        if not 1 <= count <= min(limits.MAX_CHUNKS, size) or len(hashes) != count:
-            raise ChunkError(f"manifest.count: {count} chunks with {len(hashes)} hashes")
-        for i, h in enumerate(hashes):
-            if not isinstance(h, bytes) or len(h) != _HASH_BYTES:
-                raise ChunkError(f"manifest.chunk_sha256[{i}]: not a {_HASH_BYTES}-byte hash")
-        manifest = _Manifest(digest=digest, size=size, chunk_hashes=tuple(hashes))
+    def add_manifest(self, data: bytes | Manifest) -> None:
+        manifest = data if isinstance(data, Manifest) else parse_manifest(data)
         if self._manifest is not None:
             if manifest != self._manifest:
                 raise ChunkError("manifest: differs from the manifest already received")
             return
-        self._claim(digest, "manifest")
+        self._claim(manifest.payload_sha256, "manifest")
         self._manifest = manifest
-        bad = [
-            i
-            for i, piece in self._chunks.items()
-            if i >= count or _sha256(piece) != manifest.chunk_hashes[i]
-        ]
-        for i in bad:
-            self._held_bytes -= len(self._chunks.pop(i))
-        if bad:
-            raise ChunkError(f"chunk {bad[0]}: held before the manifest, fails its hash; dropped")
+        candidates, self._candidates = self._candidates, {}
+        self._chunks, self._held_bytes = {}, 0
+        dropped: list[int] = []
+        for i in sorted(candidates):
+            for copy in candidates[i]:
+                if i < len(manifest.chunk_hashes) and _sha256(copy) == manifest.chunk_hashes[i]:
+                    self._chunks[i] = copy
+                    self._held_bytes += len(copy)
+                else:
+                    dropped.append(i)
+        if dropped:  # the state above is consistent: the matching copies are kept
+            raise ChunkError(
+                f"chunk {dropped[0]}: held before the manifest, fails its hash; dropped "
+                f"{len(dropped)} such cop{'y' if len(dropped) == 1 else 'ies'}"
+            )
 
-    def add_chunk(self, data: bytes) -> None:
-        obj = _load(data, _CHUNK)
-        digest = _hash_field(obj, "payload_sha256", "chunk")
-        index: int = _field(obj, "index", int, "chunk")
-        piece: bytes = _field(obj, "data", bytes, "chunk")
-        self._claim(digest, "chunk")
-        if self._manifest is not None:
-            count = len(self._manifest.chunk_hashes)
-            if not 0 <= index < count:
-                raise ChunkError(f"chunk.index: {index} outside 0..{count - 1}")
-            if _sha256(piece) != self._manifest.chunk_hashes[index]:
-                raise ChunkError(f"chunk {index}: data fails its sha256 (truncated or corrupt)")
-        elif not 0 <= index < limits.MAX_CHUNKS:
-            raise ChunkError(f"chunk.index: {index} outside 0..{limits.MAX_CHUNKS - 1}")
+    def add_chunk(self, data: bytes | Chunk) -> None:
+        chunk = data if isinstance(data, Chunk) else parse_chunk(data)
+        index, piece = chunk.index, chunk.data
+        self._claim(chunk.payload_sha256, "chunk")
+        if self._manifest is None:
+            copies = self._candidates.setdefault(index, [])
+            if piece in copies:
+                return  # a duplicate
+            if self._held_bytes + len(piece) > limits.MAX_PAYLOAD_BYTES:
+                raise ChunkError(f"chunk {index}: more than {limits.MAX_PAYLOAD_BYTES} bytes held")
+            copies.append(piece)
+            self._held_bytes += len(piece)
+            return
+        count = len(self._manifest.chunk_hashes)
+        if not 0 <= index < count:
+            raise ChunkError(f"chunk.index: {index} outside 0..{count - 1}")
+        if _sha256(piece) != self._manifest.chunk_hashes[index]:
+            raise ChunkError(f"chunk {index}: data fails its sha256 (truncated or corrupt)")
         if index in self._chunks:
-            if self._chunks[index] != piece:
-                raise ChunkError(f"chunk {index}: a different copy was already received")
-            return  # a duplicate
-        if self._held_bytes + len(piece) > limits.MAX_PAYLOAD_BYTES:
-            raise ChunkError(f"chunk {index}: more than {limits.MAX_PAYLOAD_BYTES} bytes held")
+            return  # a duplicate (verified against the manifest, so the same bytes)
         self._chunks[index] = piece
         self._held_bytes += len(piece)
+
+    def held(self) -> int:
+        """Chunk indices held so far (verified, or awaiting the manifest)."""
+        return len(self._chunks) + len(self._candidates)
 
     def is_complete(self) -> bool:
         return self._manifest is not None and len(self._chunks) == len(self._manifest.chunk_hashes)
@@ -236,6 +293,6 @@ class Reassembler:
         data = b"".join(self._chunks[i] for i in range(len(self._manifest.chunk_hashes)))
         if len(data) != self._manifest.size:
             raise ChunkError(f"payload: {len(data)} bytes, manifest says {self._manifest.size}")
-        if _sha256(data) != self._manifest.digest:
+        if _sha256(data) != self._manifest.payload_sha256:
             raise ChunkError("payload: joined chunks fail the manifest's payload_sha256")
         return data

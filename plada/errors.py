@@ -15,6 +15,9 @@ PladaError
 │   ├── CorpusCorruptError        a shard or image does not match its manifest hash / size
 │   ├── CorpusMismatchError       fingerprint differs from what was expected
 │   └── CorpusBuildError          an importer cannot read its input
+├── ImageError                    an image file cannot be used
+│   ├── ImageDecodeError          not an image, truncated or corrupt
+│   └── ImageTooLargeError        it declares more pixels than limits.MAX_IMAGE_PIXELS
 ├── HeadTrainingError             head training got unusable inputs (empty set, bad shapes)
 └── EncoderSpecError              a bad encoder spec string or exported-encoder sidecar (.json)
 """
@@ -78,6 +81,18 @@ class CorpusMismatchError(CorpusError):
 
 class CorpusBuildError(CorpusError):
     """An importer cannot read its input."""
+
+
+class ImageError(PladaError):
+    """An image file cannot be used."""
+
+
+class ImageDecodeError(ImageError):
+    """Not an image, or truncated or corrupt."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image declares more pixels than the decode bound allows."""
 
 
 class HeadTrainingError(PladaError):

@@ -20,6 +20,10 @@ MAX_PARAMS = 64
 MAX_CBOR_DEPTH = 8
 MAX_CBOR_ITEMS = MAX_CLASSES + 1024
 MAX_BITMAP_BYTES = 4 * 1024 * 1024  # paper codec bitmap mode: N <= 33.5 M images
+# Images from outside (target folders, images to classify, probe folders) are refused before
+# decoding when they declare more pixels than this: 50 MP covers phone, drone and DSLR cameras and
+# decodes to 150 MB as RGB, while a 388 KB PNG declaring 20000 x 20000 would need 1.2 GB.
+MAX_IMAGE_PIXELS = 50_000_000
 MAX_CHUNKS = 1024  # manifest entries; 1024 x 128 KiB covers MAX_PAYLOAD_BYTES 16 times over
 
 

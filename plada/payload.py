@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import cbor2
@@ -55,6 +56,7 @@ __all__ = [
     "envelope_size",
     "inspect_payload",
     "payload_digest",
+    "read_payload_file",
 ]
 
 FORMAT_VERSION = 1
@@ -118,6 +120,16 @@ class PayloadInfo:
 def payload_digest(data: bytes) -> str:
     """Hex sha256 of the envelope bytes: the payload id."""
     return hashlib.sha256(data).hexdigest()
+
+
+def read_payload_file(path: Path, *, max_bytes: int = limits.MAX_PAYLOAD_BYTES) -> bytes:
+    """A payload file's bytes; PayloadLimitError for a file over `max_bytes`, found without
+    reading it whole (a 1 GiB file costs one read of max_bytes + 1). OSError if unreadable."""
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadLimitError(f"payload: {path} is over the bound of {max_bytes} bytes")
+    return data
 
 
 def check_corpus(payload: TaskPayload, *, fingerprint: str, size: int) -> None:

@@ -1,7 +1,9 @@
 """Helpers for fleet tests: signed payloads, agent configs, a fake link and a fake applier.
 
-The fake applier verifies and decodes the payload for real (plada.payload) and checks the corpus
-fingerprint, but "trains" instantly, so tests of the daemon's delivery logic stay fast.
+The daemon verifies and decodes every payload for real (plada.payload); the fake applier checks
+the corpus fingerprint and stores a real (tiny, untrained) head in the real model store, so the
+version policy and the record of what is installed are the product's own, but it "trains"
+instantly, so tests of the daemon's delivery logic stay fast.
 """
 
 from __future__ import annotations
@@ -16,20 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from agent.app import AgentApp, Applier, ProgressFn
+from agent.app import AgentApp, DaemonApplier, ProgressFn
 from agent.config import AgentConfig, parse_config
 from agent.link import Inbound, LinkEvent, MqttLink
+from agent.models import ModelMeta, ModelStore
+from agent.pipeline import VerifiedPayload
+from agent.ports import ProbeResult
 from builder.fleet.session import BrokerOptions
-from plada.payload import (
-    CorpusRef,
-    Provenance,
-    TaskPayload,
-    check_corpus,
-    decode_payload,
-    encode_payload,
-    payload_digest,
-)
-from plada.signing import SigningKey, generate_keypair, load_private_key, load_trusted_keys
+from plada.head import HeadWeights
+from plada.payload import CorpusRef, Provenance, TaskPayload, check_corpus, encode_payload
+from plada.signing import SigningKey, generate_keypair, load_private_key
 from tools.devbroker import ADMIN_USER, Broker
 
 FINGERPRINT = "cd" * 32
@@ -161,9 +159,9 @@ class FakeApplied:
 
 @dataclass
 class FakeApplier:
-    """Real verification + corpus check, instant training, an in-memory 'model store'."""
+    """Corpus check and the real model store, instant 'training' (an untrained head)."""
 
-    public_keys: list[Path]
+    public_keys: list[Path]  # what the daemon under test trusts (it verifies; this does not)
     fingerprint: str = FINGERPRINT
     size: int = CORPUS_SIZE
     applied: list[str] = field(default_factory=list)
@@ -171,34 +169,78 @@ class FakeApplier:
     probe: tuple[float, int] | None = None
     warm_calls: int = 0
 
-    def apply(self, data: bytes, *, progress: ProgressFn) -> FakeApplied:
-        payload = decode_payload(data, trusted_keys=load_trusted_keys(self.public_keys))
+    def apply(
+        self, verified: VerifiedPayload, *, store: ModelStore, progress: ProgressFn
+    ) -> FakeApplied:
+        payload = verified.payload
         check_corpus(payload, fingerprint=self.fingerprint, size=self.size)
         progress(0.5, "training")
         if self.before_train is not None:
             self.before_train()
-        self.applied.append(payload_digest(data))
+        store_fake_head(store, payload, verified.digest)
+        self.applied.append(verified.digest)
         return FakeApplied(payload.task, payload.version, len(payload.indices))
 
-    def installed_digest(self) -> str | None:
-        return self.applied[-1] if self.applied else None
+    def evaluate_probe(self) -> ProbeResult | None:
+        return None if self.probe is None else ProbeResult(self.probe[0], self.probe[1], 0)
 
-    def evaluate_probe(self) -> tuple[float, int] | None:
-        return self.probe
+    def watch_paths(self) -> list[Path]:
+        return []
 
     def warm_step(self, should_stop: Callable[[], bool]) -> bool:
         self.warm_calls += 1
         return self.warm_calls < 3  # pretend three blocks of idle work
 
 
-def run_app_until(
-    app: Any, predicate: Callable[[], bool], *, timeout_s: float = 20.0
-) -> threading.Thread:
-    """Run app.run() in a thread until predicate() holds, then stop it; returns the thread."""
-    thread = threading.Thread(target=app.run, daemon=True)
+def store_fake_head(store: ModelStore, payload: TaskPayload, digest: str) -> None:
+    """Save an untrained 2-feature head for `payload` (the version policy applies)."""
+    c = len(payload.class_names)
+    weights = HeadWeights(
+        weight=np.zeros((2, c), np.float32),
+        bias=np.zeros(c, np.float32),
+        mean=np.zeros(2, np.float32),
+        scale=np.ones(2, np.float32),
+    )
+    meta = ModelMeta(
+        task=payload.task,
+        version=payload.version,
+        class_names=payload.class_names,
+        payload_digest=digest,
+        created_at=time.time(),
+        train_seconds=0.0,
+        train_accuracy=1.0,
+        backend="fake",
+        hyper_params={},
+        encoder_id="fake",
+        encoder_sha256="00" * 32,
+        feature_dim=2,
+        num_examples=len(payload.indices),
+        final_loss=0.0,
+    )
+    store.save(weights, meta)
+
+
+class AppThread(threading.Thread):
+    """Runs app.run(); `failure` keeps what escaped it (a daemon must never let anything out)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(daemon=True)
+        self.app = app
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.app.run()
+        except BaseException as exc:
+            self.failure = exc
+
+
+def run_app_until(app: Any, predicate: Callable[[], bool], *, timeout_s: float = 20.0) -> AppThread:
+    """Run app.run() in a thread until predicate() holds (or the thread ends), then stop it."""
+    thread = AppThread(app)
     thread.start()
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not predicate():
+    while time.monotonic() < deadline and thread.is_alive() and not predicate():
         time.sleep(0.02)
     app.stop.set()
     thread.join(timeout=10)
@@ -258,7 +300,7 @@ class RunningAgent:
         self.thread.join(timeout=15)
 
 
-def start_agent(config: AgentConfig, applier: Applier) -> RunningAgent:
+def start_agent(config: AgentConfig, applier: DaemonApplier) -> RunningAgent:
     link = MqttLink(config.mqtt, device_id=config.device_id)
     app = AgentApp(config, link=link, applier=applier, stop=threading.Event())
     thread = threading.Thread(target=app.run, name=f"agent-{config.device_id}", daemon=True)

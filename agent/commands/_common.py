@@ -3,10 +3,11 @@
 Exit codes (sysexits.h, so systemd and scripts can act on them):
   0  success
   1  unexpected failure
-  65 EX_DATAERR      the payload was rejected (signature, corpus, bounds, expiry, old version)
-  66 EX_NOINPUT      an input file (payload, image) is missing or unreadable
+  65 EX_DATAERR      the payload was rejected (signature, corpus, bounds, expiry, version policy)
+  66 EX_NOINPUT      an input file (payload, image) is missing, unreadable, or over its size bound
   69 EX_UNAVAILABLE  nothing to act on (no model trained yet, nothing to roll back to)
   70 EX_SOFTWARE     the encoder, feature cache or trainer failed
+  74 EX_IOERR        the device's own data is damaged: a corpus image or shard, a disk write
   78 EX_CONFIG       the config is missing or invalid (systemd: RestartPreventExitStatus=78)
 """
 
@@ -29,10 +30,12 @@ EXIT_REJECTED = 65
 EXIT_NOINPUT = 66
 EXIT_UNAVAILABLE = 69
 EXIT_SOFTWARE = 70
+EXIT_IOERR = 74
 EXIT_CONFIG = 78
 EXIT_CODES_HELP = (
-    "exit codes: 0 ok, 65 payload rejected, 66 input file missing, 69 nothing to act on "
-    "(no model / nothing to roll back), 70 encoder/cache/trainer failure, 78 bad config"
+    "exit codes: 0 ok, 1 unexpected failure, 65 payload rejected, 66 input file missing, "
+    "unreadable or too large, 69 nothing to act on (no model / nothing to roll back), "
+    "70 encoder/cache/trainer failure, 74 the device's corpus or disk is damaged, 78 bad config"
 )
 
 
@@ -107,22 +110,30 @@ def exit_code_for(exc: BaseException) -> int:
         TaskRejectedError,
         TrainerError,
     )
-    from plada.errors import HeadTrainingError, PayloadError
+    from plada.errors import CorpusError, HeadTrainingError, ImageError, PayloadError
 
-    if isinstance(exc, ConfigError):
-        return EXIT_CONFIG
-    if isinstance(exc, PayloadError | TaskRejectedError | HeadTrainingError):
-        return EXIT_REJECTED
-    if isinstance(exc, ModelStoreError):
-        return EXIT_UNAVAILABLE
-    if isinstance(exc, EncoderBackendError | FeatureCacheError | TrainerError):
-        return EXIT_SOFTWARE
+    codes: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int], ...] = (
+        (ConfigError, EXIT_CONFIG),
+        ((PayloadError, TaskRejectedError), EXIT_REJECTED),
+        (ImageError, EXIT_NOINPUT),
+        (ModelStoreError, EXIT_UNAVAILABLE),
+        ((EncoderBackendError, FeatureCacheError, TrainerError, HeadTrainingError), EXIT_SOFTWARE),
+        ((CorpusError, OSError), EXIT_IOERR),
+    )
+    for kinds, code in codes:
+        if isinstance(exc, kinds):
+            return code
     return EXIT_FAILURE
 
 
 def report_error(exc: BaseException) -> int:
-    """Print `error (Type): message` to stderr and return the exit code."""
+    """Print `error (Type): message` and, for a device fault, what to do; return the exit code."""
+    from agent.faults import classify
+
     print(f"error ({type(exc).__name__}): {exc}", file=sys.stderr)
+    fault = classify(exc)
+    if not fault.is_payload:
+        print(f"  {fault.hint}", file=sys.stderr)
     return exit_code_for(exc)
 
 

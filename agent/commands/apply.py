@@ -31,19 +31,24 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="apply even if the current model of the task has the same or a newer version",
+        help="skip the version policy: install even a version that is not newer than the task's "
+        "installed one, or one rolled back on this device",
     )
 
 
 def handler(args: argparse.Namespace, config: AgentConfig) -> int:
-    try:
-        data = args.payload.read_bytes()
-    except OSError as exc:
-        print(f"error: cannot read payload file {args.payload}: {exc.strerror}", file=sys.stderr)
-        return EXIT_NOINPUT
     from agent.errors import AgentError
     from agent.pipeline import apply_payload
     from plada.errors import PladaError
+    from plada.payload import read_payload_file
+
+    try:
+        data = read_payload_file(args.payload)
+    except OSError as exc:
+        print(f"error: cannot read payload file {args.payload}: {exc.strerror}", file=sys.stderr)
+        return EXIT_NOINPUT
+    except PladaError as exc:
+        return report_error(exc)
 
     def progress(fraction: float, stage: str) -> None:
         if not args.json:
@@ -51,7 +56,7 @@ def handler(args: argparse.Namespace, config: AgentConfig) -> int:
 
     try:
         applied = apply_payload(data, config=config, progress=progress, force=args.force)
-    except (AgentError, PladaError) as exc:
+    except (AgentError, PladaError, OSError) as exc:
         return report_error(exc)
     if args.json:
         print_json(

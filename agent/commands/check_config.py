@@ -2,9 +2,13 @@
 
     plada-agent check-config --config /etc/plada/agent.toml [--json]
 
-Checks the TOML (unknown or missing keys are named), the corpus folder, the encoder file and its
-JSON sidecar, the trusted public keys, the broker URL, TLS files and that the broker password can
-be read (it is never printed). Exit codes: 0 valid; 78 (EX_CONFIG) invalid.
+Checks the TOML (unknown or missing keys are named), the trusted public keys, the broker URL, TLS
+files and that the broker password can be read (it is never printed); then the device data the
+config names: that the corpus opens (header, manifest and index hashes, shard sizes; `plada corpus
+verify` checks every image) and the encoder file matches its JSON sidecar.
+Exit codes: 0 valid; 78 (EX_CONFIG) the config is invalid; 74 (EX_IOERR) the config is valid but
+the corpus or encoder it names is missing or damaged (the daemon still starts, reports it in its
+status and installs tasks once it is fixed).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def register(sub: Any) -> None:
 
 
 def validate(path: Path) -> tuple[AgentConfig | None, list[str]]:
-    """Parse the config and check what it points at; returns (config or None, problems)."""
+    """Parse the config and check the files it needs to run; returns (config or None, problems)."""
     from agent.config import load_config
     from agent.errors import ConfigError
     from plada.errors import KeyFileError
@@ -47,13 +51,6 @@ def validate(path: Path) -> tuple[AgentConfig | None, list[str]]:
     except ConfigError as exc:
         return None, [str(exc)]
     problems: list[str] = []
-    if not config.corpus.path.is_dir():
-        problems.append(f"corpus.path: folder {config.corpus.path} does not exist")
-    encoder = config.encoder.file
-    if not encoder.is_file():
-        problems.append(f"encoder.file: {encoder} does not exist")
-    elif not encoder.with_suffix(".json").is_file():
-        problems.append(f"encoder.file: sidecar {encoder.with_suffix('.json')} is missing")
     try:
         load_trusted_keys(config.trust.public_keys)
     except KeyFileError as exc:
@@ -66,11 +63,36 @@ def validate(path: Path) -> tuple[AgentConfig | None, list[str]]:
     return config, problems
 
 
+def data_problems(config: AgentConfig) -> list[str]:
+    """What is wrong with the device data the config names (corpus, encoder): device faults."""
+    from agent.errors import EncoderBackendError
+    from agent.features import EncoderInfo
+    from plada.corpus import Corpus
+    from plada.errors import CorpusError
+
+    problems: list[str] = []
+    try:
+        with Corpus.open(config.corpus.path):
+            pass
+    except CorpusError as exc:
+        problems.append(f"corpus.path: {exc}")
+    try:
+        EncoderInfo.load(config.encoder.file)
+    except EncoderBackendError as exc:
+        problems.append(f"encoder.file: {exc}")
+    return problems
+
+
 def handler(args: argparse.Namespace) -> int:
     config, problems = validate(args.config)
-    ok = config is not None and not problems
+    data = data_problems(config) if config is not None and not problems else []
+    ok = config is not None and not problems and not data
     if args.json:
-        out: dict[str, Any] = {"config": str(args.config), "valid": ok, "problems": problems}
+        out: dict[str, Any] = {
+            "config": str(args.config),
+            "valid": ok,
+            "problems": problems + data,
+        }
         if config is not None:
             out |= {
                 "device_id": config.device_id,
@@ -85,7 +107,13 @@ def handler(args: argparse.Namespace) -> int:
             f"group {config.mqtt.group} on {config.mqtt.broker})"
         )
     else:
-        print(f"{args.config}: invalid")
-        for problem in problems:
+        print(
+            f"{args.config}: invalid"
+            if problems or config is None
+            else f"{args.config}: config valid, device data damaged"
+        )
+        for problem in problems + data:
             print(f"  {problem}")
-    return 0 if ok else os.EX_CONFIG
+    if config is None or problems:
+        return os.EX_CONFIG
+    return os.EX_IOERR if data else 0

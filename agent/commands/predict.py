@@ -31,24 +31,24 @@ def register(sub: Any) -> None:
 
 
 def handler(args: argparse.Namespace, config: AgentConfig) -> int:
-    from PIL import Image, UnidentifiedImageError
+    from plada.errors import ImageError
+    from plada.images import decode_image
 
     images = []
     for path in args.images:
         try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-        except (OSError, UnidentifiedImageError) as exc:
-            print(f"error: cannot read image {path}: {exc}", file=sys.stderr)
+            images.append(decode_image(path))  # bounded before decoding (plada.limits)
+        except ImageError as exc:
+            print(f"error: cannot read image {exc}", file=sys.stderr)
             return EXIT_NOINPUT
     from agent.errors import AgentError
     from agent.predict import Predictor
+    from plada.errors import PladaError
 
     try:
         predictor = Predictor.from_config(config)
         results = predictor.predict(images, top_k=args.top)
-    except AgentError as exc:
+    except (AgentError, PladaError) as exc:
         return report_error(exc)
     if args.json:
         print_json(

@@ -5,8 +5,11 @@
 Connects to the broker, follows the group's task topic, trains each new task on-device and reports
 status, results and availability. SIGTERM or SIGINT stop it cleanly. Under systemd it sends
 READY / WATCHDOG / STOPPING (Type=notify).
+A damaged or missing corpus or encoder is not a reason to exit: the daemon starts, keeps serving
+the models it has, reports the problem in its status and installs tasks once it is fixed.
 Exit codes: 0 stopped cleanly; 78 bad config (not restarted: RestartPreventExitStatus=78);
-1 unexpected failure (systemd restarts it).
+69, 74 the state folder cannot be used (unwritable, full, damaged beyond rebuilding); 1 unexpected
+failure (systemd restarts it).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def _setup_logging(level: str) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from agent.commands.check_config import validate
+    from agent.commands.check_config import data_problems, validate
 
     _setup_logging(args.log_level)
     log = logging.getLogger("agent.run")
@@ -57,9 +60,14 @@ def handler(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"config error: {problem}", file=sys.stderr)
         return os.EX_CONFIG
+    for problem in data_problems(config):
+        log.warning("device data: %s (tasks wait until it is fixed)", problem)
 
     from agent.app import AgentApp, PipelineApplier
+    from agent.commands._common import report_error
+    from agent.errors import AgentError
     from agent.link import MqttLink
+    from plada.errors import PladaError
 
     stop = threading.Event()
 
@@ -69,8 +77,11 @@ def handler(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    link = MqttLink(config.mqtt, device_id=config.device_id)
-    app = AgentApp(config, link=link, applier=PipelineApplier(config), stop=stop)
+    try:
+        link = MqttLink(config.mqtt, device_id=config.device_id)
+        app = AgentApp(config, link=link, applier=PipelineApplier(config), stop=stop)
+    except (AgentError, PladaError, OSError) as exc:  # e.g. state.dir not writable
+        return report_error(exc)
     log.info(
         "agent %s (%s) following group %s on %s",
         config.device_id,

@@ -2,7 +2,8 @@
 
 Run once after installing a corpus or encoder (the daemon also does it when idle). Resumable:
 interrupt it at any time and run it again; finished blocks are kept. Caches of another corpus or
-encoder under the cache dir are removed.
+encoder under the cache dir are removed. A corrupt corpus image stops it with exit 74, naming the
+image (`plada corpus verify` names them all).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def register(sub: Any) -> None:
 def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     from agent.errors import AgentError
     from agent.pipeline import open_corpus, open_feature_cache
+    from plada.errors import PladaError
 
     def progress(done: int, total: int) -> None:
         if not args.json:
@@ -41,7 +43,9 @@ def handler(args: argparse.Namespace, config: AgentConfig) -> int:
         cache = open_feature_cache(config, corpus)
         removed = cache.remove_stale()
         report = cache.warm(progress=progress)
-    except AgentError as exc:
+    except (AgentError, PladaError, OSError) as exc:
+        if not args.json:
+            print(file=sys.stderr)  # end the progress line
         return report_error(exc)
     if not args.json and report.blocks_computed:
         print(file=sys.stderr)

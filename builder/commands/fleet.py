@@ -84,15 +84,19 @@ def status_table(devices: Sequence[DeviceView]) -> str:
         err = row["last_error"]
         task = f"{row['task']}@{row['version']}" if row["task"] else "-"
         progress = "" if row["progress"] is None else f"{row['progress']:.0f}%"
+        state = str(row["state"] or "?")
+        if row["pending"]:
+            state += f" ({len(row['pending'])} waiting)"
+        fault = f"{err['fault']} fault " if err and err.get("fault") else ""
         rows.append(
             [
                 d.device_id,
                 str(row["device_class"] or "?"),
                 str(row["availability"] or "?"),
-                str(row["state"] or "?"),
+                state,
                 task,
                 progress,
-                f"{err['code']}: {err['message'][:60]}" if err else "",
+                f"{fault}{err['code']}: {err['message'][:60]}" if err else "",
             ]
         )
     header = ["device", "class", "avail", "state", "task@version", "progress", "last error"]

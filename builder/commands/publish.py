@@ -5,7 +5,13 @@
 
 The password comes from --password-file or the PLADA_MQTT_PASSWORD environment variable (the
 username from --username or PLADA_MQTT_USERNAME); never from the command line, never printed.
-Exit codes: 0 published and acknowledged; 1 broker error; 2 usage; 66 payload file unreadable.
+
+Before anything is sent the payload must decode, be signed (and verify under --trusted-key, the
+builder's public key: recommended), not be expired, and not be older than the task retained for
+the group (--force publishes an older or conflicting version anyway).
+Exit codes: 0 published and acknowledged; 1 broker error; 2 usage (bad flags, a payload that
+cannot be cut under --max-chunk-bytes); 65 payload refused by the checks above; 66 payload or
+key file unreadable.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+EXIT_OK = 0
+EXIT_BROKER = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 65
 EXIT_NOINPUT = 66
+_MIN_CHUNK_BYTES = 1024
 
 
 def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,17 +74,22 @@ T = TypeVar("T")
 
 
 def on_broker(call: Callable[[], T]) -> T | int:
-    """call(), or the exit code after naming what went wrong: 2 usage, 1 the broker."""
-    from builder.errors import PublishError
+    """call(), or the exit code after naming what went wrong: 2 usage (bad flags, a payload that
+    cannot be cut into chunks), 65 refused by publish's checks, 1 the broker."""
+    from builder.errors import PublishError, PublishRefusedError
+    from plada.errors import ChunkError
 
     try:
         return call()
-    except ValueError as exc:
+    except (ValueError, ChunkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except PublishRefusedError as exc:
+        print(f"error: refused, nothing published: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_BROKER
 
 
 def register(sub: Any) -> None:
@@ -87,26 +103,53 @@ def register(sub: Any) -> None:
     parser.add_argument("--group", required=True, help="fleet group, [a-z0-9_-]")
     parser.add_argument(
         "--max-chunk-bytes",
-        type=int,
+        type=_chunk_bytes,
         default=131_072,
-        help="split payloads larger than this (default 131072, the AWS IoT Core limit)",
+        help=f"split payloads larger than this (default 131072, the AWS IoT Core limit; at "
+        f"least {_MIN_CHUNK_BYTES})",
+    )
+    parser.add_argument(
+        "--trusted-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUB",
+        help="public key (PEM) the payload must verify under, e.g. the builder's; repeatable",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even an older version than the task retained for the group",
     )
     add_broker_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the publish report as JSON")
     parser.set_defaults(func=handler)
 
 
+def _chunk_bytes(text: str) -> int:
+    value = int(text)
+    if value < _MIN_CHUNK_BYTES:
+        raise argparse.ArgumentTypeError(f"{value} is below the minimum of {_MIN_CHUNK_BYTES}")
+    return value
+
+
 def handler(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from builder.fleet.publish import publish_payload
-    from plada.payload import payload_digest
+    from plada.errors import KeyFileError, PayloadError
+    from plada.payload import payload_digest, read_payload_file
+    from plada.signing import load_trusted_keys
 
     try:
-        data = args.payload.read_bytes()
-    except OSError as exc:
-        print(f"error: {args.payload}: {exc.strerror}", file=sys.stderr)
+        data = read_payload_file(args.payload)
+        keys = load_trusted_keys(args.trusted_key)
+    except (OSError, KeyFileError) as exc:
+        print(f"error: {args.payload}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return EXIT_NOINPUT
+    except PayloadError as exc:
+        print(f"error: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     options = on_broker(lambda: broker_options(args))
     if isinstance(options, int):
         return options
@@ -117,10 +160,18 @@ def handler(args: argparse.Namespace) -> int:
             group=args.group,
             base_topic=args.base_topic,
             max_chunk_bytes=args.max_chunk_bytes,
+            check=True,
+            trusted_keys=keys or None,
+            force=args.force,
         )
     )
     if isinstance(report, int):
         return report
+    if not keys:
+        print(
+            "note: the signature was not checked against a key (pass --trusted-key PUB)",
+            file=sys.stderr,
+        )
     out = {**asdict(report), "payload_id": payload_digest(data)}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -133,4 +184,4 @@ def handler(args: argparse.Namespace) -> int:
         )
         if report.cleared:
             print(f"cleared {len(report.cleared)} stale retained topic(s)")
-    return 0
+    return EXIT_OK

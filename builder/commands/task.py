@@ -140,6 +140,25 @@ def summary(report: BuildReport, *, out: Path, report_dir: Path) -> dict[str, An
     return out_summary
 
 
+def check_outputs(*paths: Path) -> None:
+    """Fail before any work if an output cannot be written: each path's folder is created if
+    missing and must accept a new file (a build takes minutes; losing it at the end hurts)."""
+    import tempfile
+
+    from builder.errors import BuilderError
+
+    for path in paths:
+        folder = Path(path).parent
+        if Path(path).is_dir():
+            raise BuilderError(f"cannot write {path}: it is a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise BuilderError(f"cannot write {path}: {exc.strerror} ({folder})") from exc
+
+
 def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) -> TaskConfig:
     from builder.pipeline.config import TaskConfig
 
@@ -170,6 +189,7 @@ def run_task(args: argparse.Namespace) -> BuildReport:
     from plada.corpus import Corpus
     from plada.signing import load_private_key
 
+    check_outputs(args.out, args.report / "report.json")
     budget = parse_budget(args.budget)
     key = load_private_key(args.key)
     corpus = Corpus.open(args.corpus)

@@ -36,6 +36,7 @@ class DeviceMessage(BaseModel):
 class ErrorInfo(DeviceMessage):
     code: str
     message: str
+    fault: str | None = None  # "payload" or "device" (agent/faults.py)
 
 
 class DeviceStatus(DeviceMessage):
@@ -48,6 +49,7 @@ class DeviceStatus(DeviceMessage):
     version: int | None = None
     latest_version: str | None = None
     last_error: ErrorInfo | None = None
+    pending: list[Any] = []  # tasks queued for a retry after a device fault
     updated_at: float | None = None
 
 
@@ -85,6 +87,7 @@ class DeviceView:
             "version": s.version,
             "latest_version": s.latest_version,
             "last_error": s.last_error.to_json() if s.last_error else None,
+            "pending": s.pending,
             "updated_at": s.updated_at,
         }
 

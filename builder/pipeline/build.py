@@ -34,7 +34,7 @@ from builder.pipeline.payload import PayloadFields, sign_payload
 from builder.pipeline.report import report_for
 from builder.pipeline.select import Selection
 from builder.pipeline.simulate import simulate_devices, test_candidates
-from builder.pipeline.sizing import PayloadSizer
+from builder.pipeline.sizing import PayloadSizer, check_budget_fits
 from builder.pipeline.targets import TargetTask, read_images
 from builder.pipeline.validate import AutoInputs, TeacherRun, validate_candidates
 from builder.report.model import BuildReport, TeacherChoice
@@ -147,13 +147,6 @@ def _build(
     choice: bool,
 ) -> BuildResult:
     _check_inputs(corpus, task, device_sources, config)
-    clock = StageClock()
-    with clock.stage("read_target"):
-        images = TaskImages(read_images(task.train.paths), read_images(task.test.paths))
-    with clock.stage("features"):
-        devices = {n: extract_features(s, corpus, images) for n, s in device_sources.items()}
-        teachers = [extract_features(s, corpus, images) for s in teacher_sources]
-    del images
     fields = PayloadFields.for_task(
         task=config.task_name or task.name,
         version=config.version,
@@ -162,6 +155,18 @@ def _build(
         created_at=config.created_at if config.created_at is not None else int(time.time()),
         note=config.note,
     )
+    check_budget_fits(
+        fields,
+        max_bytes=config.max_bytes,
+        key_id=signing_key.key_id if signing_key else None,
+    )
+    clock = StageClock()
+    with clock.stage("read_target"):
+        images = TaskImages(read_images(task.train.paths), read_images(task.test.paths))
+    with clock.stage("features"):
+        devices = {n: extract_features(s, corpus, images) for n, s in device_sources.items()}
+        teachers = [extract_features(s, corpus, images) for s in teacher_sources]
+    del images
     build = Build(corpus, task, config, fields, signing_key, clock, progress)
     with single_blas():
         runs = [run_until_validation(t, devices[config.default_device], build) for t in teachers]

@@ -19,6 +19,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
+
 from builder.errors import BudgetError
 from builder.pipeline.payload import PayloadFields
 from builder.pipeline.select import Selection
@@ -183,3 +185,20 @@ def refine_upward(
             break
         best, best_size = candidate, size
     return best, best_size
+
+
+def check_budget_fits(fields: PayloadFields, *, max_bytes: int | None, key_id: str | None) -> None:
+    """Refuse at once a byte budget no signed envelope fits in: the smallest payload this task can
+    have (one image per class, no strategy or parameters) is already larger. Checked before any
+    target image is read or the corpus embedded."""
+    if max_bytes is None:
+        return
+    k = len(fields.class_names)
+    smallest = Selection(np.arange(k, dtype=np.int64), np.arange(k, dtype=np.int64), strategy="")
+    size = PayloadSizer(fields, key_id=key_id).size(smallest)
+    if size > max_bytes:
+        raise BudgetError(
+            f"budget {max_bytes} B is too small: the smallest signed payload of task "
+            f"{fields.task!r} ({k} class names, corpus reference, signature, one image per "
+            f"class) is {size} bytes"
+        )

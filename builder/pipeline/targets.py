@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from builder.errors import TargetError
+from plada.errors import ImageError
 from plada.files import IMAGE_SUFFIXES, is_image_file
+from plada.images import decode_image
 
 _TASK_NAME_RE = re.compile(r"[^a-z0-9_-]+")
 
@@ -76,7 +78,9 @@ def _load_split(
             raise TargetError(f"class folder {folder} is not a class of the train split")
         images = _class_images(folder)
         if not images:
-            raise TargetError(f"class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise TargetError(
+                f"class folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         paths.extend(images)
         labels.extend([index[folder.name]] * len(images))
     return tuple(class_names), TargetSplit(tuple(paths), np.asarray(labels, dtype=np.int64))
@@ -93,13 +97,12 @@ def load_target(root: Path) -> TargetTask:
 
 
 def read_image(path: Path) -> Image.Image:
-    """Decode one image fully, or raise TargetError naming the file."""
+    """Decode one image fully (bounded before decoding: plada.images), or raise TargetError
+    naming the file."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise TargetError(f"unreadable image {path}: {exc}") from exc
+        return decode_image(path)
+    except ImageError as exc:
+        raise TargetError(f"unreadable image {exc}") from exc
 
 
 def read_images(paths: Sequence[Path]) -> list[Image.Image]:

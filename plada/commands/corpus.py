@@ -221,10 +221,11 @@ def handle_verify(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         rate = report.num_images / report.seconds if report.seconds > 0 else 0.0
-        for problem in report.problems[:_MAX_TEXT_PROBLEMS]:
-            print(f"BAD  {problem.message}")
-        if len(report.problems) > _MAX_TEXT_PROBLEMS:
-            more = len(report.problems) - _MAX_TEXT_PROBLEMS
+        lines = _problem_lines(report.problems)
+        for line in lines[:_MAX_TEXT_PROBLEMS]:
+            print(f"BAD  {line}")
+        if len(lines) > _MAX_TEXT_PROBLEMS:
+            more = len(lines) - _MAX_TEXT_PROBLEMS
             print(f"... and {more} more problems (use --json for all)")
         status = "OK" if report.ok else f"FAILED: {len(report.bad_indices)} bad images"
         print(
@@ -233,6 +234,22 @@ def handle_verify(args: argparse.Namespace) -> int:
             f"fingerprint {corpus.fingerprint}"
         )
     return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _problem_lines(problems: list[Any]) -> list[str]:
+    """One line per problem, except that the images of a missing or truncated shard are one line
+    per shard (a missing 10,000-image shard is one problem to fix, not 10,000)."""
+    per_shard: dict[tuple[str, str | None], list[int]] = {}
+    lines: list[str] = []
+    for problem in problems:
+        if problem.index is not None and problem.kind in ("missing", "truncated"):
+            per_shard.setdefault((problem.kind, problem.file), []).append(problem.index)
+        else:
+            lines.append(problem.message)
+    for (kind, file), indices in per_shard.items():
+        span = f"image {indices[0]}" if len(indices) == 1 else f"images {indices[0]}..{indices[-1]}"
+        lines.append(f"{span} ({len(indices)}) unreadable: shard {file} is {kind}")
+    return lines
 
 
 def handle_leakage(args: argparse.Namespace) -> int:

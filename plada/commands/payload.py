@@ -1,4 +1,10 @@
-"""`plada payload inspect FILE`: what a task payload carries and whether its signature holds."""
+"""`plada payload inspect FILE`: what a task payload carries and whether its signature holds.
+
+Exit codes, so scripts can gate on them: 0 the signature is valid under a --trusted-key and the
+payload has not expired; 1 it decodes but a device would refuse it (signature invalid, unsigned or
+by an unknown key; expired; the contents are still printed), or it is not a payload at all (or is
+over the size bound); 2 the file or a key file cannot be read.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from plada.payload import PayloadInfo
 
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_UNREADABLE = 2
+
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("payload", help="inspect task payloads")
@@ -19,7 +29,9 @@ def register(sub: Any) -> None:
         help="print a summary of a payload file",
         description="Decode a payload file and print its task, classes, corpus, codec, size and "
         "signature status (valid, invalid, unsigned or unknown-key). The contents are shown "
-        "whatever the signature says; a device would reject anything but 'valid'.",
+        "whatever the signature says; a device would reject anything but 'valid'. Exit 0 only "
+        "for a valid signature (under a --trusted-key) on an unexpired payload; 1 when a device "
+        "would refuse it or it is not a payload; 2 when a file cannot be read.",
     )
     inspect.add_argument("file", type=Path, metavar="FILE", help="payload file (CBOR envelope)")
     inspect.add_argument(
@@ -56,6 +68,7 @@ def info_to_json(info: PayloadInfo) -> dict[str, Any]:
         "key_id": info.key_id,
         "payload_digest": info.digest,
         "expired": info.expired,
+        "valid": info.signature == "valid" and not info.expired,
         "provenance": {
             "builder_version": prov.builder_version,
             "strategy": prov.strategy,
@@ -108,22 +121,32 @@ def handle_inspect(args: argparse.Namespace) -> int:
     import json
 
     from plada.errors import KeyFileError, PayloadError
-    from plada.payload import inspect_payload
+    from plada.payload import inspect_payload, read_payload_file
     from plada.signing import load_trusted_keys
 
     try:
         trusted = load_trusted_keys(args.trusted_key)
-        data = args.file.read_bytes()
+        data = read_payload_file(args.file)  # bounded: a 1 GiB file is refused after one read
         info = inspect_payload(data, trusted_keys=trusted)
     except KeyFileError as exc:
         print(f"plada payload inspect: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
     except OSError as exc:
         print(f"plada payload inspect: {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return EXIT_UNREADABLE
     except PayloadError as exc:
         print(f"plada payload inspect: {args.file}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     doc = info_to_json(info)
     print(json.dumps(doc, indent=2) if args.json else _human(doc))
-    return 0
+    if doc["valid"]:
+        return EXIT_OK
+    why = "expired" if info.expired else f"signature {info.signature}"
+    hint = (
+        "" if args.trusted_key or info.signature != "unknown-key" else " (no --trusted-key given)"
+    )
+    print(
+        f"plada payload inspect: {args.file}: a device would refuse it: {why}{hint}",
+        file=sys.stderr,
+    )
+    return EXIT_REFUSED

@@ -19,20 +19,19 @@ from PIL import Image
 from plada.corpus.format import Corpus
 from plada.corpus.manifest import pixel_digest
 from plada.corpus.writer import CorpusWriter
-from plada.errors import CorpusBuildError, CorpusError
+from plada.errors import CorpusBuildError, CorpusError, ImageError
 from plada.files import is_image_file
+from plada.images import decode_image
 
 
 def open_image_file(path: Path) -> Image.Image:
-    """Decode an image file fully, or raise CorpusBuildError naming the file."""
+    """Decode an image file fully (bounded before decoding: plada.images), or raise
+    CorpusBuildError naming the file."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy() if img.mode != "P" else img.convert("RGBA")
-    except FileNotFoundError as exc:
-        raise CorpusBuildError(f"{path}: no such file") from exc
-    except Exception as exc:  # Pillow raises many types for bad data
-        raise CorpusBuildError(f"{path}: cannot decode image ({exc})") from exc
+        img = decode_image(path)
+    except ImageError as exc:
+        raise CorpusBuildError(str(exc)) from exc
+    return img if img.mode != "P" else img.convert("RGBA")
 
 
 def list_image_files(root: Path) -> list[Path]:

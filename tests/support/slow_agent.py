@@ -18,6 +18,8 @@ from pathlib import Path
 from agent.app import AgentApp, Applied, PipelineApplier, ProgressFn
 from agent.config import load_config
 from agent.link import MqttLink
+from agent.models import ModelStore
+from agent.pipeline import VerifiedPayload
 
 
 class SlowApplier(PipelineApplier):
@@ -25,14 +27,16 @@ class SlowApplier(PipelineApplier):
         super().__init__(config)  # type: ignore[arg-type]
         self.marker = marker
 
-    def apply(self, data: bytes, *, progress: ProgressFn) -> Applied:
+    def apply(
+        self, verified: VerifiedPayload, *, store: ModelStore, progress: ProgressFn
+    ) -> Applied:
         def slow_progress(fraction: float, stage: str) -> None:
             progress(fraction, stage)
             if stage == "train":
                 self.marker.write_text("training\n", encoding="utf-8")
                 time.sleep(120)
 
-        return super().apply(data, progress=slow_progress)
+        return super().apply(verified, store=store, progress=slow_progress)
 
 
 def main() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tools.fleet_harness import (
     make_keys,
     make_payload_bytes,
     run_app_until,
+    store_fake_head,
 )
 
 TASK_TOPIC = "plada/group/lab/task"
@@ -190,7 +192,7 @@ def test_app_resumes_pending_task_after_crash_exactly_once(tmp_path: Path, keys:
     with pytest.raises(SystemExit):
         app.run()
     state = FleetState.load(tmp_path / "dev-1/state/fleet/state.json")
-    assert state.pending is not None and mid in link.acked  # recorded durably, then acked
+    assert state.pending and mid in link.acked  # recorded durably, then acked
     # Execute: restart; the broker redelivers the retained payload too
     link2 = FakeLink()
     applier2 = FakeApplier([keys.public_path])
@@ -199,24 +201,26 @@ def test_app_resumes_pending_task_after_crash_exactly_once(tmp_path: Path, keys:
     run_app_until(app2, lambda: again in link2.acked and bool(applier2.applied))
     # Assert
     assert applier2.applied == [payload_digest(data)]
-    assert FleetState.load(tmp_path / "dev-1/state/fleet/state.json").pending is None
+    assert not FleetState.load(tmp_path / "dev-1/state/fleet/state.json").pending
 
 
 def test_app_does_not_retrain_when_model_was_stored_before_crash(
     tmp_path: Path, keys: Keys
 ) -> None:
-    # Prepare: pending recorded, but the model store already holds this payload's model.
+    # Prepare: pending recorded, and the model store already holds this payload's model.
     data = make_payload_bytes(keys)
     link = FakeLink()
     app = _app(tmp_path, keys, link)
-    app._offer(data, first_byte_at=1.0)
-    applier = FakeApplier([keys.public_path], applied=[payload_digest(data)])
+    app.queue.offer(data, first_byte_at=1.0)
+    verified = app.queue._verified[payload_digest(data)]
+    store_fake_head(app.store, verified.payload, verified.digest)
+    applier = FakeApplier([keys.public_path])
     link2 = FakeLink()
     app2 = _app(tmp_path, keys, link2, applier)
     # Execute
     run_app_until(app2, lambda: link2.last("plada/device/dev-1/result/shapes") is not None)
     # Assert
-    assert applier.applied == [payload_digest(data)]
+    assert applier.applied == []
     result = json.loads(link2.last("plada/device/dev-1/result/shapes") or b"{}")
     assert result["extra"]["resumed_after_restart"] is True
 
@@ -273,3 +277,25 @@ def test_app_retries_after_a_device_side_failure(tmp_path: Path, keys: Keys) -> 
     assert applier.applied == [payload_digest(data)]
     outcomes = [s.outcome for s in app2.triallog.task_summaries()]
     assert outcomes == ["ready"]
+
+
+def test_app_records_a_disconnect_at_the_time_it_happened(tmp_path: Path, keys: Keys) -> None:
+    # Prepare: the loop gets to the event late (it was busy installing a task)
+    from agent.link import LinkEvent
+
+    link = FakeLink()
+    app = _app(tmp_path, keys, link)
+    seen_at = time.time() - 15.0
+    link.inbox.put(LinkEvent(connected=False, reason="broker gone", at=seen_at))
+    link.inbox.put(LinkEvent(connected=True, reason="connected"))
+    # Execute
+    run_app_until(app, lambda: len(app.triallog.events("link")) >= 3)
+    # Assert
+    down = [e for e in app.triallog.events("link") if e.code == "disconnected"]
+    assert [e.at for e in down] == [seen_at]
+    link_status = _status(link)["link"]
+    assert isinstance(link_status, dict)
+    assert link_status["last_disconnect"] == {
+        "reason": "broker gone",
+        "at": round(seen_at, 3),
+    }

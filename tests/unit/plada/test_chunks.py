@@ -55,14 +55,38 @@ def test_reassembler_rejects_truncated_chunk() -> None:
 
 
 def test_reassembler_accepts_identical_duplicate_rejects_conflicting_one() -> None:
-    parts = split_payload(_payload(5000), max_chunk_bytes=2048)
+    data = _payload(5000)
+    parts = split_payload(data, max_chunk_bytes=2048)
     reassembler = Reassembler()
     reassembler.add_chunk(parts.chunks[0])
     reassembler.add_chunk(parts.chunks[0])
     forged = cbor2.loads(parts.chunks[0])
     forged["data"] = bytes(len(forged["data"]))
-    with pytest.raises(ChunkError, match="different copy"):
+    reassembler.add_chunk(cbor2.dumps(forged, canonical=True))  # held until the manifest decides
+    with pytest.raises(ChunkError, match="chunk 0: held before the manifest"):
+        reassembler.add_manifest(parts.manifest)
+    with pytest.raises(ChunkError, match="fails its sha256"):
         reassembler.add_chunk(cbor2.dumps(forged, canonical=True))
+    for chunk in parts.chunks[1:]:
+        reassembler.add_chunk(chunk)
+    assert reassembler.payload() == data
+
+
+def test_reassembler_forged_chunk_first_does_not_shut_out_the_real_one() -> None:
+    # Prepare: a forger who saw the payload hash sends chunk 0 before the real one
+    data = _payload(5000)
+    parts = split_payload(data, max_chunk_bytes=2048)
+    forged = cbor2.loads(parts.chunks[0])
+    forged["data"] = bytes(len(forged["data"]))
+    reassembler = Reassembler()
+    # Execute
+    reassembler.add_chunk(cbor2.dumps(forged, canonical=True))
+    for chunk in parts.chunks:
+        reassembler.add_chunk(chunk)
+    with pytest.raises(ChunkError, match="dropped 1 such copy"):
+        reassembler.add_manifest(parts.manifest)
+    # Assert
+    assert reassembler.payload() == data
 
 
 def test_reassembler_drops_bad_chunk_held_before_manifest() -> None:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from plada.cli import main
-from tests.support.tiny_corpus import make_tiny_corpus, make_tiny_imagefolder
+from tools.tiny.corpus import make_tiny_corpus, make_tiny_imagefolder
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -142,3 +142,21 @@ def test_corpus_cli_leakage_json_keys_and_exit_code(
     assert code == 1
     assert (doc["overlap"], doc["near"], doc["exact"]) == (1, 0, 1)
     assert doc["examples"][0]["corpus_index"] == 7
+
+
+def test_corpus_cli_verify_groups_a_missing_shard_into_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: 300 images in shards of 128; the second shard is lost
+    corpus = make_tiny_corpus(tmp_path / "c", num_images=300)
+    lost = corpus.path / corpus.shards[1].file
+    lost.unlink()
+    # Execute
+    code, out, _ = _run(capsys, "corpus", "verify", str(corpus.path))
+    json_code, doc_text, _ = _run(capsys, "corpus", "verify", str(corpus.path), "--json")
+    # Assert: one line for the shard, one for its images, the summary; JSON keeps every index
+    bad = [line for line in out.splitlines() if line.startswith("BAD")]
+    assert code == json_code == 1
+    assert len(bad) == 2
+    assert "images 128..255 (128) unreadable" in out and "FAILED: 128 bad images" in out
+    assert json.loads(doc_text)["bad_indices"] == list(range(128, 256))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import tracemalloc
 from pathlib import Path
 
 import cbor2
@@ -65,7 +66,7 @@ def test_inspect_json_has_contract_keys(
     ("with_key", "forge", "status"),
     [(False, False, "unknown-key"), (True, True, "invalid")],
 )
-def test_inspect_reports_bad_signature_without_failing(
+def test_inspect_reports_bad_signature_and_exits_1(
     signed_file: tuple[Path, Path],
     capsys: pytest.CaptureFixture[str],
     with_key: bool,
@@ -80,8 +81,9 @@ def test_inspect_reports_bad_signature_without_failing(
     capsys.readouterr()
     args = ["payload", "inspect", str(path), "--json"]
     code = main(args + (["--trusted-key", str(public)] if with_key else []))
-    assert code == 0
-    assert json.loads(capsys.readouterr().out)["signature"] == status
+    assert code == 1  # shown, but a device would refuse it: scripts can gate on the code
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["signature"] == status and doc["valid"] is False
 
 
 def test_inspect_human_summary_names_task_and_signature(
@@ -89,7 +91,7 @@ def test_inspect_human_summary_names_task_and_signature(
 ) -> None:
     path, _ = signed_file
     capsys.readouterr()
-    assert main(["payload", "inspect", str(path)]) == 0
+    assert main(["payload", "inspect", str(path)]) == 1  # no --trusted-key: unknown-key
     out = capsys.readouterr().out
     assert "digits v3" in out
     assert "unknown-key" in out
@@ -103,3 +105,45 @@ def test_inspect_fails_cleanly_on_garbage(
     assert main(["payload", "inspect", str(path)]) == 1
     assert "junk.cbor" in capsys.readouterr().err
     assert main(["payload", "inspect", str(tmp_path / "missing.cbor")]) == 2
+
+
+@pytest.mark.parametrize("case", ["unsigned", "expired", "unknown-key"])
+def test_inspect_exit_code_gates_on_what_a_device_would_refuse(
+    signed_file: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    # Prepare
+    path, public = signed_file
+    key = load_private_key(tmp_path / "keys" / "private.pem")
+    if case == "unsigned":
+        path.write_bytes(encode_payload(make_payload(), signing_key=None))
+    elif case == "expired":
+        path.write_bytes(encode_payload(make_payload(expires_at=1_000), signing_key=key))
+    trusted = [] if case == "unknown-key" else ["--trusted-key", str(public)]
+    capsys.readouterr()
+    # Execute
+    code = main(["payload", "inspect", str(path), "--json", *trusted])
+    out = capsys.readouterr()
+    # Assert: still shown, but a script sees a failure, and why
+    assert code == 1
+    assert json.loads(out.out)["valid"] is False
+    assert "a device would refuse it" in out.err
+
+
+def test_inspect_refuses_a_1_gib_file_after_one_bounded_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a sparse 1 GiB file; reading it whole cost 1.1 GB of memory
+    huge = tmp_path / "huge.plada"
+    with huge.open("wb") as handle:
+        handle.truncate(1 << 30)
+    # Execute
+    tracemalloc.start()
+    try:
+        code = main(["payload", "inspect", str(huge)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Assert
+    assert code == 1
+    assert "PayloadLimitError" in capsys.readouterr().err
+    assert peak < 64 * 1024 * 1024

@@ -1,0 +1,86 @@
+"""What `plada-build publish` checks before it sends anything.
+
+A retained task message is what every device of the group receives when it joins, so publishing
+a payload no device accepts (random bytes, a report.json, unsigned, badly signed, expired) or an
+older version than the one retained would replace the real task for every late device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from builder.errors import PublishRefusedError
+from plada.chunks import Reassembler
+from plada.errors import PayloadError
+from plada.payload import PayloadInfo, inspect_payload
+from plada.topics import TopicKind, TopicScheme
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+
+def check_publishable(
+    data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None
+) -> PayloadInfo:
+    """Refuse (PublishRefusedError) what no device would accept; returns what the payload is."""
+    try:
+        info = inspect_payload(data, trusted_keys=trusted_keys or {})
+    except PayloadError as exc:
+        raise PublishRefusedError(f"not a task payload: {type(exc).__name__}: {exc}") from exc
+    if info.signature == "unsigned":
+        raise PublishRefusedError("the payload is unsigned: devices refuse it")
+    if trusted_keys and info.signature != "valid":
+        raise PublishRefusedError(
+            f"signature {info.signature} under the --trusted-key(s) (key id {info.key_id})"
+        )
+    if info.expired:
+        raise PublishRefusedError(
+            f"the payload expired at {info.payload.provenance.expires_at}: devices refuse it"
+        )
+    return info
+
+
+def retained_task(retained: Mapping[str, bytes], topics: TopicScheme) -> PayloadInfo | None:
+    """The task payload retained for a group (whole, or reassembled from its chunks), if any
+    decodes; junk under the task topics counts as nothing retained."""
+    whole = [b for t, b in retained.items() if b and _kind(topics, t) is TopicKind.TASK]
+    if not whole:
+        reasm = Reassembler()
+        for topic, body in sorted(retained.items()):
+            kind = _kind(topics, topic)
+            try:
+                if body and kind is TopicKind.MANIFEST:
+                    reasm.add_manifest(body)
+                elif body and kind is TopicKind.CHUNK:
+                    reasm.add_chunk(body)
+            except PayloadError:
+                continue
+        try:
+            whole = [reasm.payload()] if reasm.is_complete() else []
+        except PayloadError:
+            whole = []
+    for body in whole:
+        try:
+            return inspect_payload(body, trusted_keys={})
+        except PayloadError:
+            continue
+    return None
+
+
+def _kind(topics: TopicScheme, topic: str) -> TopicKind | None:
+    parsed = topics.parse(topic)
+    return parsed.kind if parsed else None
+
+
+def check_not_older(new: PayloadInfo, old: PayloadInfo | None, *, force: bool) -> None:
+    if old is None or force or new.payload.task != old.payload.task or new.digest == old.digest:
+        return
+    task, version, retained = new.payload.task, new.payload.version, old.payload.version
+    if version < retained or version == retained:
+        what = "older than" if version < retained else "the same version as, with other content,"
+        raise PublishRefusedError(
+            f"{task} v{version} is {what} the {task} v{retained} retained for this group: "
+            "devices would refuse it and later ones would never get the retained task "
+            "(--force publishes it anyway)"
+        )

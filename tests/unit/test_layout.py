@@ -1,4 +1,5 @@
-"""The import direction that design.md draws: builder and agent import plada, never each other."""
+"""The import direction that design.md draws: builder and agent import plada, never each other,
+and no product package imports the developer drivers in tools/."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("plada", "builder", "agent")
 FORBIDDEN: dict[str, set[str]] = {
-    "plada": {"builder", "agent", "torch", "paho", "onnxruntime"},
-    "builder": {"agent"},
-    "agent": {"builder", "torch"},
+    "plada": {"builder", "agent", "tools", "torch", "paho", "onnxruntime"},
+    "builder": {"agent", "tools"},
+    "agent": {"builder", "tools", "torch"},
 }
 
 

@@ -52,7 +52,7 @@ class LinkCounters(BaseModel):
     down: DirectionCounters  # broker -> device
     up: DirectionCounters  # device -> broker
     tcp: TcpCounters
-    carrier_changes: int  # link drops and recoveries (2 per drop), as the device end saw them
+    link_downs: int  # times the device end lost carrier (sysfs carrier_down_count): link drops
 
     def minus(self, before: LinkCounters) -> LinkCounters:
         """The difference to an earlier reading (what one measurement window cost)."""
@@ -62,7 +62,7 @@ class LinkCounters(BaseModel):
             down=_diff(self.down, before.down, DirectionCounters),
             up=_diff(self.up, before.up, DirectionCounters),
             tcp=_diff(self.tcp, before.tcp, TcpCounters),
-            carrier_changes=self.carrier_changes - before.carrier_changes,
+            link_downs=self.link_downs - before.link_downs,
         )
 
 
@@ -71,12 +71,18 @@ def _diff(now: Any, before: Any, kind: Any) -> Any:
 
 
 def interface_stats(namespace: str, interface: str) -> dict[str, Any]:
-    """``ip -s -d -j link show`` of one interface: stats64 and carrier_changes."""
-    found = run_json(["ip", "-n", namespace, "-s", "-d", "-j", "link", "show", "dev", interface])
+    """``ip -s -j link show`` of one interface (``stats64``)."""
+    found = run_json(["ip", "-n", namespace, "-s", "-j", "link", "show", "dev", interface])
     if not found:
         raise KernelError(f"{namespace}: no interface {interface}")
     entry: dict[str, Any] = found[0]
     return entry
+
+
+def link_downs(namespace: str, interface: str) -> int:
+    """sysfs ``carrier_down_count`` (``ip netns exec`` mounts the namespace's own /sys)."""
+    path = f"/sys/class/net/{interface}/carrier_down_count"
+    return int(run(ns_exec(namespace, ["cat", path])).strip())
 
 
 def nft_counters(namespace: str) -> dict[str, tuple[int, int]]:
@@ -147,5 +153,5 @@ def read_link_counters(
             queue_drops=tbf_drops(device_ns, device_if),
         ),
         tcp=tcp_counters(device_ns, connects=at_broker.get(f"up_{broker_if}_syn", (0, 0))[0]),
-        carrier_changes=int(link.get("carrier_changes", 0)),
+        link_downs=link_downs(device_ns, device_if),
     )

@@ -81,6 +81,11 @@ class DropPlayer:
         self._thread.start()
         return self
 
+    def wait(self, timeout_s: float | None = None) -> list[DropEvent]:
+        """Wait until the whole plan has been played; the drops so far."""
+        self._thread.join(timeout=timeout_s)
+        return list(self.events)
+
     def stop(self) -> list[DropEvent]:
         self._stop.set()
         self._thread.join(timeout=30)

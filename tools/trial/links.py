@@ -150,7 +150,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"  {c.device:<16} {c.profile:<10} down {c.down.wire_bytes:>10} B "
                 f"lost {c.down.lost_packets:>5} | up {c.up.wire_bytes:>10} B "
                 f"lost {c.up.lost_packets:>5} | connects {c.tcp.connects} "
-                f"retrans {c.tcp.retrans_segs} carrier changes {c.carrier_changes}"
+                f"retrans {c.tcp.retrans_segs} link downs {c.link_downs}"
             )
     return 0
 

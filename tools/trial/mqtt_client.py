@@ -143,6 +143,7 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
         "ok": done,
         "messages": args.count,
         "payload_bytes": args.count * args.size,
+        "connected_at": connected,
         "connect_s": round(connected - started, 4),
         "seconds": round(finished - connected, 4),
         "mqtt_bytes_sent": sent,

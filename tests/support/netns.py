@@ -7,22 +7,20 @@ reason; in CI (CI=true) a missing requirement is a failure, never a skip.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tools.trial.broker import NamespaceBroker
+from tools.trial.clients import REPO, Subscriber, publish
 from tools.trial.network import DeviceSpec, TrialNetwork
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["REPO", "Subscriber", "publish", "require_link_emulation", "trial"]
+
 _TOOLS = ("ip", "tc", "nft", "mosquitto", "ping", "sysctl")
 
 
@@ -53,69 +51,3 @@ def trial(
         broker = NamespaceBroker(net, folder / "broker", verbose=verbose_broker)
         with broker:
             yield net, broker
-
-
-def client_argv(net: TrialNetwork, where: str, *args: str) -> list[str]:
-    return net.argv(where, [sys.executable, "-m", "tools.trial.mqtt_client", *args])
-
-
-def publish(
-    net: TrialNetwork, where: str, url: str, topic: str, *, size: int, count: int
-) -> dict[str, Any]:
-    """Publish ``count`` QoS 1 messages of ``size`` random bytes from a namespace; its summary."""
-    args = ["--url", url, "--topic", topic, "--size", str(size), "--count", str(count)]
-    done = subprocess.run(
-        client_argv(net, where, "publish", *args),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
-    assert done.stdout.strip(), f"mqtt client printed nothing: {done.stderr[-2000:]}"
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-class Subscriber:
-    """A subscriber running in the background in a namespace; ``result()`` waits for its summary."""
-
-    def __init__(
-        self,
-        net: TrialNetwork,
-        where: str,
-        url: str,
-        topic: str,
-        *,
-        count: int,
-        timeout_s: float = 30,
-        persistent_as: str | None = None,
-        keepalive_s: int = 60,
-    ) -> None:
-        args = ["--url", url, "--topic", topic, "--count", str(count)]
-        args += ["--timeout", str(timeout_s), "--keepalive", str(keepalive_s)]
-        if persistent_as is not None:
-            args += ["--persistent", "--client-id", persistent_as]
-        self.proc = subprocess.Popen(
-            client_argv(net, where, "subscribe", *args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        if json.loads(first or "{}") != {"subscribed": True}:
-            self.kill()
-            raise AssertionError(f"subscriber did not subscribe: {first!r}")
-
-    def result(self, *, timeout_s: float = 60) -> dict[str, Any]:
-        out, err = self.proc.communicate(timeout=timeout_s)
-        assert out.strip(), f"subscriber printed nothing: {err[-2000:]}"
-        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        return result
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate(timeout=10)  # reaps it and closes its pipes

@@ -3,7 +3,7 @@ load, and what a scheduled drop does. Real namespaces, mosquitto and MQTT client
 
     python -m tools.trial.measure_links [--out bench/results/trial_links.json] [--profile lora ...]
 
-Per profile: 10 idle pings; an MQTT upload and a download of about six seconds of traffic at the
+Per profile: 10 idle pings; an MQTT upload and a download of about twelve seconds of traffic at the
 profile's rate (QoS 1, random bytes), each with a ping running beside it (the round trip under
 load: the queue the transfer builds); 60 more pings where the profile has loss (the loss fraction
 comes from the nft counters over the whole run); and, where it has drops, one drop of the
@@ -33,7 +33,7 @@ from tools.trial.network import BROKER, DeviceSpec, TrialNetwork
 from tools.trial.profiles import DEFAULT_PROFILES, LinkProfile, load_profiles
 
 DEVICE = "dev"
-TRANSFER_S = 6.0
+TRANSFER_S = 12.0
 CLEAN_BYTES = 2_000_000  # an unshaped veth: bounded by the Python client, not the link
 PING_FRAME_BITS = 98 * 8  # one echo request frame (84 IP bytes + Ethernet)
 

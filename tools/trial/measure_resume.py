@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from plada.chunks import split_payload
+from plada.chunks import DEFAULT_MAX_CHUNK_BYTES
 from plada.payload import payload_digest
 from tests.support.agent_device import TinyDevice
 from tools.trial import resume_device as dev
@@ -41,11 +41,12 @@ from tools.trial.clients import REPO
 from tools.trial.drops import DropPlayer, DropWindow
 from tools.trial.network import BROKER, DeviceSpec, TrialNetwork
 from tools.trial.profiles import get_profile, load_profiles
-from tools.trial.resume_report import analyse
+from tools.trial.resume_report import analyse, task_topics
 
 DEVICE = "pi"
 MAX_CHUNK_BYTES = 1024
-SCENARIOS = ("long-drop", "short-drop", "offline", "ready-reconnect")
+SCENARIOS = ("long-drop", "short-drop", "offline", "ready-reconnect", "ready-reconnect-whole")
+WHOLE = DEFAULT_MAX_CHUNK_BYTES  # the whole payload in one message (plada-build's default)
 DEVICES = ("agent", "prototype")
 PROTOCOLS = ("5", "3.1.1")
 
@@ -66,10 +67,12 @@ def _wait(predicate: Any, *, timeout_s: float, what: str, poll_s: float = 0.05) 
     raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
-def _publish(net: TrialNetwork, broker: NamespaceBroker, payload: Path, group: str) -> None:
+def _publish(
+    net: TrialNetwork, broker: NamespaceBroker, payload: Path, group: str, max_chunk_bytes: int
+) -> None:
     """``plada-build publish`` from inside the broker namespace (loopback: no link between)."""
     argv = [sys.executable, "-m", "builder", "publish", str(payload), "--broker"]
-    argv += [broker.local_url, "--group", group, "--max-chunk-bytes", str(MAX_CHUNK_BYTES)]
+    argv += [broker.local_url, "--group", group, "--max-chunk-bytes", str(max_chunk_bytes)]
     net.run(BROKER, ["env", f"PYTHONPATH={REPO}", *argv], timeout_s=120)
 
 
@@ -118,6 +121,15 @@ def _drop(net: TrialNetwork, seconds: float) -> None:
     ).start().wait()
 
 
+def _held_topics(
+    device: dev.AgentDevice | dev.PrototypeDevice, payload_id: str, group: str
+) -> list[str]:
+    """The task topics whose message is on the device's disk right now."""
+    base = f"plada/group/{group}/task"
+    held = [f"{base}/chunk/{i}" for i in device.held_indices(payload_id)]
+    return [f"{base}/manifest", *held] if device.holds_manifest(payload_id) else held
+
+
 def _play(
     kind: str,
     net: TrialNetwork,
@@ -126,25 +138,27 @@ def _play(
     publish: Any,
     *,
     payload_id: str,
-    chunks: int,
+    group: str,
+    needed: dict[str, int],
     settings: Settings,
-) -> tuple[list[int], float]:
-    """Publish and disturb the link as the scenario says; (chunks held at the drop, drop s)."""
+) -> tuple[list[str], float]:
+    """Publish and disturb the link as the scenario says; (topics held at the drop, drop s)."""
     if kind == "offline":
         device.stop()
         publish()
         device.start()
         return [], 0.0
     publish()
-    if kind == "ready-reconnect":
+    if kind.startswith("ready-reconnect"):
         _wait(lambda: device.installed() == payload_id, timeout_s=240, what="the task")
         time.sleep(1.0)
         _drop(net, settings.long_drop_s)
         _wait(lambda: _connections(broker, device.client_id) >= 2, timeout_s=60, what="reconnect")
         time.sleep(5.0)  # whatever the broker re-sends after the reconnect
-        return list(range(chunks)), settings.long_drop_s
-    _wait(lambda: len(device.held_indices(payload_id)) >= chunks // 2, timeout_s=120, what="half")
-    held = device.held_indices(payload_id)
+        return sorted(needed), settings.long_drop_s
+    half = (len(needed) - 1) // 2
+    _wait(lambda: len(device.held_indices(payload_id)) >= half, timeout_s=120, what="half")
+    held = _held_topics(device, payload_id, group)
     seconds = settings.long_drop_s if kind == "long-drop" else settings.short_drop_s
     _drop(net, seconds)
     return held, seconds
@@ -162,7 +176,7 @@ def run_scenario(
     index: int,
     settings: Settings,
 ) -> dict[str, Any]:
-    folder = folder / f"s{index}"
+    folder, group = folder / f"s{index}", f"s{index}"
     device = _make_device(
         net,
         broker,
@@ -176,7 +190,8 @@ def run_scenario(
     data = dev.task_payload(tiny, version=1, seed=index)
     (folder / "task.plada").write_bytes(data)
     payload_id = payload_digest(data)
-    chunked = split_payload(data, max_chunk_bytes=MAX_CHUNK_BYTES)
+    max_chunk = WHOLE if kind.endswith("-whole") else MAX_CHUNK_BYTES
+    needed = task_topics(group, data, max_chunk_bytes=max_chunk)
     log_offset = len(broker.log_text())
     device.start()
     _wait(lambda: _connections(broker, device.client_id) >= 1, timeout_s=60, what="the device")
@@ -188,9 +203,10 @@ def run_scenario(
         net,
         broker,
         device,
-        lambda: _publish(net, broker, folder / "task.plada", f"s{index}"),
+        lambda: _publish(net, broker, folder / "task.plada", group, max_chunk),
         payload_id=payload_id,
-        chunks=len(chunked.chunks),
+        group=group,
+        needed=needed,
         settings=settings,
     )
     _wait(lambda: device.installed() == payload_id, timeout_s=240, what="the task")
@@ -202,13 +218,13 @@ def run_scenario(
         kind=kind,
         protocol=protocol,
         drop_s=drop_s,
-        chunked=chunked,
+        needed=needed,
         payload_bytes=len(data),
-        group=f"s{index}",
+        group=group,
         client_id=device.client_id,
         broker_log=broker.log_text()[log_offset:],
         agent_log=device.log_text(),
-        held_at_drop=held,
+        held_topics=held,
         received=device.received(),
         counters=spent,
         ready_s=ready_s,
@@ -265,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(result)
     report = {
         "profile": profile.model_dump(exclude={"source"}),
-        "max_chunk_bytes": MAX_CHUNK_BYTES,
+        "max_chunk_bytes": {"chunked": MAX_CHUNK_BYTES, "whole": WHOLE},
         "settings": asdict(settings),
         "mosquitto": _mosquitto_version(),
         "loadavg_before": loadavg,

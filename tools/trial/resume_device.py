@@ -143,6 +143,9 @@ class AgentDevice(DaemonProcess):
     def held_indices(self, payload_id: str) -> list[int]:
         return _chunk_indices(self.setup.state_dir / "fleet" / "chunks" / payload_id)
 
+    def holds_manifest(self, payload_id: str) -> bool:
+        return (self.setup.state_dir / "fleet" / "chunks" / payload_id / "manifest.bin").exists()
+
     def installed(self) -> str | None:
         path = self.setup.state_dir / "fleet" / "state.json"
         try:
@@ -190,6 +193,9 @@ class PrototypeDevice(DaemonProcess):
 
     def held_indices(self, payload_id: str) -> list[int]:
         return _chunk_indices(self.state / "chunks" / payload_id)
+
+    def holds_manifest(self, payload_id: str) -> bool:
+        return (self.state / f"manifest-{payload_id}.bin").exists()
 
     def installed(self) -> str | None:
         path = self.state / "installed"

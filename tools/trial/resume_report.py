@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from plada.chunks import ChunkedPayload
+from plada.chunks import split_payload
 from tools.trial.counters import LinkCounters
 
 _LINE = re.compile(r"^(\d+): (.*)$")
@@ -48,9 +48,12 @@ def broker_connections(log: str, *, client_id: str, topic_prefix: str) -> list[C
     return connections
 
 
-def task_topics(group: str, chunked: ChunkedPayload) -> dict[str, int]:
-    """Every task message of a chunked payload: topic -> bytes."""
+def task_topics(group: str, data: bytes, *, max_chunk_bytes: int) -> dict[str, int]:
+    """Every task message ``plada-build publish`` sends for a payload: topic -> bytes."""
     base = f"plada/group/{group}/task"
+    if len(data) <= max_chunk_bytes:
+        return {base: len(data)}
+    chunked = split_payload(data, max_chunk_bytes=max_chunk_bytes)
     topics = {f"{base}/manifest": len(chunked.manifest)}
     topics |= {f"{base}/chunk/{i}": len(c) for i, c in enumerate(chunked.chunks)}
     return topics
@@ -61,18 +64,17 @@ def analyse(
     kind: str,
     protocol: str,
     drop_s: float,
-    chunked: ChunkedPayload,
+    needed: dict[str, int],
     payload_bytes: int,
     group: str,
     client_id: str,
     broker_log: str,
     agent_log: str,
-    held_at_drop: list[int],
+    held_topics: list[str],
     received: list[tuple[float, str, int]],
     counters: LinkCounters,
     ready_s: float,
 ) -> dict[str, Any]:
-    needed = task_topics(group, chunked)
     prefix = f"plada/group/{group}/task"
     connections = broker_connections(broker_log, client_id=client_id, topic_prefix=prefix)
     sent_total: Counter[str] = sum((c.sent for c in connections), Counter())
@@ -80,8 +82,6 @@ def analyse(
     first = next((i for i, c in enumerate(connections) if c.sent), len(connections))
     later = connections[first + 1 :]
     sent_later: Counter[str] = sum((c.sent for c in later), Counter())
-    held_topics = [f"{prefix}/manifest", *(f"{prefix}/chunk/{i}" for i in held_at_drop)]
-    held_topics = held_topics if held_at_drop else []
     got = Counter(topic for _, topic, _ in received if topic.startswith(prefix))
     sessions = _SESSION.findall(agent_log)
     sent_bytes = sum(needed.get(t, 0) * n for t, n in sent_total.items())
@@ -91,7 +91,7 @@ def analyse(
         "messages_needed": len(needed),
         "broker_sends": sum(sent_total.values()),
         "sends_after_reconnect": sum(sent_later.values()),
-        "held_at_drop": len(held_at_drop),
+        "held_at_drop": len(held_topics),
         "held_sent_again": sum(sent_later[t] for t in held_topics),
         "device_received": sum(got.values()),
         "device_duplicates": sum(got.values()) - len(got),
@@ -103,10 +103,10 @@ def analyse(
         "summary": summary,
         "drop_s": drop_s,
         "payload_bytes": payload_bytes,
-        "chunks": len(chunked.chunks),
+        "task_messages": needed,
         "bytes_needed": sum(needed.values()),
         "broker_sent_bytes": sent_bytes,
-        "held_at_drop_indices": held_at_drop,
+        "held_at_drop_topics": held_topics,
         "connections": [
             {
                 "connected_at": c.connected_at,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from plada.chunks import split_payload
 from tools.trial.counters import DirectionCounters, LinkCounters, TcpCounters
-from tools.trial.resume_report import analyse, broker_connections
+from tools.trial.resume_report import analyse, broker_connections, task_topics
 
 P = "plada/group/g/task"
 LOG = f"""1000: New client connected from 10.201.0.2:4000 as plada-pi (p5, c0, k5).
@@ -47,7 +46,7 @@ def test_broker_log_is_split_per_connection_of_one_client() -> None:
 
 
 def test_held_chunks_sent_again_are_counted() -> None:
-    chunked = split_payload(b"x" * 1500, max_chunk_bytes=1024)  # two chunks
+    needed = task_topics("g", b"x" * 1500, max_chunk_bytes=1024)  # manifest and two chunks
     received = [(1.0, f"{P}/manifest", 300), (2.0, f"{P}/chunk/0", 986)]
     received += [(30.0, f"{P}/chunk/1", 986), (30.1, f"{P}/manifest", 300)]
     # Execute
@@ -55,19 +54,21 @@ def test_held_chunks_sent_again_are_counted() -> None:
         kind="long-drop",
         protocol="5",
         drop_s=15.0,
-        chunked=chunked,
+        needed=needed,
         payload_bytes=1500,
         group="g",
         client_id="plada-pi",
         broker_log=LOG,
         agent_log="connected (session present: False)\nconnected (session present: True)\n",
-        held_at_drop=[0],
+        held_topics=[f"{P}/manifest", f"{P}/chunk/0"],
         received=received,
         counters=_counters(4000),
         ready_s=31.0,
     )
     # Assert: manifest and chunk 0 were held at the drop; both came again after the reconnect
     summary = result["summary"]
+    assert task_topics("g", b"x" * 900, max_chunk_bytes=1024) == {P: 900}
+    assert sorted(needed) == [f"{P}/chunk/0", f"{P}/chunk/1", f"{P}/manifest"]
     assert summary["messages_needed"] == 3
     assert summary["broker_sends"] == 7 and summary["sends_after_reconnect"] == 4
     assert summary["held_sent_again"] == 2

@@ -38,6 +38,7 @@ from tests.support.agent_device import TinyDevice
 from tools.trial import resume_device as dev
 from tools.trial.broker import NamespaceBroker
 from tools.trial.clients import REPO
+from tools.trial.counters import tcp_counters
 from tools.trial.drops import DropPlayer, DropWindow
 from tools.trial.network import BROKER, DeviceSpec, TrialNetwork
 from tools.trial.profiles import get_profile, load_profiles
@@ -197,6 +198,7 @@ def run_scenario(
     _wait(lambda: _connections(broker, device.client_id) >= 1, timeout_s=60, what="the device")
     time.sleep(1.0)  # its subscription, status and availability go out first
     before = net.counters(DEVICE)
+    broker_before = tcp_counters(net.namespace(BROKER), connects=0)
     started = time.time()
     held, drop_s = _play(
         kind,
@@ -213,6 +215,7 @@ def run_scenario(
     ready_s = time.time() - started
     time.sleep(1.0)  # let the last PUBACKs and status cross the link
     spent = net.counters(DEVICE).minus(before)
+    broker_after = tcp_counters(net.namespace(BROKER), connects=0)
     device.stop()
     result = analyse(
         kind=kind,
@@ -230,6 +233,9 @@ def run_scenario(
         ready_s=ready_s,
     )
     result["summary"] = {"device": which, **result["summary"]}
+    # the broker's resends on the lossy downlink (its namespace serves only this device)
+    result["broker_tcp_retrans_segs"] = broker_after.retrans_segs - broker_before.retrans_segs
+    result["broker_tcp_out_segs"] = broker_after.out_segs - broker_before.out_segs
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tools.trial.counters import DirectionCounters, LinkCounters, TcpCounters
+from tools.trial.render import resume_table
 from tools.trial.resume_report import analyse, broker_connections, task_topics
 
 P = "plada/group/g/task"
@@ -74,3 +75,19 @@ def test_held_chunks_sent_again_are_counted() -> None:
     assert summary["held_sent_again"] == 2
     assert summary["device_received"] == 4 and summary["device_duplicates"] == 1
     assert result["session_present_on_connect"] == [False, True]
+
+
+def test_results_render_as_markdown_rows() -> None:
+    summary = {
+        "device": "agent",
+        "mqtt": "5",
+        "scenario": "offline",
+        "messages_needed": 9,
+        "broker_sends": 18,
+        "held_at_drop": 0,
+        "held_sent_again": 0,
+        "device_duplicates": 3,
+        "wire_to_needed": 1.9,
+    }
+    table = resume_table({"scenarios": [{"summary": summary}]})
+    assert table.splitlines()[-1] == "| agent | 5 | offline | 9 | 18 | 0 | 0 | 3 | 1.90x |"

@@ -35,6 +35,12 @@ class SentPublish:
     topic: str
 
 
+def mosquitto_version() -> str:
+    done = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False)
+    lines = (done.stdout or done.stderr).splitlines()
+    return lines[0].strip() if lines else "unknown"
+
+
 class NamespaceBroker:
     def __init__(
         self,

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _link_setter(net: TrialNetwork, device: str) -> Any:
+def _link_setter(net: TrialNetwork, device: str) -> Callable[[bool], None]:
     return lambda up: net.set_link(device, up=up)
 
 

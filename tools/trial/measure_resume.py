@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from plada.chunks import DEFAULT_MAX_CHUNK_BYTES
 from plada.payload import payload_digest
 from tests.support.agent_device import TinyDevice
 from tools.trial import resume_device as dev
-from tools.trial.broker import NamespaceBroker
+from tools.trial.broker import NamespaceBroker, mosquitto_version
 from tools.trial.clients import REPO
 from tools.trial.counters import tcp_counters
 from tools.trial.drops import DropPlayer, DropWindow
@@ -289,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": profile.model_dump(exclude={"source"}),
         "max_chunk_bytes": {"chunked": MAX_CHUNK_BYTES, "whole": WHOLE},
         "settings": asdict(settings),
-        "mosquitto": _mosquitto_version(),
+        "mosquitto": mosquitto_version(),
         "loadavg_before": loadavg,
         "loadavg_after": Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3],
         "scenarios": results,
@@ -298,11 +297,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
-
-
-def _mosquitto_version() -> str:
-    done = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False)
-    return (done.stdout or done.stderr).splitlines()[0].strip()
 
 
 if __name__ == "__main__":

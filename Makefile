@@ -9,12 +9,15 @@ ORT_VENV := .venv-ort-training
 ORT_PY := $(ORT_VENV)/bin/python
 LITERT_VENV := .venv-litert
 LITERT_PY := $(LITERT_VENV)/bin/python
+PY310_VENV := .venv-py310
+PY310_PY := $(PY310_VENV)/bin/python
+PYTHON310 ?= python3.10
 PROFILE ?= full
 # The small profile lives beside the full one so CI never clobbers a developer's full build.
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -36,7 +39,7 @@ $(ORT_VENV)/.installed: pyproject.toml
 	$(ORT_PY) -m pip install --quiet --upgrade pip
 	$(ORT_PY) -m pip install --quiet onnxruntime-training==1.19.2 onnx==1.17.0 'numpy<2.3' pytest pytest-timeout hypothesis
 	$(ORT_PY) -m pip install --quiet --no-deps -e .
-	$(ORT_PY) -m pip install --quiet cbor2 zstandard cryptography pillow pydantic rich 'paho-mqtt>=2.2,<3'
+	$(ORT_PY) -m pip install --quiet cbor2 zstandard cryptography pillow pydantic rich 'paho-mqtt>=2.2,<3' tomli-w
 	touch $@
 
 setup-ort-training: $(ORT_VENV)/.installed ## create .venv-ort-training (onnxruntime-training backend)
@@ -56,6 +59,16 @@ $(LITERT_VENV)/.installed: pyproject.toml litert-constraints.txt
 
 setup-litert: $(LITERT_VENV)/.installed ## create .venv-litert (litert-torch: TFLite export)
 
+# Device classes run the agent on Python 3.10 (Jetson: JetPack 6), so the agent's and plada's unit
+# tests run there too, in an environment with the agent extra only (no torch, no builder).
+$(PY310_VENV)/.installed: pyproject.toml
+	$(PYTHON310) -m venv $(PY310_VENV)
+	$(PY310_PY) -m pip install --quiet --upgrade pip
+	$(PY310_PY) -m pip install --quiet -e '.[agent]' pytest pytest-timeout hypothesis imagehash
+	touch $@
+
+setup-py310: $(PY310_VENV)/.installed ## create .venv-py310 (agent + plada unit tests on Python 3.10)
+
 fmt: setup ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -72,11 +85,12 @@ data: setup ## fetch the real datasets and build data/ref-v1 + data/targets (PRO
 
 # The TFLite export tests run in .venv-litert; -p no:anyio because anyio's pytest plugin (pulled
 # in there by transformers) imports a pytest name that warns, and warnings are errors here.
-test: setup setup-ort-training setup-litert ## the whole test suite, broker tests included (the README's test command)
+test: setup setup-ort-training setup-litert setup-py310 ## the whole test suite, broker tests included (the README's test command)
 	$(MAKE) data PROFILE=small
 	$(PY) -m pytest -m 'not slow and not ort_training and not litert'
 	$(ORT_PY) -m pytest -p no:cacheprovider -m ort_training tests/unit/agent
 	$(LITERT_PY) -m pytest -p no:cacheprovider -p no:anyio -m litert tests/unit/builder
+	$(PY310_PY) -m pytest -p no:cacheprovider -m 'not slow and not ort_training and not litert and not torch and not data' tests/unit/agent tests/unit/plada
 
 test-fast: setup ## unit tests only, no data or broker
 	$(PY) -m pytest -m 'not slow and not ort_training and not litert and not broker and not data' tests/unit
@@ -84,10 +98,10 @@ test-fast: setup ## unit tests only, no data or broker
 check: lint typecheck test ## everything CI gates on
 
 builder: data ## build payloads + reports for the three default targets under build/
-	$(PY) -m builder.make_builder --data $(DATA_DIR) --out $(BUILD_DIR)
+	$(PY) -m tools.make_builder --data $(DATA_DIR) --out $(BUILD_DIR)
 
 demo: data ## the main job: builder -> broker -> three agents -> table
-	$(PY) -m builder.demo --data $(DATA_DIR) --out $(BUILD_DIR)/demo
+	$(PY) -m tools.demo --data $(DATA_DIR) --out $(BUILD_DIR)/demo
 
 bench-codec: setup ## codec table -> bench/results/codec.json
 	$(PY) -m bench.codec --out bench/results/codec.json
@@ -97,4 +111,4 @@ bench: data setup-ort-training setup-litert ## all benchmarks -> bench/results/,
 	$(PY) -m bench.run --data $(DATA_DIR)
 
 clean: ## remove environments, caches and build outputs (keeps data/)
-	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(PY310_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -18,7 +18,6 @@ the key changes, the old folder is removed and the cache is rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -38,20 +37,12 @@ from plada.corpus import Corpus
 from plada.encoders import PREPROCESS_TF as _PREPROCESS
 from plada.encoders import EncoderInfo as SidecarInfo
 from plada.errors import EncoderSpecError
+from plada.files import sha256_file
 from plada.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-_HASH_CHUNK = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,7 @@ class EncoderInfo:
                 f"encoder sidecar {sidecar}: preprocess {sidecar_info.preprocess!r} is not "
                 f"{_PREPROCESS!r} (plada.preprocess is the only input the agent produces)"
             )
-        actual = file_sha256(path)
+        actual = sha256_file(path)
         expected_key = "sha256" if path.suffix == ".onnx" else "tflite_sha256"
         expected = meta.get(expected_key)
         if expected is None and expected_key == "tflite_sha256":

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-import tomllib
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.config import AgentConfig, parse_config
 from agent.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 devices (Jetson, JetPack 6)
+    import tomli as tomllib
 
 _MEMORY = re.compile(r"^[0-9]+[KMG]$")
 _ENCODER_SPEC = re.compile(r"^[a-z][a-z0-9]*-[0-9]{2,4}(-int8)?$")  # plada.encoders spec string
@@ -56,6 +62,12 @@ class DeviceProfile(BaseModel):
 
     device: DeviceSection
     agent: dict[str, Any]
+
+    def __getitem__(self, table: str) -> Any:
+        """A profile reads like the TOML it came from: `profile["agent"]`."""
+        if table not in type(self).model_fields:
+            raise KeyError(table)
+        return getattr(self, table)
 
     def agent_config(
         self, *, device_id: str = PLACEHOLDER_ID, overrides: dict[str, Any] | None = None
@@ -109,28 +121,13 @@ def load_profile(path: Path) -> DeviceProfile:
 
 
 def dump_toml(table: dict[str, Any]) -> str:
-    """Minimal TOML writer for agent config tables (scalars, lists, one level of tables)."""
-    lines: list[str] = []
-    subtables: list[tuple[str, dict[str, Any]]] = []
-    for key, value in table.items():
-        if isinstance(value, dict):
-            subtables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for name, sub in subtables:
-        lines.append(f"\n[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in sub.items())
-    return "\n".join(lines) + "\n"
+    """TOML text of an agent config table (tomli-w; paths written as strings)."""
+    return tomli_w.dumps(_plain(table))
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{text}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

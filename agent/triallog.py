@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from plada.atomic import atomic_path
+
 DB_NAME = "triallog.sqlite"
 
 _SCHEMA = """
@@ -232,8 +234,7 @@ class TrialLog:
                 " m.payload_id, t.task, t.version, t.outcome"
                 " FROM messages m LEFT JOIN tasks t ON t.payload_id = m.payload_id ORDER BY m.id"
             ).fetchall()
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(
                 [
@@ -249,5 +250,4 @@ class TrialLog:
                 ]
             )
             writer.writerows(rows)
-        tmp.replace(path)
         return len(rows)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +15,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from builder.features.sources import images_digest
+from plada.atomic import save_npy_atomic, write_text_atomic
+from plada.encoders import DEFAULT_DEVICE_ENCODER
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_TASKS = ("digits", "fashion", "clipart")
 DEFAULT_TEACHER = "lite1-96"
-DEFAULT_DEVICE = "lite0-64-int8"
 # Every encoder as its ONNX export: what device classes run, and the builder's default teacher
 # backend (make builder, plada-build task), so the embedding caches are shared with them.
 ENCODER_BACKEND = "onnx"
@@ -37,16 +37,9 @@ def log(message: str) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Results and the README are for everyone: 0644, not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and the README are for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text, mode=0o644)
 
 
 def _json_default(value: Any) -> Any:
@@ -101,14 +94,13 @@ class BenchContext:
     quick: bool = False
     tasks: tuple[str, ...] = DEFAULT_TASKS
     teacher_encoder: str = DEFAULT_TEACHER  # the strategy sweeps' and alternatives' teacher
-    device: str = DEFAULT_DEVICE
+    device: str = DEFAULT_DEVICE_ENCODER
     progress: bool = True
     jobs: int = 1  # worker processes for the accuracy sweep (one BLAS thread each)
     auto_seeds: tuple[int, ...] | None = None  # seeds of the --auto builds (None: seeds)
     ratios: tuple[float, ...] | None = None  # None: the module's default (or quick) list
     budgets: tuple[str, ...] | None = None
     hetero_budgets: tuple[str, ...] | None = None  # None: bench.hetero's default
-    shared: dict[str, Any] = field(default_factory=dict)
     _sources: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -143,7 +135,7 @@ class BenchContext:
     def source(self, spec: str) -> Any:
         """A memoised builder FeatureSource (corpus features come from the embedding cache)."""
         if spec not in self._sources:
-            from builder.pipeline import EncoderFeatures
+            from builder.features.sources import EncoderFeatures
 
             self._sources[spec] = EncoderFeatures(
                 spec, cache_root=self.cache_root, progress=self.progress, backend=ENCODER_BACKEND
@@ -166,14 +158,14 @@ class BenchContext:
 
     def target(self, name: str) -> Any:
         if name not in self._targets:
-            from builder.targets import load_target
+            from builder.pipeline.targets import load_target
 
             self._targets[name] = load_target(self.data / "targets" / name)
         return self._targets[name]
 
     def images(self, name: str) -> TaskImages:
         if name not in self._images:
-            from builder.targets import read_images
+            from builder.pipeline.targets import read_images
 
             task = self.target(name)
             self._images[name] = TaskImages(
@@ -182,12 +174,12 @@ class BenchContext:
         return self._images[name]
 
     def features(self, name: str, spec: str) -> Any:
-        """builder.pipeline.TaskFeatures of task `name` under encoder `spec`: memoised, and the
-        target splits' features kept on disk under work/features (keyed by the encoder's exact
-        weights and the image files) so later invocations do not embed them again."""
+        """The TaskFeatures of task `name` under encoder `spec`: memoised, and the target splits'
+        features kept on disk under work/features (keyed by the encoder's exact weights and the
+        image files) so later invocations do not embed them again."""
         key = (name, spec)
         if key not in self._features:
-            from builder.pipeline import TaskFeatures
+            from builder.features.sources import TaskFeatures
 
             task = self.target(name)
             files = self._feature_files(name, spec, task)
@@ -201,9 +193,7 @@ class BenchContext:
                 test = self.source(spec).image_features(images.test)
                 for path, array in zip(files, (train, test), strict=True):
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f".{path.name}.tmp.npy")
-                    np.save(tmp, array)
-                    os.replace(tmp, path)
+                    save_npy_atomic(path, array)
             self._features[key] = TaskFeatures(spec, reference, train, test)
         return self._features[key]
 
@@ -214,7 +204,7 @@ class BenchContext:
         return PrecomputedFeatures(
             spec,
             feats.reference,
-            {image_digest(images.train): feats.train, image_digest(images.test): feats.test},
+            {images_digest(images.train): feats.train, images_digest(images.test): feats.test},
         )
 
     def cached_image_features(self, spec: str, images: Sequence[Image.Image]) -> np.ndarray:
@@ -222,20 +212,18 @@ class BenchContext:
         encoder's exact weights and the pixels), so a later invocation does not embed again."""
         import hashlib
 
-        from builder.encoder import load_encoder
+        from builder.encoders.load import load_encoder
 
         if spec not in self._cache_keys:
             self._cache_keys[spec] = load_encoder(spec, backend=ENCODER_BACKEND).cache_key
-        key = hashlib.sha256(f"{self._cache_keys[spec]}|{image_digest(images)}".encode())
+        key = hashlib.sha256(f"{self._cache_keys[spec]}|{images_digest(images)}".encode())
         path = self.work / "features" / f"img-{spec}-{key.hexdigest()[:20]}.npy"
         if path.exists():
             cached: np.ndarray = np.load(path)
             return cached
         out: np.ndarray = self.source(spec).image_features(images)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, path)
+        save_npy_atomic(path, out)
         return out
 
     def reference_rows(self, spec: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -252,7 +240,7 @@ class BenchContext:
     def _feature_files(self, name: str, spec: str, task: Any) -> tuple[Path, Path]:
         import hashlib
 
-        from builder.encoder import load_encoder
+        from builder.encoders.load import load_encoder
 
         digest = hashlib.sha256(load_encoder(spec, backend=ENCODER_BACKEND).cache_key.encode())
         for path in (*task.train.paths, *task.test.paths):
@@ -260,28 +248,6 @@ class BenchContext:
             digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         stem = self.work / "features" / f"{name}-{spec}-{digest.hexdigest()[:16]}"
         return stem.with_name(stem.name + "-train.npy"), stem.with_name(stem.name + "-test.npy")
-
-
-@contextmanager
-def single_blas() -> Iterator[None]:
-    """One BLAS thread for the many small matmuls of head training and selection (as
-    builder.pipeline does after embedding): two spinning BLAS threads on a loaded 2-core box were
-    measured 30x slower."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-def image_digest(images: Sequence[Image.Image]) -> str:
-    """The key builder.pipeline.EncoderFeatures memoises a list of images by."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for image in images:
-        digest.update(f"{image.mode}{image.size}".encode())
-        digest.update(image.tobytes())
-    return f"images:{digest.hexdigest()}"
 
 
 class PrecomputedFeatures:
@@ -302,7 +268,7 @@ class PrecomputedFeatures:
         return self._reference
 
     def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
-        key = image_digest(images)
+        key = images_digest(images)
         if key not in self._images:
             raise KeyError(f"{self._spec}: no precomputed features for these {len(images)} images")
         return self._images[key]

@@ -37,9 +37,10 @@ from bench._common import (
     mean_spread,
     pick,
     setting_label,
-    single_blas,
     write_json,
 )
+from bench.schema.checkpoints import AccuracyCheckpoint
+from builder.pipeline.build import single_blas
 
 RATIOS = (0.005, 0.01, 0.02, 0.05, 0.10, 0.25)
 BUDGETS = ("1KiB", "2KiB", "8KiB", "32KiB")
@@ -52,20 +53,18 @@ def payload_path(ctx: BenchContext, task: str, budget: str, seed: int) -> Path:
 
 
 def _signed_size(ctx: BenchContext, task: Any, selection: Any) -> int:
-    from builder.pipeline import TaskConfig, make_payload
-    from builder.select import Budget
-    from plada.payload import encode_payload
+    """The signed payload's size, as the builder's byte search measures it."""
+    from builder.pipeline.payload import PayloadFields
+    from builder.pipeline.sizing import PayloadSizer
 
-    payload = make_payload(
-        selection,
-        task_name=task.name,
+    fields = PayloadFields.for_task(
+        task=task.name,
+        version=1,
         class_names=task.class_names,
         corpus=ctx.corpus(),
-        config=TaskConfig(budget=Budget("count", selection.keep)),
-        accuracy_estimate=0.5,
         created_at=int(time.time()),
     )
-    return len(encode_payload(payload, signing_key=ctx.signing_key()))
+    return PayloadSizer(fields, key_id=ctx.signing_key().key_id).size(selection)
 
 
 def codec_sizes(
@@ -85,6 +84,46 @@ def codec_sizes(
     }
 
 
+def _teacher_result(ctx: BenchContext, name: str) -> tuple[dict[str, Any], Any]:
+    """(the task's result with its teacher filled in, the reference scores of that teacher)."""
+    from builder.pipeline.label import label_reference
+    from builder.pipeline.teacher import TeacherConfig, balanced_accuracy
+
+    task = ctx.target(name)
+    y_train, y_test = task.train.labels, task.test.labels
+    tfeat = ctx.features(name, ctx.teacher_encoder)
+    # The teacher is deterministic (its L2 is chosen on fixed folds), the same one build_task fits.
+    started = time.perf_counter()
+    labelling = label_reference(
+        tfeat.train,
+        y_train,
+        tfeat.reference,
+        num_classes=task.num_classes,
+        temperature=1.0,
+        config=TeacherConfig(),
+    )
+    teacher_pred = labelling.teacher.predict(tfeat.test)
+    log(f"{name}: teacher fitted in {time.perf_counter() - started:.1f} s")
+    result: dict[str, Any] = {
+        "task": name,
+        "num_classes": task.num_classes,
+        "class_names": list(task.class_names),
+        "train_images": len(y_train),
+        "test_images": len(y_test),
+        "teacher": {
+            "encoder": ctx.teacher_encoder,
+            "l2": labelling.teacher.l2,
+            "accuracy": float(np.mean(teacher_pred == y_test)),
+            "balanced_accuracy": balanced_accuracy(teacher_pred, y_test),
+        },
+        "oracle_per_seed": [],
+        "ratio_runs": [],
+        "auto_runs": [],
+        "budget_candidates": [],
+    }
+    return result, labelling.scores
+
+
 def run_task(
     ctx: BenchContext,
     name: str,
@@ -98,44 +137,11 @@ def run_task(
     """One task for the given seeds (summarise() runs after the seeds are merged). `resume`: a
     partial result of an interrupted run (its sweep and finished budgets are kept);
     `checkpoint` is called with the partial result after the sweep and after every budget."""
-    from builder.scores import score_reference
-    from builder.teacher import TeacherConfig, balanced_accuracy, fit_teacher
     from plada.head import HeadHyperParams
 
     task = ctx.target(name)
-    num_classes = task.num_classes
-    y_train, y_test = task.train.labels, task.test.labels
-    tfeat = ctx.features(name, ctx.teacher_encoder)
     dfeat = ctx.features(name, ctx.device)
-
-    # The teacher is deterministic (its L2 is chosen on fixed folds), the same one build_task fits.
-    started = time.perf_counter()
-    teacher = fit_teacher(tfeat.train, y_train, num_classes=num_classes, config=TeacherConfig())
-    teacher_pred = teacher.predict(tfeat.test)
-    scores = score_reference(
-        teacher.logits(tfeat.reference),
-        reference_features=tfeat.reference,
-        target_features=tfeat.train,
-        target_labels=y_train,
-    )
-    log(f"{name}: teacher fitted in {time.perf_counter() - started:.1f} s")
-    result: dict[str, Any] = {
-        "task": name,
-        "num_classes": num_classes,
-        "class_names": list(task.class_names),
-        "train_images": len(y_train),
-        "test_images": len(y_test),
-        "teacher": {
-            "encoder": ctx.teacher_encoder,
-            "l2": teacher.l2,
-            "accuracy": float(np.mean(teacher_pred == y_test)),
-            "balanced_accuracy": balanced_accuracy(teacher_pred, y_test),
-        },
-        "oracle_per_seed": [],
-        "ratio_runs": [],
-        "auto_runs": [],
-        "budget_candidates": [],
-    }
+    result, scores = _teacher_result(ctx, name)
     auto_seeds = ctx.auto_seeds if ctx.auto_seeds is not None else ctx.seeds
     resume = resume or {}
     for seed in seeds:
@@ -176,9 +182,9 @@ def _sweep(
     ratios: tuple[float, ...],
 ) -> None:
     """Every setting at every keep ratio, and the device-oracle, for one seed."""
-    from builder.auto import DEFAULT_SETTINGS
-    from builder.select import select
-    from builder.simulate import device_oracle, simulate_selection
+    from builder.pipeline.candidates import DEFAULT_SETTINGS
+    from builder.pipeline.select import select
+    from builder.pipeline.simulate import device_oracle, simulate_selection
 
     name = task.name
     n_ref = len(ctx.corpus())
@@ -221,9 +227,10 @@ def _sweep(
 def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, budget: str) -> None:
     """`--auto` at one byte budget through the builder's whole task pipeline, with the builder's
     default teachers (one build per teacher encoder, the better-validating one kept)."""
-    from builder.pipeline import TaskConfig, build_task_multi
-    from builder.report import atomic_write_bytes
-    from builder.select import parse_budget
+    from builder.pipeline.budget import parse_budget
+    from builder.pipeline.build import build_task_multi
+    from builder.pipeline.config import TaskConfig
+    from plada.atomic import write_bytes_atomic
 
     name = task.name
     corpus = ctx.corpus()
@@ -236,29 +243,30 @@ def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, bu
         signing_key=ctx.signing_key(),
         config=TaskConfig(budget=parse_budget(budget), default_device=ctx.device, seed=seed),
     )
-    atomic_write_bytes(payload_path(ctx, name, budget, seed), build.payload)
-    report = build.report
+    payload_path(ctx, name, budget, seed).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(payload_path(ctx, name, budget, seed), build.payload, mode=0o644)
+    report = build.record
     result["auto_runs"].append(
         {
             "seed": seed,
             "budget": budget,
             "budget_bytes": int(parse_budget(budget).value),
-            "strategy": report["strategy"],
-            "teacher_encoder": report["teacher"]["encoder"],
-            "setting": setting_label(report["strategy"], dict(report["params"])),
-            "keep": report["num_indices"],
-            "payload_bytes": report["payload_bytes"],
-            "accuracy": report["device_accuracy"],
-            "balanced_accuracy": report["device_balanced_accuracy"],
-            "oracle_accuracy": report["device_oracle_accuracy"],
-            "accuracy_estimate": report["accuracy_estimate"],
+            "strategy": report.strategy,
+            "teacher_encoder": report.teacher.encoder if report.teacher else None,
+            "setting": setting_label(report.strategy, dict(report.params)),
+            "keep": report.num_indices,
+            "payload_bytes": report.payload_bytes,
+            "accuracy": report.device_accuracy,
+            "balanced_accuracy": report.device_balanced_accuracy,
+            "oracle_accuracy": report.device_oracle_accuracy,
+            "accuracy_estimate": report.accuracy_estimate,
             "seconds": round(time.perf_counter() - started, 2),
-            "peak_rss_mb": report["peak_rss_mb"],
+            "peak_rss_mb": report.peak_rss_mb,
         }
     )
     seen: set[str] = set()
-    for cand in report["candidates"]:  # each setting's largest keep comes first
-        label = setting_label(cand["strategy"], dict(cand["params"]))
+    for cand in report.candidates:  # each setting's largest keep comes first
+        label = setting_label(cand.strategy, dict(cand.params))
         if label in seen:
             continue
         seen.add(label)
@@ -267,17 +275,17 @@ def _auto(ctx: BenchContext, result: dict[str, Any], task: Any, *, seed: int, bu
                 "seed": seed,
                 "budget": budget,
                 "setting": label,
-                "strategy": cand["strategy"],
-                "keep": cand["keep"],
-                "payload_bytes": cand["payload_bytes"],
-                "accuracy": cand["test_accuracy"],
-                "balanced_accuracy": cand["test_balanced_accuracy"],
+                "strategy": cand.strategy,
+                "keep": cand.keep,
+                "payload_bytes": cand.payload_bytes,
+                "accuracy": cand.test_accuracy,
+                "balanced_accuracy": cand.test_balanced_accuracy,
             }
         )
     log(
-        f"{name} seed {seed} {budget}: auto -> {report['strategy']} keep "
-        f"{report['num_indices']}, {report['payload_bytes']} B, device "
-        f"{100 * report['device_accuracy']:.1f} % ({time.perf_counter() - started:.0f} s)"
+        f"{name} seed {seed} {budget}: auto -> {report.strategy} keep "
+        f"{report.num_indices}, {report.payload_bytes} B, device "
+        f"{100 * report.device_accuracy:.1f} % ({time.perf_counter() - started:.0f} s)"
     )
 
 
@@ -373,7 +381,7 @@ def run_unit(ctx: BenchContext, unit: Unit) -> dict[str, Any]:
     payloads = [payload_path(ctx, name, b, seed) for b in budgets] if auto else []
     resume: dict[str, Any] | None = None
     if path.exists():
-        resume = json.loads(path.read_text(encoding="utf-8"))
+        resume = AccuracyCheckpoint.read(path)
         done = {r["budget"] for r in resume["auto_runs"]} if resume else set()
         if resume and all(p.exists() for p in payloads) and (not auto or set(budgets) <= done):
             log(f"{name} seed {seed}: reusing {path.name}")

@@ -78,7 +78,7 @@ def bench_encoders(corpus: Corpus, paths: dict[str, Path], *, n: int = 256) -> d
         extractor = load_extractor(path, backend=backend, threads=2)
         out[name] = round(_throughput(extractor.embed, batch), 1)
     try:
-        from builder.encoder import load_encoder
+        from builder.encoders.load import load_encoder
 
         torch_encoder = load_encoder("lite0-64", backend="torch", threads=2)
         out["torch_eager"] = round(_throughput(torch_encoder.embed, batch), 1)

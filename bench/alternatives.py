@@ -36,8 +36,10 @@ import numpy as np
 import zstandard
 from PIL import Image
 
-from bench._common import BenchContext, log, mean_spread, pick, single_blas, write_json
+from bench._common import BenchContext, log, mean_spread, pick, write_json
 from bench.accuracy import BUDGETS, QUICK_BUDGETS
+from bench.schema.accuracy import AccuracyResults
+from builder.pipeline.build import single_blas
 
 FORMATS = ("jpeg-q30", "png", "raw")
 FL_DEVICES = 10
@@ -123,7 +125,7 @@ def largest_fitting(size_of: Callable[[int], int], *, budget: int, upper: int) -
 def images_at_budget(
     ctx: BenchContext, name: str, budget: int, seed: int, device_size: int
 ) -> dict[str, Any]:
-    from builder.simulate import evaluate_head
+    from builder.pipeline.simulate import evaluate_head
     from plada.head import HeadHyperParams, train_head
 
     task = ctx.target(name)
@@ -250,7 +252,7 @@ def head_rows(
     standardised with the corpus statistics, which the device computes itself) or, when it is
     more than a point better in balanced accuracy (in the weights' favour), `train-std` (W over
     train-standardised features, plus the train split's mean and scale in float16, counted)."""
-    from builder.teacher import balanced_accuracy
+    from builder.pipeline.teacher import balanced_accuracy
 
     w_c, b_c, m_c, s_c = corpus_head
     w_t, b_t, m_t, s_t = train_head
@@ -291,7 +293,7 @@ def head_rows(
 
 
 def weights_rows(ctx: BenchContext, name: str) -> dict[str, Any]:
-    from builder.teacher import TeacherConfig, fit_teacher
+    from builder.pipeline.teacher import TeacherConfig, fit_teacher
     from plada.head import HeadHyperParams, train_head
 
     task = ctx.target(name)
@@ -338,7 +340,7 @@ def weights_rows(ctx: BenchContext, name: str) -> dict[str, Any]:
 
 
 def federated_round(ctx: BenchContext, name: str, seed: int) -> dict[str, Any]:
-    from builder.teacher import balanced_accuracy
+    from builder.pipeline.teacher import balanced_accuracy
     from plada.head import HeadHyperParams, train_head
 
     task = ctx.target(name)
@@ -379,7 +381,7 @@ def federated_round(ctx: BenchContext, name: str, seed: int) -> dict[str, Any]:
 def run_task(
     ctx: BenchContext, name: str, budgets: Sequence[str], accuracy: dict[str, Any] | None
 ) -> dict[str, Any]:
-    from builder.select import parse_budget
+    from builder.pipeline.budget import parse_budget
     from plada.encoders import parse_encoder_spec
 
     device_size = parse_encoder_spec(ctx.device).size
@@ -468,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy", type=Path, default=None, help="accuracy.json to compare")
     args = parser.parse_args(argv)
     ctx = BenchContext(data=args.data, quick=args.quick, seeds=(0,) if args.quick else (0, 1, 2))
-    acc = json.loads(args.accuracy.read_text(encoding="utf-8")) if args.accuracy else None
+    acc = None
+    if args.accuracy:  # checked against the model the renderer reads it with
+        acc = json.loads(args.accuracy.read_text(encoding="utf-8"))
+        AccuracyResults.model_validate(acc)
     run(ctx, acc)
     return 0
 

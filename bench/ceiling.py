@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import BenchContext, log, mean_spread, single_blas, write_json
+from bench._common import BenchContext, log, mean_spread, write_json
+from builder.pipeline.build import single_blas
 
 KEEPS = (1111, 5000, None)  # None: every image of the source
 # (target task, the corpus source whose true labels are public)
@@ -52,9 +53,9 @@ def source_rows(ctx: BenchContext, source: str) -> np.ndarray:
 
 
 def run_task(ctx: BenchContext, task_name: str, source: str, teacher_spec: str) -> dict[str, Any]:
-    from builder.select import Selection
-    from builder.simulate import device_oracle, simulate_selection
-    from builder.teacher import fit_teacher
+    from builder.pipeline.select import Selection
+    from builder.pipeline.simulate import device_oracle, simulate_selection
+    from builder.pipeline.teacher import fit_teacher
     from plada.head import HeadHyperParams
 
     task = ctx.target(task_name)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from plada.atomic import write_text_atomic
 from plada.codecs import CODECS, decode_selection, encode_selection
 
 IMAGENET21K = 14_197_122
@@ -165,10 +164,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text, mode=0o644)
 
 
 def update_readme(readme: Path, table: str) -> bool:

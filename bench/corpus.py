@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from plada.atomic import write_text_atomic
 from plada.corpus import Corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,17 +95,20 @@ def bench_verify(corpus: Corpus, *, deep_sample: int, repeats: int) -> dict[str,
 
 def bench_build(data: Path, *, cache: Path, skip: bool) -> dict[str, Any]:
     from builder.datasets.build import PROFILES, build_reference, fetch_and_load
+    from builder.datasets.info import read_build_info
 
     expected = Corpus.open(data / "ref-v1").fingerprint
     if skip:
-        info = json.loads((data / "build-info.json").read_text(encoding="utf-8"))
-        recorded = info["timings_s"]
+        info = read_build_info(data)
+        if info is None:
+            raise FileNotFoundError(f"{data}/build-info.json is missing or unreadable")
+        recorded = info.timings_s
         return {
             "source": "build-info.json",
             "build_s": round(
                 recorded["fetch"] + recorded["load sources"] + recorded["build ref-v1"], 1
             ),
-            "fingerprint_matches": info["corpus"]["fingerprint"] == expected,
+            "fingerprint_matches": info.corpus.fingerprint == expected,
         }
     profile = "small" if data.name == "small" else "full"
     timings: dict[str, float] = {}
@@ -168,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "verify": result["verify"]["images_per_s"] >= TARGETS["verify_images_per_s"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n", mode=0o644)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -75,7 +75,7 @@ def ensure_tflite(enc_dir: Path, python: Path | None) -> tuple[Path | None, str]
 def tflite_parity(corpus: Any, tflite: Path, fp32: Path, *, n: int = 256) -> dict[str, float]:
     """TFLite vs ORT fp32 features of the first n corpus images (the throughput batch)."""
     from agent.features import load_extractor
-    from builder.export import cosine_rows
+    from builder.encoders.parity import cosine_rows
     from plada.preprocess import preprocess_batch
 
     batch = preprocess_batch(corpus.images(list(range(min(n, len(corpus))))), size=64)

@@ -2,11 +2,11 @@
 
     .venv/bin/python -m bench.fleet --data data [--quick]
 
-A local mosquitto is started exactly as the broker tests start it (tests/support/broker.py:
+A local mosquitto is started exactly as the broker tests start it (tools/devbroker.py:
 passwords, the shipped ACL, persistence), N real agent daemons (agent.app.AgentApp over the real
 MQTT link, one thread each, one process) connect to it, and the builder publishes one signed task
-payload (a real `--auto` payload of bench.accuracy when one exists) with builder.publish. Measured:
-time from the publish call to every agent reporting `ready` for the new version (and its
+payload (a real `--auto` payload of bench.accuracy when one exists) with builder.fleet.publish.
+Measured: time from the publish call to every agent reporting `ready` for the new version (and its
 distribution over agents), time until the builder sees every device's result message, and bytes
 on the wire per device from each agent's field-trial log (payload bytes + the MQTT overhead
 estimate).
@@ -27,8 +27,23 @@ from typing import Any
 
 import numpy as np
 
+from agent.status import AgentState
 from bench._common import BenchContext, log, write_json
 from bench.accuracy import payload_path
+from builder.fleet.publish import publish_payload
+from builder.fleet.status import fleet_results
+from plada.payload import decode_payload
+from plada.signing import load_trusted_keys
+from tools.devbroker import Broker, start_broker
+from tools.fleet_harness import (
+    FakeApplier,
+    RunningAgent,
+    admin_options,
+    make_config,
+    mqtt_section,
+    start_agent,
+    wait_until,
+)
 
 FLEET_SIZES = (1, 10, 50)
 QUICK_FLEET_SIZES = (1, 10)
@@ -43,73 +58,63 @@ def _payload(ctx: BenchContext) -> tuple[bytes, str]:
     raise FileNotFoundError(f"no auto payload under {ctx.work / 'payloads'}: run bench.accuracy")
 
 
-def run_fleet(ctx: BenchContext, size: int, data: bytes, version: int) -> dict[str, Any]:
-    from agent.status import AgentState
-    from builder.fleet import fleet_results
-    from builder.publish import publish_payload
-    from plada.payload import decode_payload
-    from plada.signing import load_trusted_keys
-    from tests.support.broker import start_broker
-    from tests.support.fleet import (
-        FakeApplier,
-        admin_options,
-        make_config,
-        mqtt_section,
-        start_agent,
-        wait_until,
-    )
-
+def _start_fleet(ctx: BenchContext, tmp: Path, broker: Broker, size: int) -> list[RunningAgent]:
+    """`size` real agent daemons (one thread each) with the stand-in applier, connected."""
     corpus = ctx.corpus()
+    ids = [f"bench-{i:03d}" for i in range(size)]
+    broker.add_users(ids)
+    agents = []
+    for device_id in ids:
+        applier = FakeApplier(
+            [ctx.public_key_path()], fingerprint=corpus.fingerprint, size=len(corpus)
+        )
+        config = make_config(
+            tmp,
+            device_id=device_id,
+            public_key=ctx.public_key_path(),
+            mqtt=mqtt_section(broker, device_id),
+        )
+        agents.append(start_agent(config, applier))
+    wait_until(
+        lambda: all(a.app.link.connected.is_set() for a in agents),  # type: ignore[attr-defined]
+        timeout_s=60,
+        what=f"{size} agents to connect",
+    )
+    return agents
+
+
+def _ready_times(agents: list[RunningAgent], version: int, start: float) -> list[float]:
+    """Seconds from `start` until each agent is ready with `version` (polled every 5 ms)."""
+    ready_at: dict[str, float] = {}
+    deadline = time.monotonic() + 120
+    while len(ready_at) < len(agents):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(ready_at)} of {len(agents)} agents ready after 120 s")
+        now = time.monotonic()
+        for agent in agents:
+            status, device_id = agent.app.status, agent.app.config.device_id
+            if (
+                device_id not in ready_at
+                and status.state == AgentState.READY
+                and status.version == version
+            ):
+                ready_at[device_id] = now - start
+        time.sleep(0.005)
+    return sorted(ready_at.values())
+
+
+def run_fleet(ctx: BenchContext, size: int, data: bytes) -> dict[str, Any]:
     payload = decode_payload(data, trusted_keys=load_trusted_keys([ctx.public_key_path()]))
     with tempfile.TemporaryDirectory(prefix=f"fleet-{size}-", dir=ctx.work) as tmp_name:
-        tmp = Path(tmp_name)
-        broker = start_broker(tmp / "broker")
-        agents = []
+        broker = start_broker(Path(tmp_name) / "broker")
+        agents: list[RunningAgent] = []
         try:
-            ids = [f"bench-{i:03d}" for i in range(size)]
-            broker.add_users(ids)
-            appliers = [
-                FakeApplier(
-                    [ctx.public_key_path()], fingerprint=corpus.fingerprint, size=len(corpus)
-                )
-                for _ in ids
-            ]
-            for device_id, applier in zip(ids, appliers, strict=True):
-                config = make_config(
-                    tmp,
-                    device_id=device_id,
-                    public_key=ctx.public_key_path(),
-                    mqtt=mqtt_section(broker, device_id),
-                )
-                agents.append(start_agent(config, applier))
-            wait_until(
-                lambda: all(a.app.link.connected.is_set() for a in agents),  # type: ignore[attr-defined]
-                timeout_s=60,
-                what=f"{size} agents to connect",
-            )
+            agents = _start_fleet(ctx, Path(tmp_name), broker, size)
             options = admin_options(broker)
-            ready_at: dict[str, float] = {}
             start = time.monotonic()
             report = publish_payload(data, options=options, group="lab")
             published = time.monotonic() - start
-
-            def all_ready() -> bool:
-                now = time.monotonic()
-                for agent in agents:
-                    status = agent.app.status
-                    if (
-                        agent.app.config.device_id not in ready_at
-                        and status.state == AgentState.READY
-                        and status.version == payload.version
-                    ):
-                        ready_at[agent.app.config.device_id] = now - start
-                return len(ready_at) == size
-
-            deadline = time.monotonic() + 120
-            while not all_ready():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(ready_at)} of {size} agents ready after 120 s")
-                time.sleep(0.005)
+            times = np.array(_ready_times(agents, payload.version, start))
             all_ready_s = time.monotonic() - start
             wait_until(
                 lambda: len(fleet_results(options, payload.task)) >= size,
@@ -122,7 +127,6 @@ def run_fleet(ctx: BenchContext, size: int, data: bytes, version: int) -> dict[s
             for agent in agents:
                 agent.stop()
             broker.stop()
-    times = np.array(sorted(ready_at.values()))
     wire = np.array([t["payload_bytes"] + t["overhead_bytes"] for t in totals])
     return {
         "agents": size,
@@ -151,7 +155,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     ctx.work.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"payload": what, "runs": []}
     for size in sizes:
-        row = run_fleet(ctx, size, data, version=1)
+        row = run_fleet(ctx, size, data)
         log(
             f"fleet {size}: all ready {row['all_ready_s']:.3f} s, "
             f"{row['wire_bytes_per_device']['mean']:.0f} B/device"

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import BenchContext, log, mean_spread, pick, single_blas, write_json
+from bench._common import BenchContext, log, mean_spread, pick, write_json
 from bench.accuracy import payload_path
+from builder.pipeline.build import single_blas
 
 # (device class, encoder spec): the firmware_configs classes plus the ResNet-50 of data.md.
 DEVICE_CLASSES: tuple[tuple[str, str], ...] = (
@@ -147,7 +148,7 @@ def _apply_all(
     sizes: dict[tuple[str, int], int],
 ) -> list[dict[str, Any]]:
     """Each payload applied on one device class: its head vs its own device-oracle."""
-    from builder.simulate import device_oracle, evaluate_head
+    from builder.pipeline.simulate import device_oracle, evaluate_head
     from plada.head import HeadHyperParams, train_head
 
     y_train = task.train.labels

@@ -21,8 +21,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -32,44 +30,16 @@ from typing import Any
 
 from bench._common import ROOT, BenchContext, atomic_write_text, log, write_json
 from bench.render import make_plots, render_markdown, replace_between_markers
-
-MODULES = ("codec", "corpus", "accuracy", "alternatives", "hetero", "device", "fleet")
-RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus"}  # else <module>.json
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram_gib: float | None = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    return {
-        "cpu_model": cpu,
-        "nproc": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "python": platform.python_version(),
-        "loadavg_start": round(os.getloadavg()[0], 1),
-    }
-
-
-def git_commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip()
+from bench.runlog import (
+    MODULES,
+    git_commit,
+    load_previous,
+    machine_info,
+    read_timings,
+    record_timing,
+    reductions,
+)
+from bench.schema.system import RunMeta
 
 
 def _run_codec(ctx: BenchContext) -> Any:
@@ -126,20 +96,6 @@ def _runner(name: str, results: dict[str, Any]) -> Callable[[BenchContext], Any]
     raise ValueError(f"unknown benchmark module {name!r}; choose from {', '.join(MODULES)}")
 
 
-def load_previous(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(results of every module from its JSON, run.json) of earlier runs, when present."""
-    results: dict[str, Any] = {}
-    for name in MODULES:
-        path = out / f"{RESULT_FILES.get(name, name)}.json"
-        if path.exists():
-            results[name] = json.loads(path.read_text(encoding="utf-8"))
-    run_path = out / "run.json"
-    meta = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
-    for name, error in meta.get("errors", {}).items():
-        results.setdefault(name, {"error": error})
-    return results, meta
-
-
 def render(results: dict[str, Any], out: Path, readme: Path | None) -> None:
     plots = make_plots(results, out)
     # Paths as the README (repository root) and summary.md (bench/results/) see them.
@@ -157,53 +113,11 @@ def render(results: dict[str, Any], out: Path, readme: Path | None) -> None:
         log(f"README Results section updated ({readme})")
 
 
-def read_timings(out: Path) -> dict[str, Any]:
-    path = out / "timings.json"
-    if not path.exists():
-        return {}
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
-def record_timing(out: Path, name: str, seconds: float, error: str | None) -> None:
-    """Per-module run time (and error) merged into timings.json right away, so invocations that
-    run different modules side by side all end up in the README's run time."""
-    timings = read_timings(out)
-    timings[name] = {"seconds": seconds, "error": error}
-    write_json(out / "timings.json", timings)
-
-
 def _ints(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(s) for s in text.split(",")) if text else None
 
 
-def reductions(ctx: BenchContext) -> list[str]:
-    """What this configuration leaves out of the full benchmark, in words."""
-    from bench.accuracy import BUDGETS, RATIOS
-    from bench.hetero import BUDGETS as HETERO_BUDGETS
-
-    notes = ["--quick smoke configuration"] if ctx.quick else []
-    if len(ctx.seeds) < 3:
-        notes.append(f"seeds {', '.join(map(str, ctx.seeds))} only (full: 0, 1, 2)")
-    if ctx.auto_seeds is not None and len(ctx.auto_seeds) < len(ctx.seeds):
-        notes.append(
-            f"--auto builds (byte budgets, hetero, alternatives' PLADA column) for seed(s) "
-            f"{', '.join(map(str, ctx.auto_seeds))} only; the keep-ratio sweep, device-oracle "
-            f"and alternatives use seeds {', '.join(map(str, ctx.seeds))}"
-        )
-    if ctx.ratios is not None and set(ctx.ratios) != set(RATIOS):
-        notes.append(f"keep ratios {', '.join(f'{100 * r:g} %' for r in ctx.ratios)} only")
-    if ctx.budgets is not None and set(ctx.budgets) != set(BUDGETS):
-        notes.append(f"byte budgets {', '.join(ctx.budgets)} only")
-    if ctx.hetero_budgets is not None and set(ctx.hetero_budgets) != set(HETERO_BUDGETS):
-        notes.append(
-            f"heterogeneous devices: the {', '.join(ctx.hetero_budgets)} payloads only "
-            f"(full: {', '.join(HETERO_BUDGETS)})"
-        )
-    return notes
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
         description=__doc__,
@@ -240,89 +154,124 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a reduction of this run to state in the README (repeatable)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _strings(text: str | None) -> tuple[str, ...] | None:
+    return tuple(s.strip() for s in text.split(",") if s.strip()) if text else None
+
+
+def _context(args: argparse.Namespace) -> BenchContext:
     seeds = tuple(int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(","))
-    ctx = BenchContext(
+    return BenchContext(
         # Absolute: agent configs written under work/ resolve relative paths from there.
         data=args.data.resolve(),
         out=args.out.resolve(),
         work=args.work.resolve(),
         seeds=seeds,
         quick=args.quick,
-        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        tasks=_strings(args.tasks) or (),
         jobs=args.jobs,
         auto_seeds=_ints(args.auto_seeds),
         ratios=tuple(float(r) for r in args.ratios.split(",")) if args.ratios else None,
-        budgets=tuple(b.strip() for b in args.budgets.split(",")) if args.budgets else None,
-        hetero_budgets=(
-            tuple(b.strip() for b in args.hetero_budgets.split(","))
-            if args.hetero_budgets
-            else None
-        ),
+        budgets=_strings(args.budgets),
+        hetero_budgets=_strings(args.hetero_budgets),
     )
-    chosen = [m.strip() for m in (args.only or ",".join(MODULES)).split(",") if m.strip()]
-    chosen = [m for m in chosen if m not in {s.strip() for s in args.skip.split(",")}]
+
+
+def _run_modules(
+    chosen: list[str],
+    ctx: BenchContext,
+    results: dict[str, Any],
+    timings: dict[str, float],
+    errors: dict[str, str],
+) -> None:
+    """Run each module; a failing one is recorded and the others still run."""
+    for name in chosen:
+        log(f"== {name}")
+        t0 = time.perf_counter()
+        try:
+            results[name] = _runner(name, results)(ctx)
+            errors.pop(name, None)
+        except Exception as exc:  # one failing benchmark must not hide the others
+            traceback.print_exc()
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            results[name] = {"error": errors[name]}
+        timings[name] = round(time.perf_counter() - t0, 1)
+        record_timing(ctx.out, name, timings[name], errors.get(name))
+        log(f"== {name} done in {timings[name]:.0f} s")
+    # Other invocations may have run modules meanwhile (in parallel): take their timings.
+    for name, row in read_timings(ctx.out).items():
+        if name not in chosen:
+            timings[name] = row.seconds
+            if row.error:
+                errors[name] = row.error
+            else:
+                errors.pop(name, None)
+
+
+def _meta(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    ctx: BenchContext,
+    chosen: list[str],
+    previous: RunMeta,
+    *,
+    timings: dict[str, float],
+    errors: dict[str, str],
+    seconds: float,
+) -> dict[str, Any]:
+    """run.json of this invocation (merged with the previous one when only some modules ran)."""
+    corpus_size: Any = None
+    with contextlib.suppress(Exception):
+        corpus_size = len(ctx.corpus())
+    meta: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "git_commit": git_commit(),
+        "machine": machine_info(),
+        "data": str(args.data),
+        "corpus_size": corpus_size,
+        "seeds": list(ctx.seeds),
+        "quick": args.quick,
+        "teacher_encoder": ctx.teacher_encoder,
+        "device": ctx.device,
+        "timings": timings,
+        "total_seconds": round(sum(timings.values()), 1),
+        "this_invocation_seconds": round(seconds, 1),
+        "modules_run": chosen,
+        "errors": errors,
+        "reduced": list(args.note) + reductions(ctx),
+    }
+    if previous.model_fields_set and set(chosen) != set(MODULES):
+        meta["reduced"] = list(dict.fromkeys([*previous.reduced, *meta["reduced"]]))
+        meta["invocations"] = previous.invocations + 1
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    ctx = _context(args)
+    chosen = [m for m in _strings(args.only) or MODULES if m not in (_strings(args.skip) or ())]
     for name in chosen:
         if name not in MODULES:
             parser.error(f"unknown module {name!r}; choose from {', '.join(MODULES)}")
     results, previous = load_previous(args.out)
-    timings: dict[str, float] = dict(previous.get("timings", {}))
-    errors: dict[str, str] = dict(previous.get("errors", {}))
+    timings, errors = dict(previous.timings), dict(previous.errors)
     started = time.perf_counter()
     if not args.render_only:
-        log(f"bench: {', '.join(chosen)} on {args.data} (seeds {seeds}, quick={args.quick})")
-        for name in chosen:
-            log(f"== {name}")
-            t0 = time.perf_counter()
-            try:
-                results[name] = _runner(name, results)(ctx)
-                errors.pop(name, None)
-            except Exception as exc:  # one failing benchmark must not hide the others
-                traceback.print_exc()
-                errors[name] = f"{type(exc).__name__}: {exc}"
-                results[name] = {"error": errors[name]}
-            timings[name] = round(time.perf_counter() - t0, 1)
-            record_timing(args.out, name, timings[name], errors.get(name))
-            log(f"== {name} done in {timings[name]:.0f} s")
-        # Other invocations may have run modules meanwhile (in parallel): take their timings.
-        recorded = read_timings(args.out)
-        for name, row in recorded.items():
-            if name not in chosen:
-                timings[name] = row["seconds"]
-                if row.get("error"):
-                    errors[name] = row["error"]
-                else:
-                    errors.pop(name, None)
-        corpus_size: Any = None
-        with contextlib.suppress(Exception):
-            corpus_size = len(ctx.corpus())
-        meta: dict[str, Any] = {
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python -m bench.run "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
-            "git_commit": git_commit(),
-            "machine": machine_info(),
-            "data": str(args.data),
-            "corpus_size": corpus_size,
-            "seeds": list(seeds),
-            "quick": args.quick,
-            "teacher_encoder": ctx.teacher_encoder,
-            "device": ctx.device,
-            "timings": timings,
-            "total_seconds": round(sum(timings.values()), 1),
-            "this_invocation_seconds": round(time.perf_counter() - started, 1),
-            "modules_run": chosen,
-            "errors": errors,
-            "reduced": list(args.note) + reductions(ctx),
-        }
-        if previous and set(chosen) != set(MODULES):
-            meta["reduced"] = list(dict.fromkeys([*previous.get("reduced", []), *meta["reduced"]]))
-            meta["invocations"] = int(previous.get("invocations", 1)) + 1
+        log(f"bench: {', '.join(chosen)} on {args.data} (seeds {ctx.seeds}, quick={args.quick})")
+        _run_modules(chosen, ctx, results, timings, errors)
+        meta = _meta(
+            args, argv, ctx, chosen, previous,
+            timings=timings, errors=errors, seconds=time.perf_counter() - started,
+        )  # fmt: skip
         write_json(args.out / "run.json", meta)
     else:
-        meta = previous
+        meta = previous.model_dump()
         if args.note:  # notes about how the stored results were produced
-            meta["reduced"] = list(dict.fromkeys([*meta.get("reduced", []), *args.note]))
+            meta["reduced"] = list(dict.fromkeys([*previous.reduced, *args.note]))
             write_json(args.out / "run.json", meta)
     results["meta"] = meta
     render(results, args.out, None if args.no_readme else args.readme)

@@ -54,8 +54,8 @@ def write_bytes_atomic(path: Path, data: bytes, *, mode: int | None = None) -> N
     _write_with(path, lambda handle: handle.write(data), mode=mode)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: Path, text: str, *, mode: int | None = None) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:

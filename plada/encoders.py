@@ -10,15 +10,17 @@ Light on purpose (no torch, no onnxruntime): the agent imports it on the device.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
 from plada.atomic import write_text_atomic
 from plada.errors import EncoderSpecError
+from plada.files import sha256_file as sha256_file  # re-exported: the hash an EncoderInfo records
 
 # Models the builder knows how to load and export. `opennsfw` is an ONNX-only ResNet-50-thin with
 # its own (Caffe-style) preprocessing; it runs only through an exported/copied ONNX file.
@@ -76,9 +78,13 @@ def parse_encoder_spec(text: str) -> EncoderSpec:
     )
 
 
-@dataclass(frozen=True)
-class EncoderInfo:
-    """The `<id>.json` written beside an exported `<id>.onnx`."""
+class EncoderInfo(BaseModel):
+    """The `<id>.json` written beside an exported `<id>.onnx` (and shared by its `.tflite`).
+
+    Strict types (a size of "64" or an int8 of 1 is an error, not a guess); keys a newer writer
+    adds are kept when the sidecar is rewritten."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     id: str
     model: str
@@ -92,6 +98,29 @@ class EncoderInfo:
     parity: dict[str, float] | None = None  # measured against the float reference at export
     quantization: dict[str, Any] | None = None  # how the int8 model was made
     exporter: str = "dynamo"  # torch.onnx exporter used ("dynamo" or "legacy"), or "copy"
+    tflite_sha256: str | None = None  # of the .tflite beside it, after its parity check
+    tflite_parity: dict[str, float] | None = None
+
+    @field_validator("feature_dim")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("feature_dim must be > 0")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if not MIN_SIZE // 2 <= value <= MAX_SIZE:
+            raise ValueError(f"size {value} out of range")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if re.fullmatch(r"[a-z][a-z0-9_]*", value) is None:
+            raise ValueError(f"bad model name {value!r}")
+        return value
 
     @property
     def spec(self) -> EncoderSpec:
@@ -99,42 +128,36 @@ class EncoderInfo:
         return EncoderSpec(self.model, self.size, self.int8)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = self.model_dump()
+        for key in ("tflite_sha256", "tflite_parity"):  # only an exported .tflite has them
+            if data[key] is None:
+                del data[key]
+        return data
 
     @classmethod
     def from_json(cls, obj: Any, *, where: str = "encoder info") -> EncoderInfo:
+        """Validate a parsed sidecar; EncoderSpecError names the first bad key."""
         if not isinstance(obj, dict):
             raise EncoderSpecError(f"{where}: expected a JSON object")
-        required = {
-            "id": str,
-            "model": str,
-            "size": int,
-            "int8": bool,
-            "feature_dim": int,
-            "sha256": str,
-        }
-        for key, kind in required.items():
-            if key not in obj:
-                raise EncoderSpecError(f"{where}: missing key {key!r}")
-            if not isinstance(obj[key], kind) or (kind is int and isinstance(obj[key], bool)):
-                raise EncoderSpecError(f"{where}: key {key!r} must be {kind.__name__}")
-        # Unknown keys are ignored (newer writers may add some, e.g. `tflite_sha256`).
-        info = cls(**{k: v for k, v in obj.items() if k in cls.__dataclass_fields__})
-        if info.feature_dim <= 0:
-            raise EncoderSpecError(f"{where}: feature_dim must be > 0")
-        if not MIN_SIZE // 2 <= info.size <= MAX_SIZE:
-            raise EncoderSpecError(f"{where}: size {info.size} out of range")
-        if re.fullmatch(r"[a-z][a-z0-9_]*", info.model) is None:
-            raise EncoderSpecError(f"{where}: bad model name {info.model!r}")
-        return info
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as exc:
+            raise EncoderSpecError(f"{where}: {_problem(exc)}") from exc
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_TYPE_NAMES = {"int_type": "int", "bool_type": "bool", "string_type": "str", "dict_type": "dict"}
+
+
+def _problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "missing":
+        return f"missing key {key!r}"
+    if error["type"] in _TYPE_NAMES:
+        return f"key {key!r} must be {_TYPE_NAMES[error['type']]}"
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return f"key {key!r}: {error['msg']}"
 
 
 def encoder_info_path(onnx_path: Path) -> Path:

@@ -52,12 +52,13 @@ __all__ = [
     "check_corpus",
     "decode_payload",
     "encode_payload",
+    "envelope_size",
     "inspect_payload",
     "payload_digest",
 ]
 
 FORMAT_VERSION = 1
-TASK_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
+TASK_NAME_RE = re.compile(rf"[a-z0-9_-]{{1,{limits.MAX_TASK_NAME_CHARS}}}")
 FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 _MAX_INT = 2**63 - 1
 
@@ -259,17 +260,7 @@ def encode_payload(
     The selection is encoded with every codec in `codecs` (default: all) and the smallest is kept.
     Raises PayloadValueError / PayloadLimitError naming the field if the payload is out of bounds.
     """
-    _check_header(payload)
-    indices = np.asarray(payload.indices)
-    labels = np.asarray(payload.labels)
-    if len(indices) > limits.MAX_INDICES:
-        raise PayloadLimitError(
-            f"selection.count: {len(indices)} indices, bound {limits.MAX_INDICES}"
-        )
-    check_selection(indices, labels, n=payload.corpus.size, num_classes=payload.num_classes)
-    codec, data = encode_selection(
-        indices, labels, n=payload.corpus.size, num_classes=payload.num_classes, codecs=codecs
-    )
+    codec, data = _encode_checked_selection(payload, codecs)
     body = cbor2.dumps(_body_dict(payload, codec, data), canonical=True)
     envelope: dict[str, Any] = {"format": FORMAT_VERSION, "body": body}
     if signing_key is not None:
@@ -281,6 +272,34 @@ def encode_payload(
             f"payload: {len(out)} bytes, over the decode bound {limits.MAX_PAYLOAD_BYTES}"
         )
     return out
+
+
+def envelope_size(payload: TaskPayload, *, codec: str, data: bytes, key_id: str | None) -> int:
+    """len(encode_payload(...)) for a selection already encoded as `data` by `codec`, signed by
+    the key `key_id` (None: unsigned), without signing: an Ed25519 signature is always
+    SIGNATURE_BYTES long. The builder's byte search sizes candidate selections with it."""
+    body = cbor2.dumps(_body_dict(payload, codec, data), canonical=True)
+    envelope: dict[str, Any] = {"format": FORMAT_VERSION, "body": body}
+    if key_id is not None:
+        envelope["key_id"] = key_id
+        envelope["signature"] = bytes(SIGNATURE_BYTES)
+    return len(cbor2.dumps(envelope, canonical=True))
+
+
+def _encode_checked_selection(
+    payload: TaskPayload, codecs: Sequence[str] | None
+) -> tuple[str, bytes]:
+    _check_header(payload)
+    indices = np.asarray(payload.indices)
+    labels = np.asarray(payload.labels)
+    if len(indices) > limits.MAX_INDICES:
+        raise PayloadLimitError(
+            f"selection.count: {len(indices)} indices, bound {limits.MAX_INDICES}"
+        )
+    check_selection(indices, labels, n=payload.corpus.size, num_classes=payload.num_classes)
+    return encode_selection(
+        indices, labels, n=payload.corpus.size, num_classes=payload.num_classes, codecs=codecs
+    )
 
 
 # ---------------------------------------------------------------- decoding
@@ -375,6 +394,8 @@ def _signature_status(
 
 def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
     """(payload, codec name, selection bytes) from body bytes; every field checked and bounded."""
+    # Field by field in wire order, each bound checked before the next is read: longer than 60
+    # lines because splitting it would scatter the wire format the module docstring draws.
     obj = _load_map(body, where="body")
     _expect_keys(
         obj, {"format", "task", "version", "classes", "corpus", "selection", "provenance"}, where=""

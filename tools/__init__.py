@@ -1,5 +1,6 @@
-"""Developer drivers: field trials, measurements and other tools that drive builder and agent.
+"""Developer drivers: the demo, `make builder`, encoder benchmarks, the development broker, and
+field trials over emulated thin links (`tools/trial/`).
 
-``tools`` may import ``plada``, ``builder`` and ``agent``; the product packages never import
-``tools`` (tests/unit/test_layout.py checks it). Nothing here is installed with the product.
+They may import both builder and agent; the product packages (plada, builder, agent) never import
+them.
 """

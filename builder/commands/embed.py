@@ -75,86 +75,90 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=handler)
 
 
-def handler(args: argparse.Namespace) -> int:
-    from builder.embed import (
-        cache_dir,
-        cache_status,
-        embed_corpus,
-        merge_embeddings,
-        parse_shard,
-        shard_from_env,
-    )
-    from builder.encoder import load_encoder
-    from builder.errors import BuilderError
+def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
+    from builder.features.embed import parse_shard, shard_from_env
+
+    if args.merge and args.shard:
+        raise SystemExit("plada-build embed: --merge and --shard exclude each other")
+    if args.shard != "env":
+        return parse_shard(args.shard) if args.shard else None
+    shard = shard_from_env()
+    if shard is None:
+        raise SystemExit(
+            "plada-build embed: --shard env, but neither RANK/WORLD_SIZE nor "
+            "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT is set"
+        )
+    return shard
+
+
+def _embed(args: argparse.Namespace, shard: tuple[int, int] | None) -> dict[str, Any]:
+    """Status, merge or embed, as asked; the JSON summary."""
+    from builder.encoders.load import load_encoder
+    from builder.features.embed import cache_dir, cache_status, embed_corpus, merge_embeddings
     from plada.corpus import Corpus
+
+    corpus = Corpus.open(args.corpus)
+    device = args.device
+    if device == "local-rank":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    encoder = load_encoder(
+        args.encoder,
+        encoder_dir=args.encoder_dir,
+        backend=args.backend,
+        threads=args.threads,
+        device=device,
+    )
+    summary: dict[str, Any] = {
+        "corpus": str(args.corpus),
+        "corpus_fingerprint": corpus.fingerprint,
+        "num_images": len(corpus),
+        "encoder": encoder.id,
+        "cache_key": encoder.cache_key,
+        "feature_dim": encoder.feature_dim,
+        "cache_dir": str(cache_dir(args.cache, corpus, encoder)),
+        "shard": list(shard) if shard else None,
+    }
+    started = time.perf_counter()
+    if args.status:
+        status = cache_status(corpus, encoder, cache_root=args.cache)
+        summary["status"] = status.to_json() if status else None
+    elif args.merge:
+        summary["shape"] = list(merge_embeddings(corpus, encoder, cache_root=args.cache).shape)
+    else:
+        features = embed_corpus(
+            corpus,
+            encoder,
+            cache_root=args.cache,
+            batch_size=args.batch_size,
+            block_size=args.block_size,
+            shard=shard,
+            progress=not args.no_progress,
+        )
+        summary["shape"] = list(features.shape)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def handler(args: argparse.Namespace) -> int:
+    from builder.errors import BuilderError
     from plada.errors import PladaError
 
     try:
-        if args.merge and args.shard:
-            raise SystemExit("plada-build embed: --merge and --shard exclude each other")
-        shard: tuple[int, int] | None = None
-        if args.shard == "env":
-            shard = shard_from_env()
-            if shard is None:
-                raise SystemExit(
-                    "plada-build embed: --shard env, but neither RANK/WORLD_SIZE nor "
-                    "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT is set"
-                )
-        elif args.shard:
-            shard = parse_shard(args.shard)
-        corpus = Corpus.open(args.corpus)
-        device = args.device
-        if device == "local-rank":
-            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        encoder = load_encoder(
-            args.encoder,
-            encoder_dir=args.encoder_dir,
-            backend=args.backend,
-            threads=args.threads,
-            device=device,
-        )
-        summary: dict[str, Any] = {
-            "corpus": str(args.corpus),
-            "corpus_fingerprint": corpus.fingerprint,
-            "num_images": len(corpus),
-            "encoder": encoder.id,
-            "cache_key": encoder.cache_key,
-            "feature_dim": encoder.feature_dim,
-            "cache_dir": str(cache_dir(args.cache, corpus, encoder)),
-            "shard": list(shard) if shard else None,
-        }
-        started = time.perf_counter()
-        if args.status:
-            status = cache_status(corpus, encoder, cache_root=args.cache)
-            summary["status"] = status.to_json() if status else None
-        elif args.merge:
-            features = merge_embeddings(corpus, encoder, cache_root=args.cache)
-            summary["shape"] = list(features.shape)
-        else:
-            features = embed_corpus(
-                corpus,
-                encoder,
-                cache_root=args.cache,
-                batch_size=args.batch_size,
-                block_size=args.block_size,
-                shard=shard,
-                progress=not args.no_progress,
-            )
-            summary["shape"] = list(features.shape)
-        summary["seconds"] = round(time.perf_counter() - started, 3)
+        shard = _shard(args)
+        summary = _embed(args, shard)
     except (BuilderError, PladaError) as exc:
         print(f"plada-build embed: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
-        what = "status" if args.status else "merged" if args.merge else "embedded"
-        if shard:
-            what += f" shard {shard[0]}/{shard[1]} of"
-        print(
-            f"{what}: {summary['num_images']} images, encoder {summary['encoder']} "
-            f"(D={summary['feature_dim']}) -> {summary['cache_dir']}"
-            + (f" shape {tuple(summary['shape'])}" if "shape" in summary else "")
-            + f" in {summary['seconds']:.1f} s"
-        )
+        return 0
+    what = "status" if args.status else "merged" if args.merge else "embedded"
+    if shard:
+        what += f" shard {shard[0]}/{shard[1]} of"
+    print(
+        f"{what}: {summary['num_images']} images, encoder {summary['encoder']} "
+        f"(D={summary['feature_dim']}) -> {summary['cache_dir']}"
+        + (f" shape {tuple(summary['shape'])}" if "shape" in summary else "")
+        + f" in {summary['seconds']:.1f} s"
+    )
     return 0

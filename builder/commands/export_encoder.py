@@ -72,7 +72,8 @@ def handler(args: argparse.Namespace) -> int:
 
     try:
         spec = EncoderSpec(args.model, args.size, args.int8)
-        from builder.export import export_encoder, export_tflite, require_tflite_export
+        from builder.encoders.export import export_encoder
+        from builder.encoders.tflite import export_tflite, require_tflite_export
 
         if args.tflite or args.tflite_only:
             require_tflite_export(spec)  # says why it cannot, before any work
@@ -103,7 +104,8 @@ def handler(args: argparse.Namespace) -> int:
 
 def _tflite_only(spec: EncoderSpec, args: argparse.Namespace) -> int:
     """--tflite-only: the .tflite beside a kept (or new) ONNX export, whose sidecar it shares."""
-    from builder.export import ensure_exported, export_tflite
+    from builder.encoders.export import ensure_exported
+    from builder.encoders.tflite import export_tflite
 
     ensure_exported(spec, out_dir=args.out)
     summary = export_tflite(spec, args.out).to_json()
@@ -124,7 +126,7 @@ def _calibration_images(args: argparse.Namespace) -> list[Any] | None:
         return None
     import numpy as np
 
-    from builder.export import real_images
+    from builder.encoders.parity import real_images
     from plada.corpus import Corpus
 
     corpus = Corpus.open(args.calibration_corpus)

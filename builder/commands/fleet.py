@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from builder.commands.publish import add_broker_arguments, broker_options
+from builder.commands.publish import add_broker_arguments, broker_options, on_broker
+
+if TYPE_CHECKING:
+    from builder.fleet.status import DeviceView, TaskResultMessage
 
 
 def register(sub: Any) -> None:
@@ -41,42 +44,77 @@ def register(sub: Any) -> None:
 
 
 def status_handler(args: argparse.Namespace) -> int:
-    from builder.errors import PublishError
-    from builder.fleet import fleet_status, format_status_table
+    from builder.fleet.status import fleet_status
 
-    try:
-        devices = fleet_status(broker_options(args), base_topic=args.base_topic)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    devices = on_broker(lambda: fleet_status(broker_options(args), base_topic=args.base_topic))
+    if isinstance(devices, int):
+        return devices
     if args.json:
         print(json.dumps([d.to_dict() for d in devices], indent=2))
     elif not devices:
         print("no device has reported yet")
     else:
-        print(format_status_table(devices))
+        print(status_table(devices))
     return 0
 
 
 def results_handler(args: argparse.Namespace) -> int:
-    from builder.errors import PublishError
-    from builder.fleet import fleet_results, format_results_table
+    from builder.fleet.status import fleet_results
 
-    try:
-        rows = fleet_results(broker_options(args), args.task, base_topic=args.base_topic)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    rows = on_broker(
+        lambda: fleet_results(broker_options(args), args.task, base_topic=args.base_topic)
+    )
+    if isinstance(rows, int):
+        return rows
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([r.to_json() for r in rows], indent=2))
     elif not rows:
         print(f"no device has reported a result for {args.task} yet")
     else:
-        print(format_results_table(rows))
+        print(results_table(rows))
     return 0
+
+
+def status_table(devices: Sequence[DeviceView]) -> str:
+    from builder.commands.tables import render_table
+
+    rows = []
+    for d in devices:
+        row = d.to_dict()
+        err = row["last_error"]
+        task = f"{row['task']}@{row['version']}" if row["task"] else "-"
+        progress = "" if row["progress"] is None else f"{row['progress']:.0f}%"
+        rows.append(
+            [
+                d.device_id,
+                str(row["device_class"] or "?"),
+                str(row["availability"] or "?"),
+                str(row["state"] or "?"),
+                task,
+                progress,
+                f"{err['code']}: {err['message'][:60]}" if err else "",
+            ]
+        )
+    header = ["device", "class", "avail", "state", "task@version", "progress", "last error"]
+    return render_table(header, rows)
+
+
+def results_table(results: Sequence[TaskResultMessage]) -> str:
+    from builder.commands.tables import render_table
+
+    rows = [
+        [
+            r.device_id,
+            str(r.device_class),
+            str(r.version),
+            "-"
+            if r.probe_accuracy is None
+            else f"{100 * r.probe_accuracy:.1f}% (n={r.probe_size})",
+            "-" if r.time_to_model_s is None else f"{r.time_to_model_s:.2f} s",
+            str(r.bytes_received),
+            str(r.messages),
+        ]
+        for r in results
+    ]
+    header = ["device", "class", "version", "probe acc", "time to model", "bytes rx", "msgs"]
+    return render_table(header, rows)

@@ -14,8 +14,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 EXIT_NOINPUT = 66
 
@@ -42,7 +43,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def broker_options(args: argparse.Namespace) -> Any:
-    from builder.publish import USERNAME_ENV, BrokerOptions, read_password
+    from builder.fleet.session import USERNAME_ENV, BrokerOptions, read_password
 
     if (args.cert is None) != (args.cert_key is None):
         raise ValueError("--cert and --key go together")
@@ -56,6 +57,23 @@ def broker_options(args: argparse.Namespace) -> Any:
         protocol5=not args.mqtt3,
         timeout_s=args.timeout,
     )
+
+
+T = TypeVar("T")
+
+
+def on_broker(call: Callable[[], T]) -> T | int:
+    """call(), or the exit code after naming what went wrong: 2 usage, 1 the broker."""
+    from builder.errors import PublishError
+
+    try:
+        return call()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def register(sub: Any) -> None:
@@ -81,8 +99,7 @@ def register(sub: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from builder.errors import PublishError
-    from builder.publish import publish_payload
+    from builder.fleet.publish import publish_payload
     from plada.payload import payload_digest
 
     try:
@@ -90,21 +107,20 @@ def handler(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: {args.payload}: {exc.strerror}", file=sys.stderr)
         return EXIT_NOINPUT
-    try:
-        options = broker_options(args)
-        report = publish_payload(
+    options = on_broker(lambda: broker_options(args))
+    if isinstance(options, int):
+        return options
+    report = on_broker(
+        lambda: publish_payload(
             data,
             options=options,
             group=args.group,
             base_topic=args.base_topic,
             max_chunk_bytes=args.max_chunk_bytes,
         )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    )
+    if isinstance(report, int):
+        return report
     out = {**asdict(report), "payload_id": payload_digest(data)}
     if args.json:
         print(json.dumps(out, indent=2))

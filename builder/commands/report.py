@@ -10,7 +10,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from builder.report.model import BuildReport
 
 
 def register(sub: Any) -> None:
@@ -26,23 +29,10 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=handler)
 
 
-_KEYS = (
-    "task",
-    "budget",
-    "strategy",
-    "params",
-    "num_indices",
-    "payload_bytes",
-    "teacher_accuracy",
-    "device_accuracy",
-    "device_oracle_accuracy",
-    "leakage_flags",
-)
-
-
 def handler(args: argparse.Namespace) -> int:
     from builder.errors import BuilderError
-    from builder.report import load_report, write_report
+    from builder.report.model import KEY_NUMBERS
+    from builder.report.write import load_report, write_report
 
     try:
         report = load_report(args.report)
@@ -53,24 +43,37 @@ def handler(args: argparse.Namespace) -> int:
         print(f"plada-build report: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps({k: report.get(k) for k in _KEYS}, indent=2))
+        data = report.model_dump(mode="json")
+        print(json.dumps({k: data.get(k) for k in ("task", "budget", *KEY_NUMBERS)}, indent=2))
         return 0
-    print(f"task {report.get('task')} (budget {report.get('budget')})")
-    print(
-        f"  chosen {report['strategy']} {report['params']}: {report['num_indices']} indices, "
-        f"{report['payload_bytes']} bytes"
-    )
-    print(
-        f"  teacher {100 * report['teacher_accuracy']:.1f} %  device "
-        f"{100 * report['device_accuracy']:.1f} %  device-oracle "
-        f"{100 * report['device_oracle_accuracy']:.1f} %  leakage flags {report['leakage_flags']}"
-    )
-    print(f"  {'strategy':<18} {'params':<22} {'keep':>6} {'bytes':>6} {'val':>6} {'test':>6}")
-    for cand in report["candidates"]:
-        params = ",".join(f"{k}={v}" for k, v in sorted(cand["params"].items()))
-        mark = " *" if cand.get("chosen") else ""
-        print(
-            f"  {cand['strategy']:<18} {params:<22} {cand['keep']:>6} {cand['payload_bytes']:>6} "
-            f"{100 * cand['val_accuracy']:>5.1f}% {100 * cand['test_accuracy']:>5.1f}%{mark}"
-        )
+    print(_summary(report))
     return 0
+
+
+def _summary(report: BuildReport) -> str:
+    from builder.commands.tables import render_table
+    from builder.report.markdown import params_text
+
+    rows = [
+        [
+            cand.strategy + (" *" if cand.chosen else ""),
+            params_text(cand.params),
+            str(cand.keep),
+            str(cand.payload_bytes),
+            f"{100 * cand.val_accuracy:.1f}%",
+            f"{100 * cand.test_accuracy:.1f}%",
+        ]
+        for cand in report.candidates
+    ]
+    return "\n".join(
+        [
+            f"task {report.task} (budget {report.budget})",
+            f"  chosen {report.strategy} {report.params}: {report.num_indices} indices, "
+            f"{report.payload_bytes} bytes",
+            f"  teacher {100 * report.teacher_accuracy:.1f} %  device "
+            f"{100 * report.device_accuracy:.1f} %  device-oracle "
+            f"{100 * report.device_oracle_accuracy:.1f} %  leakage flags {report.leakage_flags}",
+            "",
+            render_table(["strategy (* chosen)", "params", "keep", "bytes", "val", "test"], rows),
+        ]
+    )

@@ -10,9 +10,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from builder.simulate import DEFAULT_DEVICE
+from plada.encoders import DEFAULT_DEVICE_ENCODER
+
+if TYPE_CHECKING:
+    from builder.pipeline.budget import Budget
+    from builder.pipeline.config import TaskConfig
+    from builder.report.model import BuildReport
 
 # Measured on ref-v1 (README "Builder results"): a Lite1-96 teacher is best on fashion and
 # clipart, a teacher on the device's own lite0-64-int8 features is far better on digits; with both
@@ -34,7 +39,8 @@ def register(sub: Any) -> None:
 
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    from builder.select import STRATEGIES
+    # One flat list of flags, longer than 60 lines on purpose: argparse reads best in one place.
+    from builder.pipeline.select import STRATEGIES
 
     parser.add_argument("--corpus", type=Path, required=True, help="reference corpus folder")
     parser.add_argument(
@@ -65,9 +71,9 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, required=True, help="report folder to write")
     parser.add_argument(
         "--devices",
-        default=DEFAULT_DEVICE,
+        default=DEFAULT_DEVICE_ENCODER,
         help=f"device classes (encoder specs) to simulate, comma-separated; the first is the "
-        f"default device class the choice is made for (default {DEFAULT_DEVICE})",
+        f"default device class the choice is made for (default {DEFAULT_DEVICE_ENCODER})",
     )
     parser.add_argument(
         "--teacher-encoder",
@@ -123,58 +129,25 @@ def _parse_params(items: list[str]) -> dict[str, str | int | float | bool]:
     return params
 
 
-def summary(report: dict[str, Any], *, out: Path, report_dir: Path) -> dict[str, Any]:
-    keys = (
-        "task",
-        "strategy",
-        "params",
-        "num_indices",
-        "payload_bytes",
-        "teacher_accuracy",
-        "device_accuracy",
-        "device_oracle_accuracy",
-        "leakage_flags",
-        "total_s",
-        "peak_rss_mb",
-    )
-    out_summary = {k: report[k] for k in keys}
+def summary(report: BuildReport, *, out: Path, report_dir: Path) -> dict[str, Any]:
+    from builder.report.model import KEY_NUMBERS
+
+    data = report.to_json()
+    out_summary = {k: data[k] for k in ("task", *KEY_NUMBERS, "total_s", "peak_rss_mb")}
     out_summary["payload"] = str(out)
     out_summary["report"] = str(report_dir)
-    out_summary["devices"] = report["devices"]
+    out_summary["devices"] = data["devices"]
     return out_summary
 
 
-def run_task(args: argparse.Namespace) -> dict[str, Any]:
-    """Build, write the payload and the report; returns the report dict."""
-    from builder.pipeline import EncoderFeatures, ProgressBars, TaskConfig, build_task_multi
-    from builder.report import write_report
-    from builder.select import parse_budget
-    from builder.targets import load_target
-    from plada.corpus import Corpus
-    from plada.signing import load_private_key
+def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) -> TaskConfig:
+    from builder.pipeline.config import TaskConfig
 
-    budget = parse_budget(args.budget)
-    key = load_private_key(args.key)
-    corpus = Corpus.open(args.corpus)
-    task = load_target(args.target)
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    progress = not args.no_progress
-
-    def source(spec: str, backend: str = "auto") -> EncoderFeatures:
-        return EncoderFeatures(
-            spec,
-            cache_root=args.cache,
-            encoder_dir=args.encoder_dir,
-            batch_size=args.batch_size,
-            progress=progress,
-            backend=backend,
-        )
-
-    config = TaskConfig(
+    return TaskConfig(
         budget=budget,
         strategy=args.strategy,
         params=_parse_params(args.param),
-        default_device=devices[0],
+        default_device=default_device,
         temperature=args.temperature,
         num_folds=args.folds,
         repeats=args.repeats,
@@ -184,34 +157,57 @@ def run_task(args: argparse.Namespace) -> dict[str, Any]:
         task_name=args.task_name,
         note=args.note,
     )
-    device_sources = {d: source(d) for d in devices}
-    with ProgressBars(enabled=progress) as bars:
-        result = build_task_multi(
-            corpus,
-            task,
-            teacher_sources=[
-                device_sources[spec]
-                if spec in device_sources and args.teacher_backend in ("auto", "onnx")
-                else source(spec, args.teacher_backend)
-                for spec in (s.strip() for s in args.teacher_encoder.split(","))
-                if spec
-            ],
-            device_sources=device_sources,
-            signing_key=key,
-            config=config,
-            progress=bars.update,
+
+
+def run_task(args: argparse.Namespace) -> BuildReport:
+    """Build, write the payload and the report; returns the report."""
+    from builder.commands.progress import build_with_progress
+    from builder.features import sources
+    from builder.pipeline.budget import parse_budget
+    from builder.pipeline.targets import load_target
+    from builder.report.write import write_report
+    from plada.atomic import write_bytes_atomic
+    from plada.corpus import Corpus
+    from plada.signing import load_private_key
+
+    budget = parse_budget(args.budget)
+    key = load_private_key(args.key)
+    corpus = Corpus.open(args.corpus)
+    task = load_target(args.target)
+    devices = sources.split_specs(args.devices)
+    progress = not args.no_progress
+
+    def source(spec: str, backend: str) -> sources.FeatureSource:
+        return sources.EncoderFeatures(
+            spec,
+            cache_root=args.cache,
+            encoder_dir=args.encoder_dir,
+            batch_size=args.batch_size,
+            progress=progress,
+            backend=backend,
         )
-    write_payload(args.out, result.payload)
-    report = dict(result.report)
-    report["payload_file"] = str(args.out)
+
+    device_sources, teacher_sources = sources.task_sources(
+        devices=devices,
+        teachers=sources.split_specs(args.teacher_encoder),
+        teacher_backend=args.teacher_backend,
+        make=source,
+    )
+    config = _config(args, budget=budget, default_device=devices[0])
+    result = build_with_progress(
+        corpus,
+        task,
+        teacher_sources=teacher_sources,
+        device_sources=device_sources,
+        signing_key=key,
+        config=config,
+        enabled=progress,
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(Path(args.out), result.payload, mode=0o644)
+    report = result.record.model_copy(update={"payload_file": str(args.out)})
     write_report(report, args.report)
     return report
-
-
-def write_payload(path: Path, data: bytes) -> None:
-    from builder.report import atomic_write_bytes
-
-    atomic_write_bytes(Path(path), data)
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -223,17 +219,16 @@ def handler(args: argparse.Namespace) -> int:
     except (BuilderError, PladaError) as exc:
         print(f"plada-build task: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    info = summary(report, out=args.out, report_dir=args.report)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(summary(report, out=args.out, report_dir=args.report), indent=2))
     else:
-        dev = report["devices"][report["default_device"]]
+        dev = report.devices[report.default_device or ""]
         print(
-            f"{report['task']}: {report['strategy']} {report['params']} "
-            f"keep {report['num_indices']} -> {args.out} ({report['payload_bytes']} bytes)\n"
-            f"  teacher {100 * report['teacher_accuracy']:.1f} %, device "
-            f"{report['default_device']} {100 * dev['accuracy']:.1f} % "
-            f"(oracle {100 * dev['oracle_accuracy']:.1f} %), leakage flags "
-            f"{report['leakage_flags']}; report in {args.report}"
+            f"{report.task}: {report.strategy} {report.params} "
+            f"keep {report.num_indices} -> {args.out} ({report.payload_bytes} bytes)\n"
+            f"  teacher {100 * report.teacher_accuracy:.1f} %, device "
+            f"{report.default_device} {100 * dev.accuracy:.1f} % "
+            f"(oracle {100 * dev.oracle_accuracy:.1f} %), leakage flags "
+            f"{report.leakage_flags}; report in {args.report}"
         )
     return 0

@@ -24,7 +24,9 @@ import numpy as np
 from PIL import Image
 
 from builder.datasets import fetch, sources
+from builder.datasets.info import INFO_FILE, BuildInfo, read_build_info
 from builder.datasets.sources import ClipartItem
+from plada.atomic import write_text_atomic
 from plada.corpus import ArraySource, Corpus, GeneratorSource, ImageSource, build_corpus
 from plada.corpus.leakage import (
     DEFAULT_NEAR_THRESHOLD,
@@ -64,7 +66,6 @@ PROFILES = {
     "small": Profile("small", 1_500, 50, 12, 500, (100, 100), 60),
 }
 DIGITS_TRAIN_PER_CLASS = 50
-FASHION_TRAIN_PER_CLASS = 100
 CLIPART_CLASSES = 6
 CLIPART_MIN_IMAGES = 40
 CLIPART_TRAIN_PER_CLASS = 20
@@ -358,75 +359,33 @@ def build_reference(profile: Profile, raw: RawData, corpus_dir: Path) -> Corpus:
 
 # ------------------------------------------------------------------ orchestration
 def build_all(*, profile_name: str, out: Path, cache: Path, force: bool = False) -> dict[str, Any]:
+    """fetch -> ref-v1 -> reference hashes -> targets -> leakage check -> verify -> build info."""
     profile = PROFILES[profile_name]
     out.mkdir(parents=True, exist_ok=True)
-    info_path = out / "build-info.json"
-    if not force and _up_to_date(out, info_path):
+    previous = read_build_info(out)
+    if not force and previous is not None and _up_to_date(out, previous):
         _say(f"{out} is up to date (pass --force to rebuild)")
-        result: dict[str, Any] = json.loads(info_path.read_text(encoding="utf-8"))
-        return result
+        return previous.model_dump()
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     info: dict[str, Any] = {"recipe_version": RECIPE_VERSION, "profile": profile.name}
-
     raw = fetch_and_load(cache, timings=timings)
     info["packages"] = raw.packages
     info["openclipart"] = raw.clipart_stats
     info["photos"] = [p.name for p in raw.photos]
-    fashion_test, fashion_test_labels = raw.fashion_test, raw.fashion_test_labels
-    target_half = raw.clipart_target
     corpus_dir = out / CORPUS_NAME
     with _Stage(f"build {CORPUS_NAME}", timings):
         corpus = build_reference(profile, raw, corpus_dir)
-    info["corpus"] = {
-        "path": CORPUS_NAME,
-        "fingerprint": corpus.fingerprint,
-        "num_images": len(corpus),
-        "sources": [{"name": s.name, "count": s.count} for s in corpus.sources],
-        "bytes_on_disk": corpus.bytes_on_disk(),
-        "num_shards": len(corpus.shards),
-    }
-    _say(f"{CORPUS_NAME}: {len(corpus)} images, fingerprint {corpus.fingerprint}")
-    known = KNOWN_FINGERPRINTS.get(profile.name)
-    info["corpus"]["documented_fingerprint"] = known
-    if known is not None and known != corpus.fingerprint:
-        _say(f"WARNING: fingerprint differs from the documented {known} (package changed?)")
-
+    info["corpus"] = _corpus_info(corpus, profile)
     leak_cache = cache / "leakage"
     with _Stage("reference hashes", timings):
         index = LeakIndex.from_corpus(
             corpus, threshold=DEFAULT_NEAR_THRESHOLD, cache_dir=leak_cache
         )
-
-    targets_tmp = out / f".targets.tmp-{os.getpid()}"
-    shutil.rmtree(targets_tmp, ignore_errors=True)
-    tasks: dict[str, Any] = {}
     with _Stage("targets", timings):
-        tasks["digits"] = build_digits(targets_tmp / "digits", index, profile)
-        _say(f"  digits: {tasks['digits']}")
-        tasks["fashion"] = build_fashion(
-            targets_tmp / "fashion", index, profile, fashion_test, fashion_test_labels
-        )
-        _say(f"  fashion: {tasks['fashion']}")
-        tasks["clipart"] = build_clipart(targets_tmp / "clipart", index, profile, target_half)
-        _say(f"  clipart: {tasks['clipart']}")
-    targets_dir = out / "targets"
-    _replace(targets_tmp, targets_dir)
-    info["targets"] = tasks
-
+        info["targets"] = _build_targets(out, index, profile, raw)
     with _Stage("leakage check", timings):
-        leakage: dict[str, Any] = {}
-        for task in tasks:
-            report = check_leakage(corpus, targets_dir / task, cache_dir=leak_cache)
-            leakage[task] = {
-                "num_target_images": report.num_target_images,
-                "overlap": report.overlap,
-                "exact": report.exact,
-                "near": report.near,
-                "threshold": report.threshold,
-            }
-            _say(f"  {task}: overlap {report.overlap} of {report.num_target_images}")
-    info["leakage"] = leakage
+        info["leakage"] = _leakage(corpus, out / "targets", info["targets"], leak_cache)
     with _Stage("verify", timings):
         report_v = Corpus.open(corpus_dir).verify()
         info["verify"] = {"ok": report_v.ok, "seconds": round(report_v.seconds, 2)}
@@ -434,13 +393,61 @@ def build_all(*, profile_name: str, out: Path, cache: Path, force: bool = False)
             raise RuntimeError(f"{corpus_dir} failed verify: {report_v.problems[:3]}")
     timings["total"] = round(time.perf_counter() - t_start, 2)
     info["timings_s"] = timings
-    tmp_info = info_path.with_suffix(".json.tmp")
-    tmp_info.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp_info, info_path)
+    write_text_atomic(out / INFO_FILE, json.dumps(info, indent=1) + "\n", mode=0o644)
     _say(f"done in {timings['total']:.0f} s: {out}")
-    if any(v["overlap"] for v in leakage.values()):
-        raise RuntimeError(f"leakage is not zero: {leakage}")
+    if any(v["overlap"] for v in info["leakage"].values()):
+        raise RuntimeError(f"leakage is not zero: {info['leakage']}")
     return info
+
+
+def _corpus_info(corpus: Corpus, profile: Profile) -> dict[str, Any]:
+    _say(f"{CORPUS_NAME}: {len(corpus)} images, fingerprint {corpus.fingerprint}")
+    known = KNOWN_FINGERPRINTS.get(profile.name)
+    if known is not None and known != corpus.fingerprint:
+        _say(f"WARNING: fingerprint differs from the documented {known} (package changed?)")
+    return {
+        "path": CORPUS_NAME,
+        "fingerprint": corpus.fingerprint,
+        "num_images": len(corpus),
+        "sources": [{"name": s.name, "count": s.count} for s in corpus.sources],
+        "bytes_on_disk": corpus.bytes_on_disk(),
+        "num_shards": len(corpus.shards),
+        "documented_fingerprint": known,
+    }
+
+
+def _build_targets(out: Path, index: LeakIndex, profile: Profile, raw: RawData) -> dict[str, Any]:
+    """The three target tasks, built beside `out/targets` and moved into place together."""
+    tmp = out / f".targets.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tasks: dict[str, Any] = {}
+    tasks["digits"] = build_digits(tmp / "digits", index, profile)
+    _say(f"  digits: {tasks['digits']}")
+    tasks["fashion"] = build_fashion(
+        tmp / "fashion", index, profile, raw.fashion_test, raw.fashion_test_labels
+    )
+    _say(f"  fashion: {tasks['fashion']}")
+    tasks["clipart"] = build_clipart(tmp / "clipart", index, profile, raw.clipart_target)
+    _say(f"  clipart: {tasks['clipart']}")
+    _replace(tmp, out / "targets")
+    return tasks
+
+
+def _leakage(
+    corpus: Corpus, targets_dir: Path, tasks: dict[str, Any], cache: Path
+) -> dict[str, Any]:
+    leakage: dict[str, Any] = {}
+    for task in tasks:
+        report = check_leakage(corpus, targets_dir / task, cache_dir=cache)
+        leakage[task] = {
+            "num_target_images": report.num_target_images,
+            "overlap": report.overlap,
+            "exact": report.exact,
+            "near": report.near,
+            "threshold": report.threshold,
+        }
+        _say(f"  {task}: overlap {report.overlap} of {report.num_target_images}")
+    return leakage
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -451,17 +458,14 @@ def _replace(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _up_to_date(out: Path, info_path: Path) -> bool:
-    if not info_path.is_file():
-        return False
+def _up_to_date(out: Path, info: BuildInfo) -> bool:
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
         corpus = Corpus.open(out / CORPUS_NAME)
     except Exception:  # anything odd: rebuild
         return False
     return bool(
-        info.get("recipe_version") == RECIPE_VERSION
-        and info.get("corpus", {}).get("fingerprint") == corpus.fingerprint
+        info.recipe_version == RECIPE_VERSION
+        and info.corpus.fingerprint == corpus.fingerprint
         and all(
             (out / "targets" / t / "sources.tsv").is_file()
             for t in ("digits", "fashion", "clipart")

@@ -64,10 +64,6 @@ class ByteReader:
     def varints(self, count: int, *, limit: int) -> np.ndarray:
         return np.array([self.varint(limit=limit) for _ in range(count)], dtype=np.int64)
 
-    def expect_end(self) -> None:
-        if self.remaining:
-            raise PayloadDecodeError(f"{self._field}: {self.remaining} unexpected trailing bytes")
-
 
 def varint(value: int) -> bytes:
     if value < 0:

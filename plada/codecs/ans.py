@@ -177,6 +177,8 @@ def rans_decode(
     field: str,
 ) -> np.ndarray:
     """Inverse of rans_encode: k symbols. All lanes advance together; tables are flat lookups."""
+    # One function on purpose: the tables it builds feed a hot loop, and local names are what
+    # keeps that loop fast in CPython.
     lanes = len(states)
     num_ctx = len(freq)
     cum = np.cumsum(freq, axis=1) - freq

@@ -39,6 +39,8 @@ class _SourceAction(argparse.Action):
 
 
 def register(sub: Any) -> None:
+    # Every `plada corpus` subcommand and its flags in one flat block (longer than 60 lines on
+    # purpose: argparse definitions read best in one place).
     parser: argparse.ArgumentParser = sub.add_parser(
         "corpus",
         help="build, describe, verify reference corpora; check target leakage",

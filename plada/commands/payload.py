@@ -74,7 +74,7 @@ def _human(doc: dict[str, Any]) -> str:
     def when(ts: int | None) -> str:
         if ts is None:
             return "never"
-        return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     prov = doc["provenance"]
     key = f" (key {doc['key_id']})" if doc["key_id"] else ""

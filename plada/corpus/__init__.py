@@ -3,17 +3,9 @@
 Everything a device or the builder needs is re-exported here; see format.py for the on-disk layout.
 """
 
-from plada.corpus.format import (
-    FORMAT_VERSION,
-    Corpus,
-    ManifestEntry,
-    ShardInfo,
-    SourceInfo,
-    VerifyProblem,
-    VerifyReport,
-    check_fingerprint,
-    pixel_digest,
-)
+from plada.corpus.build import ImageSource, build_corpus
+from plada.corpus.format import Corpus, check_fingerprint
+from plada.corpus.header import FORMAT_VERSION, ShardInfo
 from plada.corpus.importers import (
     ArraySource,
     CorpusSource,
@@ -25,13 +17,9 @@ from plada.corpus.importers import (
     open_image_file,
     read_idx,
 )
-from plada.corpus.writer import (
-    CorpusWriter,
-    ImageSource,
-    build_corpus,
-    encode_png,
-    normalize_image,
-)
+from plada.corpus.manifest import ManifestEntry, SourceInfo, pixel_digest
+from plada.corpus.verify import VerifyProblem, VerifyReport
+from plada.corpus.writer import CorpusWriter, encode_png, normalize_image
 
 __all__ = [
     "FORMAT_VERSION",

@@ -6,7 +6,7 @@ A corpus is a directory::
     manifest.tsv           one line per image, in index order: source, key, mode, width, height,
                            sha256 of the decoded pixels. fingerprint = sha256(manifest.tsv bytes).
     index.bin              one 48-byte record per image: shard, length, offset of the stored PNG
-                           inside its shard, sha256 of the stored PNG bytes (see _INDEX_DTYPE)
+                           inside its shard, sha256 of the stored PNG bytes (see INDEX_DTYPE)
     shards/shard-NNNNN.zip zip files (STORED, no compression) of <index:09d>.png members
 
 Why two hashes: the fingerprint (what payloads refer to) covers *pixels*, not PNG bytes, so the
@@ -21,147 +21,29 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import mmap
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from plada.corpus.header import FORMAT_VERSION, HEADER_FILE, CorpusHeader, ShardInfo, read_header
+from plada.corpus.manifest import (
+    IMAGE_MODES,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    ManifestEntry,
+    SourceInfo,
+    parse_manifest_line,
+    pixel_digest,
+    read_index,
+    read_manifest,
+    source_runs,
+)
+from plada.corpus.verify import VerifyProblem, VerifyReport, verify_corpus
 from plada.errors import CorpusCorruptError, CorpusError, CorpusMismatchError, CorpusNotFoundError
-
-FORMAT_NAME = "plada-corpus"
-FORMAT_VERSION = 1
-HEADER_FILE = "corpus.json"
-MANIFEST_FILE = "manifest.tsv"
-INDEX_FILE = "index.bin"
-SHARD_DIR = "shards"
-MANIFEST_HEADER = b"#plada-corpus-manifest 1\tsource\tkey\tmode\twidth\theight\tpixel_sha256"
-IMAGE_MODES = ("L", "RGB")
-
-# One record per image, little-endian, 48 bytes:
-# the stored PNG is shards[shard][offset : offset + length].
-_INDEX_DTYPE = np.dtype([("shard", "<u4"), ("length", "<u4"), ("offset", "<u8"), ("sha256", "S32")])
-
-
-def pixel_digest(image: Image.Image) -> str:
-    """Hex sha256 over mode, size and raw pixels: the content hash the fingerprint covers."""
-    header = f"{image.mode} {image.width} {image.height}\n".encode("ascii")
-    return hashlib.sha256(header + image.tobytes()).hexdigest()
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """A run of consecutive images from one source: indices [start, start + count)."""
-
-    name: str
-    count: int
-    start: int = 0
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One manifest line: where an image came from and what its pixels hash to."""
-
-    index: int
-    source: str
-    key: str
-    mode: str
-    width: int
-    height: int
-    pixel_sha256: str
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    file: str  # relative to the corpus directory
-    first_index: int
-    num_images: int
-    num_bytes: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class VerifyProblem:
-    """One thing wrong. `index` is None for problems that concern a whole file."""
-
-    kind: str  # missing | truncated | size | hash | decode | pixels | shard-hash
-    message: str
-    index: int | None = None
-    file: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "index": self.index, "file": self.file, "message": self.message}
-
-
-@dataclass
-class VerifyReport:
-    num_images: int
-    num_checked: int = 0
-    seconds: float = 0.0
-    deep: bool = False
-    problems: list[VerifyProblem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def bad_indices(self) -> list[int]:
-        return sorted({p.index for p in self.problems if p.index is not None})
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "num_images": self.num_images,
-            "num_checked": self.num_checked,
-            "deep": self.deep,
-            "seconds": round(self.seconds, 3),
-            "bad_indices": self.bad_indices,
-            "problems": [p.to_json() for p in self.problems],
-        }
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _require(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in obj:
-        raise CorpusCorruptError(f"{where}: missing key {key!r}")
-    value = obj[key]
-    if kind is int and isinstance(value, bool):
-        raise CorpusCorruptError(f"{where}: key {key!r} must be int, got bool")
-    if not isinstance(value, kind):
-        raise CorpusCorruptError(
-            f"{where}: key {key!r} must be {kind.__name__}, got {type(value).__name__}"
-        )
-    return value
-
-
-def parse_manifest_line(index: int, line: bytes) -> ManifestEntry:
-    fields = line.split(b"\t")
-    if len(fields) != 6:
-        raise CorpusCorruptError(
-            f"{MANIFEST_FILE}: image {index} has {len(fields)} fields, expected 6"
-        )
-    try:
-        source, key, mode = (f.decode("utf-8") for f in fields[:3])
-        width, height = int(fields[3]), int(fields[4])
-        digest = fields[5].decode("ascii")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CorpusCorruptError(f"{MANIFEST_FILE}: image {index}: bad field ({exc})") from exc
-    if mode not in IMAGE_MODES or width <= 0 or height <= 0 or len(digest) != 64:
-        raise CorpusCorruptError(f"{MANIFEST_FILE}: image {index}: bad mode, size or hash")
-    return ManifestEntry(index, source, key, mode, width, height, digest)
 
 
 class Corpus:
@@ -181,26 +63,25 @@ class Corpus:
         self,
         path: Path,
         *,
-        header: dict[str, Any],
+        header: CorpusHeader,
         manifest_lines: list[bytes],
         index: np.ndarray,
-        shards: list[ShardInfo],
         verify_reads: bool,
     ) -> None:
         self.path = path
-        self.fingerprint = str(header["fingerprint"])
-        self.shards = shards
+        self.header = header
+        self.fingerprint = header.fingerprint
+        self.shards = list(header.shards)
         self.verify_reads = verify_reads
-        self._header = header
         self._lines = manifest_lines
-        self._index = index  # (N,) _INDEX_DTYPE
+        self._index = index  # (N,) INDEX_DTYPE
         self._shard_of = index["shard"].astype(np.int64)
         self._offset = index["offset"].astype(np.int64)
         self._length = index["length"].astype(np.int64)
         # raw 32-byte digests; never index the S32 field directly (numpy strips trailing NULs)
         self._digests = np.ascontiguousarray(index["sha256"]).tobytes()
         self._maps: dict[int, mmap.mmap] = {}
-        self.sources = _source_runs(manifest_lines)
+        self.sources = source_runs(manifest_lines)
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -225,100 +106,20 @@ class Corpus:
             raise CorpusNotFoundError(f"no corpus directory at {path}")
         if not header_path.is_file():
             raise CorpusNotFoundError(f"{header_path} is missing: not a plada corpus")
-        try:
-            header = json.loads(header_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorpusCorruptError(f"{header_path}: unreadable JSON ({exc})") from exc
-        if not isinstance(header, dict):
-            raise CorpusCorruptError(f"{header_path}: top level must be an object")
-        where = str(header_path)
-        if header.get("format") != FORMAT_NAME:
-            raise CorpusCorruptError(f"{where}: key 'format' must be {FORMAT_NAME!r}")
-        version = _require(header, "version", int, where)
-        if version != FORMAT_VERSION:
-            raise CorpusCorruptError(
-                f"{where}: format version {version} is not supported (this reader: "
-                f"{FORMAT_VERSION})"
-            )
-        fingerprint = _require(header, "fingerprint", str, where)
-        num_images = _require(header, "num_images", int, where)
-        if expected_fingerprint is not None and fingerprint != expected_fingerprint:
+        header = read_header(header_path)
+        if expected_fingerprint is not None and header.fingerprint != expected_fingerprint:
             raise CorpusMismatchError(
-                f"corpus {path} has fingerprint {fingerprint}, expected {expected_fingerprint}"
+                f"corpus {path} has fingerprint {header.fingerprint}, expected "
+                f"{expected_fingerprint}"
             )
-
-        manifest_path = path / MANIFEST_FILE
-        try:
-            manifest = manifest_path.read_bytes()
-        except FileNotFoundError as exc:
-            raise CorpusNotFoundError(f"{manifest_path} is missing") from exc
-        actual = hashlib.sha256(manifest).hexdigest()
-        if actual != fingerprint:
-            raise CorpusCorruptError(
-                f"{manifest_path}: sha256 {actual} does not match the fingerprint {fingerprint} "
-                f"in {HEADER_FILE}"
-            )
-        lines = manifest.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        if not lines or lines[0] != MANIFEST_HEADER:
-            raise CorpusCorruptError(f"{manifest_path}: first line is not the manifest header")
-        lines = lines[1:]
-        if len(lines) != num_images:
-            raise CorpusCorruptError(
-                f"{manifest_path}: {len(lines)} images, {HEADER_FILE} says {num_images}"
-            )
-
-        index_meta = _require(header, "index", dict, where)
-        index_path = path / INDEX_FILE
-        try:
-            index_bytes = index_path.read_bytes()
-        except FileNotFoundError as exc:
-            raise CorpusNotFoundError(f"{index_path} is missing") from exc
-        if len(index_bytes) != num_images * _INDEX_DTYPE.itemsize:
-            raise CorpusCorruptError(
-                f"{index_path}: {len(index_bytes)} bytes, expected "
-                f"{num_images * _INDEX_DTYPE.itemsize} for {num_images} images"
-            )
-        if hashlib.sha256(index_bytes).hexdigest() != index_meta.get("sha256"):
-            raise CorpusCorruptError(f"{index_path}: sha256 does not match {HEADER_FILE}")
-        index = np.frombuffer(index_bytes, dtype=_INDEX_DTYPE)
-
-        shards: list[ShardInfo] = []
-        for i, raw in enumerate(_require(header, "shards", list, where)):
-            w = f"{where} shards[{i}]"
-            if not isinstance(raw, dict):
-                raise CorpusCorruptError(f"{w}: must be an object")
-            shards.append(
-                ShardInfo(
-                    file=_require(raw, "file", str, w),
-                    first_index=_require(raw, "first_index", int, w),
-                    num_images=_require(raw, "num_images", int, w),
-                    num_bytes=_require(raw, "bytes", int, w),
-                    sha256=_require(raw, "sha256", str, w),
-                )
-            )
-        if num_images and int(index["shard"].max()) >= len(shards):
-            bad = int(np.argmax(index["shard"] >= len(shards)))
-            raise CorpusCorruptError(
-                f"{index_path}: image {bad} points to a shard that is not listed"
-            )
-        if sum(s.num_images for s in shards) != num_images:
-            raise CorpusCorruptError(f"{where}: shard image counts do not add up to {num_images}")
-        for s in shards:
-            if Path(s.file).is_absolute() or ".." in Path(s.file).parts:
-                raise CorpusCorruptError(f"{where}: shard path {s.file!r} leaves the corpus")
+        lines = read_manifest(path / MANIFEST_FILE, header)
+        index = read_index(path / INDEX_FILE, header)
         corpus = cls(
-            path,
-            header=header,
-            manifest_lines=lines,
-            index=index,
-            shards=shards,
-            verify_reads=verify_reads,
+            path, header=header, manifest_lines=lines, index=index, verify_reads=verify_reads
         )
         if check_shards:
-            for number in range(len(shards)):
-                problem = corpus._shard_file_problem(number)
+            for number in range(len(corpus.shards)):
+                problem = corpus.shard_file_problem(number)
                 if problem is not None:
                     exc_type = (
                         CorpusNotFoundError if problem.kind == "missing" else CorpusCorruptError
@@ -349,13 +150,6 @@ class Corpus:
         i = self._check_index(index)
         return parse_manifest_line(i, self._lines[i])
 
-    def source_of(self, index: int) -> SourceInfo:
-        i = self._check_index(index)
-        for s in self.sources:
-            if s.start <= i < s.start + s.count:
-                return s
-        raise AssertionError("unreachable: sources cover every index")
-
     def bytes_on_disk(self) -> int:
         total = 0
         for p in self.path.rglob("*"):
@@ -382,14 +176,14 @@ class Corpus:
         shard = int(self._shard_of[i])
         offset = int(self._offset[i])
         length = int(self._length[i])
-        m = self._map(shard, i)
+        m = self.shard_map(shard, i)
         if offset + length > len(m):
             raise CorpusCorruptError(
                 f"image {i}: shard {self.shards[shard].file} is truncated "
                 f"({len(m)} bytes, image ends at {offset + length})"
             )
         data = m[offset : offset + length]
-        if self.verify_reads and hashlib.sha256(data).digest() != self._digest(i):
+        if self.verify_reads and hashlib.sha256(data).digest() != self.stored_digest(i):
             raise CorpusCorruptError(
                 f"image {i}: stored bytes in {self.shards[shard].file} at offset {offset} do not "
                 f"match their sha256 in {INDEX_FILE}"
@@ -426,11 +220,6 @@ class Corpus:
         for i in range(max(start, 0), stop):
             yield i, self.image(i)
 
-    def iter_bytes(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
-        stop = len(self) if stop is None else min(stop, len(self))
-        for i in range(max(start, 0), stop):
-            yield i, self.read_bytes(i)
-
     # ---------------------------------------------------------------- verify
     def verify(
         self,
@@ -442,80 +231,16 @@ class Corpus:
         """Check every image's stored bytes against index.bin (and, if deep, decode and check the
         pixels against the manifest). Never raises for bad data: every problem is reported with
         its index or file."""
-        t0 = time.perf_counter()
-        report = VerifyReport(num_images=len(self), deep=deep)
-        shard_ok: dict[int, bool] = {}
-        for number, shard in enumerate(self.shards):
-            problem = self._shard_file_problem(number)
-            if problem is not None:
-                report.problems.append(problem)
-                shard_ok[number] = problem.kind != "missing"
-            else:
-                shard_ok[number] = True
-                if check_shard_hashes:
-                    actual = _sha256_file(self.path / shard.file)
-                    if actual != shard.sha256:
-                        report.problems.append(
-                            VerifyProblem(
-                                "shard-hash",
-                                f"{shard.file}: sha256 does not match {HEADER_FILE}",
-                                file=shard.file,
-                            )
-                        )
-        for i in range(len(self)):
-            snum = int(self._shard_of[i])
-            sfile = self.shards[snum].file
-            if not shard_ok[snum]:
-                report.problems.append(
-                    VerifyProblem("missing", f"image {i}: shard {sfile} is missing", i, sfile)
-                )
-                continue
-            m = self._map(snum, i)
-            offset, length = int(self._offset[i]), int(self._length[i])
-            if offset + length > len(m):
-                report.problems.append(
-                    VerifyProblem(
-                        "truncated", f"image {i}: beyond the end of truncated {sfile}", i, sfile
-                    )
-                )
-                continue
-            data = m[offset : offset + length]
-            if hashlib.sha256(data).digest() != self._digest(i):
-                report.problems.append(
-                    VerifyProblem(
-                        "hash",
-                        f"image {i}: stored bytes in {sfile} do not match their sha256",
-                        i,
-                        sfile,
-                    )
-                )
-                continue
-            if deep:
-                try:
-                    img = Image.open(io.BytesIO(data))
-                    img.load()
-                except Exception as exc:  # Pillow raises many types for bad data
-                    report.problems.append(
-                        VerifyProblem("decode", f"image {i}: cannot decode ({exc})", i, sfile)
-                    )
-                    continue
-                if pixel_digest(img) != self.entry(i).pixel_sha256:
-                    report.problems.append(
-                        VerifyProblem(
-                            "pixels", f"image {i}: pixels do not match the manifest", i, sfile
-                        )
-                    )
-                    continue
-            report.num_checked += 1
-            if progress is not None and (i + 1) % 4096 == 0:
-                progress(i + 1, len(self))
-        if progress is not None:
-            progress(len(self), len(self))
-        report.seconds = time.perf_counter() - t0
-        return report
+        return verify_corpus(
+            self, deep=deep, check_shard_hashes=check_shard_hashes, progress=progress
+        )
 
     # ---------------------------------------------------------------- internals
-    def _digest(self, i: int) -> bytes:
+    def stored_at(self, i: int) -> tuple[int, int, int]:
+        """(shard number, offset, length) of image i's stored PNG."""
+        return int(self._shard_of[i]), int(self._offset[i]), int(self._length[i])
+
+    def stored_digest(self, i: int) -> bytes:
         return self._digests[32 * i : 32 * i + 32]
 
     def _check_index(self, index: int) -> int:
@@ -524,7 +249,7 @@ class Corpus:
             raise IndexError(f"image index {index} out of range for a corpus of {len(self)}")
         return i
 
-    def _shard_file_problem(self, number: int) -> VerifyProblem | None:
+    def shard_file_problem(self, number: int) -> VerifyProblem | None:
         shard = self.shards[number]
         p = self.path / shard.file
         span = f"images {shard.first_index}..{shard.first_index + shard.num_images - 1}"
@@ -539,7 +264,7 @@ class Corpus:
             )
         return None
 
-    def _map(self, shard: int, index: int) -> mmap.mmap:
+    def shard_map(self, shard: int, index: int) -> mmap.mmap:
         m = self._maps.get(shard)
         if m is None:
             p = self.path / self.shards[shard].file
@@ -554,24 +279,6 @@ class Corpus:
         return m
 
 
-def _source_runs(lines: list[bytes]) -> list[SourceInfo]:
-    runs: list[SourceInfo] = []
-    current: bytes | None = None
-    start = 0
-    for i, line in enumerate(lines):
-        tab = line.find(b"\t")
-        if tab <= 0:
-            raise CorpusCorruptError(f"{MANIFEST_FILE}: image {i} has no source field")
-        name = line[:tab]
-        if name != current:
-            if current is not None:
-                runs.append(SourceInfo(current.decode("utf-8", "replace"), i - start, start))
-            current, start = name, i
-    if current is not None:
-        runs.append(SourceInfo(current.decode("utf-8", "replace"), len(lines) - start, start))
-    return runs
-
-
 def check_fingerprint(corpus: Corpus, expected: str) -> None:
     """Raise CorpusMismatchError unless the corpus is the expected one."""
     if corpus.fingerprint != expected:
@@ -580,15 +287,4 @@ def check_fingerprint(corpus: Corpus, expected: str) -> None:
         )
 
 
-__all__ = [
-    "FORMAT_VERSION",
-    "Corpus",
-    "CorpusError",
-    "ManifestEntry",
-    "ShardInfo",
-    "SourceInfo",
-    "VerifyProblem",
-    "VerifyReport",
-    "check_fingerprint",
-    "pixel_digest",
-]
+__all__ = ["Corpus", "CorpusError", "check_fingerprint"]

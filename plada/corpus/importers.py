@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from plada.corpus.format import Corpus, pixel_digest
+from plada.corpus.format import Corpus
+from plada.corpus.manifest import pixel_digest
 from plada.corpus.writer import CorpusWriter
 from plada.errors import CorpusBuildError, CorpusError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+from plada.files import is_image_file
 
 
 def open_image_file(path: Path) -> Image.Image:
@@ -39,7 +39,7 @@ def list_image_files(root: Path) -> list[Path]:
     """Image files under root, sorted by their relative POSIX path (symlinks followed)."""
     if not root.is_dir():
         raise CorpusBuildError(f"{root}: not a directory")
-    files = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    files = [p for p in root.rglob("*") if is_image_file(p)]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix().encode("utf-8"))
 
 

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from plada.corpus.format import Corpus, pixel_digest
+from plada.atomic import save_npy_atomic
+from plada.corpus.format import Corpus
 from plada.corpus.importers import list_image_files, open_image_file
+from plada.corpus.manifest import pixel_digest
 from plada.corpus.writer import normalize_image
 from plada.errors import CorpusBuildError
 
@@ -126,9 +128,7 @@ def corpus_phashes(
             progress(stop, len(corpus))
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp-{os.getpid()}.npy")
-        np.save(tmp, out)
-        os.replace(tmp, cache_file)
+        save_npy_atomic(cache_file, out)
     return out
 
 

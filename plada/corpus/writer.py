@@ -9,28 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import struct
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from plada.corpus.format import (
+from plada.corpus.format import Corpus
+from plada.corpus.header import (
     FORMAT_NAME,
     FORMAT_VERSION,
     HEADER_FILE,
+    CorpusHeader,
+    FileRef,
+    ShardInfo,
+    SourceCount,
+)
+from plada.corpus.manifest import (
     INDEX_FILE,
     MANIFEST_FILE,
     MANIFEST_HEADER,
     SHARD_DIR,
-    Corpus,
     pixel_digest,
 )
 from plada.errors import CorpusBuildError
@@ -112,7 +115,7 @@ class CorpusWriter:
         self._index_file = (self._tmp / INDEX_FILE).open("wb")
         self._index_hash = hashlib.sha256()
         self._count = 0
-        self._sources: list[dict[str, object]] = []
+        self._sources: list[SourceCount] = []  # runs of consecutive images per source
         self._write_manifest(MANIFEST_HEADER)
         self._shards: list[dict[str, object]] = []
         self._zip: zipfile.ZipFile | None = None
@@ -190,10 +193,11 @@ class CorpusWriter:
         self._zip_count += 1
         line = f"{source}\t{key}\t{image.mode}\t{image.width}\t{image.height}\t{digest}"
         self._write_manifest(line.encode("utf-8"))
-        if self._sources and self._sources[-1]["name"] == source:
-            self._sources[-1]["count"] = index - int(str(self._sources[-1]["start"])) + 1
+        if self._sources and self._sources[-1].name == source:
+            last = self._sources[-1]
+            self._sources[-1] = SourceCount(name=source, count=last.count + 1)
         else:
-            self._sources.append({"name": source, "count": 1, "start": index})
+            self._sources.append(SourceCount(name=source, count=1))
         self._count += 1
         return index
 
@@ -214,22 +218,21 @@ class CorpusWriter:
         self._manifest_file.close()
         self._index_file.close()
         fingerprint = self._manifest_hash.hexdigest()
-        sources = [{"name": s["name"], "count": s["count"]} for s in self._sources]
-        header = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "fingerprint": fingerprint,
-            "num_images": self._count,
-            "sources": sources,
-            "manifest": {"file": MANIFEST_FILE, "sha256": fingerprint},
-            "index": {
-                "file": INDEX_FILE,
-                "sha256": self._index_hash.hexdigest(),
-                "record": "shard u32, length u32, offset u64, sha256 of stored PNG (32 bytes), LE",
-            },
-            "shards": self._shards,
-        }
-        (self._tmp / HEADER_FILE).write_text(json.dumps(header, indent=1) + "\n", "utf-8")
+        header = CorpusHeader(
+            format=FORMAT_NAME,
+            version=FORMAT_VERSION,
+            fingerprint=fingerprint,
+            num_images=self._count,
+            sources=self._sources,
+            manifest=FileRef(file=MANIFEST_FILE, sha256=fingerprint),
+            index=FileRef(
+                file=INDEX_FILE,
+                sha256=self._index_hash.hexdigest(),
+                record="shard u32, length u32, offset u64, sha256 of stored PNG (32 bytes), LE",
+            ),
+            shards=[ShardInfo.model_validate(entry) for entry in self._shards],
+        )
+        (self._tmp / HEADER_FILE).write_text(header.to_json(), "utf-8")
         self._closed = True
         _replace_dir(self._tmp, self.out)
         self.result = Corpus.open(self.out)
@@ -279,40 +282,3 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-class ImageSource(Protocol):
-    """An importer: a named, ordered, deterministic stream of (key, image or PNG bytes)."""
-
-    name: str
-
-    def __iter__(self) -> Iterator[tuple[str, Image.Image]]: ...
-
-
-ProgressFn = Callable[[str, int], None]
-
-
-def build_corpus(
-    sources: Iterable[ImageSource],
-    out: Path,
-    *,
-    images_per_shard: int = DEFAULT_IMAGES_PER_SHARD,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-) -> Corpus:
-    """Concatenate the sources, in order, into a new corpus at `out` and open it."""
-    from plada.corpus.importers import CorpusSource
-
-    with CorpusWriter(out, images_per_shard=images_per_shard, overwrite=overwrite) as writer:
-        for source in sources:
-            if isinstance(source, CorpusSource):
-                source.copy_into(writer, progress=progress)
-                continue
-            for key, image in source:
-                writer.add_image(image, source=source.name, key=key)
-                if progress is not None and len(writer) % 1000 == 0:
-                    progress(source.name, len(writer))
-        corpus = writer.close()
-    if progress is not None:
-        progress("done", len(corpus))
-    return corpus

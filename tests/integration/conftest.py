@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.broker import Broker, start_broker
+from tools.devbroker import Broker, start_broker
 
 
 @pytest.fixture

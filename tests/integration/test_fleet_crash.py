@@ -15,12 +15,12 @@ import pytest
 from agent.models import ModelStore
 from agent.profiles import dump_toml
 from agent.triallog import TrialLog
-from builder.publish import publish_payload
+from builder.fleet.publish import publish_payload
 from plada.payload import payload_digest
 from tests.support.agent_device import make_device
-from tests.support.broker import ADMIN_USER, Broker
-from tests.support.fleet import admin_options, device_config, wait_until
 from tests.support.mqtt_probe import Probe
+from tools.devbroker import ADMIN_USER, Broker
+from tools.fleet_harness import admin_options, device_config, wait_until
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,13 +15,14 @@ import pytest
 from agent.app import PipelineApplier
 from agent.models import ModelStore
 from builder.cli import main as build_main
-from builder.fleet import fleet_results, fleet_status
-from builder.publish import BrokerSession, publish_payload
+from builder.fleet.publish import publish_payload
+from builder.fleet.session import BrokerSession
+from builder.fleet.status import fleet_results, fleet_status
 from plada.chunks import split_payload
 from plada.payload import payload_digest
 from tests.support.agent_device import make_device
-from tests.support.broker import Broker
-from tests.support.fleet import (
+from tools.devbroker import Broker
+from tools.fleet_harness import (
     FakeApplier,
     admin_options,
     device_config,

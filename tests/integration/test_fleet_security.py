@@ -10,9 +10,12 @@ import pytest
 
 from agent.app import AgentApp
 from builder.errors import PublishError
-from builder.publish import BrokerOptions, BrokerSession, publish_payload
-from tests.support.broker import Broker, require_secure
-from tests.support.fleet import (
+from builder.fleet.publish import publish_payload
+from builder.fleet.session import BrokerOptions, BrokerSession
+from tests.support.broker import require_secure
+from tests.support.mqtt_probe import Probe
+from tools.devbroker import Broker
+from tools.fleet_harness import (
     FakeApplier,
     admin_options,
     make_config,
@@ -22,7 +25,6 @@ from tests.support.fleet import (
     start_agent,
     wait_until,
 )
-from tests.support.mqtt_probe import Probe
 
 pytestmark = pytest.mark.broker
 

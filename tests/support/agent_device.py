@@ -7,11 +7,11 @@ apply_payload(data, config=device.config)
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tomllib
 
 from agent.config import AgentConfig, parse_config
 from plada.corpus import Corpus
@@ -19,6 +19,11 @@ from plada.payload import CorpusRef, Provenance, TaskPayload, encode_payload
 from plada.signing import SigningKey, generate_keypair, load_private_key
 from tests.support.tiny_corpus import TINY_CLASSES, make_tiny_corpus, tiny_labels
 from tests.support.tiny_encoder import make_tiny_onnx_encoder
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the agent tests also run on Python 3.10 (Jetson)
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The import direction that design.md draws: builder and agent import plada, never each other,
-and no product package imports the developer drivers in tools/."""
+"""The import direction that design.md draws: builder and agent import plada, never each other;
+the developer drivers in tools/ (and the benchmarks) may import both, and no product package
+imports them (or the tests)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("plada", "builder", "agent")
+PACKAGES = ("plada", "builder", "agent", "tools", "bench")
+_DEVELOPER = {"tools", "bench", "tests"}
 FORBIDDEN: dict[str, set[str]] = {
-    "plada": {"builder", "agent", "tools", "torch", "paho", "onnxruntime"},
-    "builder": {"agent", "tools"},
-    "agent": {"builder", "tools", "torch"},
+    "plada": {"builder", "agent", "torch", "paho", "onnxruntime", *_DEVELOPER},
+    "builder": {"agent", *_DEVELOPER},
+    "agent": {"builder", "torch", *_DEVELOPER},
+    "tools": {"bench", "tests"},
+    "bench": {"tests"},
 }
 
 

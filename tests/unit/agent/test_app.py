@@ -12,7 +12,7 @@ import pytest
 from agent.app import AgentApp, FleetState
 from plada.chunks import split_payload
 from plada.payload import payload_digest
-from tests.support.fleet import (
+from tools.fleet_harness import (
     FakeApplier,
     FakeLink,
     Keys,

@@ -1,8 +1,9 @@
 """The agent's onnxruntime backend reproduces the builder's PyTorch encoder features.
 
-Runs the real export path (`builder.export.export_encoder`, EfficientNet-Lite0 at 32 px, fp32) and
-compares agent features with the builder's torch features on real corpus images. Builder code is
-imported only here, inside the test: the agent package itself never imports builder or torch.
+Runs the real export path (`builder.encoders.export.export_encoder`, EfficientNet-Lite0 at 32 px,
+fp32) and compares agent features with the builder's torch features on real corpus images. Builder
+code is imported only here, inside the test: the agent package itself never imports builder or
+torch.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from tests.support.tiny_corpus import make_tiny_corpus
 def test_ort_backend_matches_builder_torch_features(tmp_path: Path) -> None:
     # Prepare
     pytest.importorskip("torch")
-    from builder.export import export_encoder
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.export import export_encoder
+    from builder.encoders.torch_encoder import TorchEncoder
     from plada.encoders import EncoderSpec
 
     corpus = make_tiny_corpus(tmp_path / "corpus", num_images=24, seed=8)

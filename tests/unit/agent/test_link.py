@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from agent.errors import ConfigError
 from agent.link import Inbound, LinkEvent, MqttLink
 from agent.mqtt_config import MqttConfig
-from tests.support.broker import ADMIN_USER, Broker, start_broker
 from tests.support.mqtt_probe import Probe
+from tools.devbroker import ADMIN_USER, Broker, start_broker
 
 
 @pytest.fixture

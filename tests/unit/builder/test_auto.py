@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from builder.auto import (
-    AutoInputs,
-    CandidateSpec,
-    candidate_keeps,
-    choose_candidate,
-    validate_candidates,
-)
+from builder.pipeline.candidates import CandidateSpec, candidate_keeps
+from builder.pipeline.validate import AutoInputs, choose_candidate, validate_candidates
 from plada.head import HeadHyperParams
 
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from builder.cli import main as build_main
-from builder.embed import (
+from builder.encoders.load import Encoder, load_encoder
+from builder.errors import EmbeddingCacheError, EncoderError
+from builder.features.embed import (
     CacheMeta,
     cache_dir,
     cache_status,
@@ -24,8 +26,6 @@ from builder.embed import (
     shard_blocks,
     shard_from_env,
 )
-from builder.encoder import Encoder, load_encoder
-from builder.errors import EmbeddingCacheError, EncoderError
 from plada.corpus import Corpus
 from tests.support.tiny_corpus import make_tiny_corpus
 from tests.support.tiny_encoder import make_tiny_onnx_encoder

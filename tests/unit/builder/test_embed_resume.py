@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.embed import cache_dir, done_blocks, embed_corpus, embed_images
+from builder.features.embed import cache_dir, done_blocks, embed_corpus, embed_images
 from tests.support.tiny_corpus import make_tiny_corpus
 
 pytestmark = pytest.mark.torch
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[3]
 _CHILD = """
 import sys, time
 from pathlib import Path
-from builder.embed import embed_corpus
-from builder.torch_encoder import TorchEncoder
+from builder.features.embed import embed_corpus
+from builder.encoders.torch_encoder import TorchEncoder
 from plada.corpus import Corpus
 from plada.encoders import parse_encoder_spec
 
@@ -65,7 +65,7 @@ class Counting:
 
 def test_embed_corpus_resumes_after_sigkill_to_the_same_features(tmp_path: Path) -> None:
     # Prepare
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
     from plada.encoders import parse_encoder_spec
 
     corpus = make_tiny_corpus(tmp_path / "corpus", num_images=96)

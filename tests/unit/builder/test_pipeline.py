@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from builder.errors import BudgetError, BuilderError
-from builder.pipeline import TaskConfig, build_task
-from builder.select import parse_budget
-from builder.targets import load_target
+from builder.pipeline.budget import parse_budget
+from builder.pipeline.build import build_task
+from builder.pipeline.config import TaskConfig
+from builder.pipeline.targets import load_target
 from plada.corpus import Corpus
 from plada.head import HeadHyperParams
 from plada.payload import decode_payload
@@ -115,14 +116,14 @@ def test_make_builder_writes_payloads_reports_summary_and_key(
     # Prepare: a data folder shaped like `make data` output, with one tiny target.
     import json
 
-    import builder.pipeline
-    from builder.make_builder import main
+    import builder.features.sources
+    from tools.make_builder import main
 
     make_tiny_corpus(tmp_path / "data" / "ref-v1", num_images=120)
     make_tiny_imagefolder(
         tmp_path / "data" / "targets" / "shapes", train_per_class=4, test_per_class=3
     )
-    monkeypatch.setattr(builder.pipeline, "EncoderFeatures", _SpecPixels)
+    monkeypatch.setattr(builder.features.sources, "EncoderFeatures", _SpecPixels)
     # Execute
     code = main(
         ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "build"), "--tasks", "shapes",
@@ -144,7 +145,7 @@ def test_build_task_multi_keeps_the_best_validated_teacher(
     world: tuple[Corpus, Path, Path],
 ) -> None:
     # Prepare
-    from builder.pipeline import build_task_multi
+    from builder.pipeline.build import build_task_multi
 
     corpus, target, keys = world
     config = TaskConfig(

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from builder.errors import BuilderError
-from builder.report import energy_histogram, load_report, render_markdown, write_report
+from builder.pipeline.report import energy_histogram
+from builder.report.markdown import render_markdown
+from builder.report.write import load_report, write_report
 
 
 def _report() -> dict[str, Any]:

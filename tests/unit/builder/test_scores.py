@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from builder.errors import BuilderError
-from builder.scores import energy_scores, score_reference
+from builder.pipeline.scores import energy_scores, score_reference
 
 
 def test_energy_scores_match_definition_and_temperature() -> None:

@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 
 from builder.errors import BudgetError, BuilderError
-from builder.scores import ReferenceScores, score_reference
-from builder.select import (
-    STRATEGIES,
-    Budget,
-    Selection,
-    allocate_quotas,
-    fit_to_bytes,
-    parse_budget,
-    refine_upward,
-    select,
-)
+from builder.pipeline.budget import Budget, parse_budget
+from builder.pipeline.scores import ReferenceScores, score_reference
+from builder.pipeline.select import STRATEGIES, Selection, allocate_quotas, select
+from builder.pipeline.sizing import fit_to_bytes, refine_upward
 
 
 def _scores(n: int = 200, num_classes: int = 4, seed: int = 0) -> ReferenceScores:

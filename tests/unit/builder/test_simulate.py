@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from builder.errors import BuilderError
-from builder.select import Selection
-from builder.simulate import device_oracle, evaluate_head, simulate_selection, train_on_selection
+from builder.pipeline.select import Selection
+from builder.pipeline.simulate import (
+    device_oracle,
+    evaluate_head,
+    simulate_selection,
+    train_on_selection,
+)
 from plada.head import HeadHyperParams
 
 _HP = HeadHyperParams(epochs=10, learning_rate=1e-2)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from builder.errors import TargetError
-from builder.targets import load_target, read_image, read_images, task_name_from
+from builder.pipeline.targets import load_target, read_image, read_images, task_name_from
 
 
 def _write(path: Path, value: int = 0) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import builder.pipeline
+import builder.features.sources
 from builder.cli import main
 from plada.corpus import Corpus
 from plada.payload import decode_payload
@@ -66,7 +66,7 @@ def test_task_cli_writes_signed_payload_and_report(
     world: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare
-    monkeypatch.setattr(builder.pipeline, "EncoderFeatures", _PixelFeatures)
+    monkeypatch.setattr(builder.features.sources, "EncoderFeatures", _PixelFeatures)
     # Execute
     code = main(_task_argv(world, "--budget", "650B", "--auto", "--json"))
     # Assert
@@ -101,7 +101,7 @@ def test_task_cli_strategy_with_params_and_two_devices(
     world: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare
-    monkeypatch.setattr(builder.pipeline, "EncoderFeatures", _PixelFeatures)
+    monkeypatch.setattr(builder.features.sources, "EncoderFeatures", _PixelFeatures)
     # Execute
     code = main(
         _task_argv(
@@ -120,7 +120,7 @@ def test_task_cli_strategy_with_params_and_two_devices(
 def test_task_cli_reports_too_small_budget(
     world: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(builder.pipeline, "EncoderFeatures", _PixelFeatures)
+    monkeypatch.setattr(builder.features.sources, "EncoderFeatures", _PixelFeatures)
     code = main(_task_argv(world, "--budget", "64B", "--strategy", "random"))
     assert code == 1
     assert "too small" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from builder.errors import BuilderError
-from builder.teacher import (
+from builder.pipeline.teacher import (
     TeacherConfig,
     balanced_accuracy,
     fit_teacher,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from plada.codecs import CODECS, encode_selection
 from plada.errors import (
     PayloadCorpusError,
     PayloadDecodeError,
@@ -23,6 +24,7 @@ from plada.payload import (
     check_corpus,
     decode_payload,
     encode_payload,
+    envelope_size,
     inspect_payload,
     payload_digest,
 )
@@ -284,3 +286,23 @@ def test_decode_payload_names_missing_body_field() -> None:
     bad = cbor2.dumps({"format": 1, "body": cbor2.dumps(body, canonical=True)}, canonical=True)
     with pytest.raises(PayloadDecodeError, match="provenance: missing"):
         decode_payload(bad, trusted_keys={}, allow_unsigned=True)
+
+
+@pytest.mark.parametrize("k", [1, 40, 900])
+@pytest.mark.parametrize("signed", [True, False])
+def test_envelope_size_equals_the_encoded_length_for_every_codec(
+    keys: Keys, k: int, signed: bool
+) -> None:
+    # Prepare
+    key = keys[0] if signed else None
+    payload = make_payload(n=5000, k=k, num_classes=7)
+    for codec in CODECS:
+        _, data = encode_selection(
+            payload.indices, payload.labels, n=5000, num_classes=7, codecs=[codec]
+        )
+        # Execute
+        size = envelope_size(
+            payload, codec=codec, data=data, key_id=key.key_id if key is not None else None
+        )
+        # Assert
+        assert size == len(encode_payload(payload, signing_key=key, codecs=[codec])), codec

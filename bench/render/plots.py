@@ -1,0 +1,158 @@
+"""The Results' PNG plots (matplotlib Agg), one function per section that has one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.render.text import mean_of
+from bench.schema import BenchResults
+from bench.schema.accuracy import AccuracyResults, AccuracyTask
+from bench.schema.common import Stat, metric_name
+from bench.schema.comparisons import AlternativesResults, AltTask, HeteroResults
+
+T = TypeVar("T")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _percent(value: float | None) -> float:
+    return 100 * (value or 0)
+
+
+def _accuracy_axis(ax: Any, task: str, res: AccuracyTask) -> None:
+    s = res.summary
+    for setting in dict.fromkeys(r.setting for r in s.ratios):
+        rows = sorted((r for r in s.ratios if r.setting == setting), key=lambda r: r.ratio)
+        ax.plot(
+            [mean_of(r.payload_bytes) for r in rows],
+            [_percent(mean_of(r.device.of(task))) for r in rows],
+            marker=".",
+            linewidth=1,
+            label=setting,
+        )
+    if s.budgets:
+        sds = [b.device.of(task) for b in s.budgets]
+        ax.errorbar(
+            [mean_of(b.payload_bytes) for b in s.budgets],
+            [_percent(mean_of(b.device.of(task))) for b in s.budgets],
+            yerr=[100 * float((sd.sd if isinstance(sd, Stat) else 0) or 0) for sd in sds],
+            fmt="k*",
+            markersize=10,
+            label="--auto (byte budgets)",
+        )
+    ax.axhline(_percent(mean_of(s.teacher.of(task))), color="grey", linestyle="--", label="teacher")
+    oracle = mean_of(s.oracle.of(task))
+    if oracle is not None:
+        ax.axhline(100 * oracle, color="black", linestyle=":", label="device-oracle")
+    ax.set_xscale("log")
+    ax.set_xlabel("signed payload bytes")
+    ax.set_ylabel(f"device {metric_name(task)} (%)")
+    ax.set_title(task)
+    ax.grid(alpha=0.3)
+
+
+def _per_task(tasks: Mapping[str, T], draw: Callable[[Any, str, T], None], path: Path) -> Path:
+    """One axis per task, side by side, the legend on the last."""
+    fig, axes = _pyplot().subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5), squeeze=False)
+    for ax, (task, res) in zip(axes[0], tasks.items(), strict=True):
+        draw(ax, task, res)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def _alternatives_axis(ax: Any, task: str, res: AltTask) -> None:
+    budgets = res.summary.budgets
+    xs = [b.budget_bytes for b in budgets]
+    for label, series in (
+        ("PLADA --auto", [b.plada for b in budgets]),
+        ("random reference", [b.random for b in budgets]),
+        ("real images (best format)", [b.images for b in budgets]),
+    ):
+        ys = [mean_of(scores.of(task)) for scores in series]
+        ax.plot(xs, [100 * y if y is not None else math.nan for y in ys], marker="o", label=label)
+    for head, marker, color in (("teacher_head", "s", "black"), ("device_head", "^", "grey")):
+        weights = res.weights[head]
+        for r in weights.rows:
+            if r.precision == "fp32":
+                continue
+            ax.scatter(
+                [r.bytes],
+                [_percent(mean_of(r.device.of(task)))],
+                marker=marker,
+                edgecolors=color,
+                facecolors="none" if r.precision == "int4" else color,
+                label=f"{weights.encoder} head {r.precision} (exact encoder only)",
+            )
+    fl = res.summary.fl
+    ax.scatter(
+        [fl.bytes_per_device],
+        [_percent(mean_of(fl.device.of(task)))],
+        marker="x",
+        color="red",
+        label="1 FL round",
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per device")
+    ax.set_ylabel(f"{metric_name(task)} (%)")
+    ax.set_title(task)
+    ax.grid(alpha=0.3)
+
+
+def plot_hetero(het: HeteroResults, path: Path) -> Path | None:
+    """Device vs own oracle per class, at the budget every class runs (the first)."""
+    rows = [
+        (task, r)
+        for task, res in het.tasks.items()
+        for r in res.summary
+        if r.budget == res.summary[0].budget
+    ]
+    if not rows:
+        return None
+    fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.9 * len(rows)), 4.5))
+    xs = list(range(len(rows)))
+    device = [_percent(mean_of(r.device.of(t))) for t, r in rows]
+    oracle = [_percent(mean_of(r.oracle.of(t))) for t, r in rows]
+    ax.bar([x - 0.2 for x in xs], device, width=0.4, label="PLADA payload")
+    ax.bar([x + 0.2 for x in xs], oracle, width=0.4, label="own device-oracle")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{t}\n{r.encoder}" for t, r in rows], fontsize=7, rotation=45, ha="right")
+    ax.set_ylabel("accuracy (%) (clipart: balanced)")
+    ax.set_title(f"one payload ({rows[0][1].budget}), device classes with their own encoders")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
+    """PNG plots of whichever sections exist; {name: path}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    if isinstance(results.accuracy, AccuracyResults) and results.accuracy.tasks:
+        paths["accuracy"] = _per_task(
+            results.accuracy.tasks, _accuracy_axis, out_dir / "accuracy_per_byte.png"
+        )
+    if isinstance(results.alternatives, AlternativesResults) and results.alternatives.tasks:
+        paths["alternatives"] = _per_task(
+            results.alternatives.tasks, _alternatives_axis, out_dir / "alternatives.png"
+        )
+    if isinstance(results.hetero, HeteroResults) and results.hetero.tasks:
+        hetero = plot_hetero(results.hetero, out_dir / "hetero.png")
+        if hetero is not None:
+            paths["hetero"] = hetero
+    return paths

@@ -1,0 +1,1 @@
+"""Workstation encoders: the PyTorch teacher, ONNX runs of device exports, and the exports."""

@@ -1,0 +1,1 @@
+"""Features of the reference corpus (the resumable, shardable embedding cache)."""

@@ -1,0 +1,159 @@
+"""Where the pipeline's features come from: a FeatureSource per encoder, and one task's features.
+
+The stages run on any FeatureSource: the real encoders (EncoderFeatures: the corpus from the
+embedding cache, target images embedded in batches) or, in unit tests and the benchmarks'
+workers, features computed before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from builder.errors import BuilderError
+from plada.corpus import Corpus
+
+
+class FeatureSource(Protocol):
+    """An encoder as the pipeline sees it: corpus features (cached) and features of images."""
+
+    @property
+    def id(self) -> str: ...
+
+    def corpus_features(self, corpus: Corpus) -> np.ndarray:  # (N, D) float32
+        ...
+
+    def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:  # (B, D) float32
+        ...
+
+
+@dataclass(frozen=True)
+class TaskImages:
+    """The target's two splits, decoded."""
+
+    train: Sequence[Image.Image]
+    test: Sequence[Image.Image]
+
+
+@dataclass(frozen=True)
+class TaskFeatures:
+    """Features of one encoder: the whole corpus and the target's two splits."""
+
+    encoder: str
+    reference: np.ndarray  # (N, D)
+    train: np.ndarray  # (n_train, D)
+    test: np.ndarray  # (n_test, D)
+
+
+def extract_features(source: FeatureSource, corpus: Corpus, images: TaskImages) -> TaskFeatures:
+    """The features stage for one encoder."""
+    reference = source.corpus_features(corpus)
+    if reference.shape[0] != len(corpus):
+        raise BuilderError(
+            f"encoder {source.id}: {reference.shape[0]} features for {len(corpus)} corpus images"
+        )
+    return TaskFeatures(
+        encoder=source.id,
+        reference=reference,
+        train=source.image_features(images.train),
+        test=source.image_features(images.test),
+    )
+
+
+def images_digest(images: Sequence[Image.Image]) -> str:
+    """What a list of images is, for memoising its features: modes, sizes and pixels."""
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(f"{image.mode}{image.size}".encode())
+        digest.update(image.tobytes())
+    return f"images:{digest.hexdigest()}"
+
+
+class EncoderFeatures:
+    """A FeatureSource over a real encoder: corpus features from the embedding cache (computed
+    once per corpus and encoder), target images embedded in batches and memoised in memory (so
+    several budgets or seeds of one task embed its images once)."""
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        cache_root: Path,
+        encoder_dir: Path | None = None,
+        batch_size: int = 256,
+        progress: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        self._spec = spec
+        self._backend = backend
+        self._cache_root = Path(cache_root)
+        self._encoder_dir = encoder_dir
+        self._batch_size = batch_size
+        self._progress = progress
+        self._encoder: Any = None
+        self._memo: dict[str, np.ndarray] = {}
+
+    @property
+    def id(self) -> str:
+        return self._spec
+
+    def _get_encoder(self) -> Any:
+        if self._encoder is None:
+            from builder.encoders.load import load_encoder
+
+            self._encoder = load_encoder(
+                self._spec, encoder_dir=self._encoder_dir, backend=self._backend
+            )
+        return self._encoder
+
+    def corpus_features(self, corpus: Corpus) -> np.ndarray:
+        key = f"corpus:{corpus.fingerprint}"
+        if key not in self._memo:
+            from builder.features.embed import embed_corpus
+
+            self._memo[key] = embed_corpus(
+                corpus,
+                self._get_encoder(),
+                cache_root=self._cache_root,
+                batch_size=self._batch_size,
+                progress=self._progress,
+            )
+        return self._memo[key]
+
+    def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        key = images_digest(images)
+        if key not in self._memo:
+            from builder.features.embed import embed_images
+
+            self._memo[key] = embed_images(images, self._get_encoder(), batch_size=self._batch_size)
+        return self._memo[key]
+
+
+def split_specs(text: str) -> list[str]:
+    """`lite1-96, lite0-64-int8` -> ["lite1-96", "lite0-64-int8"] (the CLIs' encoder lists)."""
+    return [spec.strip() for spec in text.split(",") if spec.strip()]
+
+
+def task_sources(
+    *,
+    devices: Sequence[str],
+    teachers: Sequence[str],
+    teacher_backend: str,
+    make: Callable[[str, str], FeatureSource],
+) -> tuple[dict[str, FeatureSource], list[FeatureSource]]:
+    """(device class -> source, teacher sources). A teacher on a device class's encoder shares
+    its source (and so its memoised features) unless it must run on torch."""
+    device_sources = {spec: make(spec, "auto") for spec in devices}
+    teacher_sources = [
+        device_sources[spec]
+        if spec in device_sources and teacher_backend in ("auto", "onnx")
+        else make(spec, teacher_backend)
+        for spec in teachers
+    ]
+    return device_sources, teacher_sources

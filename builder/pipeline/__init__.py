@@ -1,0 +1,1 @@
+"""The task pipeline: from a labelled target folder to a signed payload and its report."""

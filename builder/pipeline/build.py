@@ -1,0 +1,285 @@
+"""The task build: a labelled target folder -> a signed payload and its report, stage by stage.
+
+    features   every device encoder and each teacher encoder: corpus (cached) + target splits
+    per teacher encoder:
+      label        teacher on the train split -> pseudo-labels and scores of every reference image
+      candidates   settings x keeps under the budget, each with its signed size (byte search)
+      validate     device heads on k-fold splits of train, on device features -> the choice
+    the teacher whose choice validates best (the others stop here):
+      payload      sign the chosen selection, checked against the budget
+      simulate     every candidate on the test split, every device class and its oracle
+      leakage      test images with a near-copy in the corpus
+      report       report.json's record from the stages' records
+
+Each stage is a function from records to a record; this module only wires them and times them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from builder.errors import BudgetError, BuilderError
+from builder.features.sources import FeatureSource, TaskFeatures, TaskImages, extract_features
+from builder.pipeline.candidates import make_candidates
+from builder.pipeline.config import TaskConfig
+from builder.pipeline.label import label_reference
+from builder.pipeline.leakage import check_leakage
+from builder.pipeline.payload import PayloadFields, sign_payload
+from builder.pipeline.report import report_for
+from builder.pipeline.select import Selection
+from builder.pipeline.simulate import simulate_devices, test_candidates
+from builder.pipeline.sizing import PayloadSizer
+from builder.pipeline.targets import TargetTask, read_images
+from builder.pipeline.validate import AutoInputs, TeacherRun, validate_candidates
+from builder.report.model import BuildReport, TeacherChoice
+from plada.corpus import Corpus
+from plada.signing import SigningKey
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    payload: bytes
+    selection: Selection
+    record: BuildReport
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """report.json's content."""
+        return self.record.to_json()
+
+
+@dataclass
+class StageClock:
+    """Seconds per stage, summed over the teacher encoders that ran it."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+@contextmanager
+def single_blas() -> Iterator[None]:
+    """Many small BLAS calls follow the embedding. With two threads on a loaded 2-core machine
+    OpenBLAS spins and was measured 30x slower (teacher 43 s vs 1.4 s); one thread is never much
+    slower here."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def build_task(
+    corpus: Corpus,
+    task: TargetTask,
+    *,
+    teacher_source: FeatureSource,
+    device_sources: Mapping[str, FeatureSource],
+    signing_key: SigningKey | None,
+    config: TaskConfig,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Every stage with one teacher encoder."""
+    return _build(
+        corpus, task, [teacher_source], device_sources, signing_key, config, progress, choice=False
+    )
+
+
+def build_task_multi(
+    corpus: Corpus,
+    task: TargetTask,
+    *,
+    teacher_sources: Sequence[FeatureSource],
+    device_sources: Mapping[str, FeatureSource],
+    signing_key: SigningKey | None,
+    config: TaskConfig,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Every stage up to validation once per teacher encoder; the rest for the teacher whose
+    choice validates best (train folds only; ties: the first listed). Measured: no teacher
+    encoder wins every task (a teacher on the device's own encoder labelled the digits corpus
+    far better than a stronger Lite1 one). The report lists every teacher's validation."""
+    if not teacher_sources:
+        raise BuilderError("at least one teacher encoder is needed")
+    return _build(
+        corpus, task, teacher_sources, device_sources, signing_key, config, progress, choice=True
+    )
+
+
+@dataclass(frozen=True)
+class Build:
+    """What the stages after feature extraction share within one build."""
+
+    corpus: Corpus
+    task: TargetTask
+    config: TaskConfig
+    fields: PayloadFields  # the payload's fixed fields
+    signing_key: SigningKey | None
+    clock: StageClock
+    progress: Progress | None
+
+    def report_progress(self, stage: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        return None if progress is None else lambda i, n: progress(stage, i, n)
+
+
+def _build(
+    corpus: Corpus,
+    task: TargetTask,
+    teacher_sources: Sequence[FeatureSource],
+    device_sources: Mapping[str, FeatureSource],
+    signing_key: SigningKey | None,
+    config: TaskConfig,
+    progress: Progress | None,
+    *,
+    choice: bool,
+) -> BuildResult:
+    _check_inputs(corpus, task, device_sources, config)
+    clock = StageClock()
+    with clock.stage("read_target"):
+        images = TaskImages(read_images(task.train.paths), read_images(task.test.paths))
+    with clock.stage("features"):
+        devices = {n: extract_features(s, corpus, images) for n, s in device_sources.items()}
+        teachers = [extract_features(s, corpus, images) for s in teacher_sources]
+    del images
+    fields = PayloadFields.for_task(
+        task=config.task_name or task.name,
+        version=config.version,
+        class_names=task.class_names,
+        corpus=corpus,
+        created_at=config.created_at if config.created_at is not None else int(time.time()),
+        note=config.note,
+    )
+    build = Build(corpus, task, config, fields, signing_key, clock, progress)
+    with single_blas():
+        runs = [run_until_validation(t, devices[config.default_device], build) for t in teachers]
+        best = max(range(len(runs)), key=lambda i: (runs[i].val_accuracy, -i))
+        choices = [
+            TeacherChoice(
+                encoder=r.features.encoder,
+                val_accuracy=r.val_accuracy,
+                strategy=r.chosen.spec.strategy,
+                chosen=i == best,
+            )
+            for i, r in enumerate(runs)
+        ]
+        return finish(runs[best], devices, build, teacher_choice=choices if choice else None)
+
+
+def _check_inputs(
+    corpus: Corpus, task: TargetTask, devices: Mapping[str, FeatureSource], config: TaskConfig
+) -> None:
+    if config.default_device not in devices:
+        raise BuilderError(
+            f"default device class {config.default_device!r} is not among the simulated ones "
+            f"({', '.join(devices)})"
+        )
+    if len(corpus) < task.num_classes:
+        raise BudgetError(
+            f"corpus has {len(corpus)} images, fewer than the {task.num_classes} classes"
+        )
+
+
+def run_until_validation(teacher: TaskFeatures, device: TaskFeatures, build: Build) -> TeacherRun:
+    """label -> candidates -> validate, for one teacher encoder."""
+    config, task, clock = build.config, build.task, build.clock
+    with clock.stage("teacher"):
+        labelling = label_reference(
+            teacher.train,
+            task.train.labels,
+            teacher.reference,
+            num_classes=task.num_classes,
+            temperature=config.temperature,
+            config=config.teacher,
+        )
+    with clock.stage("candidates"):
+        key_id = build.signing_key.key_id if build.signing_key else None
+        one = ((config.strategy, config.params),) if config.strategy is not None else None
+        candidates = make_candidates(
+            labelling.scores,
+            settings=one or config.settings,
+            budget=config.budget,
+            keep_fractions=None if one else config.keep_fractions,
+            seed=config.seed,
+            sizer=PayloadSizer(build.fields, key_id=key_id),
+        )
+    with clock.stage("validation"):
+        inputs = AutoInputs(
+            train_teacher=teacher.train,
+            train_labels=task.train.labels,
+            train_device=device.train,
+            reference_teacher=teacher.reference,
+            reference_device=device.reference,
+            num_classes=task.num_classes,
+            teacher_l2=labelling.teacher.l2,
+            temperature=config.temperature,
+        )
+        validation = validate_candidates(
+            inputs,
+            [c.spec for c in candidates],
+            num_folds=config.num_folds,
+            repeats=config.repeats,
+            seed=config.seed,
+            hp=replace(config.hp, seed=config.seed),
+            progress=build.report_progress("validate"),
+        )
+    return TeacherRun(teacher, labelling, candidates, validation)
+
+
+def finish(
+    run: TeacherRun,
+    devices: Mapping[str, TaskFeatures],
+    build: Build,
+    *,
+    teacher_choice: list[TeacherChoice] | None,
+) -> BuildResult:
+    """payload -> simulate -> leakage -> report, for the chosen teacher's choice."""
+    config, task, clock = build.config, build.task, build.clock
+    hp = replace(config.hp, seed=config.seed)
+    chosen, y_test, n = run.chosen, task.test.labels, task.num_classes
+    with clock.stage("payload"):
+        payload = sign_payload(
+            build.fields,
+            chosen.selection,
+            accuracy_estimate=run.val_accuracy,
+            signing_key=build.signing_key,
+            codec=chosen.codec,
+            max_bytes=config.max_bytes,
+        )
+    with clock.stage("simulate"):
+        tests = test_candidates(
+            [c.selection for c in run.candidates],
+            devices[config.default_device],
+            test_labels=y_test,
+            num_classes=n,
+            hp=hp,
+            progress=build.report_progress("test"),
+        )
+        outcomes = simulate_devices(
+            chosen.selection, devices, train_labels=task.train.labels, test_labels=y_test,
+            num_classes=n, hp=hp,
+        )  # fmt: skip
+    with clock.stage("leakage"):
+        predictions = run.labelling.teacher.predict(run.features.test)
+        leakage = check_leakage(
+            run.features, task.test.paths, y_test, predictions, threshold=config.leakage_threshold
+        )
+    record = report_for(
+        run, task=task, corpus=build.corpus, config=config, hp=hp, tests=tests,
+        outcomes=outcomes, leakage=leakage, predictions=predictions, payload_bytes=len(payload),
+        timings_s=dict(clock.timings), total_s=time.perf_counter() - clock.started,
+        teacher_choice=teacher_choice,
+    )  # fmt: skip
+    return BuildResult(payload=payload, selection=chosen.selection, record=record)

@@ -1,0 +1,93 @@
+"""The candidates stage: every (strategy, params) setting at the largest keep its budget allows
+and (--auto) at smaller keeps, each selection with the exact size of its signed payload."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from builder.pipeline.budget import Budget
+from builder.pipeline.scores import ReferenceScores
+from builder.pipeline.select import ParamValue, Selection, select
+from builder.pipeline.sizing import PayloadSizer, largest_fitting
+
+Setting = tuple[str, Mapping[str, ParamValue]]
+# The default --auto grid: every family once (measured on the three default targets: the second
+# and third safety-net settings never won and tripled the validation time).
+DEFAULT_SETTINGS: tuple[Setting, ...] = (
+    ("low-energy", {}),
+    ("high-energy", {}),
+    ("safety-net", {"s": 0.5, "alpha": 0.5}),
+    ("class-top-k", {}),
+    ("prototype", {}),
+    ("random", {}),
+    ("random-balanced", {}),
+)
+DEFAULT_KEEP_FRACTIONS = (1.0, 0.5)
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    strategy: str
+    params: Mapping[str, ParamValue]
+    keep: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    spec: CandidateSpec
+    selection: Selection
+    payload_bytes: int  # of the signed payload, with `codec`
+    codec: str
+
+
+def candidate_keeps(
+    max_keep: int, *, min_keep: int, fractions: Sequence[float] = DEFAULT_KEEP_FRACTIONS
+) -> list[int]:
+    """Keep counts at and below the cap (a byte budget is a cap: smaller can be more accurate)."""
+    keeps = {max(min_keep, round(max_keep * f)) for f in fractions}
+    return sorted((k for k in keeps if k <= max_keep), reverse=True)
+
+
+def make_candidates(
+    scores: ReferenceScores,
+    *,
+    settings: Sequence[Setting],
+    budget: Budget,
+    keep_fractions: Sequence[float] | None,
+    seed: int,
+    sizer: PayloadSizer,
+) -> list[Candidate]:
+    """Per setting, its largest keep first (keep_fractions None: that keep only)."""
+    n_ref, num_classes = len(scores), scores.num_classes
+    candidates: list[Candidate] = []
+    for strategy, params in settings:
+
+        def make(
+            keep: int, strategy: str = strategy, params: Mapping[str, ParamValue] = params
+        ) -> Selection:
+            return select(scores, strategy=strategy, keep=keep, params=params, seed=seed)
+
+        if budget.kind == "bytes":
+            max_bytes = int(budget.value)
+            top = largest_fitting(
+                make,
+                sizer,
+                max_bytes=max_bytes,
+                min_keep=num_classes,
+                max_keep=min(n_ref, max_bytes * 8),
+            )
+            max_keep = top.keep
+        else:
+            max_keep = max(num_classes, budget.keep_for(n_ref))
+        keeps = (
+            candidate_keeps(max_keep, min_keep=num_classes, fractions=keep_fractions)
+            if keep_fractions is not None
+            else [max_keep]
+        )
+        for keep in keeps:
+            selection = make(keep)
+            size, codec = sizer.best(selection)
+            spec = CandidateSpec(strategy, dict(selection.params), keep)
+            candidates.append(Candidate(spec, selection, size, codec))
+    return candidates

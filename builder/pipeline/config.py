@@ -1,0 +1,44 @@
+"""What one task build is asked to do: budget, strategy or --auto, validation and head settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from builder.pipeline.budget import Budget
+from builder.pipeline.candidates import DEFAULT_KEEP_FRACTIONS, DEFAULT_SETTINGS
+from builder.pipeline.leakage import DEFAULT_THRESHOLD
+from builder.pipeline.select import ParamValue
+from builder.pipeline.teacher import TeacherConfig
+from plada.encoders import DEFAULT_DEVICE_ENCODER
+from plada.head import HeadHyperParams
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    budget: Budget
+    strategy: str | None = None  # None: --auto
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    default_device: str = DEFAULT_DEVICE_ENCODER
+    temperature: float = 1.0
+    num_folds: int = 3
+    repeats: int = 1
+    seed: int = 0
+    leakage_threshold: float = DEFAULT_THRESHOLD
+    keep_fractions: tuple[float, ...] = DEFAULT_KEEP_FRACTIONS
+    settings: tuple[tuple[str, Mapping[str, ParamValue]], ...] = DEFAULT_SETTINGS
+    hp: HeadHyperParams = field(default_factory=HeadHyperParams)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    version: int = 1
+    task_name: str | None = None
+    note: str = ""
+    created_at: int | None = None
+
+    @property
+    def auto(self) -> bool:
+        return self.strategy is None
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The byte cap of a byte budget, else None."""
+        return int(self.budget.value) if self.budget.kind == "bytes" else None

@@ -1,0 +1,107 @@
+"""report.md: a human summary rendered from report.json's record alone."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from builder.report.model import BuildReport, ParamValue
+
+PLOT_ACCURACY = "accuracy_vs_bytes.png"
+PLOT_KEPT = "kept_per_class.png"
+PLOT_ENERGY = "energy_histogram.png"
+
+
+def pct(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{100 * float(value):.1f} %"
+
+
+def params_text(params: Mapping[str, ParamValue]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "-"
+
+
+def _accuracy_table(report: BuildReport) -> list[str]:
+    teacher = report.teacher
+    lines = [
+        "| | accuracy | balanced accuracy |",
+        "| --- | --- | --- |",
+        f"| teacher (test) | {pct(report.teacher_accuracy)} | "
+        f"{pct(teacher.balanced_accuracy if teacher else None)} |",
+    ]
+    for device, result in report.devices.items():
+        lines.append(
+            f"| device `{device}` (test) | {pct(result.accuracy)} | "
+            f"{pct(result.balanced_accuracy)} |"
+        )
+        lines.append(
+            f"| device-oracle `{device}` (whole train split) | {pct(result.oracle_accuracy)} | "
+            f"{pct(result.oracle_balanced_accuracy)} |"
+        )
+    return lines
+
+
+def _candidates_table(report: BuildReport) -> list[str]:
+    lines = [
+        "## Candidates",
+        "",
+        "val = mean over validation folds (balanced accuracy); test = default device class.",
+        "",
+        "| strategy | params | keep | bytes | val | val std | test acc | test bal. acc |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for cand in report.candidates:
+        mark = " **(chosen)**" if cand.chosen else ""
+        lines.append(
+            f"| {cand.strategy}{mark} | {params_text(cand.params)} | {cand.keep} | "
+            f"{cand.payload_bytes} | {pct(cand.val_accuracy)} | "
+            f"{pct(cand.val_std)} | {pct(cand.test_accuracy)} | "
+            f"{pct(cand.test_balanced_accuracy)} |"
+        )
+    return lines
+
+
+def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
+    report = BuildReport.parse(report)
+    corpus, validation, leak = report.corpus, report.validation, report.leakage
+    lines = [
+        f"# Task `{report.task or '?'}`: builder report",
+        "",
+        f"Corpus `{corpus.fingerprint[:16] if corpus else '?'}` "
+        f"({corpus.size if corpus else '?'} images); budget {report.budget or '?'}; "
+        f"teacher encoder `{report.teacher.encoder if report.teacher else '?'}`.",
+        "",
+        *_accuracy_table(report),
+        "",
+        f"**Chosen:** `{report.strategy}` ({params_text(report.params)}), "
+        f"{report.num_indices} indices, **{report.payload_bytes} bytes** signed payload"
+        + (f" (`{report.payload_file}`)" if report.payload_file else "")
+        + ".",
+        "",
+    ]
+    if validation:
+        lines += [
+            f"Chosen by {validation.metric} on {validation.repeats} x "
+            f"{validation.num_folds}-fold splits of the train split (never test); tie "
+            f"tolerance {pct(validation.tie_tolerance)}.",
+            "",
+        ]
+    lines += [f"- {note}" for note in report.notes]
+    lines += [
+        f"**Leakage:** {report.leakage_flags} test images have a reference image at feature "
+        f"cosine > {leak.threshold if leak else '?'}.",
+        "",
+        *_candidates_table(report),
+    ]
+    if report.timings_s:
+        lines += ["", "## Timings", "", "| stage | seconds |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in report.timings_s.items()]
+    lines += [
+        "",
+        f"![accuracy vs bytes]({PLOT_ACCURACY}) ![kept per class]({PLOT_KEPT}) "
+        f"![energy]({PLOT_ENERGY})",
+        "",
+    ]
+    return "\n".join(lines)

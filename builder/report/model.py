@@ -1,0 +1,191 @@
+"""report.json's schema: the build report as a pydantic model, written from the pipeline's stage
+records and checked again whenever a report is read back (`plada-build report`, the demo).
+
+Only what `plada-build report`, the Markdown and the plots cannot do without is required (the
+chosen candidate, its bytes and accuracies, every candidate's row); the rest is optional so older
+or hand-made reports still load. Unknown keys are refused, so a typo or a stale writer is named.
+Records read like the JSON they are: `report["teacher"]["encoder"]` works as well as
+`report.teacher.encoder`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from builder.errors import BuilderError
+
+ParamValue = str | int | float | bool
+# What a build comes down to: the numbers the CLIs print (`--json`) and people compare.
+KEY_NUMBERS = (
+    "strategy",
+    "params",
+    "num_indices",
+    "payload_bytes",
+    "teacher_accuracy",
+    "device_accuracy",
+    "device_oracle_accuracy",
+    "leakage_flags",
+)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+class TargetInfo(Record):
+    path: str
+    train_images: int
+    test_images: int
+    train_per_class: list[int]
+    test_per_class: list[int]
+
+
+class CorpusInfo(Record):
+    path: str | None = None
+    fingerprint: str
+    size: int
+
+
+class TeacherInfo(Record):
+    encoder: str
+    kind: str | None = None
+    l2: float | None = None
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    accuracy_without_leaked: float | None = None  # None: every test image was flagged
+    temperature: float | None = None
+
+
+class DeviceResult(Record):
+    encoder: str | None = None
+    accuracy: float
+    balanced_accuracy: float
+    oracle_accuracy: float
+    oracle_balanced_accuracy: float
+    relative_to_oracle: float | None = None
+    balanced_relative_to_oracle: float | None = None
+
+
+class LeakageExample(Record):
+    test_image: str
+    reference_index: int
+    cosine: float
+
+
+class LeakageInfo(Record):
+    threshold: float
+    encoder: str | None = None
+    flagged: int | None = None
+    examples: list[LeakageExample] = []
+
+
+class ValidationInfo(Record):
+    metric: str
+    num_folds: int
+    repeats: int
+    tie_tolerance: float
+    split: str
+
+
+class CandidateRow(Record):
+    strategy: str
+    params: dict[str, ParamValue]
+    keep: int
+    payload_bytes: int
+    val_accuracy: float
+    val_std: float | None = None
+    test_accuracy: float
+    test_balanced_accuracy: float | None = None
+    classes_kept: int | None = None
+    chosen: bool = False
+
+
+class EnergyHistogram(Record):
+    edges: list[float]
+    all: list[float]
+    kept: list[float]
+
+
+class TeacherChoice(Record):
+    encoder: str
+    val_accuracy: float
+    strategy: str
+    chosen: bool
+
+
+class BuildReport(Record):
+    """Fields in the order report.json has always listed them."""
+
+    task: str | None = None
+    version: int | None = None
+    class_names: list[str] = []
+    target: TargetInfo | None = None
+    corpus: CorpusInfo | None = None
+    budget: str | None = None
+    budget_kind: str | None = None
+    mode: str | None = None
+    seed: int | None = None
+    teacher: TeacherInfo | None = None
+    teacher_accuracy: float
+    default_device: str | None = None
+    device_accuracy: float
+    device_balanced_accuracy: float | None = None
+    device_oracle_accuracy: float
+    device_oracle_balanced_accuracy: float | None = None
+    devices: dict[str, DeviceResult] = {}
+    strategy: str
+    params: dict[str, ParamValue]
+    keep: int | None = None
+    num_indices: int
+    payload_bytes: int
+    accuracy_estimate: float | None = None
+    leakage_flags: int
+    leakage: LeakageInfo | None = None
+    validation: ValidationInfo | None = None
+    notes: list[str] = []
+    candidates: list[CandidateRow]
+    kept_per_class: list[int] = []
+    reference_pseudo_label_counts: list[int] = []
+    energy_histogram: EnergyHistogram | None = None
+    head_hyperparams: dict[str, Any] = {}
+    timings_s: dict[str, float] = {}
+    total_s: float | None = None
+    peak_rss_mb: float | None = None
+    teacher_choice: list[TeacherChoice] | None = None  # builds with several teacher encoders
+    payload_file: str | None = None  # set by whoever writes the payload next to the report
+
+    @property
+    def chosen_candidate(self) -> CandidateRow | None:
+        return next((c for c in self.candidates if c.chosen), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object report.json holds (keys that were never set are left out)."""
+        data: dict[str, Any] = self.model_dump(mode="json", exclude_unset=True)
+        return data
+
+    @classmethod
+    def parse(cls, data: Any, *, where: str = "report") -> BuildReport:
+        """Validate a report (a JSON object); BuilderError names the first bad key."""
+        if isinstance(data, BuildReport):
+            return data
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise BuilderError(_first_problem(exc, where)) from exc
+
+
+def _first_problem(exc: ValidationError, where: str) -> str:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    if error["type"] == "missing":
+        if len(loc) == 3 and loc[0] == "candidates":
+            return f"{where} candidate {loc[1]} is missing key {loc[2]!r}"
+        return f"{where} is missing key {'.'.join(loc)!r}"
+    return f"{where} key {'.'.join(loc)!r}: {error['msg']} (got {error.get('input')!r})"

@@ -1,0 +1,1 @@
+"""`make demo`: builder -> broker -> agents of two device classes -> one publish -> a table."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from plada.chunks import DEFAULT_MAX_CHUNK_BYTES
 from plada.payload import payload_digest
-from tests.support.agent_device import TinyDevice
+from tools.tiny.device import TinyDevice
 from tools.trial import resume_device as dev
 from tools.trial.broker import NamespaceBroker, mosquitto_version
 from tools.trial.clients import REPO

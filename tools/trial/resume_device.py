@@ -1,6 +1,6 @@
 """A real ``plada-agent run`` daemon inside a trial device namespace, and what can be read off it.
 
-The device is the tests' tiny device (tests/support/agent_device.py: a generated corpus of shapes,
+The device is the tests' tiny device (tools/tiny/device.py: a generated corpus of shapes,
 a tiny ONNX encoder, a signing key), so a task trains in seconds; the daemon, its MQTT link, its
 chunk store and its trial log are the product's own. What the measurements read:
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from agent.config import parse_config
 from agent.profiles import dump_toml
-from tests.support.agent_device import TinyDevice, make_device
+from tools.tiny.device import TinyDevice, make_device
 from tools.trial.clients import REPO
 from tools.trial.network import TrialNetwork
 

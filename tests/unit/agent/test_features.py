@@ -19,8 +19,8 @@ from agent.features import (
     load_extractor,
 )
 from plada.corpus import Corpus
-from tests.support.tiny_corpus import make_tiny_corpus
-from tests.support.tiny_encoder import make_tiny_onnx_encoder, make_tiny_tflite_encoder
+from tools.tiny.corpus import make_tiny_corpus
+from tools.tiny.encoder import make_tiny_onnx_encoder, make_tiny_tflite_encoder
 
 _HAS_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
 

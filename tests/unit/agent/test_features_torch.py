@@ -15,7 +15,7 @@ import pytest
 
 from agent.features import embed_images, load_extractor
 from plada.preprocess import preprocess_batch
-from tests.support.tiny_corpus import make_tiny_corpus
+from tools.tiny.corpus import make_tiny_corpus
 
 
 @pytest.mark.torch

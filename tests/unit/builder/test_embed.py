@@ -27,8 +27,8 @@ from builder.features.embed import (
     shard_from_env,
 )
 from plada.corpus import Corpus
-from tests.support.tiny_corpus import make_tiny_corpus
-from tests.support.tiny_encoder import make_tiny_onnx_encoder
+from tools.tiny.corpus import make_tiny_corpus
+from tools.tiny.encoder import make_tiny_onnx_encoder
 
 pytest.importorskip("onnxruntime")
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from builder.features.embed import cache_dir, done_blocks, embed_corpus, embed_images
-from tests.support.tiny_corpus import make_tiny_corpus
+from tools.tiny.corpus import make_tiny_corpus
 
 pytestmark = pytest.mark.torch
 pytest.importorskip("torch")

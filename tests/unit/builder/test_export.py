@@ -223,7 +223,7 @@ def test_export_encoder_cli_calibrates_int8_on_a_corpus(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare
-    from tests.support.tiny_corpus import make_tiny_corpus
+    from tools.tiny.corpus import make_tiny_corpus
 
     corpus = make_tiny_corpus(tmp_path / "corpus", num_images=40)
     args = ["export-encoder", "--model", "lite0", "--size", "64", "--int8", "--json"]

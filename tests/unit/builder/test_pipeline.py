@@ -18,7 +18,7 @@ from plada.corpus import Corpus
 from plada.head import HeadHyperParams
 from plada.payload import decode_payload
 from plada.signing import generate_keypair, load_private_key, load_public_key
-from tests.support.tiny_corpus import make_tiny_corpus, make_tiny_imagefolder
+from tools.tiny.corpus import make_tiny_corpus, make_tiny_imagefolder
 
 
 class PixelFeatures:

@@ -16,7 +16,7 @@ from builder.cli import main
 from plada.corpus import Corpus
 from plada.payload import decode_payload
 from plada.signing import generate_keypair, load_public_key
-from tests.support.tiny_corpus import make_tiny_corpus, make_tiny_imagefolder
+from tools.tiny.corpus import make_tiny_corpus, make_tiny_imagefolder
 
 
 class _PixelFeatures:

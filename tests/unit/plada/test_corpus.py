@@ -31,7 +31,7 @@ from plada.errors import (
     CorpusMismatchError,
     CorpusNotFoundError,
 )
-from tests.support.tiny_corpus import TINY_CLASSES, make_tiny_corpus, tiny_arrays, tiny_labels
+from tools.tiny.corpus import TINY_CLASSES, make_tiny_corpus, tiny_arrays, tiny_labels
 
 
 def _flip_byte_of_image(corpus: Corpus, index: int) -> Path:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from plada.cli import main
-from tests.support.tiny_corpus import make_tiny_corpus, make_tiny_imagefolder
+from tools.tiny.corpus import make_tiny_corpus, make_tiny_imagefolder
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

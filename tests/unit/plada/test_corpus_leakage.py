@@ -19,7 +19,7 @@ from plada.corpus.leakage import (
     phash_batch,
 )
 from plada.errors import CorpusBuildError
-from tests.support.tiny_corpus import make_tiny_corpus, make_tiny_imagefolder
+from tools.tiny.corpus import make_tiny_corpus, make_tiny_imagefolder
 
 
 def _bits(words: np.ndarray) -> str:

@@ -17,8 +17,8 @@ from agent.config import AgentConfig, parse_config
 from plada.corpus import Corpus
 from plada.payload import CorpusRef, Provenance, TaskPayload, encode_payload
 from plada.signing import SigningKey, generate_keypair, load_private_key
-from tests.support.tiny_corpus import TINY_CLASSES, make_tiny_corpus, tiny_labels
-from tests.support.tiny_encoder import make_tiny_onnx_encoder
+from tools.tiny.corpus import TINY_CLASSES, make_tiny_corpus, tiny_labels
+from tools.tiny.encoder import make_tiny_onnx_encoder
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -109,7 +109,9 @@ class Verdict:
         devices = [
             self._device(d)
             for d in injection.detail.get("alive", [])
-            if _was_up(self._device(d), injection.at) and _was_up(self._device(d), up)
+            if _was_up(self._device(d), injection.at)
+            and _was_up(self._device(d), up)
+            and self._was_connected(d, injection.at)
         ]
         if not devices:
             return Evidence(False, False)
@@ -129,6 +131,14 @@ class Verdict:
             if not (events and shown):
                 return Evidence(True, False)
         return Evidence(True, True)
+
+    def _was_connected(self, device_id: str, at: float) -> bool:
+        """Whether the agent process running at `at` had a broker connection then: one that was
+        still starting (restarted just before the broker went down) never saw the disconnect."""
+        device = self._device(device_id)
+        started = max(t for t in device.started_at if t <= at)
+        links = [e for e in self.events[device_id] if e.kind == "link" and started <= e.at <= at]
+        return bool(links) and links[-1].code == "connected"
 
     def _junk_evidence(self, injection: Injection) -> Evidence:
         group = [d for d in self.fleet.in_group(injection.group) if _was_up(d, injection.at)]

@@ -17,10 +17,10 @@ from agent.profiles import dump_toml
 from agent.triallog import TrialLog
 from builder.fleet.publish import publish_payload
 from plada.payload import payload_digest
-from tests.support.agent_device import make_device
 from tests.support.mqtt_probe import Probe
 from tools.devbroker import ADMIN_USER, Broker
 from tools.fleet_harness import admin_options, device_config, wait_until
+from tools.tiny.device import make_device
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,6 @@ from builder.fleet.session import BrokerSession
 from builder.fleet.status import fleet_results, fleet_status
 from plada.chunks import split_payload
 from plada.payload import payload_digest
-from tests.support.agent_device import make_device
 from tools.devbroker import Broker
 from tools.fleet_harness import (
     FakeApplier,
@@ -33,6 +32,7 @@ from tools.fleet_harness import (
     start_agent,
     wait_until,
 )
+from tools.tiny.device import make_device
 
 pytestmark = pytest.mark.broker
 

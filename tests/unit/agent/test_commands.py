@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agent.cli import main
-from tests.support.agent_device import TinyDevice, make_device
+from tools.tiny.device import TinyDevice, make_device
 
 
 @pytest.fixture

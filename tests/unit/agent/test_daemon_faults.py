@@ -18,9 +18,9 @@ from agent.app import AgentApp, PipelineApplier
 from agent.cli import main as agent_main
 from agent.models import ModelStore
 from plada.payload import payload_digest
-from tests.support.agent_device import TinyDevice, make_device
 from tools.fleet_harness import FakeLink, run_app_until
 from tools.tiny.damage import corrupt_corpus_image
+from tools.tiny.device import TinyDevice, make_device
 
 TASK_TOPIC = "plada/group/default/task"
 STATUS_TOPIC = "plada/device/test-device/status"

@@ -17,8 +17,8 @@ from agent.pipeline import apply_payload, open_corpus, open_feature_cache
 from agent.profiles import load_profile
 from plada.corpus import Corpus
 from plada.errors import CorpusCorruptError
-from tests.support.agent_device import TinyDevice, make_device
 from tools.tiny.damage import corrupt_corpus_image, gray_png
+from tools.tiny.device import TinyDevice, make_device
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -12,7 +12,7 @@ from agent.models import ModelStore
 from agent.pipeline import apply_payload
 from plada.errors import PayloadCorpusError, PayloadDecodeError, PayloadError, PayloadSignatureError
 from plada.signing import generate_keypair, load_private_key
-from tests.support.agent_device import TinyDevice, make_device
+from tools.tiny.device import TinyDevice, make_device
 
 
 @pytest.fixture

@@ -11,7 +11,11 @@ LITERT_VENV := .venv-litert
 LITERT_PY := $(LITERT_VENV)/bin/python
 PY310_VENV := .venv-py310
 PY310_PY := $(PY310_VENV)/bin/python
-PYTHON310 ?= python3.10
+# A Python 3.10 for the device-side unit tests: python3.10 on PATH if it really runs (a pyenv shim
+# may not), else one of pyenv's installed versions. Empty when the machine has none.
+ifeq ($(origin PYTHON310),undefined)
+PYTHON310 := $(shell for p in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null); do $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { echo $$p; break; }; done)
+endif
 PROFILE ?= full
 # The small profile lives beside the full one so CI never clobbers a developer's full build.
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
@@ -62,6 +66,9 @@ setup-litert: $(LITERT_VENV)/.installed ## create .venv-litert (litert-torch: TF
 # Device classes run the agent on Python 3.10 (Jetson: JetPack 6), so the agent's and plada's unit
 # tests run there too, in an environment with the agent extra only (no torch, no builder).
 $(PY310_VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then \
+		echo "error: no Python 3.10 found (python3.10, or pyenv's versions/3.10*): install one or set PYTHON310=/path/to/python3.10" >&2; \
+		exit 1; fi
 	$(PYTHON310) -m venv $(PY310_VENV)
 	$(PY310_PY) -m pip install --quiet --upgrade pip
 	$(PY310_PY) -m pip install --quiet -e '.[agent]' pytest pytest-timeout hypothesis imagehash
@@ -85,12 +92,16 @@ data: setup ## fetch the real datasets and build data/ref-v1 + data/targets (PRO
 
 # The TFLite export tests run in .venv-litert; -p no:anyio because anyio's pytest plugin (pulled
 # in there by transformers) imports a pytest name that warns, and warnings are errors here.
-test: setup setup-ort-training setup-litert setup-py310 ## the whole test suite, broker tests included (the README's test command)
+# Without a Python 3.10 on the machine the 3.10 run is skipped with a warning, except in CI.
+test: setup setup-ort-training setup-litert ## the whole test suite, broker tests included (the README's test command)
 	$(MAKE) data PROFILE=small
 	$(PY) -m pytest -m 'not slow and not ort_training and not litert'
 	$(ORT_PY) -m pytest -p no:cacheprovider -m ort_training tests/unit/agent
 	$(LITERT_PY) -m pytest -p no:cacheprovider -p no:anyio -m litert tests/unit/builder
-	$(PY310_PY) -m pytest -p no:cacheprovider -m 'not slow and not ort_training and not litert and not torch and not data' tests/unit/agent tests/unit/plada
+	@if [ -n "$(PYTHON310)" ] || [ "$${CI:-}" = true ]; then \
+		$(MAKE) setup-py310 && \
+		$(PY310_PY) -m pytest -p no:cacheprovider -m 'not slow and not ort_training and not litert and not torch and not data' tests/unit/agent tests/unit/plada; \
+	else echo "warning: no Python 3.10 found; the agent's unit tests did not run on 3.10 (CI runs them)" >&2; fi
 
 test-fast: setup ## unit tests only, no data or broker
 	$(PY) -m pytest -m 'not slow and not ort_training and not litert and not broker and not data' tests/unit

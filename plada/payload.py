@@ -9,7 +9,11 @@ cbor2 `canonical=True`); decoding rejects anything that does not re-encode to th
                 "corpus": {"fingerprint": tstr(64 hex), "size": uint},
                 "selection": {"codec": tstr, "count": uint, "data": bstr},
                 "provenance": {"builder_version", "strategy", "params", "accuracy_estimate",
-                               "created_at", "expires_at", "note"}}
+                               "created_at", "expires_at", "note"},
+                ? "view": {"version": 1, "ops": [...]}}     # optional, plada.views
+
+A body without "view" is the body of every payload before views: it decodes exactly as before
+(the device embeds the reference images as they are).
 
 The signature covers the exact body bytes. Before cbor2 sees any bytes, a small scanner walks the
 item headers and rejects tags, indefinite lengths, deep nesting, too many items and lengths past the
@@ -42,6 +46,7 @@ from plada.errors import (
     PayloadValueError,
 )
 from plada.signing import SIGNATURE_BYTES, SigningKey, sign, verify
+from plada.views import View, view_from_obj
 
 __all__ = [
     "FORMAT_VERSION",
@@ -94,6 +99,7 @@ class TaskPayload:
     indices: np.ndarray  # (k,) int64, sorted ascending, unique, < corpus.size
     labels: np.ndarray  # (k,) int64, < len(class_names), aligned with indices
     provenance: Provenance
+    view: View | None = None  # how devices look at the kept reference images (plada.views)
 
     @property
     def num_classes(self) -> int:
@@ -236,11 +242,15 @@ def _check_header(payload: TaskPayload) -> None:
     _check_int(prov.created_at, "provenance.created_at", low=0)
     if prov.expires_at is not None:
         _check_int(prov.expires_at, "provenance.expires_at", low=0)
+    if payload.view is not None:
+        if not isinstance(payload.view, View):
+            raise PayloadValueError(f"view: expected a View, got {type(payload.view).__name__}")
+        view_from_obj(payload.view.to_obj())  # every op and bound, as a device will check them
 
 
 def _body_dict(payload: TaskPayload, codec: str, data: bytes) -> dict[str, Any]:
     prov = payload.provenance
-    return {
+    body = {
         "format": FORMAT_VERSION,
         "task": payload.task,
         "version": int(payload.version),
@@ -259,6 +269,9 @@ def _body_dict(payload: TaskPayload, codec: str, data: bytes) -> dict[str, Any]:
             "note": prov.note,
         },
     }
+    if payload.view is not None:  # absent, not null: a payload without a view is unchanged
+        body["view"] = payload.view.to_obj()
+    return body
 
 
 def encode_payload(
@@ -410,7 +423,9 @@ def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
     # lines because splitting it would scatter the wire format the module docstring draws.
     obj = _load_map(body, where="body")
     _expect_keys(
-        obj, {"format", "task", "version", "classes", "corpus", "selection", "provenance"}, where=""
+        obj,
+        {"format", "task", "version", "classes", "corpus", "selection", "provenance", "view"},
+        where="",
     )
     fmt = _get(obj, "format", int, where="body.")
     if fmt != FORMAT_VERSION:
@@ -439,6 +454,7 @@ def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
         where="provenance.",
     )
     accuracy = _get(prov, "accuracy_estimate", (float, int, type(None)), where="provenance.")
+    view = view_from_obj(obj["view"]) if "view" in obj else None
     header = TaskPayload(
         task=task,
         version=version,
@@ -458,6 +474,7 @@ def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
             expires_at=_get(prov, "expires_at", (int, type(None)), where="provenance."),
             note=_get(prov, "note", str, where="provenance."),
         ),
+        view=view,
     )
     _check_header(header)
     codec = _get(selection, "codec", str, where="selection.")
@@ -480,6 +497,7 @@ def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
         indices=indices,
         labels=labels,
         provenance=header.provenance,
+        view=header.view,
     )
     return payload, codec, len(data)
 

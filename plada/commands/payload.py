@@ -69,6 +69,13 @@ def info_to_json(info: PayloadInfo) -> dict[str, Any]:
         "payload_digest": info.digest,
         "expired": info.expired,
         "valid": info.signature == "valid" and not info.expired,
+        "view": None
+        if payload.view is None
+        else {
+            **payload.view.to_obj(),
+            "digest": payload.view.digest,
+            "description": payload.view.describe(),
+        },
         "provenance": {
             "builder_version": prov.builder_version,
             "strategy": prov.strategy,
@@ -100,6 +107,13 @@ def _human(doc: dict[str, Any]) -> str:
         f"selection ({doc['codec']}, {doc['bits_per_index']} bits/index)",
         f"corpus        {doc['corpus_fingerprint']} ({doc['corpus_size']} images)",
         f"selection     {doc['num_indices']} indices, {doc['num_classes']} classes",
+        "view          "
+        + (
+            "none (reference images as they are)"
+            if doc["view"] is None
+            else f"{doc['view']['description']} (v{doc['view']['version']}, "
+            f"{doc['view']['digest'][:16]})"
+        ),
     ]
     width = max(len(name) for name in doc["class_names"])
     for name, count in zip(doc["class_names"], doc["class_counts"], strict=True):

@@ -112,3 +112,72 @@ def test_fuzz_mutated_chunks_raise_chunk_error_or_reassemble_exactly() -> None:
             except ChunkError:
                 continue
             assert joined == data
+
+
+# A view carrying every operation: the fuzz reaches each op's type and bound checks.
+FUZZ_VIEW_OPS: list[dict[str, int | str]] = [
+    {"op": "grayscale"},
+    {"op": "polarity", "background": "dark"},
+    {"op": "crop_content", "threshold": 64, "margin": 5, "square": 1},
+    {"op": "pad", "margin": 10, "fill": 0},
+    {"op": "autocontrast", "cutoff": 2},
+    {"op": "resize", "size": 8, "filter": "box"},
+    {"op": "quantize", "levels": 17},
+    {"op": "invert"},
+]
+
+
+def _view_values(rng: random.Random) -> object:
+    return rng.choice(
+        [-1, 0, 1, 2, 49, 50, 51, 255, 256, 1024, 1025, 2**64 - 1, -(2**63), True, None, 1.5,
+         "box", "dark", "light", "bilinear", "", "x" * 300, b"\x00", [], {}]
+    )  # fmt: skip
+
+
+def _mutate_view(view: dict[str, object], rng: random.Random) -> dict[str, object]:
+    """Structural damage to the decoded view: values, keys, op names, versions, lengths."""
+    ops = [dict(op) for op in view["ops"]]  # type: ignore[attr-defined]
+    out: dict[str, object] = dict(view, ops=ops)
+    kind = rng.randrange(7)
+    op = rng.choice(ops)
+    if kind == 0:  # a parameter gets a hostile value
+        op[rng.choice(sorted(op))] = _view_values(rng)
+    elif kind == 1:  # a parameter goes missing
+        del op[rng.choice(sorted(op))]
+    elif kind == 2:  # an unknown parameter
+        op[rng.choice(["code", "size", "levels", "zzz"])] = _view_values(rng)
+    elif kind == 3:  # an unknown or misspelled op
+        op["op"] = rng.choice(["blur", "Resize", "", "exec", 7])
+    elif kind == 4:  # the version or the top-level keys
+        out[rng.choice(["version", "ops", "extra"])] = _view_values(rng)
+    elif kind == 5:  # too many or no ops
+        out["ops"] = ops * rng.choice([0, 2, 3])
+    else:  # shuffle: still valid, must decode to the shuffled order
+        rng.shuffle(ops)
+    return out
+
+
+def test_fuzz_view_field_decodes_or_raises_payload_error() -> None:
+    # Prepare
+    from plada.views import view_from_ops
+
+    payload = make_payload(n=6000, k=240, num_classes=5, seed=12)
+    payload = type(payload)(**{**payload.__dict__, "view": view_from_ops(FUZZ_VIEW_OPS)})
+    data = encode_payload(payload, signing_key=None)
+    body = cbor2.loads(cbor2.loads(data)["body"])
+    rng = random.Random("fuzz-view")
+    decoded_ok = 0
+    # Execute / Assert: structural mutations of the view, then byte mutations of the body
+    for _ in range(2000):
+        mutated = dict(body, view=_mutate_view(body["view"], rng))
+        wrapped = _wrap(cbor2.dumps(mutated, canonical=True))
+        try:
+            got = decode_payload(wrapped, trusted_keys={}, allow_unsigned=True)
+        except PayloadError:
+            continue
+        decoded_ok += 1
+        assert got.view is not None and got.view.to_obj() == mutated["view"]
+    body_bytes = cbor2.dumps(body, canonical=True)
+    for _ in range(2000):
+        _check(_wrap(_mutate(body_bytes, rng)))
+    assert 0 < decoded_ok < 2000  # both outcomes were reached

@@ -4,9 +4,9 @@ An encoder is a file exported by `plada-build export-encoder` plus its JSON side
 (`id`, `size`, `feature_dim`, `sha256` of the .onnx, `preprocess`). Every backend takes the NCHW
 float32 batch from `plada.preprocess.preprocess_batch` and returns (B, D) float32 features.
 
-Feature cache layout, one folder per (corpus fingerprint, encoder file hash)::
+Feature cache layout, one folder per (corpus fingerprint, encoder file hash, view)::
 
-    <cache dir>/<fingerprint[:16]>-<encoder sha256[:16]>/
+    <cache dir>/<fingerprint[:16]>-<encoder sha256[:16]>[-v<view digest[:16]>]/
         meta.json               what the folder belongs to (checked on open)
         block-000000.npy        features of images [0, block_size), float16 or float32
         block-000001.npy        ...
@@ -42,6 +42,7 @@ from plada.encoders import EncoderInfo as SidecarInfo
 from plada.errors import EncoderSpecError
 from plada.files import sha256_file
 from plada.preprocess import preprocess_batch
+from plada.views import View, apply_view_all
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ class FeatureCache:
         dtype: str = "float16",
         block_size: int = 1024,
         batch_size: int = 32,
+        view: View | None = None,
     ) -> None:
         if dtype not in ("float16", "float32"):
             raise FeatureCacheError(f"cache dtype must be float16 or float32, got {dtype!r}")
@@ -281,7 +283,10 @@ class FeatureCache:
         self.dtype = np.dtype(dtype)
         self.block_size = block_size
         self.batch_size = batch_size
+        self.view = view  # applied to every image before embedding (a payload's view)
         self.key = f"{corpus.fingerprint[:16]}-{extractor.info.sha256[:16]}"
+        if view is not None:  # features under a view never share a folder with unviewed ones
+            self.key += f"-v{view.digest[:16]}"
         self.path = self.root / self.key
         self.num_images = len(corpus)
         self.num_blocks = (self.num_images + block_size - 1) // block_size
@@ -298,6 +303,8 @@ class FeatureCache:
             "dtype": dtype,
             "block_size": block_size,
         }
+        if view is not None:  # absent without a view: existing caches stay valid
+            self._meta["view_digest"] = view.digest
         self._prepare()
 
     # ------------------------------------------------------------------ layout
@@ -327,10 +334,12 @@ class FeatureCache:
             raise
 
     def remove_stale(self) -> list[Path]:
-        """Delete cache folders of other corpora / encoders under the root; returns them."""
+        """Delete cache folders of other corpora / encoders under the root; returns them.
+        Folders of views over this corpus and encoder are kept (payloads still use them)."""
         removed = []
+        base = f"{self.corpus.fingerprint[:16]}-{self.extractor.info.sha256[:16]}"
         for child in self.root.iterdir():
-            if child.is_dir() and child != self.path:
+            if child.is_dir() and child != self.path and not child.name.startswith(base):
                 shutil.rmtree(child, ignore_errors=True)
                 removed.append(child)
         return removed
@@ -353,7 +362,7 @@ class FeatureCache:
 
     # ------------------------------------------------------------------ work
     def _embed_indices(self, indices: Sequence[int]) -> np.ndarray:
-        images = self.corpus.images(list(indices))
+        images = apply_view_all(self.view, self.corpus.images(list(indices)))
         features = embed_images(self.extractor, images, batch_size=self.batch_size)
         bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
         if bad.size:  # never cached or trained on: the encoder file or these images are damaged

@@ -27,6 +27,7 @@ from plada.corpus import Corpus
 from plada.errors import CorpusError, KeyFileError, PayloadValueError
 from plada.payload import TaskPayload, check_corpus, decode_payload, payload_digest
 from plada.signing import load_trusted_keys
+from plada.views import View
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,11 @@ def open_corpus(config: AgentConfig) -> Corpus:
 
 
 def open_feature_cache(
-    config: AgentConfig, corpus: Corpus, extractor: FeatureExtractor | None = None
+    config: AgentConfig,
+    corpus: Corpus,
+    extractor: FeatureExtractor | None = None,
+    *,
+    view: View | None = None,
 ) -> FeatureCache:
     extractor = extractor or load_extractor(
         config.encoder.file, backend=config.encoder.backend, threads=config.encoder.threads
@@ -75,6 +80,7 @@ def open_feature_cache(
         dtype=config.cache.dtype,
         block_size=config.cache.block_size,
         batch_size=config.encoder.batch_size,
+        view=view,
     )
 
 
@@ -167,7 +173,8 @@ def install_payload(
         )
     trainer = trainer or make_trainer(config.head.backend, threads=config.head.threads)
     report(0.1, "features")
-    cache = open_feature_cache(config, corpus, extractor)
+    # the payload's view (if any) is applied to the kept images before they are embedded
+    cache = open_feature_cache(config, corpus, extractor, view=payload.view)
     features, computed = cache.features(payload.indices)  # (k, D) float32
     report(0.6, "train")
     num_classes = len(payload.class_names)
@@ -196,6 +203,7 @@ def install_payload(
             "corpus_fingerprint": corpus.fingerprint,
             "features_computed": computed,
             "label_counts": np.bincount(payload.labels, minlength=num_classes).tolist(),
+            "view_digest": None if payload.view is None else payload.view.digest,
         },
     )
     stored = store.save(result.weights, meta, force=force)

@@ -17,6 +17,7 @@ from agent.config import AgentConfig, parse_config
 from plada.corpus import Corpus
 from plada.payload import CorpusRef, Provenance, TaskPayload, encode_payload
 from plada.signing import SigningKey, generate_keypair, load_private_key
+from plada.views import View
 from tools.tiny.corpus import TINY_CLASSES, make_tiny_corpus, tiny_labels
 from tools.tiny.encoder import make_tiny_onnx_encoder
 
@@ -46,6 +47,7 @@ class TinyDevice:
         signed: bool = True,
         signing_key: SigningKey | None = None,
         fingerprint: str | None = None,
+        view: View | None = None,
     ) -> bytes:
         """Encoded payload; indices default to every image, labels are the true classes.
 
@@ -69,6 +71,7 @@ class TinyDevice:
                 accuracy_estimate=None,
                 created_at=1_700_000_000,
             ),
+            view=view,
         )
         return encode_payload(payload, signing_key=key)
 

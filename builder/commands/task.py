@@ -97,6 +97,17 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-name", default=None, help="payload task name (default: folder)")
     parser.add_argument("--version", type=int, default=1, help="payload version (>= 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed: folds, random, head")
+    parser.add_argument(
+        "--views",
+        choices=("auto", "off"),
+        default="auto",
+        help="--auto: propose views (how devices look at the kept reference images) from the "
+        "target's train images and choose one, or none, on the train folds (default auto; "
+        "each proposed view embeds the corpus once more per encoder, cached)",
+    )
+    parser.add_argument(
+        "--max-views", type=int, default=2, help="at most this many proposed views (auto)"
+    )
     parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
     parser.add_argument("--temperature", type=float, default=1.0, help="energy temperature")
@@ -175,6 +186,8 @@ def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) ->
         version=args.version,
         task_name=args.task_name,
         note=args.note,
+        views=args.views == "auto" and args.strategy is None,
+        max_views=args.max_views,
     )
 
 

@@ -17,7 +17,18 @@ import numpy as np
 from PIL import Image
 
 from builder.errors import BuilderError
-from plada.corpus import Corpus
+from plada.views import View, apply_view_all
+
+
+class CorpusImages(Protocol):
+    """What a FeatureSource reads from a corpus (plada.corpus.Corpus, or a ViewedCorpus)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+    def images(self, indices: Sequence[int]) -> list[Image.Image]: ...
 
 
 class FeatureSource(Protocol):
@@ -26,7 +37,7 @@ class FeatureSource(Protocol):
     @property
     def id(self) -> str: ...
 
-    def corpus_features(self, corpus: Corpus) -> np.ndarray:  # (N, D) float32
+    def corpus_features(self, corpus: CorpusImages) -> np.ndarray:  # (N, D) float32
         ...
 
     def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:  # (B, D) float32
@@ -51,7 +62,9 @@ class TaskFeatures:
     test: np.ndarray  # (n_test, D)
 
 
-def extract_features(source: FeatureSource, corpus: Corpus, images: TaskImages) -> TaskFeatures:
+def extract_features(
+    source: FeatureSource, corpus: CorpusImages, images: TaskImages
+) -> TaskFeatures:
     """The features stage for one encoder."""
     reference = source.corpus_features(corpus)
     if reference.shape[0] != len(corpus):
@@ -112,7 +125,7 @@ class EncoderFeatures:
             )
         return self._encoder
 
-    def corpus_features(self, corpus: Corpus) -> np.ndarray:
+    def corpus_features(self, corpus: CorpusImages) -> np.ndarray:
         key = f"corpus:{corpus.fingerprint}"
         if key not in self._memo:
             from builder.features.embed import embed_corpus
@@ -133,6 +146,38 @@ class EncoderFeatures:
 
             self._memo[key] = embed_images(images, self._get_encoder(), batch_size=self._batch_size)
         return self._memo[key]
+
+
+class ViewedCorpus:
+    """A corpus as a view shows it: the same images in the same order, each through the view.
+
+    Its fingerprint is derived from the corpus's and the view's digest, so every cache keyed by
+    fingerprint (the embedding cache, EncoderFeatures' memo) keeps viewed features apart."""
+
+    def __init__(self, corpus: CorpusImages, view: View) -> None:
+        self.base = corpus
+        self.view = view
+        tag = f"{corpus.fingerprint}:view:{view.digest}".encode()
+        self.fingerprint = hashlib.sha256(tag).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def images(self, indices: Sequence[int]) -> list[Image.Image]:
+        return apply_view_all(self.view, self.base.images(indices))
+
+
+def viewed_features(
+    source: FeatureSource, corpus: CorpusImages, view: View, unviewed: TaskFeatures
+) -> TaskFeatures:
+    """`unviewed` with the corpus features replaced by those under `view`: a view changes only
+    how the reference images look; the target's images are what they are."""
+    reference = source.corpus_features(ViewedCorpus(corpus, view))
+    if reference.shape[0] != len(corpus):
+        raise BuilderError(
+            f"encoder {source.id}: {reference.shape[0]} viewed features for {len(corpus)} images"
+        )
+    return TaskFeatures(unviewed.encoder, reference, unviewed.train, unviewed.test)
 
 
 def split_specs(text: str) -> list[str]:

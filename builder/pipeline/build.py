@@ -1,11 +1,13 @@
 """The task build: a labelled target folder -> a signed payload and its report, stage by stage.
 
     features   every device encoder and each teacher encoder: corpus (cached) + target splits
-    per teacher encoder:
+    views      (--auto with views) candidate views from the target's images; corpus features
+               under each (cached per corpus, encoder and view)
+    per view (none first) and teacher encoder:
       label        teacher on the train split -> pseudo-labels and scores of every reference image
       candidates   settings x keeps under the budget, each with its signed size (byte search)
       validate     device heads on k-fold splits of train, on device features -> the choice
-    the teacher whose choice validates best (the others stop here):
+    the (view, teacher) whose choice validates best (the others stop here):
       payload      sign the chosen selection, checked against the budget
       simulate     every candidate on the test split, every device class and its oracle
       leakage      test images with a near-copy in the corpus
@@ -25,7 +27,13 @@ from typing import Any
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from builder.errors import BudgetError, BuilderError
-from builder.features.sources import FeatureSource, TaskFeatures, TaskImages, extract_features
+from builder.features.sources import (
+    FeatureSource,
+    TaskFeatures,
+    TaskImages,
+    extract_features,
+    viewed_features,
+)
 from builder.pipeline.candidates import make_candidates
 from builder.pipeline.config import TaskConfig
 from builder.pipeline.label import label_reference
@@ -37,9 +45,11 @@ from builder.pipeline.simulate import simulate_devices, test_candidates
 from builder.pipeline.sizing import PayloadSizer, check_budget_fits
 from builder.pipeline.targets import TargetTask, read_images
 from builder.pipeline.validate import AutoInputs, TeacherRun, validate_candidates
-from builder.report.model import BuildReport, TeacherChoice
+from builder.pipeline.views import corpus_sample, propose_views
+from builder.report.model import BuildReport, TeacherChoice, ViewChoice, ViewReport
 from plada.corpus import Corpus
 from plada.signing import SigningKey
+from plada.views import View
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -166,11 +176,35 @@ def _build(
     with clock.stage("features"):
         devices = {n: extract_features(s, corpus, images) for n, s in device_sources.items()}
         teachers = [extract_features(s, corpus, images) for s in teacher_sources]
+    views: list[View] = []
+    looks: dict[str, dict[str, Any]] | None = None
+    if config.auto and config.views:
+        with clock.stage("views"):
+            sample = corpus.images(corpus_sample(len(corpus)))
+            views, want, have = propose_views(images.train, sample, max_views=config.max_views)
+            looks = {"target": want.to_json(), "corpus_sample": have.to_json()}
     del images
     build = Build(corpus, task, config, fields, signing_key, clock, progress)
+    default = config.default_device
+    options: list[tuple[View | None, TaskFeatures, list[TaskFeatures]]] = [
+        (None, devices[default], teachers)
+    ]
+    for view in views:
+        with clock.stage("features"):  # the corpus under the view; the target as it is
+            device = viewed_features(device_sources[default], corpus, view, devices[default])
+            viewed = [
+                viewed_features(s, corpus, view, t)
+                for s, t in zip(teacher_sources, teachers, strict=True)
+            ]
+        options.append((view, device, viewed))
     with single_blas():
-        runs = [run_until_validation(t, devices[config.default_device], build) for t in teachers]
-        best = max(range(len(runs)), key=lambda i: (runs[i].val_accuracy, -i))
+        runs: list[tuple[int, int, TeacherRun]] = []
+        for v, (maybe_view, device, teachs) in enumerate(options):
+            on_view = replace(build, fields=replace(fields, view=maybe_view))
+            runs += [(v, t, run_until_validation(x, device, on_view)) for t, x in enumerate(teachs)]
+        # ties: no view first, then the teacher listed first
+        best = max(range(len(runs)), key=lambda i: (runs[i][2].val_accuracy, -i))
+        best_view = options[runs[best][0]][0]
         choices = [
             TeacherChoice(
                 encoder=r.features.encoder,
@@ -178,9 +212,64 @@ def _build(
                 strategy=r.chosen.spec.strategy,
                 chosen=i == best,
             )
-            for i, r in enumerate(runs)
+            for i, (v, _, r) in enumerate(runs)
+            if v == runs[best][0]
         ]
-        return finish(runs[best], devices, build, teacher_choice=choices if choice else None)
+        chosen_devices = dict(devices)
+        if best_view is not None:
+            with clock.stage("features"):
+                chosen_devices = {
+                    n: viewed_features(device_sources[n], corpus, best_view, f)
+                    for n, f in devices.items()
+                }
+        result = finish(
+            runs[best][2],
+            chosen_devices,
+            replace(build, fields=replace(fields, view=best_view)),
+            teacher_choice=choices if choice else None,
+        )
+    if not views:
+        return result
+    record = result.record.model_copy(
+        update={
+            "view": None if best_view is None else view_report(best_view),
+            "view_choice": view_choices(options, runs, best),
+            "looks": looks,
+        }
+    )
+    return replace(result, record=record)
+
+
+def view_report(view: View) -> ViewReport:
+    return ViewReport(
+        ops=[op.to_obj() for op in view.ops], digest=view.digest, description=view.describe()
+    )
+
+
+def view_choices(
+    options: Sequence[tuple[View | None, TaskFeatures, list[TaskFeatures]]],
+    runs: Sequence[tuple[int, int, TeacherRun]],
+    best: int,
+) -> list[ViewChoice]:
+    """Per candidate view (none first): its best teacher's validated choice."""
+    out = []
+    for v, (view, _, _) in enumerate(options):
+        mine = [i for i, run in enumerate(runs) if run[0] == v]
+        top = max(mine, key=lambda i: (runs[i][2].val_accuracy, -i))
+        run = runs[top][2]
+        out.append(
+            ViewChoice(
+                view="none" if view is None else view.describe(),
+                digest=None if view is None else view.digest,
+                val_accuracy=run.val_accuracy,
+                val_std=round(run.validation.std(run.validation.chosen), 4),
+                teacher=run.features.encoder,
+                strategy=run.chosen.spec.strategy,
+                keep=run.chosen.spec.keep,
+                chosen=runs[best][0] == v,
+            )
+        )
+    return out
 
 
 def _check_inputs(

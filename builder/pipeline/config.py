@@ -33,6 +33,10 @@ class TaskConfig:
     task_name: str | None = None
     note: str = ""
     created_at: int | None = None
+    # --auto only: propose views from the target's images (builder.pipeline.views) and choose
+    # one (or none) with strategy and keep on the train folds
+    views: bool = False
+    max_views: int = 2
 
     @property
     def auto(self) -> bool:

@@ -11,6 +11,7 @@ from builder.pipeline.select import ParamValue, Selection
 from plada.corpus import Corpus
 from plada.payload import CorpusRef, Provenance, TaskPayload, encode_payload
 from plada.signing import SigningKey
+from plada.views import View
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class PayloadFields:
     corpus: CorpusRef
     created_at: int
     note: str = ""
+    view: View | None = None  # how devices look at the kept reference images
 
     @classmethod
     def for_task(
@@ -55,6 +57,7 @@ class PayloadFields:
                 created_at=self.created_at,
                 note=self.note,
             ),
+            view=self.view,
         )
 
 

@@ -120,6 +120,27 @@ class TeacherChoice(Record):
     chosen: bool
 
 
+class ViewReport(Record):
+    """The payload's view (plada.views): what every device applies to the kept images."""
+
+    ops: list[dict[str, int | str]]
+    digest: str
+    description: str
+
+
+class ViewChoice(Record):
+    """One candidate view (or none) as validated on the train folds, with its best teacher."""
+
+    view: str  # "none" or the view's description
+    digest: str | None = None
+    val_accuracy: float
+    val_std: float | None = None
+    teacher: str
+    strategy: str
+    keep: int
+    chosen: bool
+
+
 class BuildReport(Record):
     """Fields in the order report.json has always listed them."""
 
@@ -159,6 +180,9 @@ class BuildReport(Record):
     total_s: float | None = None
     peak_rss_mb: float | None = None
     teacher_choice: list[TeacherChoice] | None = None  # builds with several teacher encoders
+    view: ViewReport | None = None  # the payload's view; absent: none
+    view_choice: list[ViewChoice] | None = None  # --auto with views: every candidate view
+    looks: dict[str, dict[str, Any]] | None = None  # target and corpus as measured for views
     payload_file: str | None = None  # set by whoever writes the payload next to the report
 
     @property

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from builder.errors import BudgetError, BuilderError
+from builder.features.sources import CorpusImages
 from builder.pipeline.budget import parse_budget
 from builder.pipeline.build import build_task
 from builder.pipeline.config import TaskConfig
@@ -39,7 +40,7 @@ class PixelFeatures:
         ]
         return np.stack(rows) / 255.0
 
-    def corpus_features(self, corpus: Corpus) -> np.ndarray:
+    def corpus_features(self, corpus: CorpusImages) -> np.ndarray:
         return self.image_features(corpus.images(range(len(corpus))))
 
 

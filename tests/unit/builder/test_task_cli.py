@@ -13,7 +13,7 @@ from PIL import Image
 
 import builder.features.sources
 from builder.cli import main
-from plada.corpus import Corpus
+from builder.features.sources import CorpusImages
 from plada.payload import decode_payload
 from plada.signing import generate_keypair, load_public_key
 from tools.tiny.corpus import make_tiny_corpus, make_tiny_imagefolder
@@ -35,7 +35,7 @@ class _PixelFeatures:
         rows = [np.asarray(im.convert("RGB").resize((s, s)), np.float32).ravel() for im in images]
         return np.stack(rows) / 255.0
 
-    def corpus_features(self, corpus: Corpus) -> np.ndarray:
+    def corpus_features(self, corpus: CorpusImages) -> np.ndarray:
         return self.image_features(corpus.images(range(len(corpus))))
 
 

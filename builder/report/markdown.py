@@ -63,6 +63,28 @@ def _candidates_table(report: BuildReport) -> list[str]:
     return lines
 
 
+def _views_table(report: BuildReport) -> list[str]:
+    """The payload's view and every candidate view's validated score (builds with views)."""
+    if report.view_choice is None:
+        return []
+    lines = [
+        "",
+        "## Views",
+        "",
+        f"Payload view: `{report.view.description if report.view else 'none'}`.",
+        "",
+        "| view | val | val std | teacher | strategy | keep |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report.view_choice:
+        mark = " **(chosen)**" if row.chosen else ""
+        lines.append(
+            f"| `{row.view}`{mark} | {pct(row.val_accuracy)} | {pct(row.val_std)} | "
+            f"{row.teacher} | {row.strategy} | {row.keep} |"
+        )
+    return lines
+
+
 def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
     report = BuildReport.parse(report)
     corpus, validation, leak = report.corpus, report.validation, report.leakage
@@ -94,6 +116,7 @@ def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
         f"cosine > {leak.threshold if leak else '?'}.",
         "",
         *_candidates_table(report),
+        *_views_table(report),
     ]
     if report.timings_s:
         lines += ["", "## Timings", "", "| stage | seconds |", "| --- | --- |"]

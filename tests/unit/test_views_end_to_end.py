@@ -105,3 +105,27 @@ def test_agent_reaches_the_builders_simulated_accuracy_under_a_view(
     assert len(report.view_choice) == 3  # none, the full proposal, its geometry alone
     device_accuracy = float(np.mean(probs.argmax(axis=1) == task.test.labels))
     assert abs(device_accuracy - report.devices["tiny"].accuracy) <= 0.01
+
+
+def test_markdown_shows_the_views(device: TinyDevice, target: Path) -> None:
+    from builder.report.markdown import render_markdown
+
+    config = TaskConfig(
+        budget=parse_budget("60"),
+        default_device="tiny",
+        hp=device.config.head.hyper_params(),
+        views=True,
+        created_at=1_800_000_000,
+    )
+    source = AgentEncoder(device.encoder_path)
+    result = build_task(
+        device.corpus,
+        load_target(target),
+        teacher_source=source,
+        device_sources={"tiny": source},
+        signing_key=None,
+        config=config,
+    )
+    text = render_markdown(result.record.to_json())
+    assert "## Views" in text and "| `none`" in text
+    assert text.count("**(chosen)**") == 2  # one candidate, one view

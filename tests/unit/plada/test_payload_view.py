@@ -67,3 +67,15 @@ def test_golden_payload_with_a_view_decodes_to_its_contents() -> None:
     doc = info_to_json(info)
     assert doc["view"]["digest"] == expected["view_digest"]
     assert doc["view"]["ops"] == expected["view"]["ops"]
+
+
+def test_inspect_prints_the_view(capsys: pytest.CaptureFixture[str]) -> None:
+    from plada.cli import main
+
+    path = DATA / "golden_payload_view.cbor"
+    key = DATA / "golden_view_public.pem"
+    assert main(["payload", "inspect", str(path), "--trusted-key", str(key)]) == 0
+    human = capsys.readouterr().out
+    assert "view          grayscale() > crop_content(" in human
+    assert main(["payload", "inspect", str(DATA / "golden_payload.cbor")]) == 1
+    assert "view          none" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.views --data data [--tasks digits] [--budgets 2KiB,8KiB]
         [--teacher-encoder lite0-64-int8] [--cache data/cache/embeddings] [--seed 0]
+        [--max-views 1] [--out bench/results/views.json]
 
 Per task and budget, `plada-build task --auto` twice: `--views off` and `--views auto` (views
 proposed from the target's train images, chosen on its train folds). Each row is report.json's
@@ -38,7 +39,8 @@ def build(
     command = [
         sys.executable, "-m", "builder", "task", "--corpus", str(data / "ref-v1"),
         "--target", str(data / "targets" / task), "--budget", budget, "--auto",
-        "--views", views, "--key", str(out / "keys" / "private.pem"),
+        "--views", views, "--max-views", str(args.max_views),
+        "--key", str(out / "keys" / "private.pem"),
         "--out", str(out / f"{name}.plada"), "--report", str(out / name),
         "--cache", str(args.cache), "--seed", str(args.seed), "--no-progress",
     ]  # fmt: skip
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-encoder", default="lite0-64-int8")
     parser.add_argument("--cache", type=Path, default=Path("data/cache/embeddings"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-views", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     from plada.signing import generate_keypair
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "what": "digits --auto with views off/auto, one seed; agent apply vs simulation",
             "seed": args.seed,
             "teacher_encoder": args.teacher_encoder,
+            "max_views": args.max_views,
             "rows": rows,
         },
     )

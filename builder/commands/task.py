@@ -106,7 +106,11 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         "each proposed view embeds the corpus once more per encoder, cached)",
     )
     parser.add_argument(
-        "--max-views", type=int, default=2, help="at most this many proposed views (auto)"
+        "--max-views",
+        type=int,
+        default=1,
+        help="at most this many proposed views (auto; default 1: the full proposal, 2 adds its "
+        "geometry alone at about twice the validation time)",
     )
     parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")

@@ -107,7 +107,7 @@ def _typical_threshold(images: Sequence[Image.Image]) -> int:
 
 
 def propose_views(
-    target: Sequence[Image.Image], corpus: Sequence[Image.Image], *, max_views: int = 2
+    target: Sequence[Image.Image], corpus: Sequence[Image.Image], *, max_views: int = 1
 ) -> tuple[list[View], Look, Look]:
     """Up to `max_views` views (most complete first) and the two Looks they come from.
 

@@ -81,6 +81,7 @@ def test_agent_reaches_the_builders_simulated_accuracy_under_a_view(
         default_device="tiny",
         hp=device.config.head.hyper_params(),
         views=True,
+        max_views=2,
         created_at=1_800_000_000,
     )
     # Execute: build (views proposed from the target and chosen on train folds), then apply
@@ -115,6 +116,7 @@ def test_markdown_shows_the_views(device: TinyDevice, target: Path) -> None:
         default_device="tiny",
         hp=device.config.head.hyper_params(),
         views=True,
+        max_views=2,
         created_at=1_800_000_000,
     )
     source = AgentEncoder(device.encoder_path)

@@ -38,7 +38,7 @@ def test_measure_reads_side_grey_levels_and_polarity() -> None:
 
 
 def test_a_target_unlike_the_corpus_gets_views_made_of_its_measurements() -> None:
-    views, want, _ = propose_views(_scans(), _corpus())
+    views, want, _ = propose_views(_scans(), _corpus(), max_views=2)
     assert [op.name for op in views[0].ops] == [
         "grayscale", "polarity", "crop_content", "resize", "quantize",
     ]  # fmt: skip

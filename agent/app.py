@@ -34,7 +34,7 @@ from agent.faults import Fault, FaultClass, classify
 from agent.fleet_state import FleetState, PendingTask
 from agent.installer import Installer
 from agent.link import Inbound, LinkEvent
-from agent.models import ModelStore
+from agent.models import open_store
 from agent.pipeline import load_keys
 from agent.ports import Applied, Applier, DaemonApplier, Link, ProgressFn
 from agent.receiver import Complete, Receiver
@@ -93,7 +93,7 @@ class AgentApp:
         self.stop = stop
         self.dir = Path(config.state.dir) / STATE_SUBDIR
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.store = ModelStore(config.state.dir)
+        self.store = open_store(config)
         self.triallog = TrialLog(Path(config.state.dir))
         self.status = StatusReporter(
             device_id=config.device_id, device_class=config.device_class, topics=self.topics
@@ -224,12 +224,13 @@ class AgentApp:
         return changed
 
     def _serving(self) -> tuple[str | None, int | None]:
-        """(task, version) of the head predictions use, from the store's record."""
+        """(task, version) of the most recently installed head, from the store's record."""
         try:
             state = self.store.state()
         except ModelStoreError as exc:
             logger.warning("model store unreadable: %s", exc)
             return self.status.task, self.status.version
+        self.status.records = dict(state.tasks)
         for task, record in sorted(state.tasks.items()):
             if record.installed is not None and record.installed == state.current:
                 return task, record.version
@@ -237,7 +238,7 @@ class AgentApp:
 
     def _refresh_installed(self) -> None:
         """Status shows what the store's record says serves (one source of truth): a
-        `plada-agent rollback` under the running daemon shows at the next tick."""
+        `plada-agent rollback --task T` under the running daemon shows at the next tick."""
         task, version = self._serving()
         self.status.installed(task=task, version=version)
         if task is None and self.status.state is AgentState.READY:
@@ -261,6 +262,8 @@ class AgentApp:
                 prefix=self.mqtt.home_assistant_prefix
             )
             self.link.publish(topic, body)
+            for task, record in sorted(self.status.records.items()):
+                self._announce_task(task, present=record.installed is not None)
         self.publish_status(force=True)
         self.results.republish()
 
@@ -271,6 +274,15 @@ class AgentApp:
         self._last_status_at = now
         self.status.pending = self.queue.view()
         self.link.publish(self.topics.status(self.config.device_id), self.status.to_json())
+
+    def _announce_task(self, task: str, *, present: bool) -> None:
+        """A task's Home Assistant entity: its config, or an empty retained one (removed)."""
+        if not self.mqtt.home_assistant:
+            return
+        topic, body = self.status.home_assistant_task_discovery(
+            task, prefix=self.mqtt.home_assistant_prefix
+        )
+        self.link.publish(topic, body if present else b"")
 
     # -- receiving ------------------------------------------------------------------------------
     def _handle(self, inbound: Inbound) -> None:
@@ -347,6 +359,7 @@ class AgentApp:
     def on_installed(self, pending: PendingTask, applied: Applied | None, ready_at: float) -> None:
         self.status.ready(task=pending.task, version=pending.version)
         self._refresh_installed()
+        self._announce_task(pending.task, present=True)
         self.publish_status(force=True)
         self.results.publish(pending, applied=applied, ready_at=ready_at)
 

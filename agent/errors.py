@@ -7,7 +7,8 @@ AgentError
 ├── TrainerError          a head-training backend failed or is unavailable here
 ├── ModelStoreError       the model store is empty, corrupt, or has nothing to roll back to
 └── TaskRejectedError     a task was refused by the version policy (agent.versions)
-    └── AlreadyInstalledError   that very payload is the task's installed one
+    ├── AlreadyInstalledError   that very payload is the task's installed one
+    └── TaskLimitError          a new task would exceed state.max_tasks (refused, not dropped)
 """
 
 
@@ -41,3 +42,8 @@ class TaskRejectedError(AgentError):
 
 class AlreadyInstalledError(TaskRejectedError):
     """The payload is already the task's installed one: nothing to do."""
+
+
+class TaskLimitError(TaskRejectedError):
+    """A new task would exceed the device's bound on tasks (state.max_tasks): refused and
+    reported; no installed task is dropped to make room."""

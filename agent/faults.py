@@ -21,6 +21,7 @@ from agent.errors import (
     EncoderBackendError,
     FeatureCacheError,
     ModelStoreError,
+    TaskLimitError,
     TaskRejectedError,
     TrainerError,
 )
@@ -41,6 +42,7 @@ class Fault:
     message: str
     hint: str  # what the operator can do
     expected: bool = True  # False: no rule knew it (a bug, most likely): log the traceback
+    remember: bool = True  # a payload fault: refuse this payload on every later delivery too
 
     @property
     def is_payload(self) -> bool:
@@ -71,6 +73,17 @@ def classify(exc: BaseException) -> Fault:
     """The fault an exception raised while receiving or installing a payload stands for."""
     message = str(exc) or type(exc).__name__
     code = type(exc).__name__
+    if isinstance(exc, TaskLimitError):
+        # Refused and reported, but not for good: once a task is retired (or the bound raised)
+        # the same retained payload is taken at its next delivery.
+        return Fault(
+            FaultClass.PAYLOAD,
+            code,
+            message,
+            "retire a task (plada-build retire) or raise state.max_tasks; the task is taken at "
+            "its next delivery (reconnect or publish)",
+            remember=False,
+        )
     if isinstance(exc, PayloadError | TaskRejectedError):
         return Fault(FaultClass.PAYLOAD, code, message, "refused for good; publish a fixed payload")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -43,7 +43,7 @@ class ResultPublisher:
     def publish(self, pending: PendingTask, *, applied: Applied | None, ready_at: float) -> None:
         summary = self.triallog.task_summary(pending.payload_id)
         try:
-            probe = self.applier.evaluate_probe()
+            probe = self.applier.evaluate_probe(pending.task)
         except Exception as exc:
             logger.warning("probe evaluation failed: %s", exc)
             probe = None

@@ -24,7 +24,7 @@ from agent.fault_report import FaultReporter
 from agent.faults import Fault, FaultClass, classify, interrupted, retry_delay_s
 from agent.fleet_state import FleetState, PendingTask, load_state
 from agent.pipeline import VerifiedPayload, verify_payload
-from agent.versions import check_installable
+from agent.versions import check_capacity, check_installable
 from plada.atomic import write_bytes_atomic
 from plada.errors import PayloadLimitError
 from plada.payload import payload_digest
@@ -188,6 +188,9 @@ class TaskQueue:
                 digest=payload_id,
                 pending_version=waiting.version if waiting else None,
             )
+            check_capacity(
+                self.store.records(), task=task, max_tasks=self.config.state.max_tasks
+            )
         except AlreadyInstalledError:
             return
         except Exception as exc:
@@ -311,8 +314,10 @@ class TaskQueue:
     def refuse(
         self, fault: Fault, *, payload_id: str, task: str | None = None, version: int | None = None
     ) -> None:
-        """A payload fault: remember the payload (never tried again) and report why."""
-        self.state.reject(payload_id)
+        """A payload fault: remember the payload (never tried again, unless the fault says a
+        later delivery may succeed: the task bound) and report why."""
+        if fault.remember:
+            self.state.reject(payload_id)
         self._report(fault, payload_id=payload_id, task=task, version=version, outcome="rejected")
 
     def _report(

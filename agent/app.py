@@ -39,6 +39,7 @@ from agent.pipeline import load_keys
 from agent.ports import Applied, Applier, DaemonApplier, Link, ProgressFn
 from agent.receiver import Complete, Receiver
 from agent.results import ResultPublisher
+from agent.retirement import retire
 from agent.status import AgentState, LastError, StatusReporter
 from agent.task_queue import TaskQueue
 from agent.triallog import TrialLog, mqtt_overhead_bytes
@@ -318,11 +319,46 @@ class AgentApp:
             payload_id=payload_id,
         )
         if kind is TopicKind.TASK and data:
-            self.queue.offer(data, first_byte_at=inbound.received_at)
+            self.queue.offer(
+                data, first_byte_at=inbound.received_at, topic_task=parsed.task if parsed else None
+            )
+        elif kind is TopicKind.RETIRED and data:
+            self._retire(data, topic_task=parsed.task if parsed else None)
         elif isinstance(piece, ChunkError):
             self._junk(piece, inbound.topic)
         elif piece is not None:
             self._receive_piece(piece, data, inbound)
+
+    def _retire(self, data: bytes, *, topic_task: str | None) -> None:
+        done = retire(
+            data,
+            topic_task=topic_task,
+            keys=self.queue.keys,
+            allow_unsigned=self.config.trust.allow_unsigned,
+            store=self.store,
+            queue=self.queue,
+        )
+        if done is None:
+            return
+        tomb, outcome = done.tombstone, done.outcome
+        removed = ", ".join(outcome.removed) or "no head"
+        message = (
+            f"retirement up to v{tomb.version} ignored: v{outcome.newer} is installed"
+            if outcome.newer is not None
+            else f"retired up to v{tomb.version}: removed {removed}; the record is kept"
+        )
+        self.triallog.record_event(
+            kind="retired",
+            payload_id=done.digest,
+            task=tomb.task,
+            version=tomb.version,
+            message=message,
+        )
+        if outcome.newer is None:
+            self.results.clear(tomb.task)
+            self._announce_task(tomb.task, present=False)
+        self._refresh_installed()
+        self.publish_status(force=True)
 
     def _junk(self, exc: ChunkError, topic: str) -> None:
         """A piece that belongs to no payload we can take: shown, nothing else changes."""

@@ -70,6 +70,11 @@ class ResultPublisher:
         write_bytes_atomic(self.folder / f"{pending.task}.json", body)
         self.link.publish(self.topics.result(self.config.device_id, pending.task), body)
 
+    def clear(self, task: str) -> None:
+        """A retired task: its kept result goes, and its retained result topic is cleared."""
+        (self.folder / f"{task}.json").unlink(missing_ok=True)
+        self.link.publish(self.topics.result(self.config.device_id, task), b"")
+
     def republish(self) -> None:
         for path in sorted(self.folder.glob("*.json")):
             self.link.publish(

@@ -105,10 +105,7 @@ def publish_payload(
         messages = [(topics.task_manifest(group, name), chunked.manifest)]
         messages += [(topics.task_chunk(group, i, name), c) for i, c in enumerate(chunked.chunks)]
     with BrokerSession(options) as session:
-        own = session.collect_retained(topics.task_filter(group, name), quiet_s=0.3)
-        legacy = {}
-        if name is not None:  # the one-task scheme's topics, for migration
-            legacy = session.collect_retained(topics.task_filter(group), quiet_s=0.3)
+        own, legacy = _collect(session, topics, group=group, task=name)
         if info is not None:
             check_not_older(info, retained_task(own, topics), force=force)
             check_not_older(info, retained_task(legacy, topics), force=force)
@@ -137,6 +134,32 @@ def publish_payload(
         len(messages),
     )
     return report
+
+
+def _collect(
+    session: BrokerSession, topics: TopicScheme, *, group: str, task: str | None
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(the task's own retained topics, the one-task scheme's) of the group. A session gathers
+    retained messages across subscriptions, so they are told apart by parsing each topic."""
+    filters = [topics.task_filter(group)]
+    if task is not None:
+        filters.append(topics.task_filter(group, task))
+    retained: dict[str, bytes] = {}
+    for topic_filter in filters:
+        retained |= session.collect_retained(topic_filter, quiet_s=0.3)
+    own: dict[str, bytes] = {}
+    legacy: dict[str, bytes] = {}
+    for topic, body in retained.items():
+        parsed = topics.parse(topic)
+        if parsed is None or parsed.group != group:
+            continue
+        if parsed.task is None:
+            legacy[topic] = body
+        elif parsed.task == task:
+            own[topic] = body
+    if task is None:  # an unreadable payload goes to the one-task topics: those are its own
+        return legacy, {}
+    return own, legacy
 
 
 def _stale(
@@ -186,8 +209,7 @@ def retire_task(
     topic = topics.task_retired(group, task)
     start = time.monotonic()
     with BrokerSession(options) as session:
-        own = session.collect_retained(topics.task_filter(group, task), quiet_s=0.3)
-        legacy = session.collect_retained(topics.task_filter(group), quiet_s=0.3)
+        own, legacy = _collect(session, topics, group=group, task=task)
         stale = [t for t, b in own.items() if b and t != topic]
         old = retained_task(legacy, topics)
         if old is not None and old.payload.task == task and old.payload.version <= version:

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from builder.fleet.session import BrokerOptions, BrokerSession
-from builder.fleet.status import TaskResultMessage, results_in
+from builder.fleet.status import DeviceStatus, TaskResultMessage, parse_message, results_in
 from plada.topics import TopicKind, TopicScheme
 from tools.demo.agents import AgentPlan
 from tools.devbroker import ADMIN_USER, Broker
@@ -66,3 +66,27 @@ def watch_results(
                 return results
             time.sleep(0.2)
     raise SystemExit(f"demo: not every agent reported within {timeout_s:.0f} s (see agent.log)")
+
+
+def wait_retired(
+    options: BrokerOptions, plans: list[AgentPlan], task: str, timeout_s: float
+) -> None:
+    """Wait until every agent's status shows `task` retired."""
+    ids = {p.device_id for p in plans}
+    deadline = time.monotonic() + timeout_s
+    with BrokerSession(options) as session:
+        session.collect_retained(_TOPICS.all_status_filter(), quiet_s=0.2)
+        while time.monotonic() < deadline:
+            done = set()
+            for topic, body in session.snapshot().items():
+                parsed = _TOPICS.parse(topic)
+                if not body or parsed is None or parsed.kind is not TopicKind.STATUS:
+                    continue
+                status = parse_message(DeviceStatus, body, topic)
+                state = status.tasks.get(task) if status is not None else None
+                if state is not None and state.state == "retired":
+                    done.add(parsed.device_id)
+            if ids <= done:
+                return
+            time.sleep(0.2)
+    raise SystemExit(f"demo: not every agent retired {task} within {timeout_s:.0f} s")

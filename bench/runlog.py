@@ -14,7 +14,16 @@ from typing import Any
 from bench._common import ROOT, BenchContext, write_json
 from bench.schema.system import RunMeta, Timing
 
-MODULES = ("codec", "corpus", "accuracy", "alternatives", "hetero", "device", "fleet")
+MODULES = (
+    "codec",
+    "corpus",
+    "accuracy",
+    "alternatives",
+    "hetero",
+    "device",
+    "multitask",
+    "fleet",
+)
 RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus"}  # else <module>.json
 
 

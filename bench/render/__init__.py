@@ -17,6 +17,7 @@ from bench.render.device import device_lines
 from bench.render.fleet import fleet_lines
 from bench.render.header import header_lines
 from bench.render.hetero import hetero_lines
+from bench.render.multitask import multitask_lines
 from bench.render.reading import reading_lines
 from bench.schema import BenchResults
 
@@ -34,6 +35,7 @@ def render_markdown(results: Mapping[str, Any], plot_paths: Mapping[str, str]) -
     lines += alternatives_lines(typed.alternatives, plot_paths)
     lines += codec_lines(typed.codec, typed.accuracy)
     lines += device_lines(typed.device, typed.corpus, typed.accuracy)
+    lines += multitask_lines(typed.multitask)
     lines += fleet_lines(typed.fleet, nproc=typed.meta.machine.nproc)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -23,6 +23,7 @@ from bench.schema.system import (
     CorpusResults,
     DeviceResults,
     FleetResults,
+    MultitaskResults,
     RunMeta,
 )
 
@@ -55,6 +56,7 @@ class BenchResults(Model):
     alternatives: AlternativesResults | SectionError | None = None
     codec: list[CodecRow] | SectionError | None = None
     device: DeviceResults | SectionError | None = None
+    multitask: MultitaskResults | SectionError | None = None
     corpus: CorpusResults | SectionError | None = None
     fleet: FleetResults | SectionError | None = None
 
@@ -74,6 +76,7 @@ class BenchResults(Model):
                 else None
             ),
             device=section(DeviceResults, results.get("device"), "device"),
+            multitask=section(MultitaskResults, results.get("multitask"), "multitask"),
             corpus=section(CorpusResults, results.get("corpus"), "corpus"),
             fleet=section(FleetResults, results.get("fleet"), "fleet"),
         )

@@ -56,7 +56,10 @@ def handler(args: argparse.Namespace, config: AgentConfig) -> int:
         }
         for m in entries
     ]
-    rows += [{"task": task, "retired_version": v, "current": False} for task, v in retired.items()]
+    rows += [
+        {"name": None, "current": False, "task": task, "version": None, "retired_version": v}
+        for task, v in retired.items()
+    ]
     if args.json:
         print_json(rows)
         return EXIT_OK

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from builder.fleet.session import BrokerOptions, BrokerSession
-from builder.fleet.status import DeviceStatus, TaskResultMessage, parse_message, results_in
+from builder.fleet.status import TaskResultMessage, fleet_status, results_in
 from plada.topics import TopicKind, TopicScheme
 from tools.demo.agents import AgentPlan
 from tools.devbroker import ADMIN_USER, Broker
@@ -71,22 +71,19 @@ def watch_results(
 def wait_retired(
     options: BrokerOptions, plans: list[AgentPlan], task: str, timeout_s: float
 ) -> None:
-    """Wait until every agent's status shows `task` retired."""
+    """Wait until every agent's status shows `task` retired. Each look is a fresh read of the
+    retained status (a session keeps the first copy of a topic it saw, not later live ones)."""
     ids = {p.device_id for p in plans}
     deadline = time.monotonic() + timeout_s
-    with BrokerSession(options) as session:
-        session.collect_retained(_TOPICS.all_status_filter(), quiet_s=0.2)
-        while time.monotonic() < deadline:
-            done = set()
-            for topic, body in session.snapshot().items():
-                parsed = _TOPICS.parse(topic)
-                if not body or parsed is None or parsed.kind is not TopicKind.STATUS:
-                    continue
-                status = parse_message(DeviceStatus, body, topic)
-                state = status.tasks.get(task) if status is not None else None
-                if state is not None and state.state == "retired":
-                    done.add(parsed.device_id)
-            if ids <= done:
-                return
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        done = {
+            d.device_id
+            for d in fleet_status(options, base_topic=_TOPICS.base)
+            if d.status is not None
+            and task in d.status.tasks
+            and d.status.tasks[task].state == "retired"
+        }
+        if ids <= done:
+            return
+        time.sleep(0.5)
     raise SystemExit(f"demo: not every agent retired {task} within {timeout_s:.0f} s")

@@ -6,14 +6,16 @@ One device encoder (lite0-64 int8, the device benchmark's export, 2 threads, bat
 2 and 5 installed heads in a real model store (agent.models), run through agent.predict.Predictor
 on corpus images:
 
-- `ms_per_image`: `predict_tasks` (one encoder pass per image, then every head), end to end;
-- `encoder_ms_per_image` / `heads_ms_per_image`: the same call's two parts timed apart;
+- `ms_per_image`: `predict_tasks` (one encoder pass per image, then every head, then each head's
+  top-k as Python lists), end to end;
+- `encoder_ms_per_image` / `heads_ms_per_image`: the encoder pass, and the k heads' ONNX runs on
+  its features, timed apart (the rest of `ms_per_image` is the top-k lists);
 - `separate_passes_ms_per_image`: what k one-task predictors (one encoder pass per task) cost.
 
 Heads are real ONNX heads of the store (`softmax(((f - mean) * scale) W + b)`) with random
 weights: their cost depends on the feature dimension and the number of classes, not on what they
-learned. Each figure is the best of a few repeats (other work on a shared machine only slows a
-run down).
+learned. Each figure is the best of several repeats, taken round-robin over the task counts
+(other work on a shared machine only slows a run down, and so it cannot favour one count).
 """
 
 from __future__ import annotations
@@ -35,14 +37,10 @@ TASK_COUNTS = (1, 2, 5)
 _CLASSES = (10, 2, 6, 4, 8)  # the five heads' class counts
 
 
-def _best_s(call: Callable[[], object], repeats: int) -> float:
-    call()  # warm-up: sessions, allocations
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _elapsed_s(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
 
 
 def _one_pass_each(predictors: list[Any], batch: list[Any]) -> list[Any]:
@@ -97,26 +95,34 @@ def measure(
     extractor = load_extractor(encoder_path, backend="onnxruntime", threads=2)
     models = _store_heads(work / "state", extractor.info.feature_dim, extractor)
     n = len(batch)
+    calls: dict[int, dict[str, Callable[[], object]]] = {}
+    for k in TASK_COUNTS:
+        shared = Predictor(extractor, models[:k], batch_size=32)
+        singles = [Predictor(extractor, m, batch_size=32) for m in models[:k]]
+        features = shared.features(batch)  # (n, D)
+        calls[k] = {
+            "ms_per_image": partial(shared.predict_tasks, batch),
+            "encoder_ms_per_image": partial(shared.features, batch),
+            "heads_ms_per_image": partial(shared.proba_by_task, features),
+            "separate_passes_ms_per_image": partial(_one_pass_each, singles, batch),
+        }
+    # Round-robin over every (k, measure) pair, best of `repeats`: load from other work on a
+    # shared machine comes and goes, and this way it cannot favour one task count.
+    best = {(k, m): float("inf") for k, measures in calls.items() for m in measures}
+    for call in (c for measures in calls.values() for c in measures.values()):
+        call()  # warm-up: sessions, allocations
+    for _ in range(repeats):
+        for k, measures in calls.items():
+            for name, call in measures.items():
+                best[k, name] = min(best[k, name], _elapsed_s(call))
     rows = []
     for k in TASK_COUNTS:
-        chosen = models[:k]
-        shared = Predictor(extractor, chosen, batch_size=32)
-        singles = [Predictor(extractor, m, batch_size=32) for m in chosen]
-        features = shared.features(batch)  # (n, D)
-        total = _best_s(partial(shared.predict_tasks, batch), repeats)
-        encoder_s = _best_s(partial(shared.features, batch), repeats)
-        heads_s = _best_s(partial(shared.proba_by_task, features), repeats)
-        separate = _best_s(partial(_one_pass_each, singles, batch), repeats)
-        rows.append(
-            {
-                "tasks": k,
-                "ms_per_image": round(1000 * total / n, 3),
-                "encoder_ms_per_image": round(1000 * encoder_s / n, 3),
-                "heads_ms_per_image": round(1000 * heads_s / n, 4),
-                "separate_passes_ms_per_image": round(1000 * separate / n, 3),
-            }
-        )
-        log(f"multitask: {k} task(s): {rows[-1]['ms_per_image']:.2f} ms/image")
+        row: dict[str, Any] = {"tasks": k}
+        for name in calls[k]:
+            digits = 4 if name == "heads_ms_per_image" else 3
+            row[name] = round(1000 * best[k, name] / n, digits)
+        rows.append(row)
+        log(f"multitask: {k} task(s): {row['ms_per_image']:.2f} ms/image")
     one, five = rows[0], rows[-1]
     return {
         "encoder": encoder_path.stem,
@@ -127,15 +133,16 @@ def measure(
         "repeats": repeats,
         "head_classes": list(_CLASSES),
         "rows": rows,
-        "extra_task_ms_per_image": round(
-            (five["ms_per_image"] - one["ms_per_image"]) / (five["tasks"] - one["tasks"]), 4
-        ),
-        "extra_head_ms_per_image": round(
-            (five["heads_ms_per_image"] - one["heads_ms_per_image"])
-            / (five["tasks"] - one["tasks"]),
-            4,
-        ),
+        "extra_task_ms_per_image": _per_extra(one, five, "ms_per_image"),
+        "extra_head_ms_per_image": _per_extra(one, five, "heads_ms_per_image"),
+        "extra_separate_ms_per_image": _per_extra(one, five, "separate_passes_ms_per_image"),
     }
+
+
+def _per_extra(one: dict[str, Any], five: dict[str, Any], key: str) -> float:
+    """What each task beyond the first adds, per image (slope from 1 to 5 tasks)."""
+    extra: float = (five[key] - one[key]) / (five["tasks"] - one["tasks"])
+    return round(extra, 4)
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -150,7 +157,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         ref,
         work,
         images=64 if ctx.quick else 256,
-        repeats=2 if ctx.quick else 5,
+        repeats=2 if ctx.quick else 9,
     )
     write_json(ctx.out / "multitask.json", result)
     return result

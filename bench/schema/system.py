@@ -49,6 +49,7 @@ class MultitaskResults(Model):
     rows: list[MultitaskRow]
     extra_task_ms_per_image: float
     extra_head_ms_per_image: float
+    extra_separate_ms_per_image: float | None = None
 
 
 class DeviceResults(Model):

@@ -101,8 +101,11 @@ def test_two_tasks_on_one_agent_both_predict(broker: Broker, tmp_path: Path) -> 
     publish_payload(_parity(tiny), options=admin, group="lab", check=True)
     wait_until(lambda: len(_installed(config.state.dir)) == 2, timeout_s=60, what="two tasks")
     wait_until(
-        lambda: set(agent.app.status.to_dict()["tasks"]) == {"shapes", "parity"},
-        what="both tasks in status",
+        lambda: (
+            {t: s["state"] for t, s in agent.app.status.to_dict()["tasks"].items()}
+            == {"shapes": "ready", "parity": "ready"}
+        ),
+        what="both tasks ready in status",
     )
     tasks_status = agent.app.status.to_dict()["tasks"]
     agent.stop()

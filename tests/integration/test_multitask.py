@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,10 +28,12 @@ from agent.predict import Predictor
 from agent.profiles import dump_toml
 from agent.triallog import TrialLog
 from builder.cli import main as build_main
-from builder.fleet.publish import publish_payload
+from builder.errors import PublishRefusedError
+from builder.fleet.publish import publish_payload, retire_task
 from builder.fleet.session import BrokerSession
 from builder.fleet.status import fleet_status
 from plada.payload import payload_digest
+from plada.signing import load_trusted_keys
 from plada.tombstone import encode_tombstone, make_tombstone
 from plada.topics import TopicKind, TopicScheme
 from tests.support.mqtt_probe import Probe
@@ -341,6 +344,33 @@ def test_retirement_signed_applies_and_forged_is_refused(
     events = TrialLog(config.state.dir).events("retired")
     assert [(e.task, e.version) for e in events] == [("bins", 1)]
     assert set(_installed(late_config.state.dir)) == {"shapes"}
+
+
+def test_a_newer_version_teaches_a_retired_task_anew(broker: Broker, tmp_path: Path) -> None:
+    # Prepare: bins retired up to v1 on a running agent
+    keys = make_keys(tmp_path / "keys")
+    config, applier, agent = _start_with_two(broker, tmp_path, keys)
+    admin = admin_options(broker)
+    tombstone = encode_tombstone(make_tombstone("bins", 1), signing_key=keys.private)
+    retire_task(tombstone, options=admin, group="lab", trusted_keys=_trusted(keys))
+    wait_until(lambda: "bins" not in _installed(config.state.dir), what="bins retired")
+    bins_v1 = make_payload_bytes(keys, task="bins", version=1, num_classes=2, seed=1)
+    bins_v2 = make_payload_bytes(keys, task="bins", version=2, num_classes=2, seed=2)
+    # Execute
+    with pytest.raises(PublishRefusedError, match="retired in this group"):
+        publish_payload(bins_v1, options=admin, group="lab", check=True)
+    report = publish_payload(bins_v2, options=admin, group="lab", check=True)
+    wait_until(lambda: "bins" in _installed(config.state.dir), what="bins v2")
+    agent.stop()
+    # Assert
+    assert _installed(config.state.dir)["bins"][0] == 2
+    assert report.cleared == [TOPICS.task_retired("lab", "bins")]
+    assert _retained_tasks(broker) == {"shapes": {TopicKind.TASK}, "bins": {TopicKind.TASK}}
+    assert applier.applied.count(payload_digest(bins_v2)) == 1
+
+
+def _trusted(keys: Keys) -> dict[str, Any]:
+    return load_trusted_keys([keys.public_path])
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:

@@ -23,6 +23,7 @@ from agent.errors import (
     ModelStoreError,
     TaskLimitError,
     TaskRejectedError,
+    TaskTopicError,
     TrainerError,
 )
 from plada.errors import CorpusError, HeadTrainingError, PayloadError
@@ -82,6 +83,16 @@ def classify(exc: BaseException) -> Fault:
             message,
             "retire a task (plada-build retire) or raise state.max_tasks; the task is taken at "
             "its next delivery (reconnect or publish)",
+            remember=False,
+        )
+    if isinstance(exc, TaskTopicError):
+        # The placement is wrong, not the payload: refusing it for good would let a copy on a
+        # wrong topic shut out the real one.
+        return Fault(
+            FaultClass.PAYLOAD,
+            code,
+            message,
+            "publish it with `plada-build publish` (each task on its own topics)",
             remember=False,
         )
     if isinstance(exc, PayloadError | TaskRejectedError):

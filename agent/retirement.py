@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent.errors import TaskTopicError
 from agent.faults import classify
 from agent.models import ModelStore, RetireOutcome
-from plada.errors import PayloadError, PayloadValueError
+from plada.errors import PayloadError
 from plada.payload import payload_digest
 from plada.tombstone import Tombstone, decode_tombstone
 
@@ -52,11 +53,11 @@ def retire(
     try:
         tombstone = decode_tombstone(data, trusted_keys=keys, allow_unsigned=allow_unsigned)
         if topic_task is not None and tombstone.task != topic_task:
-            raise PayloadValueError(
+            raise TaskTopicError(
                 f"retire: the tombstone retires {tombstone.task!r} but came on the topic of "
                 f"task {topic_task!r}"
             )
-    except PayloadError as exc:
+    except (PayloadError, TaskTopicError) as exc:
         queue.refuse(classify(exc), payload_id=digest, task=topic_task)
         return None
     record = store.task_record(tombstone.task)

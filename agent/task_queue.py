@@ -19,14 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import AlreadyInstalledError, ModelStoreError
+from agent.errors import AlreadyInstalledError, ModelStoreError, TaskTopicError
 from agent.fault_report import FaultReporter
 from agent.faults import Fault, FaultClass, classify, interrupted, retry_delay_s
 from agent.fleet_state import FleetState, PendingTask, load_state
 from agent.pipeline import VerifiedPayload, verify_payload
 from agent.versions import check_capacity, check_installable
 from plada.atomic import write_bytes_atomic
-from plada.errors import PayloadLimitError, PayloadValueError
+from plada.errors import PayloadLimitError
 from plada.payload import payload_digest
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class TaskQueue:
             verified = self._verify(data)
             task, version = verified.task, verified.version
             if topic_task is not None and task != topic_task:
-                raise PayloadValueError(
+                raise TaskTopicError(
                     f"task: the payload is task {task!r} but came on the topic of task "
                     f"{topic_task!r}"
                 )

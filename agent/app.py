@@ -122,6 +122,9 @@ class AgentApp:
         self._last_traffic = time.monotonic()
         self._idle_work = True
         self._store_mtime: int | None = None
+        # payload id -> the task whose topics its pieces came on (this run; after a restart a
+        # resumed download is not checked against its topic)
+        self._piece_tasks: dict[str, str] = {}
         task, version = self._serving()
         self.status.restore(task=task, version=version, last_error=self.state.last_error)
         self.status.pending = self.queue.view()
@@ -327,7 +330,7 @@ class AgentApp:
         elif isinstance(piece, ChunkError):
             self._junk(piece, inbound.topic)
         elif piece is not None:
-            self._receive_piece(piece, data, inbound)
+            self._receive_piece(piece, data, inbound, topic_task=parsed.task if parsed else None)
 
     def _retire(self, data: bytes, *, topic_task: str | None) -> None:
         done = retire(
@@ -364,17 +367,26 @@ class AgentApp:
         """A piece that belongs to no payload we can take: shown, nothing else changes."""
         self.faults.report(classify(exc), message=f"{topic}: {exc}")
 
-    def _receive_piece(self, piece: Chunk | Manifest, data: bytes, inbound: Inbound) -> None:
+    def _receive_piece(
+        self, piece: Chunk | Manifest, data: bytes, inbound: Inbound, *, topic_task: str | None
+    ) -> None:
         owner = piece.owner
         if self.queue.known(owner):
             return  # a stale retained piece of a payload already handled
+        if topic_task is not None:  # checked against the payload once it is whole
+            self._piece_tasks[owner] = topic_task
         try:
             result = self.receiver.add(piece, data, received_at=inbound.received_at)
         except ChunkError as exc:  # the joined chunks fail the manifest: the payload is bad
+            self._piece_tasks.pop(owner, None)
             self.queue.refuse(classify(exc), payload_id=owner)
             return
         if isinstance(result, Complete):
-            self.queue.offer(result.data, first_byte_at=result.first_byte_at)
+            self.queue.offer(
+                result.data,
+                first_byte_at=result.first_byte_at,
+                topic_task=self._piece_tasks.pop(owner, None),
+            )
             return
         if result.error is not None:
             self._junk(result.error, inbound.topic)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agent.app import AgentApp
 from agent.models import ModelStore
+from plada.chunks import split_payload
 from plada.payload import payload_digest
 from plada.tombstone import encode_tombstone, make_tombstone
 from plada.topics import TopicScheme
@@ -81,3 +82,25 @@ def test_payload_on_another_tasks_topic_and_forged_retirement_are_refused(
     assert [m.task for m in ModelStore(config.state.dir).installed()] == ["shapes"]
     assert _tasks(app)["shapes"] == "ready"
     assert payload_digest(shapes) not in app.state.rejected  # the misplaced copy shut out nothing
+
+
+def test_chunked_payload_on_another_tasks_topics_is_refused_and_not_remembered(
+    tmp_path: Path,
+) -> None:
+    # Prepare: shapes' chunks on bins' topics, then on its own
+    keys = make_keys(tmp_path / "keys")
+    config = make_config(tmp_path, public_key=keys.public_path)
+    link = FakeLink()
+    applier = FakeApplier([keys.public_path], size=100_000)
+    app = AgentApp(config, link=link, applier=applier, stop=threading.Event())
+    shapes = make_payload_bytes(keys, task="shapes", k=3000, size=100_000)
+    parts = split_payload(shapes, max_chunk_bytes=1024)
+    for task in ("bins", "shapes"):
+        link.deliver(TOPICS.task_manifest("lab", task), parts.manifest)
+        for i, chunk in enumerate(parts.chunks):
+            link.deliver(TOPICS.task_chunk("lab", i, task), chunk)
+    # Execute
+    run_app_until(app, lambda: bool(applier.applied))
+    # Assert
+    assert [f["code"] for f in app.status.recent_faults] == ["TaskTopicError"]
+    assert applier.applied == [payload_digest(shapes)]

@@ -23,8 +23,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from builder.encoders.load import Encoder
 from builder.errors import EmbeddingCacheError, EncoderError
 from plada.atomic import atomic_path, save_npy_atomic, write_bytes_atomic
 from plada.encoders import PREPROCESS_TF
+from plada.prefetch import prefetched_batches
 from plada.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
@@ -248,38 +248,6 @@ def embed_images(
         chunk = images[start : start + batch_size]
         out[start : start + len(chunk)] = encoder.embed(preprocess_for(encoder, chunk))
     return out
-
-
-def prefetched_batches(
-    load: Callable[[Sequence[int], np.ndarray | None], np.ndarray],
-    spans: Sequence[Sequence[int]],
-) -> Iterator[tuple[Sequence[int], np.ndarray]]:
-    """(span, batch) for each span of row indices; `load(span, buffer)` makes the next batch in
-    a thread while the caller embeds this one, so decoding and preprocessing (Pillow and numpy
-    release the GIL) overlap with inference on the other core.
-
-    Two input buffers take turns: a batch is valid until the caller asks for the one after it.
-    Reusing them keeps the 10-30 MB batches out of fresh mmaps (page faults on every batch,
-    bench/notes/embed-profile.md).
-    """
-    buffers: list[np.ndarray | None] = [None, None]
-
-    def task(i: int) -> np.ndarray:
-        buffer = buffers[i % 2]
-        if buffer is not None and len(buffer) != len(spans[i]):
-            buffer = None  # a shorter last batch: a new array
-        buffers[i % 2] = batch = load(spans[i], buffer)
-        return batch
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-decode") as pool:
-        pending: Future[np.ndarray] | None = pool.submit(task, 0) if spans else None
-        for i, span in enumerate(spans):
-            if pending is None:  # unreachable: one future per span
-                raise RuntimeError("batch prefetch lost a batch")
-            batch = pending.result()
-            # task i + 1 fills the buffer of batch i - 1, which the caller is done with
-            pending = pool.submit(task, i + 1) if i + 1 < len(spans) else None
-            yield span, batch
 
 
 def _spans(meta: CacheMeta, blocks: Sequence[int], batch_size: int) -> list[range]:

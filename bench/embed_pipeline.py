@@ -15,8 +15,10 @@ side by side in one process and alternating, `--repeats` times each:
   plada/ort_options.py).
 
 Each run records wall time, images/s, user and system CPU time of the whole process (all
-threads, `getrusage`) and minor page faults. The pipeline's ratio is its best images/s over the
-best bare images/s; the issue's targets are >= 0.8 and a system share < 10 %.
+threads, `getrusage`) and minor page faults. Three ratios of the pipeline to the better bare way:
+best images/s to best, the median of the passes' own ratios (the ways of one pass run back to
+back, under the same load) and images per CPU second. The issue's targets: >= 0.8 and a system
+share < 10 %; `meets_targets` judges the paired ratio, the one a shared machine skews least.
 """
 
 from __future__ import annotations
@@ -121,6 +123,18 @@ def summarise(runs: Sequence[Run]) -> dict[str, Any]:
     }
 
 
+def paired_ratio(runs: dict[str, list[Run]]) -> float:
+    """Median over passes of pipeline images/s / the better bare images/s of the same pass.
+
+    The three ways of one pass run back to back, so a pass's ratio sees the same load on a
+    shared machine; best-of-runs can pair a quiet bare run with a busy pipeline run."""
+    ratios = [
+        p.images / p.seconds / max(d.images / d.seconds, t.images / t.seconds)
+        for p, d, t in zip(runs["pipeline"], runs["bare_default"], runs["bare_tuned"], strict=True)
+    ]
+    return float(np.median(ratios))
+
+
 def _bare_session(path: Path, *, tuned: bool) -> Any:
     import onnxruntime as ort
 
@@ -199,6 +213,7 @@ def bench_encoder(
     bare = [out["bare_default"], out["bare_tuned"]]
     ratio = out["pipeline"]["images_per_s"] / max(b["images_per_s"] for b in bare)
     ratio_cpu = out["pipeline"]["images_per_cpu_s"] / max(b["images_per_cpu_s"] for b in bare)
+    paired = paired_ratio(runs)
     return {
         "encoder": spec,
         "file": path.name,
@@ -207,9 +222,10 @@ def bench_encoder(
         **out,
         "ratio_to_best_bare": round(ratio, 3),
         "cpu_ratio_to_best_bare": round(ratio_cpu, 3),
+        "paired_ratio": round(paired, 3),
         "max_abs_diff_to_bare": float(np.abs(features - bare_features).max()),
         "meets_targets": bool(
-            ratio >= TARGET_RATIO and out["pipeline"]["sys_share"] < TARGET_SYS_SHARE
+            paired >= TARGET_RATIO and out["pipeline"]["sys_share"] < TARGET_SYS_SHARE
         ),
     }
 

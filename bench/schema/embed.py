@@ -25,6 +25,7 @@ class EncoderRow(Model):
     bare_tuned: Way
     ratio_to_best_bare: float
     cpu_ratio_to_best_bare: float | None = None
+    paired_ratio: float | None = None
     max_abs_diff_to_bare: float | None = None
     meets_targets: bool
 

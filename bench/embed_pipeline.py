@@ -259,7 +259,7 @@ def measure(
         rows.append(bench_encoder(spec, sample, batch_size=batch_size, repeats=repeats, work=work))
     return {
         "corpus": {"fingerprint": corpus.fingerprint, "num_images": len(corpus)},
-        "sample": {"images": len(sample), "how": "evenly spaced rows of ref-v1"},
+        "sample": {"images": len(sample), "how": "evenly spaced rows, every source in proportion"},
         "batch_size": batch_size,
         "run_rows": RUN_ROWS,
         "session_config": SESSION_CONFIG,

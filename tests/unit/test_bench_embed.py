@@ -94,7 +94,7 @@ def _embed_results() -> dict[str, Any]:
         }
 
     return {
-        "sample": {"images": 4096, "how": "evenly spaced rows of ref-v1"},
+        "sample": {"images": 4096, "how": "evenly spaced rows, every source in proportion"},
         "batch_size": 256,
         "run_rows": 32,
         "repeats": 3,

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from bench.schema.accuracy import AccuracyResults
 from bench.schema.common import Model
 from bench.schema.comparisons import AlternativesResults, HeteroResults
+from bench.schema.embed import EmbedResults
 from bench.schema.system import (
     CodecRow,
     CorpusResults,
@@ -57,6 +58,7 @@ class BenchResults(Model):
     device: DeviceResults | SectionError | None = None
     corpus: CorpusResults | SectionError | None = None
     fleet: FleetResults | SectionError | None = None
+    embed: EmbedResults | SectionError | None = None
 
     @classmethod
     def parse(cls, results: Mapping[str, Any]) -> BenchResults:
@@ -76,4 +78,5 @@ class BenchResults(Model):
             device=section(DeviceResults, results.get("device"), "device"),
             corpus=section(CorpusResults, results.get("corpus"), "corpus"),
             fleet=section(FleetResults, results.get("fleet"), "fleet"),
+            embed=section(EmbedResults, results.get("embed"), "embed"),
         )

@@ -21,10 +21,12 @@ MODULES = (
     "alternatives",
     "hetero",
     "device",
+    "embed",
     "multitask",
     "fleet",
 )
-RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus"}  # else <module>.json
+# else <module>.json
+RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus", "embed": "embed_pipeline"}
 
 
 def machine_info() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from bench.schema.accuracy import AccuracyResults
 from bench.schema.common import Model
 from bench.schema.comparisons import AlternativesResults, HeteroResults
+from bench.schema.embed import EmbedResults
 from bench.schema.system import (
     CodecRow,
     CorpusResults,
@@ -59,6 +60,7 @@ class BenchResults(Model):
     multitask: MultitaskResults | SectionError | None = None
     corpus: CorpusResults | SectionError | None = None
     fleet: FleetResults | SectionError | None = None
+    embed: EmbedResults | SectionError | None = None
 
     @classmethod
     def parse(cls, results: Mapping[str, Any]) -> BenchResults:
@@ -79,4 +81,5 @@ class BenchResults(Model):
             multitask=section(MultitaskResults, results.get("multitask"), "multitask"),
             corpus=section(CorpusResults, results.get("corpus"), "corpus"),
             fleet=section(FleetResults, results.get("fleet"), "fleet"),
+            embed=section(EmbedResults, results.get("embed"), "embed"),
         )

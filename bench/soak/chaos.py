@@ -37,6 +37,7 @@ KINDS = (
     "junk_task",
     "junk_chunk",
 )
+KILLS = ("kill_mid_receive", "kill_mid_training", "kill_other")
 _WEIGHTS = (2, 2, 1, 1, 1, 2, 2)
 _CHUNK_BYTES = 1024
 

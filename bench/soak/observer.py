@@ -25,6 +25,7 @@ class Seen:
     device_id: str
     kind: str  # status | availability
     body: dict[str, Any] | str
+    retained: bool  # a retained copy re-delivered on (re)subscribe, not a fresh publication
 
 
 class Observer:
@@ -73,7 +74,7 @@ class Observer:
         else:
             return
         with self._cond:
-            self.seen.append(Seen(time.time(), parsed.device_id, kind, body))
+            self.seen.append(Seen(time.time(), parsed.device_id, kind, body, bool(msg.retain)))
             self._cond.notify_all()
 
     def statuses(self, device_id: str, *, since: float = 0.0) -> list[tuple[float, dict[str, Any]]]:
@@ -86,6 +87,15 @@ class Observer:
                 and s.at >= since
                 and isinstance(s.body, dict)
             ]
+
+    def published_since(self, device_id: str, since: float) -> bool:
+        """Whether the device itself published a status at or after `since` (a retained copy the
+        observer got again on resubscribing does not count: it may predate `since`)."""
+        with self._cond:
+            return any(
+                s.device_id == device_id and s.kind == "status" and not s.retained and s.at >= since
+                for s in self.seen
+            )
 
     def last_status(self, device_id: str) -> dict[str, Any] | None:
         found = self.statuses(device_id)

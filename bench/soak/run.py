@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.runlog import machine_info
-from bench.soak.chaos import KINDS, Chaos
+from bench.soak.chaos import KILLS, KINDS, Chaos
 from bench.soak.config import SoakConfig
 from bench.soak.fleet import Fleet
 from bench.soak.observer import Observer
@@ -87,8 +87,11 @@ def _settle(
 ) -> float | None:
     """Seconds until every device reports the latest version of its task (None: never)."""
     start = time.time()
+    owed = _owed_reports(chaos)
 
     def converged() -> bool:
+        if not all(observer.published_since(d, at) for d, at in owed.items()):
+            return False
         for device in fleet.devices:
             status = observer.last_status(device.device_id) or {}
             latest = chaos.versions[device.group]
@@ -100,6 +103,25 @@ def _settle(
     took = round(time.time() - start, 1)
     log(f"soak: fleet {'converged' if ok else 'did NOT converge'} in {took} s")
     return took if ok else None
+
+
+def _owed_reports(chaos: Chaos) -> dict[str, float]:
+    """Device -> time after which it must have published a fresh status before the fleet counts as
+    settled: the retained statuses from before a late broker restart or kill already show the latest
+    version, but the devices have not yet shown that they came back."""
+    owed: dict[str, float] = {}
+    for injection in chaos.injections:
+        if injection.cleared_at is None or injection.detail.get("skipped"):
+            continue
+        if injection.kind == "broker_restart":
+            devices = list(injection.detail.get("alive", []))
+        elif injection.device_id is not None and injection.kind in KILLS:
+            devices = [injection.device_id]
+        else:
+            continue
+        for device_id in devices:
+            owed[device_id] = max(owed.get(device_id, 0.0), injection.cleared_at)
+    return owed
 
 
 def _latest(published: list[tuple[float, str, int]], group: str, at: float) -> int:
@@ -129,7 +151,14 @@ def _figures(
         if evidence.confirmed:
             confirmed[f"{injection.kind}:{evidence.confirmed}"] += 1
         if evidence.exercised and not evidence.reported:
-            unreported.append({"kind": injection.kind, "at": injection.at, **injection.detail})
+            unreported.append(
+                {
+                    "kind": injection.kind,
+                    "at": injection.at,
+                    "missing": evidence.missing,
+                    **injection.detail,
+                }
+            )
         latest = _latest(chaos.history, injection.group, injection.cleared_at or injection.at)
         wait = verdict.recovery_s(injection, latest)
         if wait is not None:

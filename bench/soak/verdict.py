@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.models import ModelStore
 from agent.triallog import Event, TrialLog
+from bench.soak.chaos import KILLS
 
 if TYPE_CHECKING:
     from bench.soak.chaos import Injection
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     from bench.soak.observer import Observer
 
 _WINDOW_S = 30.0  # a fault's evidence must follow it within this time
-_KILLS = ("kill_mid_receive", "kill_mid_training", "kill_other")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Evidence:
     exercised: bool  # the fault could be seen (e.g. an agent was up to see the junk)
     reported: bool  # it is in a status message and in a trial log, with its cause
     confirmed: str | None = None  # what the device's own log says happened (kills)
+    missing: str | None = None  # when not reported: which device lacked which evidence
 
 
 class Verdict:
@@ -76,7 +77,7 @@ class Verdict:
 
     def evidence(self, injection: Injection) -> Evidence:
         kind, device_id = injection.kind, injection.device_id
-        if kind in _KILLS:
+        if kind in KILLS:
             if device_id is None or injection.cleared_at is None:
                 return Evidence(False, False)
             seen = bool(self._faults(device_id, injection.cleared_at, code="UncleanStop"))
@@ -121,7 +122,9 @@ class Verdict:
                 for e in self.events[device.device_id]
                 if e.kind == "link"
                 and e.code == "disconnected"
-                and injection.at - 1.0 <= e.at <= up + 1.0
+                # a busy agent (training, load 7 on 2 cores) may notice the closed socket
+                # only after the broker is back: the evidence window, not 1 s, bounds it
+                and injection.at - 1.0 <= e.at <= up + _WINDOW_S
             ]
             shown = any(
                 ((s.get("link") or {}).get("last_disconnect") or {}).get("at", 0)
@@ -129,7 +132,8 @@ class Verdict:
                 for _, s in self.observer.statuses(device.device_id, since=up)
             )
             if not (events and shown):
-                return Evidence(True, False)
+                lacks = [n for n, ok in (("trial log", events), ("status", shown)) if not ok]
+                return Evidence(True, False, missing=f"{device.device_id}: {', '.join(lacks)}")
         return Evidence(True, True)
 
     def _was_connected(self, device_id: str, at: float) -> bool:

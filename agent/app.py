@@ -34,11 +34,12 @@ from agent.faults import Fault, FaultClass, classify
 from agent.fleet_state import FleetState, PendingTask
 from agent.installer import Installer
 from agent.link import Inbound, LinkEvent
-from agent.models import ModelStore
+from agent.models import open_store
 from agent.pipeline import load_keys
 from agent.ports import Applied, Applier, DaemonApplier, Link, ProgressFn
 from agent.receiver import Complete, Receiver
 from agent.results import ResultPublisher
+from agent.retirement import retire
 from agent.status import AgentState, LastError, StatusReporter
 from agent.task_queue import TaskQueue
 from agent.triallog import TrialLog, mqtt_overhead_bytes
@@ -93,7 +94,7 @@ class AgentApp:
         self.stop = stop
         self.dir = Path(config.state.dir) / STATE_SUBDIR
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.store = ModelStore(config.state.dir)
+        self.store = open_store(config)
         self.triallog = TrialLog(Path(config.state.dir))
         self.status = StatusReporter(
             device_id=config.device_id, device_class=config.device_class, topics=self.topics
@@ -121,6 +122,9 @@ class AgentApp:
         self._last_traffic = time.monotonic()
         self._idle_work = True
         self._store_mtime: int | None = None
+        # payload id -> the task whose topics its pieces came on (this run; after a restart a
+        # resumed download is not checked against its topic)
+        self._piece_tasks: dict[str, str] = {}
         task, version = self._serving()
         self.status.restore(task=task, version=version, last_error=self.state.last_error)
         self.status.pending = self.queue.view()
@@ -224,12 +228,13 @@ class AgentApp:
         return changed
 
     def _serving(self) -> tuple[str | None, int | None]:
-        """(task, version) of the head predictions use, from the store's record."""
+        """(task, version) of the most recently installed head, from the store's record."""
         try:
             state = self.store.state()
         except ModelStoreError as exc:
             logger.warning("model store unreadable: %s", exc)
             return self.status.task, self.status.version
+        self.status.records = dict(state.tasks)
         for task, record in sorted(state.tasks.items()):
             if record.installed is not None and record.installed == state.current:
                 return task, record.version
@@ -237,7 +242,7 @@ class AgentApp:
 
     def _refresh_installed(self) -> None:
         """Status shows what the store's record says serves (one source of truth): a
-        `plada-agent rollback` under the running daemon shows at the next tick."""
+        `plada-agent rollback --task T` under the running daemon shows at the next tick."""
         task, version = self._serving()
         self.status.installed(task=task, version=version)
         if task is None and self.status.state is AgentState.READY:
@@ -261,6 +266,8 @@ class AgentApp:
                 prefix=self.mqtt.home_assistant_prefix
             )
             self.link.publish(topic, body)
+            for task, record in sorted(self.status.records.items()):
+                self._announce_task(task, present=record.installed is not None)
         self.publish_status(force=True)
         self.results.republish()
 
@@ -271,6 +278,15 @@ class AgentApp:
         self._last_status_at = now
         self.status.pending = self.queue.view()
         self.link.publish(self.topics.status(self.config.device_id), self.status.to_json())
+
+    def _announce_task(self, task: str, *, present: bool) -> None:
+        """A task's Home Assistant entity: its config, or an empty retained one (removed)."""
+        if not self.mqtt.home_assistant:
+            return
+        topic, body = self.status.home_assistant_task_discovery(
+            task, prefix=self.mqtt.home_assistant_prefix
+        )
+        self.link.publish(topic, body if present else b"")
 
     # -- receiving ------------------------------------------------------------------------------
     def _handle(self, inbound: Inbound) -> None:
@@ -306,27 +322,71 @@ class AgentApp:
             payload_id=payload_id,
         )
         if kind is TopicKind.TASK and data:
-            self.queue.offer(data, first_byte_at=inbound.received_at)
+            self.queue.offer(
+                data, first_byte_at=inbound.received_at, topic_task=parsed.task if parsed else None
+            )
+        elif kind is TopicKind.RETIRED and data:
+            self._retire(data, topic_task=parsed.task if parsed else None)
         elif isinstance(piece, ChunkError):
             self._junk(piece, inbound.topic)
         elif piece is not None:
-            self._receive_piece(piece, data, inbound)
+            self._receive_piece(piece, data, inbound, topic_task=parsed.task if parsed else None)
+
+    def _retire(self, data: bytes, *, topic_task: str | None) -> None:
+        done = retire(
+            data,
+            topic_task=topic_task,
+            keys=self.queue.keys,
+            allow_unsigned=self.config.trust.allow_unsigned,
+            store=self.store,
+            queue=self.queue,
+        )
+        if done is None:
+            return
+        tomb, outcome = done.tombstone, done.outcome
+        removed = ", ".join(outcome.removed) or "no head"
+        message = (
+            f"retirement up to v{tomb.version} ignored: v{outcome.newer} is installed"
+            if outcome.newer is not None
+            else f"retired up to v{tomb.version}: removed {removed}; the record is kept"
+        )
+        self.triallog.record_event(
+            kind="retired",
+            payload_id=done.digest,
+            task=tomb.task,
+            version=tomb.version,
+            message=message,
+        )
+        if outcome.newer is None:
+            self.results.clear(tomb.task)
+            self._announce_task(tomb.task, present=False)
+        self._refresh_installed()
+        self.publish_status(force=True)
 
     def _junk(self, exc: ChunkError, topic: str) -> None:
         """A piece that belongs to no payload we can take: shown, nothing else changes."""
         self.faults.report(classify(exc), message=f"{topic}: {exc}")
 
-    def _receive_piece(self, piece: Chunk | Manifest, data: bytes, inbound: Inbound) -> None:
+    def _receive_piece(
+        self, piece: Chunk | Manifest, data: bytes, inbound: Inbound, *, topic_task: str | None
+    ) -> None:
         owner = piece.owner
         if self.queue.known(owner):
             return  # a stale retained piece of a payload already handled
+        if topic_task is not None:  # checked against the payload once it is whole
+            self._piece_tasks[owner] = topic_task
         try:
             result = self.receiver.add(piece, data, received_at=inbound.received_at)
         except ChunkError as exc:  # the joined chunks fail the manifest: the payload is bad
+            self._piece_tasks.pop(owner, None)
             self.queue.refuse(classify(exc), payload_id=owner)
             return
         if isinstance(result, Complete):
-            self.queue.offer(result.data, first_byte_at=result.first_byte_at)
+            self.queue.offer(
+                result.data,
+                first_byte_at=result.first_byte_at,
+                topic_task=self._piece_tasks.pop(owner, None),
+            )
             return
         if result.error is not None:
             self._junk(result.error, inbound.topic)
@@ -347,6 +407,7 @@ class AgentApp:
     def on_installed(self, pending: PendingTask, applied: Applied | None, ready_at: float) -> None:
         self.status.ready(task=pending.task, version=pending.version)
         self._refresh_installed()
+        self._announce_task(pending.task, present=True)
         self.publish_status(force=True)
         self.results.publish(pending, applied=applied, ready_at=ready_at)
 

@@ -67,15 +67,16 @@ class PipelineApplier:
         encoder = self.config.encoder.file
         return [corpus / "corpus.json", *shards, encoder, encoder.with_suffix(".json")]
 
-    def evaluate_probe(self) -> ProbeResult | None:
-        """Top-1 accuracy of the current model on `mqtt.probe_dir`, over the model's classes."""
+    def evaluate_probe(self, task: str) -> ProbeResult | None:
+        """Top-1 accuracy of `task`'s head on `mqtt.probe_dir`, over the head's classes (class
+        folders of other tasks are not scored)."""
         root = self.config.mqtt.probe_dir
         if root is None:
             return None
         from agent.predict import Predictor
         from plada.images import decode_image
 
-        predictor = Predictor.from_config(self.config)
+        predictor = Predictor.from_config(self.config, task=task)
         names = {name: i for i, name in enumerate(predictor.class_names)}
         files = _probe_files(root, names)
         correct = scored = skipped = 0

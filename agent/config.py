@@ -94,6 +94,13 @@ class EncoderConfig(_Section):
 
 class StateConfig(_Section):
     dir: Path = Field(description="folder for the model store and other device state")
+    max_tasks: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="tasks this device holds at once; a new task beyond it is refused and "
+        "reported (never is an installed task dropped to make room): retire one first",
+    )
 
 
 class CacheConfig(_Section):

@@ -7,7 +7,9 @@ AgentError
 ├── TrainerError          a head-training backend failed or is unavailable here
 ├── ModelStoreError       the model store is empty, corrupt, or has nothing to roll back to
 └── TaskRejectedError     a task was refused by the version policy (agent.versions)
-    └── AlreadyInstalledError   that very payload is the task's installed one
+    ├── AlreadyInstalledError   that very payload is the task's installed one
+    ├── TaskLimitError          a new task would exceed state.max_tasks (refused, not dropped)
+    └── TaskTopicError          a payload or retirement came on another task's topic
 """
 
 
@@ -41,3 +43,13 @@ class TaskRejectedError(AgentError):
 
 class AlreadyInstalledError(TaskRejectedError):
     """The payload is already the task's installed one: nothing to do."""
+
+
+class TaskLimitError(TaskRejectedError):
+    """A new task would exceed the device's bound on tasks (state.max_tasks): refused and
+    reported; no installed task is dropped to make room."""
+
+
+class TaskTopicError(TaskRejectedError):
+    """A payload or retirement came on another task's topic: this delivery is refused, the
+    payload itself is not (it is taken when it comes on its own task's topic)."""

@@ -21,7 +21,9 @@ from agent.errors import (
     EncoderBackendError,
     FeatureCacheError,
     ModelStoreError,
+    TaskLimitError,
     TaskRejectedError,
+    TaskTopicError,
     TrainerError,
 )
 from plada.errors import CorpusError, HeadTrainingError, PayloadError
@@ -41,6 +43,7 @@ class Fault:
     message: str
     hint: str  # what the operator can do
     expected: bool = True  # False: no rule knew it (a bug, most likely): log the traceback
+    remember: bool = True  # a payload fault: refuse this payload on every later delivery too
 
     @property
     def is_payload(self) -> bool:
@@ -71,6 +74,27 @@ def classify(exc: BaseException) -> Fault:
     """The fault an exception raised while receiving or installing a payload stands for."""
     message = str(exc) or type(exc).__name__
     code = type(exc).__name__
+    if isinstance(exc, TaskLimitError):
+        # Refused and reported, but not for good: once a task is retired (or the bound raised)
+        # the same retained payload is taken at its next delivery.
+        return Fault(
+            FaultClass.PAYLOAD,
+            code,
+            message,
+            "retire a task (plada-build retire) or raise state.max_tasks; the task is taken at "
+            "its next delivery (reconnect or publish)",
+            remember=False,
+        )
+    if isinstance(exc, TaskTopicError):
+        # The placement is wrong, not the payload: refusing it for good would let a copy on a
+        # wrong topic shut out the real one.
+        return Fault(
+            FaultClass.PAYLOAD,
+            code,
+            message,
+            "publish it with `plada-build publish` (each task on its own topics)",
+            remember=False,
+        )
     if isinstance(exc, PayloadError | TaskRejectedError):
         return Fault(FaultClass.PAYLOAD, code, message, "refused for good; publish a fixed payload")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

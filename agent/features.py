@@ -41,6 +41,8 @@ from plada.encoders import PREPROCESS_TF as _PREPROCESS
 from plada.encoders import EncoderInfo as SidecarInfo
 from plada.errors import EncoderSpecError
 from plada.files import sha256_file
+from plada.ort_options import configure
+from plada.prefetch import prefetched_batches
 from plada.preprocess import preprocess_batch
 from plada.views import View, apply_view_all
 
@@ -151,6 +153,7 @@ class OrtExtractor:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        configure(options)  # no spinning: the agent shares its cores (plada/ort_options.py)
         options.log_severity_level = 3
         try:
             return ort.InferenceSession(
@@ -362,8 +365,20 @@ class FeatureCache:
 
     # ------------------------------------------------------------------ work
     def _embed_indices(self, indices: Sequence[int]) -> np.ndarray:
-        images = apply_view_all(self.view, self.corpus.images(list(indices)))
-        features = embed_images(self.extractor, images, batch_size=self.batch_size)
+        """(len(indices), D) float32; the next batch is read and preprocessed in a thread while
+        the encoder runs (plada.prefetch), so a warm-up uses both of a small device's cores."""
+        size, dim = self.extractor.info.size, self.extractor.info.feature_dim
+        features = np.empty((len(indices), dim), dtype=np.float32)
+
+        def load(span: Sequence[int], buffer: np.ndarray | None) -> np.ndarray:
+            # the payload's view, if any, before the one preprocessing every backend shares
+            images = apply_view_all(self.view, self.corpus.images([indices[i] for i in span]))
+            return preprocess_batch(images, size=size, out=buffer)
+
+        positions = range(len(indices))
+        spans = [positions[i : i + self.batch_size] for i in positions[:: self.batch_size]]
+        for span, batch in prefetched_batches(load, spans):
+            features[span[0] : span[0] + len(span)] = self.extractor.embed(batch)
         bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
         if bad.size:  # never cached or trained on: the encoder file or these images are damaged
             named = [int(indices[i]) for i in bad[:8]]

@@ -147,7 +147,8 @@ class MqttLink:
             logger.warning("broker refused connection: %s", reason_code)
             self.inbox.put(LinkEvent(connected=False, reason=str(reason_code)))
             return
-        client.subscribe(self.topics.task_filter(self.config.group), qos=1)
+        for topic in self.topics.group_filters(self.config.group):  # every task, and the old scheme
+            client.subscribe(topic, qos=1)
         client.publish(self.topics.availability(self.device_id), ONLINE, qos=1, retain=True)
         self.connected.set()
         logger.info("connected (session present: %s)", flags.session_present)

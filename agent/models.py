@@ -3,8 +3,9 @@
 Layout under the state dir::
 
     models/
-        state.json          agent.records.StoreState: kept entries, the current one, one record
-                            per task (installed entry and version, version floor, rolled back)
+        state.json          agent.records.StoreState: kept entries, the most recent one, one
+                            record per task (installed entry and version, version floor, rolled
+                            back payloads, retirement)
         000001-digits-v1/head.onnx  softmax(((f - mean) * scale) W + b) (agent.head_onnx)
         000001-digits-v1/meta.json  agent.records.ModelMeta
         000002-digits-v2/...
@@ -12,7 +13,13 @@ Layout under the state dir::
 An entry folder is written under a temporary name and renamed into place, then state.json is
 replaced atomically, under a lock shared by the CLI and the daemon: a crash leaves either the old
 record or the new one, never half of one. The version policy (agent.versions) is checked under
-that lock. Superseded entries beyond `keep` are pruned; a task's installed entry never is.
+that lock.
+
+Several tasks live side by side: each task's installed entry answers for it (`installed()`), each
+has its own history, so a rollback (`rollback(task)`) or a retirement (`retire(task, ...)`) of one
+never touches another. Each task keeps up to `keep` entries (its installed one and the ones it can
+roll back to); older ones are pruned. At most `max_tasks` tasks are installed at once: a new task
+beyond that is refused (agent.versions.check_capacity), never is an installed one dropped.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.errors import ModelStoreError
 from agent.head_onnx import export_head_onnx
@@ -35,6 +43,7 @@ from agent.records import (
     ENTRY_RE,
     MAX_ROLLED_BACK,
     ModelMeta,
+    Retired,
     RolledBack,
     StoreState,
     TaskRecord,
@@ -42,14 +51,24 @@ from agent.records import (
     entry_seq,
     validate,
 )
-from agent.versions import check_installable
+from agent.versions import check_capacity, check_installable
 from plada.atomic import fsync_dir, write_bytes_atomic
 from plada.head import HeadWeights
 
-__all__ = ["ModelMeta", "ModelStore", "StoredModel", "export_head_onnx"]
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+__all__ = [
+    "ModelMeta",
+    "ModelStore",
+    "RetireOutcome",
+    "StoredModel",
+    "export_head_onnx",
+    "open_store",
+]
 
 logger = logging.getLogger(__name__)
-_KEEP = 3  # current + previous + one more
+_KEEP = 3  # per task: installed + previous + one more
 
 
 @dataclass(frozen=True)
@@ -77,14 +96,28 @@ class StoredModel:
         return self.meta.payload_digest
 
 
+@dataclass(frozen=True)
+class RetireOutcome:
+    """What a retirement did: `removed` entries; `newer` when a version above the tombstone's is
+    installed (nothing removed: the tombstone is older than what serves); `already` when this
+    retirement was applied before."""
+
+    task: str
+    version: int
+    removed: tuple[str, ...]
+    newer: int | None = None
+    already: bool = False
+
+
 class ModelStore:
     """Versioned heads under `<state_dir>/models`; see the module docstring."""
 
-    def __init__(self, state_dir: Path, *, keep: int = _KEEP) -> None:
+    def __init__(self, state_dir: Path, *, keep: int = _KEEP, max_tasks: int | None = None) -> None:
         if keep < 2:
             raise ModelStoreError("the model store must keep at least 2 entries (for rollback)")
         self.root = Path(state_dir) / "models"
         self.keep = keep
+        self.max_tasks = max_tasks
 
     # -------------------------------------------------------------- the record
     @property
@@ -151,9 +184,18 @@ class ModelStore:
 
     # -------------------------------------------------------------- queries
     def current(self) -> StoredModel | None:
-        """The model predictions use, or None if nothing was trained yet."""
+        """The most recently installed head still installed, or None if nothing is."""
         current = self.state().current
         return None if current is None else self._load(current)
+
+    def installed(self, task: str | None = None) -> list[StoredModel]:
+        """Each task's installed head, by task name (only `task`'s, if given)."""
+        state = self.state()
+        return [
+            self._load(record.installed)
+            for name, record in sorted(state.tasks.items())
+            if record.installed is not None and task in (None, name)
+        ]
 
     def entries(self) -> list[StoredModel]:
         """Kept entries, oldest first."""
@@ -209,6 +251,8 @@ class ModelStore:
                     version=meta.version,
                     digest=meta.payload_digest,
                 )
+            # The bound holds even under --force: it protects the device, not a version order.
+            check_capacity(state.tasks, task=meta.task, max_tasks=self.max_tasks)
             seq = 1 + max((entry_seq(n) for n in state.history), default=0)
             name = f"{seq:06d}-{meta.task}-v{meta.version}"
             self._write_entry(name, onnx_bytes, meta)
@@ -232,11 +276,12 @@ class ModelStore:
             raise
 
     def _pruned(self, history: tuple[str, ...], metas: dict[str, ModelMeta]) -> tuple[str, ...]:
-        """Keep every task's newest entry, and the newest others up to `keep` entries in all."""
-        newest = {metas[n].task: n for n in history}
-        room = max(0, self.keep - len(newest))
-        others = [n for n in history if n not in newest.values()]
-        kept = set(newest.values()) | set(others[len(others) - room :] if room else [])
+        """Keep each task's newest `keep` entries (its installed one and its rollback targets):
+        one task's installs never push out another task's history."""
+        per_task: dict[str, list[str]] = {}
+        for name in history:
+            per_task.setdefault(metas[name].task, []).append(name)
+        kept = {n for names in per_task.values() for n in names[-self.keep :]}
         return tuple(n for n in history if n in kept)
 
     def _commit(
@@ -251,34 +296,86 @@ class ModelStore:
         self._write_state(StoreState(history=history, current=current, tasks=tasks))
         self._remove_strays(history)
 
-    def rollback(self) -> StoredModel:
-        """Make the entry before the current one current again; the rolled-back one is removed
-        and recorded in its task's record, so the policy does not install it again."""
+    def rollback(self, task: str | None = None) -> StoredModel:
+        """Make `task`'s entry before its installed one installed again; the rolled-back entry is
+        removed and recorded in the task's record, so the policy does not install it again.
+        Other tasks are untouched. Without `task`, the one installed task (ModelStoreError when
+        several are installed: rolling back "the" model would pick one at random)."""
         with self._locked():
             state = self.state()
-            current = state.current
-            if current is None:
-                raise ModelStoreError("nothing to roll back: the model store is empty")
-            position = state.history.index(current)
+            task = self._rollback_task(state, task)
+            record = state.tasks[task]
+            current = str(record.installed)  # _rollback_task checked it is installed
+            own = [n for n in state.history if self._load(n).meta.task == task]
+            position = own.index(current)
             if position == 0:
                 raise ModelStoreError(
-                    f"nothing to roll back to: {current} is the oldest kept model"
+                    f"nothing to roll back to: {current} is the oldest kept model of task {task}"
                 )
-            previous = state.history[position - 1]
+            previous = own[position - 1]
             undone = self._load(current).meta
             self._load(previous)  # fail before changing anything if it is damaged
             history = tuple(n for n in state.history if n != current)
             metas = {n: self._load(n).meta for n in history}
-            old = state.tasks.get(undone.task, TaskRecord())
             mark = RolledBack(
                 version=undone.version, payload_digest=undone.payload_digest, at=time.time()
             )
             tasks = dict(state.tasks)
-            tasks[undone.task] = old.model_copy(
-                update={"rolled_back": (*old.rolled_back, mark)[-MAX_ROLLED_BACK:]}
+            tasks[task] = record.model_copy(
+                update={"rolled_back": (*record.rolled_back, mark)[-MAX_ROLLED_BACK:]}
             )
-            self._commit(state, history, previous, metas, tasks)
+            latest = state.current if state.current in history else self._latest(history)
+            self._commit(state, history, latest, metas, tasks)
         return self._load(previous)
+
+    def _rollback_task(self, state: StoreState, task: str | None) -> str:
+        installed = sorted(t for t, r in state.tasks.items() if r.installed is not None)
+        if not installed:
+            raise ModelStoreError("nothing to roll back: the model store is empty")
+        if task is None:
+            if len(installed) > 1:
+                raise ModelStoreError(
+                    f"{len(installed)} tasks are installed ({', '.join(installed)}): name the "
+                    "one to roll back with --task"
+                )
+            return installed[0]
+        if task not in installed:
+            raise ModelStoreError(
+                f"nothing to roll back: task {task!r} is not installed here "
+                f"(installed: {', '.join(installed)})"
+            )
+        return task
+
+    @staticmethod
+    def _latest(history: tuple[str, ...]) -> str | None:
+        return max(history, key=entry_seq) if history else None
+
+    def retire(
+        self, task: str, *, version: int, tombstone_digest: str, at: float | None = None
+    ) -> RetireOutcome:
+        """Apply a verified retirement: remove every head of `task` (the record stays, marked
+        retired, so versions up to `version` are never installed again). A newer installed
+        version than `version` is left alone (the tombstone is older than what serves)."""
+        with self._locked():
+            state = self.state()
+            record = state.tasks.get(task, TaskRecord())
+            if record.retired is not None and record.retired.version >= version:
+                return RetireOutcome(task, version, removed=(), already=True)
+            if record.version is not None and record.version > version:
+                return RetireOutcome(task, version, removed=(), newer=record.version)
+            removed = tuple(n for n in state.history if self._load(n).meta.task == task)
+            history = tuple(n for n in state.history if n not in removed)
+            metas = {n: self._load(n).meta for n in history}
+            tasks = dict(state.tasks)
+            mark = Retired(
+                version=version,
+                at=time.time() if at is None else at,
+                tombstone_digest=tombstone_digest,
+            )
+            tasks[task] = record.model_copy(update={"retired": mark})
+            latest = state.current if state.current in history else self._latest(history)
+            self._commit(state, history, latest, metas, tasks)
+        return RetireOutcome(task, version, removed=removed)
 
     def raise_floor(self, task: str, *, version: int, digest: str) -> None:
         """Record that `task` v`version` was installed here once (state written before format 2)."""
@@ -323,3 +420,8 @@ class ModelStore:
         for child in self.root.iterdir():
             if child.is_dir() and child.name not in keep:
                 shutil.rmtree(child, ignore_errors=True)
+
+
+def open_store(config: AgentConfig) -> ModelStore:
+    """The device's model store, with its bound on tasks (state.max_tasks)."""
+    return ModelStore(config.state.dir, max_tasks=config.state.max_tasks)

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.config import AgentConfig
 from agent.errors import ConfigError
 from agent.features import FeatureCache, FeatureExtractor, load_extractor
-from agent.models import ModelMeta, ModelStore
+from agent.models import ModelMeta, ModelStore, open_store
 from agent.trainers import HeadTrainer, make_trainer
-from agent.versions import check_installable
+from agent.versions import check_capacity, check_installable
 from plada.corpus import Corpus
 from plada.errors import CorpusError, KeyFileError, PayloadValueError
 from plada.payload import TaskPayload, check_corpus, decode_payload, payload_digest
@@ -163,7 +163,7 @@ def install_payload(
     payload, digest = verified.payload, verified.digest
     corpus = open_corpus(config)
     check_corpus(payload, fingerprint=corpus.fingerprint, size=len(corpus))
-    store = store or ModelStore(config.state.dir)
+    store = store or open_store(config)
     if not force:
         check_installable(
             store.task_record(payload.task),
@@ -171,6 +171,7 @@ def install_payload(
             version=payload.version,
             digest=digest,
         )
+    check_capacity(store.records(), task=payload.task, max_tasks=store.max_tasks)
     trainer = trainer or make_trainer(config.head.backend, threads=config.head.threads)
     report(0.1, "features")
     # the payload's view (if any) is applied to the kept images before they are embedded

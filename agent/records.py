@@ -1,17 +1,20 @@
 """The model store's records, typed and validated on load: meta.json per head, and state.json.
 
-``models/state.json`` is the device's one record of what is installed. It is keyed by task, so a
-device can hold several tasks (each with its own installed version, version floor and rolled-back
-payloads); ``current`` names the head that predictions use today::
+``models/state.json`` is the device's one record of what is installed. It is keyed by task: a
+device holds several tasks at once, each with its own installed entry (the head that answers for
+it), version floor, rolled-back payloads and retirement; ``current`` names the most recently
+installed head (what single-task readers of format 2 took as "the" model)::
 
     {"format": 2,
      "history": ["000001-digits-v1", "000002-fashion-v1"],   kept entries, oldest first
      "current": "000002-fashion-v1",
      "tasks": {"digits": {"installed": "000001-digits-v1", "version": 1, "payload_digest": "..",
-                          "highest_version": 1, "highest_digest": "..", "rolled_back": []},
+                          "highest_version": 1, "highest_digest": "..", "rolled_back": [],
+                          "retired": null},
                "fashion": {...}}}
 
-Format 1 (``history`` and ``current`` only) is migrated on load from the entries' meta.json.
+Format 1 (``history`` and ``current`` only) is migrated on load from the entries' meta.json. A
+format-2 file written before tasks could be retired has no ``retired`` field: it reads as null.
 """
 
 from __future__ import annotations
@@ -71,6 +74,14 @@ class RolledBack(_Record):
     at: float = Field(description="unix seconds of the rollback")
 
 
+class Retired(_Record):
+    """A signed retirement (plada.tombstone) applied here: the task's heads were removed."""
+
+    version: int = Field(ge=1, description="versions up to this one are retired")
+    at: float = Field(description="unix seconds the device applied it")
+    tombstone_digest: str = Field(pattern=_DIGEST, description="sha256 of the tombstone")
+
+
 class TaskRecord(_Record):
     """One task on this device: what is installed, and the floor the version policy keeps."""
 
@@ -82,6 +93,15 @@ class TaskRecord(_Record):
     rolled_back: tuple[RolledBack, ...] = Field(
         default=(), description="payloads an operator rolled back: not reinstalled unless forced"
     )
+    retired: Retired | None = Field(
+        default=None,
+        description="the retirement applied here, if any: versions up to it are not installed "
+        "again; a newer version teaches the task anew",
+    )
+
+    @property
+    def is_retired(self) -> bool:
+        return self.installed is None and self.retired is not None
 
 
 class StoreState(_Record):
@@ -140,5 +160,6 @@ def derive_tasks(
             highest_version=highest,
             highest_digest=highest_digest,
             rolled_back=old.rolled_back,
+            retired=old.retired,
         )
     return tasks

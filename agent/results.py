@@ -43,7 +43,7 @@ class ResultPublisher:
     def publish(self, pending: PendingTask, *, applied: Applied | None, ready_at: float) -> None:
         summary = self.triallog.task_summary(pending.payload_id)
         try:
-            probe = self.applier.evaluate_probe()
+            probe = self.applier.evaluate_probe(pending.task)
         except Exception as exc:
             logger.warning("probe evaluation failed: %s", exc)
             probe = None
@@ -69,6 +69,11 @@ class ResultPublisher:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.folder / f"{pending.task}.json", body)
         self.link.publish(self.topics.result(self.config.device_id, pending.task), body)
+
+    def clear(self, task: str) -> None:
+        """A retired task: its kept result goes, and its retained result topic is cleared."""
+        (self.folder / f"{task}.json").unlink(missing_ok=True)
+        self.link.publish(self.topics.result(self.config.device_id, task), b"")
 
     def republish(self) -> None:
         for path in sorted(self.folder.glob("*.json")):

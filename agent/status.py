@@ -4,21 +4,30 @@ The status message (retained on ``<base>/device/<id>/status``) follows zigbee2mq
 Home Assistant's MQTT ``update`` entity: ``state``, ``progress`` (percent), ``installed_version``,
 ``latest_version``, ``in_progress``, ``update_percentage``, plus the device's current task and
 version and the last error. One result message per task goes to ``.../result/<task>``.
+
+A device holds several tasks: ``tasks`` maps each task it knows to its own state (``ready``,
+``training``, ``pending``, ``error``, ``retired``), installed version and last fault; the
+top-level ``task`` / ``version`` name the most recently installed head (one-task readers). Home
+Assistant gets one ``update`` entity per task (`home_assistant_task_discovery`).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass as validated_dataclass
 
 import plada
 from plada.topics import TopicScheme
+
+if TYPE_CHECKING:
+    from agent.records import TaskRecord
 
 _RECENT_FAULTS = 8
 
@@ -94,6 +103,8 @@ class StatusReporter:
         self.recent_faults: list[dict[str, Any]] = []  # newest last: last_error alone hides bursts
         self.disconnects = 0
         self.last_disconnect: dict[str, Any] | None = None
+        self.records: dict[str, TaskRecord] = {}  # the model store's record, per task
+        self.task_errors: dict[str, LastError] = {}  # the latest fault of each task
 
     # -- transitions ----------------------------------------------------------------------------
     def receiving(self, progress: float) -> None:
@@ -114,6 +125,7 @@ class StatusReporter:
         self.progress = 100.0
         self.detail = ""
         self.ready_count += 1
+        self.task_errors.pop(task, None)
 
     def rejected(self, error: LastError) -> None:
         """A payload was refused, or a device fault deferred a task: report it; the installed
@@ -122,6 +134,8 @@ class StatusReporter:
         self.last_error = error
         brief = {k: getattr(error, k) for k in ("code", "fault", "at", "task", "version")}
         self.recent_faults = [*self.recent_faults, brief][-_RECENT_FAULTS:]
+        if error.task is not None:
+            self.task_errors[error.task] = error
         self.incoming_task = self.incoming_version = None
         self.progress = 0.0
         self.detail = ""
@@ -130,10 +144,51 @@ class StatusReporter:
         else:
             self.rejected_count += 1
 
-    def installed(self, *, task: str | None, version: int | None) -> None:
+    def installed(
+        self,
+        *,
+        task: str | None,
+        version: int | None,
+        records: Mapping[str, TaskRecord] | None = None,
+    ) -> None:
         """What the model store's record says is serving (it may change under the daemon:
-        `plada-agent rollback`)."""
+        `plada-agent rollback`): the most recent head, and every task's record."""
         self.task, self.version = task, version
+        if records is not None:
+            self.records = dict(records)
+
+    def task_states(self) -> dict[str, dict[str, Any]]:
+        """Task -> its own state, version and last fault (the ``tasks`` field of status)."""
+        pending = {p["task"]: p for p in self.pending}
+        names = set(self.records) | set(pending) | set(self.task_errors)
+        if self.incoming_task is not None:
+            names.add(self.incoming_task)
+        out: dict[str, dict[str, Any]] = {}
+        for name in sorted(names):
+            record = self.records.get(name)
+            version = record.version if record else None
+            error = self.task_errors.get(name)
+            if self.incoming_task == name and self.state is AgentState.TRAINING:
+                state, version_in = "training", self.incoming_version
+            elif name in pending:
+                state, version_in = "pending", pending[name]["version"]
+            elif record is not None and record.installed is not None:
+                state, version_in = "ready", None
+            elif record is not None and record.is_retired:
+                state, version_in = "retired", None
+            else:
+                state, version_in = ("error" if error else "idle"), None
+            installed = _version_label(name, version)
+            out[name] = {
+                "state": state,
+                "version": version,
+                "installed_version": installed,
+                "latest_version": _version_label(name, version_in) or installed,
+                "progress": round(self.progress, 1) if state == "training" else None,
+                "retired_version": record.retired.version if record and record.retired else None,
+                "last_error": asdict(error) if error else None,
+            }
+        return out
 
     def disconnected(self, *, reason: str, at: float) -> None:
         self.disconnects += 1
@@ -177,6 +232,7 @@ class StatusReporter:
             "rejected_count": self.rejected_count,
             "device_fault_count": self.device_fault_count,
             "pending": self.pending,
+            "tasks": self.task_states(),
             "recent_faults": self.recent_faults,
             "link": {"disconnects": self.disconnects, "last_disconnect": self.last_disconnect},
             "agent_version": plada.__version__,
@@ -209,6 +265,37 @@ class StatusReporter:
             },
         }
         topic = f"{prefix}/update/{object_id}/config"
+        return topic, json.dumps(config, sort_keys=True).encode("utf-8")
+
+    def home_assistant_task_discovery(self, task: str, *, prefix: str) -> tuple[str, bytes]:
+        """Topic and config of one task's Home Assistant ``update`` entity (its installed and
+        incoming version, from the ``tasks`` field of status). Publishing an empty retained
+        config to the topic removes the entity (a retired task)."""
+        node_id = f"plada_{self.device_id}"  # the ACL allows homeassistant/update/plada_%u/+/config
+        object_id = f"{node_id}_{task}"
+        status = self.topics.status(self.device_id)
+        field = f"value_json.tasks['{task}']"
+
+        def pick(key: str) -> str:  # Jinja: the task's field, or 'none' while it has none
+            return f"{{{{ {field}.{key} if {field} is defined and {field}.{key} else 'none' }}}}"
+
+        config = {
+            "name": f"PLADA task {task}",
+            "unique_id": object_id,
+            "object_id": object_id,
+            "state_topic": status,
+            "value_template": pick("installed_version"),
+            "latest_version_topic": status,
+            "latest_version_template": pick("latest_version"),
+            "json_attributes_topic": status,
+            "json_attributes_template": "{{ (" + field + " if " + field + " is defined "
+            "else {}) | tojson }}",
+            "availability_topic": self.topics.availability(self.device_id),
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "device": {"identifiers": [node_id]},
+        }
+        topic = f"{prefix}/update/{node_id}/{task}/config"
         return topic, json.dumps(config, sort_keys=True).encode("utf-8")
 
 

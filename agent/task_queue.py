@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import AlreadyInstalledError, ModelStoreError
+from agent.errors import AlreadyInstalledError, ModelStoreError, TaskTopicError
 from agent.fault_report import FaultReporter
 from agent.faults import Fault, FaultClass, classify, interrupted, retry_delay_s
 from agent.fleet_state import FleetState, PendingTask, load_state
 from agent.pipeline import VerifiedPayload, verify_payload
-from agent.versions import check_installable
+from agent.versions import check_capacity, check_installable
 from plada.atomic import write_bytes_atomic
 from plada.errors import PayloadLimitError
 from plada.payload import payload_digest
@@ -169,8 +169,12 @@ class TaskQueue:
             data, trusted_keys=self.keys, allow_unsigned=self.config.trust.allow_unsigned
         )
 
-    def offer(self, data: bytes, *, first_byte_at: float) -> None:
-        """Decide on a complete payload: queue it durably, refuse it, or ignore it."""
+    def offer(self, data: bytes, *, first_byte_at: float, topic_task: str | None = None) -> None:
+        """Decide on a complete payload: queue it durably, refuse it, or ignore it.
+
+        `topic_task`: the task whose topic the payload came on (None: the one-task scheme, or
+        reassembled chunks); a payload of another task is refused, so one task's retained
+        message can never stand in for another's."""
         payload_id = payload_digest(data)
         if self.known(payload_id):
             logger.info("payload %s already handled; nothing to do", payload_id[:12])
@@ -180,6 +184,11 @@ class TaskQueue:
         try:
             verified = self._verify(data)
             task, version = verified.task, verified.version
+            if topic_task is not None and task != topic_task:
+                raise TaskTopicError(
+                    f"task: the payload is task {task!r} but came on the topic of task "
+                    f"{topic_task!r}"
+                )
             waiting = self.state.pending.get(task)
             check_installable(
                 self.store.task_record(task),
@@ -188,6 +197,7 @@ class TaskQueue:
                 digest=payload_id,
                 pending_version=waiting.version if waiting else None,
             )
+            check_capacity(self.store.records(), task=task, max_tasks=self.config.state.max_tasks)
         except AlreadyInstalledError:
             return
         except Exception as exc:
@@ -311,8 +321,10 @@ class TaskQueue:
     def refuse(
         self, fault: Fault, *, payload_id: str, task: str | None = None, version: int | None = None
     ) -> None:
-        """A payload fault: remember the payload (never tried again) and report why."""
-        self.state.reject(payload_id)
+        """A payload fault: remember the payload (never tried again, unless the fault says a
+        later delivery may succeed: the task bound) and report why."""
+        if fault.remember:
+            self.state.reject(payload_id)
         self._report(fault, payload_id=payload_id, task=task, version=version, outcome="rejected")
 
     def _report(

@@ -3,8 +3,10 @@
 What the product claims (accuracy per transmitted byte, time to model) is measured on the device:
 each message's topic, payload bytes and an estimate of the MQTT framing around it; per payload the
 time from its first byte to the model being ready. Every fault and every install is an event
-(kind ``fault``, ``installed``, ``superseded``, ``link``, ``state``) with its cause, so a device's
-history survives the status message that only shows the latest.
+(kind ``fault``, ``installed``, ``superseded``, ``retired``, ``resumed``, ``link``, ``state``)
+with its cause and, where there is one, its task and version, so a device's history survives the
+status message that only shows the latest. With several tasks per device a message's topic names
+its task too (``<base>/group/<group>/tasks/<task>/...``).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class TaskSummary:
 @dataclass(frozen=True)
 class Event:
     at: float
-    kind: str  # fault | installed | superseded | link | state
+    kind: str  # fault | installed | superseded | retired | resumed | link | state
     payload_id: str | None
     task: str | None
     version: int | None

@@ -245,7 +245,7 @@ def device_accuracy(config_path: Path, payload: Path, test_dir: Path) -> dict[st
 
     config = load_config(config_path)
     applied = apply_payload(payload.read_bytes(), config=config, force=True)
-    predictor = Predictor.from_config(config)
+    predictor = Predictor.from_config(config, task=applied.task)
     images, labels, classes = _folder_images(test_dir)
     names = list(predictor.class_names)
     truth = np.array([names.index(classes[label]) for label in labels])

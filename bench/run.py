@@ -9,8 +9,9 @@ regenerate the README's Results section (between `<!-- results:start -->` and
     .venv/bin/python -m bench.run --render-only          # re-render from the JSON files
 
 Modules, in order: codec (bench/codec.py), corpus (bench/corpus.py), accuracy, alternatives,
-hetero, device (reusing bench/agent.py), fleet. A module that fails is reported in the summary with
-its error; the others still run. Every number in the outputs comes from the JSON files.
+hetero, device (reusing bench/agent.py), embed (bench/embed_pipeline.py), multitask (predict
+latency with 1, 2 and 5 installed tasks), fleet. A module that fails is reported in the summary
+with its error; the others still run. Every number in the outputs comes from the JSON files.
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ def _runner(name: str, results: dict[str, Any]) -> Callable[[BenchContext], Any]
         from bench import device
 
         return device.run
+    if name == "embed":
+        from bench import embed_pipeline
+
+        return embed_pipeline.run
+    if name == "multitask":
+        from bench import multitask
+
+        return multitask.run
     if name == "fleet":
         from bench import fleet
 

@@ -14,8 +14,19 @@ from typing import Any
 from bench._common import ROOT, BenchContext, write_json
 from bench.schema.system import RunMeta, Timing
 
-MODULES = ("codec", "corpus", "accuracy", "alternatives", "hetero", "device", "fleet")
-RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus"}  # else <module>.json
+MODULES = (
+    "codec",
+    "corpus",
+    "accuracy",
+    "alternatives",
+    "hetero",
+    "device",
+    "embed",
+    "multitask",
+    "fleet",
+)
+# else <module>.json
+RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus", "embed": "embed_pipeline"}
 
 
 def machine_info() -> dict[str, Any]:

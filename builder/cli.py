@@ -1,11 +1,12 @@
-"""`plada-build`: the workstation side: embed a corpus, build a signed task payload, publish it."""
+"""`plada-build`: the workstation side: embed a corpus, build a signed task payload, publish it,
+retire it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from builder.commands import embed, export_encoder, fleet, publish, report, task
+from builder.commands import embed, export_encoder, fleet, publish, report, retire, task
 from plada.cli import build_command_parser, run_command
 
 # Command modules import heavy dependencies (torch, onnxruntime, paho) inside their handlers,
@@ -16,6 +17,7 @@ _COMMANDS = (
     task,
     report,
     publish,
+    retire,
     fleet,
 )
 

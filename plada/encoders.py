@@ -30,6 +30,10 @@ MAX_SIZE = 1024
 # Preprocessing names (see plada/preprocess.py): RGB, (x - 127) / 128, NCHW.
 PREPROCESS_TF = "tf-127-128"
 DEFAULT_DEVICE_ENCODER = "lite0-64-int8"
+# What an int8 export is calibrated on unless told otherwise (scikit-image photo crops); any other
+# calibration is named in the sidecar (`quantization.calibration`, e.g. `corpus-68cb3417`) and in
+# the builder's embedding cache key, so two files of one spec never look alike.
+DEFAULT_CALIBRATION = "photo-crops"
 
 _SPEC_RE = re.compile(r"^(?P<model>[a-z][a-z0-9]*)-(?P<size>[0-9]+)(?P<int8>-int8)?$")
 

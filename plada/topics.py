@@ -3,20 +3,28 @@
 Everything lives under a configurable base (default ``plada``); segments are lower_snake ids
 ``[a-z0-9_-]``, no leading slash, nothing broker-specific (works on MQTT 5 and 3.1.1).
 
-=========================================  ========  ====  ======================================
-topic                                      retained  QoS   payload
-=========================================  ========  ====  ======================================
-``<base>/group/<group>/task``              yes       1     signed task payload (whole)
-``<base>/group/<group>/task/manifest``     yes       1     chunk manifest (chunked payload)
-``<base>/group/<group>/task/chunk/<i>``    yes       1     chunk ``i`` (chunked payload)
-``<base>/device/<id>/status``              yes       1     status JSON (state, progress, task...)
-``<base>/device/<id>/availability``        yes       1     ``online`` / ``offline`` (last will)
-``<base>/device/<id>/result/<task>``       yes       1     result JSON for one task
-=========================================  ========  ====  ======================================
+==============================================  ========  ====  =================================
+topic                                           retained  QoS   payload
+==============================================  ========  ====  =================================
+``<base>/group/<group>/tasks/<task>``           yes       1     signed task payload (whole)
+``<base>/group/<group>/tasks/<task>/manifest``  yes       1     chunk manifest (chunked payload)
+``<base>/group/<group>/tasks/<task>/chunk/<i>`` yes       1     chunk ``i`` (chunked payload)
+``<base>/group/<group>/tasks/<task>/retired``   yes       1     signed retirement (plada.tombstone)
+``<base>/group/<group>/task``                   yes       1     one-task scheme (before several
+``<base>/group/<group>/task/manifest``                          tasks per device): still read,
+``<base>/group/<group>/task/chunk/<i>``                         no longer published
+``<base>/device/<id>/status``                   yes       1     status JSON (state, tasks...)
+``<base>/device/<id>/availability``             yes       1     ``online`` / ``offline`` (will)
+``<base>/device/<id>/result/<task>``            yes       1     result JSON for one task
+==============================================  ========  ====  =================================
 
-A device subscribes to ``<base>/group/<group>/task/#`` (which also matches ``.../task``) and writes
-only under ``<base>/device/<its id>/``: that is what the example broker ACL enforces.
-A zero-length retained message clears a topic; receivers ignore empty messages.
+Every task of a group has its own retained topics, so a device that comes online receives every
+current task of its group, and publishing (or retiring) one task never touches another's. A
+device subscribes to ``<base>/group/<group>/tasks/#`` and, for fleets migrating from the one-task
+scheme, ``<base>/group/<group>/task/#`` (which also matches ``.../task``); it writes only under
+``<base>/device/<its id>/``: that is what the example broker ACL enforces. A zero-length retained
+message clears a topic; receivers ignore empty messages. `ParsedTopic.task` names the task of a
+per-task topic and is None on the one-task topics.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ class TopicKind(Enum):
     STATUS = "status"
     AVAILABILITY = "availability"
     RESULT = "result"
+    RETIRED = "retired"
 
 
 @dataclass(frozen=True)
@@ -85,20 +94,37 @@ class TopicScheme:
             )
 
     # -- group (task) topics -------------------------------------------------------------------
-    def task(self, group: str) -> str:
-        return f"{self.base}/group/{validate_segment(group, what='group')}/task"
+    # With `name`, a task's own topics (what publish uses); without, the one-task scheme's.
+    def task(self, group: str, name: str | None = None) -> str:
+        group = validate_segment(group, what="group")
+        if name is None:
+            return f"{self.base}/group/{group}/task"
+        return f"{self.base}/group/{group}/tasks/{validate_segment(name, what='task')}"
 
-    def task_manifest(self, group: str) -> str:
-        return f"{self.task(group)}/manifest"
+    def task_manifest(self, group: str, name: str | None = None) -> str:
+        return f"{self.task(group, name)}/manifest"
 
-    def task_chunk(self, group: str, index: int) -> str:
+    def task_chunk(self, group: str, index: int, name: str | None = None) -> str:
         if not 0 <= index < _MAX_CHUNKS:
             raise ValueError(f"chunk index {index} out of range 0..{_MAX_CHUNKS - 1}")
-        return f"{self.task(group)}/chunk/{index}"
+        return f"{self.task(group, name)}/chunk/{index}"
 
-    def task_filter(self, group: str) -> str:
-        """Filter for a group's task, manifest and chunks (``#`` also matches the parent)."""
-        return f"{self.task(group)}/#"
+    def task_retired(self, group: str, name: str) -> str:
+        """Where a task's signed retirement is retained."""
+        return f"{self.task(group, name)}/retired"
+
+    def task_filter(self, group: str, name: str | None = None) -> str:
+        """Filter for the one-task scheme's task, manifest and chunks, or (with `name`) one
+        task's payload, manifest, chunks and retirement (``#`` also matches the parent)."""
+        return f"{self.task(group, name)}/#"
+
+    def tasks_filter(self, group: str) -> str:
+        """Filter for every task's topics of a group."""
+        return f"{self.base}/group/{validate_segment(group, what='group')}/tasks/#"
+
+    def group_filters(self, group: str) -> tuple[str, str]:
+        """What a device subscribes to: every task's topics, and the one-task scheme's."""
+        return (self.tasks_filter(group), self.task_filter(group))
 
     # -- device topics --------------------------------------------------------------------------
     def device_prefix(self, device_id: str) -> str:
@@ -133,6 +159,8 @@ class TopicScheme:
             return None
         if parts[0] == "group" and len(parts) >= 3 and parts[2] == "task":
             return _parse_group(parts)
+        if parts[0] == "group" and len(parts) >= 4 and parts[2] == "tasks":
+            return _parse_task(parts)
         if parts[0] == "device" and len(parts) >= 3:
             return _parse_device(parts)
         return None
@@ -149,6 +177,22 @@ def _parse_group(parts: list[str]) -> ParsedTopic | None:
         index = int(rest[1])
         if index < _MAX_CHUNKS and str(index) == rest[1]:
             return ParsedTopic(TopicKind.CHUNK, group=group, chunk_index=index)
+    return None
+
+
+def _parse_task(parts: list[str]) -> ParsedTopic | None:
+    group, task = parts[1], parts[3]
+    rest = parts[4:]
+    if not rest:
+        return ParsedTopic(TopicKind.TASK, group=group, task=task)
+    if rest == ["manifest"]:
+        return ParsedTopic(TopicKind.MANIFEST, group=group, task=task)
+    if rest == ["retired"]:
+        return ParsedTopic(TopicKind.RETIRED, group=group, task=task)
+    if len(rest) == 2 and rest[0] == "chunk" and rest[1].isdigit():
+        index = int(rest[1])
+        if index < _MAX_CHUNKS and str(index) == rest[1]:
+            return ParsedTopic(TopicKind.CHUNK, group=group, chunk_index=index, task=task)
     return None
 
 

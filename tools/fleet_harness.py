@@ -181,7 +181,7 @@ class FakeApplier:
         self.applied.append(verified.digest)
         return FakeApplied(payload.task, payload.version, len(payload.indices))
 
-    def evaluate_probe(self) -> ProbeResult | None:
+    def evaluate_probe(self, task: str) -> ProbeResult | None:
         return None if self.probe is None else ProbeResult(self.probe[0], self.probe[1], 0)
 
     def watch_paths(self) -> list[Path]:

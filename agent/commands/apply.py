@@ -1,8 +1,8 @@
 """`plada-agent apply PAYLOAD_FILE --config FILE`: the whole device path, offline (no broker).
 
 Verifies the signature, checks the corpus fingerprint, decodes, gathers features (feature cache,
-computing what is missing), trains the head and stores it as the current model. A rejected
-payload changes nothing.
+computing what is missing), trains the head and stores it as the task's installed head, beside
+the other tasks installed here. A rejected payload changes nothing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`plada-agent models --config FILE [--json]`: the stored heads, oldest first; `*` = current."""
+"""`plada-agent models --config FILE [--json]`: the stored heads, oldest first; `*` marks each
+task's installed head (the one that answers for it), and a retired task is listed as such."""
 
 from __future__ import annotations
 
@@ -24,18 +25,22 @@ def register(sub: Any) -> None:
 
 def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     from agent.errors import AgentError
-    from agent.models import ModelStore
+    from agent.models import open_store
 
-    store = ModelStore(config.state.dir)
+    store = open_store(config)
     try:
         entries = store.entries()
-        current = store.current_name()
+        records = store.records()
     except AgentError as exc:
         return report_error(exc)
+    installed = {r.installed for r in records.values() if r.installed}
+    retired = {
+        task: r.retired.version for task, r in sorted(records.items()) if r.is_retired and r.retired
+    }
     rows: list[dict[str, Any]] = [
         {
             "name": m.name,
-            "current": m.name == current,
+            "current": m.name in installed,  # installed for its task
             "task": m.task,
             "version": m.version,
             "classes": list(m.meta.class_names),
@@ -51,6 +56,10 @@ def handler(args: argparse.Namespace, config: AgentConfig) -> int:
         }
         for m in entries
     ]
+    rows += [
+        {"name": None, "current": False, "task": task, "version": None, "retired_version": v}
+        for task, v in retired.items()
+    ]
     if args.json:
         print_json(rows)
         return EXIT_OK
@@ -60,8 +69,10 @@ def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     for m in entries:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.meta.created_at))
         print(
-            f"{'*' if m.name == current else ' '} {m.name}  task {m.task} v{m.version}  "
+            f"{'*' if m.name in installed else ' '} {m.name}  task {m.task} v{m.version}  "
             f"{len(m.meta.class_names)} classes  train acc {m.meta.train_accuracy:.3f}  "
             f"{m.meta.backend}  {created} UTC  payload {m.payload_digest[:12]}"
         )
+    for task, version in retired.items():
+        print(f"  task {task} retired (versions up to {version}); its record is kept")
     return EXIT_OK

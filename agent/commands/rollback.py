@@ -1,6 +1,9 @@
-"""`plada-agent rollback --config FILE`: make the previous stored model current again.
+"""`plada-agent rollback --config FILE [--task NAME]`: make a task's previous stored head its
+installed one again; other tasks are untouched.
 
-The rolled-back model is removed. Exit 69 if there is nothing to roll back to.
+The rolled-back head is removed (and not reinstalled by the daemon unless a newer version comes).
+Without --task the one installed task is rolled back; with several installed, --task is needed.
+Exit 69 if there is nothing to roll back to (or --task is needed, or names no installed task).
 """
 
 from __future__ import annotations
@@ -15,34 +18,37 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    add_command(
+    parser = add_command(
         sub,
         "rollback",
-        help="revert to the previous stored model",
+        help="revert a task to its previous stored head",
         description=__doc__,
         handler=handler,
     )
+    parser.add_argument("--task", metavar="NAME", help="task to roll back (needed when several)")
 
 
 def handler(args: argparse.Namespace, config: AgentConfig) -> int:
     from agent.errors import AgentError
-    from agent.models import ModelStore
+    from agent.models import open_store
 
-    store = ModelStore(config.state.dir)
+    store = open_store(config)
     try:
-        before = store.current_name()
-        model = store.rollback()
+        before = {r.installed for r in store.records().values() if r.installed}
+        model = store.rollback(args.task)
+        after = {r.installed for r in store.records().values() if r.installed}
     except AgentError as exc:
         return report_error(exc)
+    undone = ", ".join(sorted(before - after))
     if args.json:
         print_json(
             {
-                "rolled_back": before,
+                "rolled_back": undone,
                 "current": model.name,
                 "task": model.task,
                 "version": model.version,
             }
         )
     else:
-        print(f"rolled back {before}; current is now {model.name} ({model.task} v{model.version})")
+        print(f"rolled back {undone}; task {model.task} is now {model.name} (v{model.version})")
     return EXIT_OK

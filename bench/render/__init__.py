@@ -14,9 +14,11 @@ from bench.render.accuracy import accuracy_lines
 from bench.render.alternatives import alternatives_lines
 from bench.render.codec import codec_lines
 from bench.render.device import device_lines
+from bench.render.embed import embed_lines
 from bench.render.fleet import fleet_lines
 from bench.render.header import header_lines
 from bench.render.hetero import hetero_lines
+from bench.render.multitask import multitask_lines
 from bench.render.reading import reading_lines
 from bench.schema import BenchResults
 
@@ -34,6 +36,9 @@ def render_markdown(results: Mapping[str, Any], plot_paths: Mapping[str, str]) -
     lines += alternatives_lines(typed.alternatives, plot_paths)
     lines += codec_lines(typed.codec, typed.accuracy)
     lines += device_lines(typed.device, typed.corpus, typed.accuracy)
+    if typed.embed is not None:  # shown once bench.embed_pipeline has run
+        lines += embed_lines(typed.embed)
+    lines += multitask_lines(typed.multitask)
     lines += fleet_lines(typed.fleet, nproc=typed.meta.machine.nproc)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -18,11 +18,13 @@ from pydantic import ValidationError
 from bench.schema.accuracy import AccuracyResults
 from bench.schema.common import Model
 from bench.schema.comparisons import AlternativesResults, HeteroResults
+from bench.schema.embed import EmbedResults
 from bench.schema.system import (
     CodecRow,
     CorpusResults,
     DeviceResults,
     FleetResults,
+    MultitaskResults,
     RunMeta,
 )
 
@@ -55,8 +57,10 @@ class BenchResults(Model):
     alternatives: AlternativesResults | SectionError | None = None
     codec: list[CodecRow] | SectionError | None = None
     device: DeviceResults | SectionError | None = None
+    multitask: MultitaskResults | SectionError | None = None
     corpus: CorpusResults | SectionError | None = None
     fleet: FleetResults | SectionError | None = None
+    embed: EmbedResults | SectionError | None = None
 
     @classmethod
     def parse(cls, results: Mapping[str, Any]) -> BenchResults:
@@ -74,6 +78,8 @@ class BenchResults(Model):
                 else None
             ),
             device=section(DeviceResults, results.get("device"), "device"),
+            multitask=section(MultitaskResults, results.get("multitask"), "multitask"),
             corpus=section(CorpusResults, results.get("corpus"), "corpus"),
             fleet=section(FleetResults, results.get("fleet"), "fleet"),
+            embed=section(EmbedResults, results.get("embed"), "embed"),
         )

@@ -30,6 +30,28 @@ class Float16Cost(Model):
     delta_points: float
 
 
+class MultitaskRow(Model):
+    tasks: int
+    ms_per_image: float
+    encoder_ms_per_image: float
+    heads_ms_per_image: float
+    separate_passes_ms_per_image: float
+
+
+class MultitaskResults(Model):
+    """bench/multitask.py: predict latency per image with several installed tasks."""
+
+    encoder: str
+    feature_dim: int
+    threads: int
+    batch_size: int
+    images: int
+    rows: list[MultitaskRow]
+    extra_task_ms_per_image: float
+    extra_head_ms_per_image: float
+    extra_separate_ms_per_image: float | None = None
+
+
 class DeviceResults(Model):
     encoder: str
     encoder_images_per_second: dict[str, float]

@@ -144,13 +144,14 @@ class Chaos:
         data = self.fleet.payload(group, version)
         parts = split_payload(data, max_chunk_bytes=_CHUNK_BYTES)
         topics = self.fleet.broker_topics()
-        messages = [(topics.task_manifest(group), parts.manifest)]
-        messages += [(topics.task_chunk(group, i), c) for i, c in enumerate(parts.chunks)]
+        task = self.fleet.task_of(group)  # the task's own topics, as publish_payload uses
+        messages = [(topics.task_manifest(group, task), parts.manifest)]
+        messages += [(topics.task_chunk(group, i, task), c) for i, c in enumerate(parts.chunks)]
         half = 1 + len(parts.chunks) // 2
 
         def first_half() -> None:
             with BrokerSession(admin_options(self.fleet.broker)) as session:
-                old = session.collect_retained(topics.task_filter(group), quiet_s=0.3)
+                old = session.collect_retained(topics.task_filter(group, task), quiet_s=0.3)
                 new = {t for t, _ in messages}
                 mids = [
                     session.publish(t, b"") for t, b in sorted(old.items()) if b and t not in new
@@ -211,7 +212,7 @@ class Chaos:
         return injection
 
     def _junk_task(self, group: str) -> Injection:
-        topic = self.fleet.broker_topics().task(group)
+        topic = self.fleet.broker_topics().task(group, self.fleet.task_of(group))
         good = self.payloads.get(group) or self.fleet.payload(group, 1)
         choices = {
             "random": self.rng.randbytes(self.rng.randrange(1, 600)),
@@ -223,7 +224,7 @@ class Chaos:
 
     def _junk_chunk(self, group: str) -> Injection:
         index = self.rng.randrange(900, 1000)  # beyond any real chunk: never overwrites one
-        topic = self.fleet.broker_topics().task_chunk(group, index)
+        topic = self.fleet.broker_topics().task_chunk(group, index, self.fleet.task_of(group))
         choices = {
             "random": self.rng.randbytes(self.rng.randrange(1, 600)),
             "cbor": cbor2.dumps({"kind": "plada-chunk", "format": 1, "index": -1}),

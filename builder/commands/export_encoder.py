@@ -79,10 +79,14 @@ def handler(args: argparse.Namespace) -> int:
             require_tflite_export(spec)  # says why it cannot, before any work
         if args.tflite_only:
             return _tflite_only(spec, args)
-        calibration = _calibration_images(args)
+        calibration, label = _calibration_images(args)
 
         result = export_encoder(
-            spec, args.out, calibration_images=calibration, float_blocks=args.float_blocks
+            spec,
+            args.out,
+            calibration_images=calibration,
+            float_blocks=args.float_blocks,
+            calibration=label,
         )
         summary = result.to_json()
         if args.tflite:
@@ -121,9 +125,12 @@ def _print_tflite(summary: dict[str, Any]) -> None:
     print(f"wrote {summary['path']} ({parity}) in {summary['seconds']:.1f} s")
 
 
-def _calibration_images(args: argparse.Namespace) -> list[Any] | None:
+def _calibration_images(args: argparse.Namespace) -> tuple[list[Any] | None, str]:
+    """(calibration images, their name for the sidecar and the embedding cache key)."""
+    from plada.encoders import DEFAULT_CALIBRATION
+
     if args.calibration_corpus is None:
-        return None
+        return None, DEFAULT_CALIBRATION
     import numpy as np
 
     from builder.encoders.parity import real_images
@@ -132,4 +139,5 @@ def _calibration_images(args: argparse.Namespace) -> list[Any] | None:
     corpus = Corpus.open(args.calibration_corpus)
     count = min(args.calibration_images, len(corpus))
     indices = np.linspace(0, len(corpus) - 1, num=count).round().astype(int)
-    return [*corpus.images(sorted(set(indices.tolist()))), *real_images(64, seed=1)]
+    images = [*corpus.images(sorted(set(indices.tolist()))), *real_images(64, seed=1)]
+    return images, f"corpus-{corpus.fingerprint[:8]}"

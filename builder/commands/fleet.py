@@ -3,9 +3,10 @@
     plada-build fleet status --broker mqtt://localhost:1883 [--json]
     plada-build fleet results fashion --broker mqtt://localhost:1883 [--json]
 
-`status`: every device with its availability (last will), state, installed task and version,
-progress and last error. `results TASK`: per device, accuracy on its probe set (if it has one),
-time from the payload's first byte to a ready model, and bytes received.
+`status`: one row per device and task: availability (last will), the task's state (ready,
+training, pending, error, retired), installed version, progress and last error (--json: one
+object per device, with its `tasks`). `results TASK`: per device, accuracy on its probe set (if
+it has one), time from the payload's first byte to a ready model, and bytes received.
 Exit codes: 0 ok; 1 broker error; 2 usage.
 """
 
@@ -76,30 +77,34 @@ def results_handler(args: argparse.Namespace) -> int:
 
 
 def status_table(devices: Sequence[DeviceView]) -> str:
+    """One row per device and task."""
     from builder.commands.tables import render_table
 
     rows = []
     for d in devices:
-        row = d.to_dict()
-        err = row["last_error"]
-        task = f"{row['task']}@{row['version']}" if row["task"] else "-"
-        progress = "" if row["progress"] is None else f"{row['progress']:.0f}%"
-        state = str(row["state"] or "?")
-        if row["pending"]:
-            state += f" ({len(row['pending'])} waiting)"
-        fault = f"{err['fault']} fault " if err and err.get("fault") else ""
-        rows.append(
-            [
-                d.device_id,
-                str(row["device_class"] or "?"),
-                str(row["availability"] or "?"),
-                state,
-                task,
-                progress,
-                f"{fault}{err['code']}: {err['message'][:60]}" if err else "",
-            ]
-        )
-    header = ["device", "class", "avail", "state", "task@version", "progress", "last error"]
+        # An agent from before several tasks reports its queue apart; newer ones per task.
+        one_task = not (d.status and d.status.tasks)
+        waiting = len(d.status.pending) if d.status and one_task else 0
+        for row in d.task_rows():
+            err = row["last_error"]
+            progress = "" if row["progress"] is None else f"{row['progress']:.0f}%"
+            state = str(row["state"] or "?")
+            if waiting:
+                state += f" ({waiting} waiting)"
+            fault = f"{err['fault']} fault " if err and err.get("fault") else ""
+            rows.append(
+                [
+                    d.device_id,
+                    str(row["device_class"] or "?"),
+                    str(row["availability"] or "?"),
+                    str(row["task"] or "-"),
+                    state,
+                    "-" if row["version"] is None else f"v{row['version']}",
+                    progress,
+                    f"{fault}{err['code']}: {err['message'][:60]}" if err else "",
+                ]
+            )
+    header = ["device", "class", "avail", "task", "state", "version", "progress", "last error"]
     return render_table(header, rows)
 
 

@@ -1,5 +1,8 @@
 """`plada-build publish`: send a signed payload once, retained, to a fleet group over MQTT.
 
+Each task has its own retained topics under the group (``<base>/group/<group>/tasks/<task>``...),
+so publishing one task leaves the group's other tasks in place; see the README's topic scheme.
+
     plada-build publish build/fashion.plada --broker mqtts://broker.lan:8883 --group kitchen \
         --ca ca.pem --username builder --password-file ~/.config/plada/mqtt_password
 
@@ -119,7 +122,8 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="publish even an older version than the task retained for the group",
+        help="publish even an older version than the task retained for the group (or one "
+        "retired there)",
     )
     add_broker_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the publish report as JSON")
@@ -183,5 +187,5 @@ def handler(args: argparse.Namespace) -> int:
             f"{out['payload_id'][:16]}"
         )
         if report.cleared:
-            print(f"cleared {len(report.cleared)} stale retained topic(s)")
+            print(f"cleared {len(report.cleared)} stale retained topic(s) of task {report.task}")
     return EXIT_OK

@@ -28,6 +28,7 @@ from builder.encoders.quantize import search_int8
 from builder.encoders.tflite import kept_tflite_record
 from builder.errors import EncoderError
 from plada.encoders import (
+    DEFAULT_CALIBRATION,
     EncoderInfo,
     EncoderSpec,
     encoder_info_path,
@@ -118,12 +119,15 @@ def export_encoder(
     calibration_images: Sequence[Image.Image] | None = None,
     parity_images: Sequence[Image.Image] | None = None,
     float_blocks: int | None = None,
+    calibration: str = DEFAULT_CALIBRATION,
 ) -> ExportResult:
     """Write `<out_dir>/<id>.onnx` + `.json` after the parity check; EncoderError if it fails.
 
     calibration_images: int8 calibration (default: 128 real photo crops; pass images of the
-    device's own corpus for a better fit). parity_images: held-out images of the check (default:
-    64 other photo crops). float_blocks: force how many leading blocks stay float (int8 only).
+    device's own corpus for a better fit); `calibration` names them (`corpus-<fingerprint[:8]>`)
+    in the sidecar and so in the embedding cache key (issue 18). parity_images: held-out images
+    of the check (default: 64 other photo crops). float_blocks: force how many leading blocks
+    stay float (int8 only).
     """
     if spec.model == "opennsfw":
         started = time.perf_counter()
@@ -145,15 +149,16 @@ def export_encoder(
         quantization: dict[str, Any] | None = None
         final = fp32_path
         if spec.int8:
-            calibration = preprocess_batch(
+            calibration_batch = preprocess_batch(
                 list(calibration_images)
                 if calibration_images is not None
                 else real_images(128, seed=1),
                 size=spec.size,
             )
             final, quantization, cos = search_int8(
-                fp32_path, calibration, parity, expected, float_blocks=float_blocks
+                fp32_path, calibration_batch, parity, expected, float_blocks=float_blocks
             )
+            quantization["calibration"] = calibration
             parity_info |= cos
         dest = out_dir / f"{spec.id}.onnx"
         os.replace(final, dest)

@@ -12,14 +12,17 @@ import numpy as np
 import onnxruntime as ort
 
 from builder.errors import EncoderError
-from plada.encoders import EncoderInfo, read_encoder_info
+from plada.encoders import DEFAULT_CALIBRATION, EncoderInfo, read_encoder_info
 from plada.errors import EncoderSpecError
+from plada.ort_options import RUN_ROWS, configure
 
 
 class OnnxEncoder:
     """An exported encoder: embed((B, 3, S, S) float32) -> (B, D) float32 with onnxruntime."""
 
-    def __init__(self, path: Path, *, threads: int | None = None, max_batch: int = 256) -> None:
+    def __init__(
+        self, path: Path, *, threads: int | None = None, max_batch: int = RUN_ROWS
+    ) -> None:
         if not path.is_file():
             raise EncoderError(f"{path}: no such ONNX encoder file")
         try:
@@ -29,6 +32,8 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1  # one sequential graph: a second pool only waits
+        configure(options)  # no spinning (plada/ort_options.py)
         options.log_severity_level = 3  # errors only: ORT warns about unused initializers
         try:
             self.session = ort.InferenceSession(
@@ -63,11 +68,21 @@ class OnnxEncoder:
         return self.info.preprocess
 
     @property
+    def calibration(self) -> str | None:
+        """What an int8 export was calibrated on (`corpus-68cb3417`), None for the default photo
+        crops, fp32 files and exports older than the record."""
+        label = (self.info.quantization or {}).get("calibration")
+        return None if label in (None, DEFAULT_CALIBRATION) else str(label)
+
+    @property
     def cache_key(self) -> str:
-        return f"onnx-{self.id}-{self.info.sha256[:16]}"
+        """`onnx-<id>[-<calibration>]-<sha256[:16]>`: the hash alone tells files apart, the
+        calibration in the name tells a reader which of two `lite0-64-int8` files it is."""
+        tag = f"-{self.calibration}" if self.calibration else ""
+        return f"onnx-{self.id}{tag}-{self.info.sha256[:16]}"
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) float32 -> (B, D) float32."""
+        """(B, 3, S, S) float32 -> (B, D) float32, in runs of at most `max_batch` rows."""
         expected = (3, self.size, self.size)
         if batch.ndim != 4 or batch.shape[1:] != expected or batch.dtype != np.float32:
             raise EncoderError(

@@ -58,6 +58,7 @@ class Backbone:
 
 BackboneFactory = Callable[[int], Backbone]  # input size -> Backbone
 _FACTORIES: dict[str, BackboneFactory] = {}
+_ACTIVATION_BYTES = 16 * 2**20  # see TorchEncoder.rows_per_forward
 _SHA_CACHE: dict[Path, str] = {}
 
 
@@ -180,12 +181,30 @@ class TorchEncoder:
             x = x.contiguous(memory_format=torch.channels_last)
         return x.to(self.device)
 
+    @property
+    def rows_per_forward(self) -> int:
+        """Rows per forward pass, so that the largest activation stays under ~16 MB.
+
+        torch's CPU allocator is plain malloc, and glibc serves anything above its mmap
+        threshold (at most 32 MB) from a fresh mmap that is faulted in page by page and unmapped
+        after the op. At 256 rows of 96 px one 96 x 48 x 48 activation is 226 MB: the cold demo
+        spent 64 % of its CPU time in the kernel and took 404 M page faults that way
+        (bench/notes/embed-profile.md). The largest Lite activation is block 1's expansion,
+        96 channels at half the input side.
+        """
+        per_row = 96 * (self.size // 2) ** 2 * 4  # bytes
+        return max(1, _ACTIVATION_BYTES // per_row)
+
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) float32 -> (B, D) float32."""
+        """(B, 3, S, S) float32 -> (B, D) float32, `rows_per_forward` rows at a time."""
         x = self._input(batch)
+        out = np.empty((len(batch), self.feature_dim), dtype=np.float32)  # (B, D)
+        step = self.rows_per_forward
         with torch.inference_mode():
-            out = self.module(x)  # (B, D)
-        return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
+            for start in range(0, len(batch), step):
+                features = self.module(x[start : start + step])  # (b, D)
+                out[start : start + step] = features.cpu().numpy()
+        return out
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> (B, 1000) ImageNet logits: a check that real weights loaded."""

@@ -23,8 +23,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from builder.encoders.load import Encoder
 from builder.errors import EmbeddingCacheError, EncoderError
 from plada.atomic import atomic_path, save_npy_atomic, write_bytes_atomic
 from plada.encoders import PREPROCESS_TF
+from plada.prefetch import prefetched_batches
 from plada.preprocess import preprocess_batch
 
 logger = logging.getLogger(__name__)
@@ -230,11 +230,13 @@ def cache_status(corpus: CorpusLike, encoder: Encoder, *, cache_root: Path) -> C
     )
 
 
-def preprocess_for(encoder: Encoder, images: Sequence[Image.Image]) -> np.ndarray:
+def preprocess_for(
+    encoder: Encoder, images: Sequence[Image.Image], *, out: np.ndarray | None = None
+) -> np.ndarray:
     """The encoder's input batch for these images (plada/preprocess.py, one definition)."""
     if encoder.preprocess != PREPROCESS_TF:
         raise EncoderError(f"{encoder.id}: unknown preprocessing {encoder.preprocess!r}")
-    return preprocess_batch(images, size=encoder.size)
+    return preprocess_batch(images, size=encoder.size, out=out)
 
 
 def embed_images(
@@ -248,23 +250,13 @@ def embed_images(
     return out
 
 
-def _batches(
-    corpus: CorpusLike, encoder: Encoder, rows: range, batch_size: int
-) -> Iterator[tuple[range, np.ndarray]]:
-    """Preprocessed batches of `rows`; the next batch is decoded in a thread while one embeds."""
-    spans = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-
-    def load(span: range) -> np.ndarray:
-        return preprocess_for(encoder, corpus.images(list(span)))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-decode") as pool:
-        pending: Future[np.ndarray] | None = pool.submit(load, spans[0]) if spans else None
-        for i, span in enumerate(spans):
-            if pending is None:  # unreachable: one future per span
-                raise RuntimeError("batch prefetch lost a batch")
-            batch = pending.result()
-            pending = pool.submit(load, spans[i + 1]) if i + 1 < len(spans) else None
-            yield span, batch
+def _spans(meta: CacheMeta, blocks: Sequence[int], batch_size: int) -> list[range]:
+    """Consecutive batches of rows, none straddling two blocks."""
+    spans = []
+    for block in blocks:
+        rows = meta.block_rows(block)
+        spans += [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    return spans
 
 
 def embed_corpus(
@@ -318,19 +310,28 @@ def embed_corpus(
         desc=f"embed {encoder.id}",
         dynamic_ncols=True,
     ) as bar:
-        for block in todo:
-            rows = meta.block_rows(block)
-            out = np.empty((len(rows), meta.feature_dim), dtype=np.float32)  # (rows, D)
-            for span, batch in _batches(corpus, encoder, rows, batch_size):
-                features = encoder.embed(batch)  # (b, D)
-                if features.shape != (len(span), meta.feature_dim):
-                    raise EncoderError(
-                        f"{encoder.id}: embed returned {features.shape}, "
-                        f"expected ({len(span)}, {meta.feature_dim})"
-                    )
-                out[span.start - rows.start : span.stop - rows.start] = features
-                bar.update(len(span))
-            save_npy_atomic(_block_path(directory, block), out)
+        # one prefetching stream over every block to do, so no block starts with a cold pipe
+        def load(span: Sequence[int], buffer: np.ndarray | None) -> np.ndarray:
+            return preprocess_for(encoder, corpus.images(list(span)), out=buffer)
+
+        block, rows = -1, range(0)
+        out = np.empty((0, meta.feature_dim), dtype=np.float32)
+        for span, batch in prefetched_batches(load, _spans(meta, todo, batch_size)):
+            if span[0] // meta.block_size != block:
+                block = span[0] // meta.block_size
+                rows = meta.block_rows(block)
+                out = np.empty((len(rows), meta.feature_dim), dtype=np.float32)  # (rows, D)
+            features = encoder.embed(batch)  # (b, D)
+            if features.shape != (len(span), meta.feature_dim):
+                raise EncoderError(
+                    f"{encoder.id}: embed returned {features.shape}, "
+                    f"expected ({len(span)}, {meta.feature_dim})"
+                )
+            first = span[0] - rows.start
+            out[first : first + len(span)] = features
+            bar.update(len(span))
+            if span[-1] == rows[-1]:  # the block is complete
+                save_npy_atomic(_block_path(directory, block), out)
     if shard is None:
         return merge_embeddings(corpus, encoder, cache_root=cache_root)
     if not blocks:

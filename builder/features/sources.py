@@ -193,8 +193,13 @@ def task_sources(
     make: Callable[[str, str], FeatureSource],
 ) -> tuple[dict[str, FeatureSource], list[FeatureSource]]:
     """(device class -> source, teacher sources). A teacher on a device class's encoder shares
-    its source (and so its memoised features) unless it must run on torch."""
-    device_sources = {spec: make(spec, "auto") for spec in devices}
+    its source (and so its memoised features) unless it must run on torch.
+
+    A device class runs its ONNX export (also a float one, e.g. x86-dev's `lite1-96.onnx`), so
+    its source is that export: backend `auto` would pick torch for a float spec, simulate the
+    class with other features and, in the cold demo, embed the corpus with torch eager at a
+    tenth of ONNX Runtime's speed (bench/notes/embed-profile.md)."""
+    device_sources = {spec: make(spec, "onnx") for spec in devices}
     teacher_sources = [
         device_sources[spec]
         if spec in device_sources and teacher_backend in ("auto", "onnx")

@@ -14,6 +14,7 @@ from builder.errors import PublishRefusedError
 from plada.chunks import Reassembler
 from plada.errors import PayloadError
 from plada.payload import PayloadInfo, inspect_payload
+from plada.tombstone import TombstoneInfo, inspect_tombstone
 from plada.topics import TopicKind, TopicScheme
 
 if TYPE_CHECKING:
@@ -83,4 +84,46 @@ def check_not_older(new: PayloadInfo, old: PayloadInfo | None, *, force: bool) -
             f"{task} v{version} is {what} the {task} v{retained} retained for this group: "
             "devices would refuse it and later ones would never get the retained task "
             "(--force publishes it anyway)"
+        )
+
+
+def check_retirement(
+    data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None
+) -> TombstoneInfo:
+    """Refuse (PublishRefusedError) a retirement no device would accept: not a tombstone,
+    unsigned, or not verifying under the given keys."""
+    try:
+        info = inspect_tombstone(data, trusted_keys=trusted_keys or {})
+    except PayloadError as exc:
+        raise PublishRefusedError(f"not a retirement: {type(exc).__name__}: {exc}") from exc
+    if info.signature == "unsigned":
+        raise PublishRefusedError("the retirement is unsigned: devices refuse it")
+    if trusted_keys and info.signature != "valid":
+        raise PublishRefusedError(
+            f"retirement signature {info.signature} under the --trusted-key(s) "
+            f"(key id {info.key_id})"
+        )
+    return info
+
+
+def retained_tombstone(retained: Mapping[str, bytes], topics: TopicScheme) -> TombstoneInfo | None:
+    """The retirement retained among a task's topics, if one decodes."""
+    for topic, body in retained.items():
+        if body and _kind(topics, topic) is TopicKind.RETIRED:
+            try:
+                return inspect_tombstone(body, trusted_keys={})
+            except PayloadError:
+                continue
+    return None
+
+
+def check_not_retired(new: PayloadInfo, retired: TombstoneInfo | None, *, force: bool) -> None:
+    """A version the group's retained retirement covers would be refused by every device."""
+    if retired is None or force or retired.tombstone.task != new.payload.task:
+        return
+    if new.payload.version <= retired.tombstone.version:
+        raise PublishRefusedError(
+            f"{new.payload.task} v{new.payload.version} is retired in this group (versions up "
+            f"to {retired.tombstone.version}): devices would refuse it; publish a newer "
+            "version (--force publishes it anyway)"
         )

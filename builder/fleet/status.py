@@ -39,6 +39,17 @@ class ErrorInfo(DeviceMessage):
     fault: str | None = None  # "payload" or "device" (agent/faults.py)
 
 
+class TaskState(DeviceMessage):
+    """One task's entry in a device's status (`tasks` field)."""
+
+    state: str | None = None  # ready, training, pending, error, retired, idle
+    version: int | None = None
+    latest_version: str | None = None
+    progress: float | None = None
+    retired_version: int | None = None
+    last_error: ErrorInfo | None = None
+
+
 class DeviceStatus(DeviceMessage):
     """`<base>/device/<id>/status` (agent/status.py writes it)."""
 
@@ -50,6 +61,7 @@ class DeviceStatus(DeviceMessage):
     latest_version: str | None = None
     last_error: ErrorInfo | None = None
     pending: list[Any] = []  # tasks queued for a retry after a device fault
+    tasks: dict[str, TaskState] = {}  # per task (agents holding several tasks; older: none)
     updated_at: float | None = None
 
 
@@ -88,8 +100,38 @@ class DeviceView:
             "latest_version": s.latest_version,
             "last_error": s.last_error.to_json() if s.last_error else None,
             "pending": s.pending,
+            "tasks": {name: t.to_json() for name, t in s.tasks.items()},
             "updated_at": s.updated_at,
         }
+
+    def task_rows(self) -> list[dict[str, Any]]:
+        """One row per task the device reports (one row without a task if it reports none; an
+        agent from before several tasks reports its one task at the top level)."""
+        device = self.to_dict()
+        s = self.status or DeviceStatus()
+        base = {k: device[k] for k in ("device_id", "availability", "device_class")}
+        if not s.tasks:
+            return [
+                base
+                | {
+                    "task": s.task,
+                    "state": s.state,
+                    "version": s.version,
+                    "progress": s.progress,
+                    "last_error": device["last_error"],
+                }
+            ]
+        return [
+            base
+            | {
+                "task": name,
+                "state": t.state,
+                "version": t.version if t.state != "retired" else t.retired_version,
+                "progress": t.progress,
+                "last_error": t.last_error.to_json() if t.last_error else None,
+            }
+            for name, t in sorted(s.tasks.items())
+        ]
 
 
 Message = TypeVar("Message", bound=DeviceMessage)

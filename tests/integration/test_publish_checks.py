@@ -22,10 +22,11 @@ BIG = 100_000  # corpus size for payloads large enough to chunk
 
 
 def _retained(broker: Broker) -> PayloadInfo | None:
-    """The payload retained for group lab (whole or chunked), decoded; None if there is none."""
+    """The payload retained for task shapes in group lab (whole or chunked, on the task's own
+    topics), decoded; None if there is none."""
     topics = TopicScheme()
     with BrokerSession(admin_options(broker)) as session:
-        retained = session.collect_retained(topics.task_filter("lab"), quiet_s=0.3)
+        retained = session.collect_retained(topics.task_filter("lab", "shapes"), quiet_s=0.3)
     reassembler = Reassembler()
     for topic, body in sorted(retained.items()):
         parsed = topics.parse(topic)

@@ -60,3 +60,35 @@ def test_results_name_a_bad_key() -> None:
     results["fleet"]["runs"][0]["agents"] = "many"
     with pytest.raises(ValueError, match="agents"):
         BenchResults.parse(results)
+
+
+def test_render_shows_the_multitask_latency_per_task_count() -> None:
+    # Prepare
+    results = _results()
+    rows = [
+        {
+            "tasks": k,
+            "ms_per_image": 1.0 + 0.01 * k,
+            "encoder_ms_per_image": 0.9,
+            "heads_ms_per_image": 0.001 * k,
+            "separate_passes_ms_per_image": 0.9 * k,
+        }
+        for k in (1, 2, 5)
+    ]
+    results["multitask"] = {
+        "encoder": "lite0-64-int8",
+        "feature_dim": 1280,
+        "threads": 2,
+        "batch_size": 32,
+        "images": 256,
+        "rows": rows,
+        "extra_task_ms_per_image": 0.01,
+        "extra_head_ms_per_image": 0.001,
+        "extra_separate_ms_per_image": 0.9,
+    }
+    # Execute
+    text = render_markdown(results, {})
+    # Assert
+    assert "### Several tasks per device" in text
+    assert "| 5 | 1.05 | 0.90 | 0.005 | 4.50 |" in text
+    assert "0.0010 ms per image" in text and "would add 0.90 ms" in text

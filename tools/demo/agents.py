@@ -70,7 +70,7 @@ def _mqtt(plan: AgentPlan, args: argparse.Namespace, broker: Broker) -> dict[str
         "protocol": "5" if broker.secure else "3.1.1",
         "status_interval_s": 30.0,
         "reconnect_max_s": 5.0,
-        "probe_dir": str((args.data / "targets" / args.task / "test").resolve()),
+        "probe_dir": str(probe_dir(args).resolve()),
     }
     if broker.secure:
         mqtt |= {
@@ -78,6 +78,37 @@ def _mqtt(plan: AgentPlan, args: argparse.Namespace, broker: Broker) -> dict[str
             "password_file": str(broker.password_file(plan.device_id)),
         }
     return mqtt
+
+
+def demo_tasks(args: argparse.Namespace) -> list[str]:
+    """The tasks the demo teaches the fleet, in order."""
+    second = getattr(args, "second_task", None)
+    return [args.task, *([second] if second and second != args.task else [])]
+
+
+def probe_dir(args: argparse.Namespace) -> Path:
+    """One probe folder for every demo task: the class folders of each task's test split side
+    by side (each head scores only its own classes' folders; the demo's targets share none)."""
+    tasks = demo_tasks(args)
+    if len(tasks) == 1:
+        return Path(args.data) / "targets" / tasks[0] / "test"
+    return Path(args.out) / "probe"
+
+
+def link_probe_dir(args: argparse.Namespace) -> None:
+    """Build the combined probe folder (symlinks) that `probe_dir` names, if there are two tasks."""
+    root = probe_dir(args)
+    tasks = demo_tasks(args)
+    if len(tasks) == 1:
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    for task in tasks:
+        for folder in sorted((Path(args.data) / "targets" / task / "test").iterdir()):
+            if folder.is_dir():
+                if (root / folder.name).exists():
+                    raise SystemExit(f"demo: class {folder.name} is in two tasks' test splits")
+                (root / folder.name).symlink_to(folder.resolve())
 
 
 def _overrides(

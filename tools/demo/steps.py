@@ -68,27 +68,31 @@ class TaskStamp(BaseModel):
             return None  # missing, or from another version of the demo: build again
 
 
-def ensure_task(args: argparse.Namespace, specs: list[str], key: Path) -> tuple[Path, BuildReport]:
+def ensure_task(
+    args: argparse.Namespace, specs: list[str], key: Path, *, task: str | None = None
+) -> tuple[Path, BuildReport]:
+    """The payload and report of `task` (default args.task), built once and reused."""
+    task = task or args.task
     out: Path = args.out
-    payload = out / f"{args.task}-{args.budget}.plada"
-    report_dir = out / f"{args.task}-{args.budget}-report"
+    payload = out / f"{task}-{args.budget}.plada"
+    report_dir = out / f"{task}-{args.budget}-report"
     stamp = TaskStamp(
         data=_data_stamp(args.data),
-        task=args.task,
+        task=task,
         budget=args.budget,
         devices=specs,
         key=sha256_file(key),
     )
-    stamp_path = out / "task-stamp.json"
+    stamp_path = out / f"task-stamp-{task}.json"
     cached = payload.exists() and (report_dir / "report.json").exists()
     if cached and TaskStamp.read(stamp_path) == stamp:
         log(f"task {payload.name}: cached")
     else:
         cmd = [sys.executable, "-m", "builder", "task", "--corpus", str(args.data / "ref-v1")]
-        cmd += ["--target", str(args.data / "targets" / args.task), "--budget", args.budget]
+        cmd += ["--target", str(args.data / "targets" / task), "--budget", args.budget]
         cmd += ["--auto", "--key", str(key), "--out", str(payload), "--report", str(report_dir)]
         cmd += ["--devices", ",".join(specs), "--encoder-dir", str(out / "encoders")]
-        run_step(cmd, what=f"build task {args.task} at {args.budget}")
+        run_step(cmd, what=f"build task {task} at {args.budget}")
         write_text_atomic(stamp_path, stamp.model_dump_json())
     try:
         return payload, load_report(report_dir)

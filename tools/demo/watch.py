@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from builder.fleet.session import BrokerOptions, BrokerSession
-from builder.fleet.status import TaskResultMessage, results_in
+from builder.fleet.status import TaskResultMessage, fleet_status, results_in
 from plada.topics import TopicKind, TopicScheme
 from tools.demo.agents import AgentPlan
 from tools.devbroker import ADMIN_USER, Broker
@@ -66,3 +66,24 @@ def watch_results(
                 return results
             time.sleep(0.2)
     raise SystemExit(f"demo: not every agent reported within {timeout_s:.0f} s (see agent.log)")
+
+
+def wait_retired(
+    options: BrokerOptions, plans: list[AgentPlan], task: str, timeout_s: float
+) -> None:
+    """Wait until every agent's status shows `task` retired. Each look is a fresh read of the
+    retained status (a session keeps the first copy of a topic it saw, not later live ones)."""
+    ids = {p.device_id for p in plans}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = {
+            d.device_id
+            for d in fleet_status(options, base_topic=_TOPICS.base)
+            if d.status is not None
+            and task in d.status.tasks
+            and d.status.tasks[task].state == "retired"
+        }
+        if ids <= done:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"demo: not every agent retired {task} within {timeout_s:.0f} s")

@@ -47,9 +47,12 @@ class TinyDevice:
         signed: bool = True,
         signing_key: SigningKey | None = None,
         fingerprint: str | None = None,
+        labels: np.ndarray | None = None,
+        class_names: tuple[str, ...] | None = None,
         view: View | None = None,
     ) -> bytes:
-        """Encoded payload; indices default to every image, labels are the true classes.
+        """Encoded payload; indices default to every image, labels are the true classes (or
+        `labels[indices]` with `class_names`: another task over the same corpus).
 
         Signed with the device's trusted key unless `signing_key` (another key) or signed=False.
         """
@@ -58,12 +61,12 @@ class TinyDevice:
         payload = TaskPayload(
             task=task,
             version=version,
-            class_names=TINY_CLASSES,
+            class_names=class_names or TINY_CLASSES,
             corpus=CorpusRef(
                 fingerprint=fingerprint or self.corpus.fingerprint, size=len(self.corpus)
             ),
             indices=chosen.astype(np.int64),
-            labels=self.labels[chosen].astype(np.int64),
+            labels=(self.labels if labels is None else labels)[chosen].astype(np.int64),
             provenance=Provenance(
                 builder_version="test",
                 strategy="all",

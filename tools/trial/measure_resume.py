@@ -33,6 +33,7 @@ from typing import Any
 
 from plada.chunks import DEFAULT_MAX_CHUNK_BYTES
 from plada.payload import payload_digest
+from plada.topics import TopicScheme
 from tools.tiny.device import TinyDevice
 from tools.trial import resume_device as dev
 from tools.trial.broker import NamespaceBroker, mosquitto_version
@@ -102,6 +103,7 @@ def _make_device(
             broker_url=url,
             protocol=protocol,
             keepalive_s=keepalive_s,
+            task=dev.TASK,
         )
     setup = dev.write_agent_config(
         tiny,
@@ -122,12 +124,13 @@ def _drop(net: TrialNetwork, seconds: float) -> None:
 
 
 def _held_topics(
-    device: dev.AgentDevice | dev.PrototypeDevice, payload_id: str, group: str
+    device: dev.AgentDevice | dev.PrototypeDevice, payload_id: str, group: str, task: str
 ) -> list[str]:
     """The task topics whose message is on the device's disk right now."""
-    base = f"plada/group/{group}/task"
-    held = [f"{base}/chunk/{i}" for i in device.held_indices(payload_id)]
-    return [f"{base}/manifest", *held] if device.holds_manifest(payload_id) else held
+    scheme = TopicScheme()
+    held = [scheme.task_chunk(group, i, task) for i in device.held_indices(payload_id)]
+    manifest = scheme.task_manifest(group, task)
+    return [manifest, *held] if device.holds_manifest(payload_id) else held
 
 
 def _play(
@@ -139,6 +142,7 @@ def _play(
     *,
     payload_id: str,
     group: str,
+    task: str,
     needed: dict[str, int],
     settings: Settings,
 ) -> tuple[list[str], float]:
@@ -158,7 +162,7 @@ def _play(
         return sorted(needed), settings.long_drop_s
     half = (len(needed) - 1) // 2
     _wait(lambda: len(device.held_indices(payload_id)) >= half, timeout_s=120, what="half")
-    held = _held_topics(device, payload_id, group)
+    held = _held_topics(device, payload_id, group, task)
     seconds = settings.long_drop_s if kind == "long-drop" else settings.short_drop_s
     _drop(net, seconds)
     return held, seconds
@@ -191,7 +195,8 @@ def run_scenario(
     (folder / "task.plada").write_bytes(data)
     payload_id = payload_digest(data)
     max_chunk = WHOLE if kind.endswith("-whole") else MAX_CHUNK_BYTES
-    needed = task_topics(group, data, max_chunk_bytes=max_chunk)
+    task = dev.TASK  # plada-build publish sends it on the task's own topics
+    needed = task_topics(group, data, max_chunk_bytes=max_chunk, task=task)
     log_offset = len(broker.log_text())
     device.start()
     _wait(lambda: _connections(broker, device.client_id) >= 1, timeout_s=60, what="the device")
@@ -207,6 +212,7 @@ def run_scenario(
         lambda: _publish(net, broker, folder / "task.plada", group, max_chunk),
         payload_id=payload_id,
         group=group,
+        task=task,
         needed=needed,
         settings=settings,
     )
@@ -230,6 +236,7 @@ def run_scenario(
         received=device.received(),
         counters=spent,
         ready_s=ready_s,
+        task=task,
     )
     result["summary"] = {"device": which, **result["summary"]}
     # the broker's resends on the lossy downlink (its namespace serves only this device)

@@ -39,12 +39,17 @@ def make_tiny_device(root: Path, *, num_images: int) -> TinyDevice:
     return make_device(root, num_images=num_images, epochs=3)
 
 
+TASK = (
+    "shapes"  # the task every trial payload teaches (its topics are plada/group/<g>/tasks/shapes)
+)
+
+
 def task_payload(tiny: TinyDevice, *, version: int, fraction: float = 0.5, seed: int = 0) -> bytes:
     """A signed task over a random ``fraction`` of the corpus (sized by the corpus)."""
     size = len(tiny.corpus)
     rng = np.random.default_rng(seed + version)
     indices = np.sort(rng.choice(size, int(size * fraction), replace=False))
-    return tiny.payload(version=version, indices=indices)
+    return tiny.payload(version=version, indices=indices, task=TASK)
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,7 @@ class PrototypeDevice(DaemonProcess):
         broker_url: str,
         protocol: str,
         keepalive_s: int,
+        task: str | None = None,
     ) -> None:
         self.client_id = f"proto-{device_id}"
         self.state = folder / "state"
@@ -188,6 +194,7 @@ class PrototypeDevice(DaemonProcess):
         argv += ["--client-id", self.client_id, "--state", str(self.state)]
         argv += ["--keepalive", str(keepalive_s)]
         argv += ["--mqtt3"] if protocol == "3.1.1" else []
+        argv += ["--task", task] if task else []
         folder.mkdir(parents=True, exist_ok=True)
         super().__init__(net, where, argv, folder / "prototype.log")
 

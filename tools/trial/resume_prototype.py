@@ -53,6 +53,7 @@ class Downloader:
     def __init__(self, args: argparse.Namespace) -> None:
         self.topics = TopicScheme()
         self.group: str = args.group
+        self.task: str | None = args.task  # None: the one-task topics
         self.state = Path(args.state)
         self.mqtt5 = not args.mqtt3
         self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -107,13 +108,16 @@ class Downloader:
             return
         missing = self.reasm.missing()
         self.subscribed_chunks |= set(missing)
-        topics = [self.topics.task_chunk(self.group, i) for i in missing]
+        topics = [self.topics.task_chunk(self.group, i, self.task) for i in missing]
         self._subscribe(topics, qos=0, retain_handling=0)
 
     def on_connect(self, session_present: bool) -> None:
         logger.info("connected (session present: %s)", session_present)
         if not session_present:
-            topics = [self.topics.task(self.group), self.topics.task_manifest(self.group)]
+            topics = [
+                self.topics.task(self.group, self.task),
+                self.topics.task_manifest(self.group, self.task),
+            ]
             self._subscribe(topics, qos=1, retain_handling=1)
         self._request_missing()
 
@@ -158,7 +162,7 @@ class Downloader:
         write_bytes_atomic(folder / f"c-{index}.bin", data)
         if index in self.subscribed_chunks:
             self.subscribed_chunks.discard(index)
-            self.client.unsubscribe(self.topics.task_chunk(self.group, index))
+            self.client.unsubscribe(self.topics.task_chunk(self.group, index, self.task))
         if self.reasm.is_complete():
             self._install(payload_digest(self.reasm.payload()))
 
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--group", required=True)
+    parser.add_argument("--task", help="the task's own topics (default: the one-task topics)")
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--state", required=True)
     parser.add_argument("--keepalive", type=int, default=5)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plada.chunks import split_payload
+from plada.topics import TopicScheme
 from tools.trial.counters import LinkCounters
 
 _LINE = re.compile(r"^(\d+): (.*)$")
@@ -48,14 +49,17 @@ def broker_connections(log: str, *, client_id: str, topic_prefix: str) -> list[C
     return connections
 
 
-def task_topics(group: str, data: bytes, *, max_chunk_bytes: int) -> dict[str, int]:
-    """Every task message ``plada-build publish`` sends for a payload: topic -> bytes."""
-    base = f"plada/group/{group}/task"
+def task_topics(
+    group: str, data: bytes, *, max_chunk_bytes: int, task: str | None = None
+) -> dict[str, int]:
+    """Every task message ``plada-build publish`` sends for a payload: topic -> bytes (on the
+    task's own topics; without `task`, the one-task topics of earlier builders)."""
+    scheme = TopicScheme()
     if len(data) <= max_chunk_bytes:
-        return {base: len(data)}
+        return {scheme.task(group, task): len(data)}
     chunked = split_payload(data, max_chunk_bytes=max_chunk_bytes)
-    topics = {f"{base}/manifest": len(chunked.manifest)}
-    topics |= {f"{base}/chunk/{i}": len(c) for i, c in enumerate(chunked.chunks)}
+    topics = {scheme.task_manifest(group, task): len(chunked.manifest)}
+    topics |= {scheme.task_chunk(group, i, task): len(c) for i, c in enumerate(chunked.chunks)}
     return topics
 
 
@@ -74,8 +78,9 @@ def analyse(
     received: list[tuple[float, str, int]],
     counters: LinkCounters,
     ready_s: float,
+    task: str | None = None,
 ) -> dict[str, Any]:
-    prefix = f"plada/group/{group}/task"
+    prefix = TopicScheme().task(group, task)  # each scenario's group holds one task
     connections = broker_connections(broker_log, client_id=client_id, topic_prefix=prefix)
     sent_total: Counter[str] = sum((c.sent for c in connections), Counter())
     # the download starts in the first connection that carried task messages

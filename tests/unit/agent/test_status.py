@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from agent.records import Retired, TaskRecord
 from agent.status import AgentState, LastError, StatusReporter, TaskResult
 from plada.topics import TopicScheme
 
@@ -90,3 +91,52 @@ def test_task_result_json_round_trips() -> None:
         finished_at=1.0,
     )
     assert json.loads(result.to_json())["bytes_received"] == 2048
+
+
+def _record(version: int | None, *, retired: int | None = None) -> TaskRecord:
+    return TaskRecord(
+        installed=None if version is None else f"00000{version}-t-v{version}",
+        version=version,
+        highest_version=version or retired or 0,
+        retired=None
+        if retired is None
+        else Retired(version=retired, at=1.0, tombstone_digest="ab" * 32),
+    )
+
+
+def test_status_shows_every_task_with_its_own_state() -> None:
+    # Prepare: one task ready, one training, one retired, one refused for capacity
+    reporter = _reporter()
+    reporter.installed(
+        task="fashion",
+        version=2,
+        records={"fashion": _record(2), "digits": _record(1), "bins": _record(None, retired=3)},
+    )
+    reporter.training(task="digits", version=2, progress=50.0)
+    reporter.rejected(LastError("TaskLimitError", "capacity", at=1.0, task="cars", version=1))
+    reporter.training(task="digits", version=2, progress=60.0)
+    # Execute
+    tasks = reporter.to_dict()["tasks"]
+    # Assert
+    assert {t: s["state"] for t, s in tasks.items()} == {
+        "bins": "retired",
+        "cars": "error",
+        "digits": "training",
+        "fashion": "ready",
+    }
+    assert tasks["digits"]["installed_version"] == "digits@1"
+    assert tasks["digits"]["latest_version"] == "digits@2"
+    assert tasks["bins"]["retired_version"] == 3 and tasks["bins"]["version"] is None
+    assert tasks["cars"]["last_error"]["code"] == "TaskLimitError"
+    assert tasks["fashion"]["last_error"] is None
+
+
+def test_home_assistant_has_one_update_entity_per_task() -> None:
+    # Execute
+    topic, body = _reporter().home_assistant_task_discovery("fashion", prefix="homeassistant")
+    config = json.loads(body)
+    # Assert: node plada_<id>, object id the task (what the shipped ACL allows)
+    assert topic == "homeassistant/update/plada_pi-1/fashion/config"
+    assert config["unique_id"] == "plada_pi-1_fashion"
+    assert "tasks['fashion'].installed_version" in config["value_template"]
+    assert config["device"]["identifiers"] == ["plada_pi-1"]

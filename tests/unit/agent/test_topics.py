@@ -96,3 +96,45 @@ def test_parse_broker_url_defaults_ports(url: str, expected: BrokerUrl) -> None:
 def test_parse_broker_url_rejects_bad_urls(url: str) -> None:
     with pytest.raises(ValueError, match="broker URL"):
         parse_broker_url(url)
+
+
+def test_scheme_per_task_topics_round_trip() -> None:
+    # Prepare
+    scheme = TopicScheme()
+    # Execute
+    built = [
+        scheme.task("lab", "bins"),
+        scheme.task_manifest("lab", "bins"),
+        scheme.task_chunk("lab", 7, "bins"),
+        scheme.task_retired("lab", "bins"),
+    ]
+    parsed = [scheme.parse(t) for t in built]
+    # Assert
+    assert built == [
+        "plada/group/lab/tasks/bins",
+        "plada/group/lab/tasks/bins/manifest",
+        "plada/group/lab/tasks/bins/chunk/7",
+        "plada/group/lab/tasks/bins/retired",
+    ]
+    assert parsed == [
+        ParsedTopic(TopicKind.TASK, group="lab", task="bins"),
+        ParsedTopic(TopicKind.MANIFEST, group="lab", task="bins"),
+        ParsedTopic(TopicKind.CHUNK, group="lab", chunk_index=7, task="bins"),
+        ParsedTopic(TopicKind.RETIRED, group="lab", task="bins"),
+    ]
+    assert scheme.group_filters("lab") == ("plada/group/lab/tasks/#", "plada/group/lab/task/#")
+    assert scheme.task_filter("lab", "bins") == "plada/group/lab/tasks/bins/#"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "plada/group/g/tasks",
+        "plada/group/g/tasks/t/extra",
+        "plada/group/g/tasks/t/chunk/01",
+        "plada/group/g/tasks/T",
+        "plada/group/g/tasks/t/retired/x",
+    ],
+)
+def test_scheme_parse_ignores_malformed_per_task_topics(topic: str) -> None:
+    assert TopicScheme().parse(topic) is None

@@ -41,6 +41,22 @@ def test_torch_encoder_loads_real_imagenet_weights(model: str) -> None:
     assert encoder.feature_dim == 1280
 
 
+def test_torch_encoder_splits_big_batches_below_the_mmap_threshold() -> None:
+    # Prepare: 224 px, where one 96 x 112 x 112 activation is 4.8 MB per image
+    from builder.encoders.parity import real_images
+    from builder.encoders.torch_encoder import TorchEncoder
+
+    encoder = TorchEncoder(EncoderSpec("lite0", 224))
+    batch = preprocess_batch(real_images(7, seed=3), size=224)  # (7, 3, 224, 224)
+    # Execute
+    together = encoder.embed(batch)
+    one_by_one = np.concatenate([encoder.embed(batch[i : i + 1]) for i in range(len(batch))])
+    # Assert: 3 rows per forward at 224 px, and the same features as single rows
+    assert encoder.rows_per_forward == 3
+    assert together.shape == (7, 1280)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-4)
+
+
 def test_torch_encoder_embed_shapes_and_layouts_agree() -> None:
     # Prepare
     from builder.encoders.torch_encoder import TorchEncoder

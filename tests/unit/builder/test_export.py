@@ -146,6 +146,29 @@ def test_load_encoder_reuses_an_existing_int8_export(int8_export: Path) -> None:
     assert encoder.embed(_held_out_batch(64)).shape == (12, 1280)
 
 
+def test_a_calibration_other_than_the_default_is_named_in_the_cache_key(
+    int8_export: Path, tmp_path: Path
+) -> None:
+    # Prepare: the same file, its sidecar saying it was calibrated on a corpus
+    import shutil
+
+    from builder.encoders.load import load_encoder
+    from plada.encoders import write_encoder_info
+
+    info = read_encoder_info(int8_export)
+    other = tmp_path / int8_export.name
+    shutil.copyfile(int8_export, other)
+    quantization = {**(info.quantization or {}), "calibration": "corpus-68cb3417"}
+    write_encoder_info(other, info.model_copy(update={"quantization": quantization}))
+    # Execute
+    default_key = load_encoder(int8_export).cache_key
+    corpus_key = load_encoder(other).cache_key
+    # Assert: the default keeps its old key; the other one says what it was calibrated on
+    assert (info.quantization or {}).get("calibration") == "photo-crops"
+    assert default_key == f"onnx-lite0-64-int8-{info.sha256[:16]}"
+    assert corpus_key == f"onnx-lite0-64-int8-corpus-68cb3417-{info.sha256[:16]}"
+
+
 def test_export_encoder_fails_its_parity_check_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

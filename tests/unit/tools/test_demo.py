@@ -10,7 +10,7 @@ import tomllib
 
 from agent.config import parse_config
 from agent.profiles import dump_toml as _toml
-from tools.demo.agents import agent_table, plan_agents
+from tools.demo.agents import agent_table, demo_tasks, link_probe_dir, plan_agents, probe_dir
 from tools.demo.agents import device_profile as _profile
 from tools.demo.table import print_table
 from tools.devbroker import Broker
@@ -80,3 +80,20 @@ def test_demo_agent_configs_pass_the_agent_checks(tmp_path: Path, kind: str) -> 
     # Assert
     assert [c.device_id for c in configs] == ["rpi-4-1", "rpi-4-2", "x86-dev-1"]
     assert all((c.mqtt.username is not None) == (kind == "mosquitto") for c in configs)
+
+
+def test_two_demo_tasks_share_one_probe_folder(tmp_path: Path) -> None:
+    # Prepare: two targets with distinct class folders
+    for task, classes in (("fashion", ("bag", "coat")), ("digits", ("0", "1"))):
+        for name in classes:
+            (tmp_path / "data" / "targets" / task / "test" / name).mkdir(parents=True)
+    args = argparse.Namespace(
+        data=tmp_path / "data", out=tmp_path / "out", task="fashion", second_task="digits"
+    )
+    # Execute
+    link_probe_dir(args)
+    # Assert
+    assert demo_tasks(args) == ["fashion", "digits"]
+    assert sorted(p.name for p in probe_dir(args).iterdir()) == ["0", "1", "bag", "coat"]
+    one = argparse.Namespace(data=tmp_path / "data", out=tmp_path / "out", task="fashion")
+    assert probe_dir(one) == tmp_path / "data" / "targets" / "fashion" / "test"

@@ -91,3 +91,13 @@ def test_results_render_as_markdown_rows() -> None:
     }
     table = resume_table({"scenarios": [{"summary": summary}]})
     assert table.splitlines()[-1] == "| agent | 5 | offline | 9 | 18 | 0 | 0 | 3 | 1.90x |"
+
+
+def test_task_topics_follow_the_per_task_scheme_publish_uses() -> None:
+    # Execute
+    whole = task_topics("g", b"x" * 900, max_chunk_bytes=1024, task="shapes")
+    chunked = task_topics("g", b"x" * 1500, max_chunk_bytes=1024, task="shapes")
+    # Assert
+    assert whole == {"plada/group/g/tasks/shapes": 900}
+    assert "plada/group/g/tasks/shapes/manifest" in chunked
+    assert all(t.startswith("plada/group/g/tasks/shapes/") for t in chunked)

@@ -4,7 +4,6 @@ and the real `plada-agent run` daemon stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,18 +17,13 @@ from agent.triallog import TrialLog
 from builder.fleet.publish import publish_payload
 from plada.payload import payload_digest
 from tests.support.mqtt_probe import Probe
+from tests.support.spawn import spawn_python
 from tools.devbroker import ADMIN_USER, Broker
 from tools.fleet_harness import admin_options, device_config, wait_until
 from tools.tiny.device import make_device
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("ab") as fh:
-        return subprocess.Popen([sys.executable, *args], stdout=fh, stderr=fh, env=env, cwd=ROOT)
 
 
 def test_sigkill_mid_training_completes_exactly_once(broker: Broker, tmp_path: Path) -> None:
@@ -50,7 +44,7 @@ def test_sigkill_mid_training_completes_exactly_once(broker: Broker, tmp_path: P
     admin.connect()
     admin.subscribe("plada/device/dev-kill/#")
     data = tiny.payload(version=1)
-    slow = _spawn(
+    slow = spawn_python(
         ["-m", "tests.support.slow_agent", "--config", str(config_path), "--marker", str(marker)],
         log,
     )
@@ -68,7 +62,7 @@ def test_sigkill_mid_training_completes_exactly_once(broker: Broker, tmp_path: P
         if slow.poll() is None:
             slow.kill()
     assert ModelStore(config.state.dir).current() is None
-    daemon = _spawn(["-m", "agent", "run", "--config", str(config_path)], log)
+    daemon = spawn_python(["-m", "agent", "run", "--config", str(config_path)], log)
     try:
         wait_until(
             lambda: admin.last("plada/device/dev-kill/result/shapes") is not None,

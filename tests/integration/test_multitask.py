@@ -10,10 +10,7 @@ instant training); the prediction and crash tests run the real pipeline on the t
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +34,7 @@ from plada.signing import load_trusted_keys
 from plada.tombstone import encode_tombstone, make_tombstone
 from plada.topics import TopicKind, TopicScheme
 from tests.support.mqtt_probe import Probe
+from tests.support.spawn import spawn_python
 from tools.devbroker import ADMIN_USER, Broker
 from tools.fleet_harness import (
     FakeApplier,
@@ -373,12 +371,6 @@ def _trusted(keys: Keys) -> dict[str, Any]:
     return load_trusted_keys([keys.public_path])
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("ab") as fh:
-        return subprocess.Popen([sys.executable, *args], stdout=fh, stderr=fh, env=env, cwd=ROOT)
-
-
 def test_daemon_killed_while_installing_the_second_task(broker: Broker, tmp_path: Path) -> None:
     # Prepare: a real tiny device; the first task installs, the second one's training pauses.
     tiny = make_device(tmp_path / "tiny", num_images=60, epochs=5)
@@ -397,7 +389,7 @@ def test_daemon_killed_while_installing_the_second_task(broker: Broker, tmp_path
     probe.connect()
     probe.subscribe("plada/device/dev-kill/#")
     shapes, parity = tiny.payload(version=1), _parity(tiny)
-    slow = _spawn(
+    slow = spawn_python(
         [
             "-m",
             "tests.support.slow_agent",
@@ -431,7 +423,7 @@ def test_daemon_killed_while_installing_the_second_task(broker: Broker, tmp_path
         if slow.poll() is None:
             slow.kill()
     during = _installed(config.state.dir)
-    daemon = _spawn(["-m", "agent", "run", "--config", str(config_path)], log)
+    daemon = spawn_python(["-m", "agent", "run", "--config", str(config_path)], log)
     try:
         wait_until(
             lambda: probe.last("plada/device/dev-kill/result/parity") is not None,

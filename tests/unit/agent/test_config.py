@@ -142,7 +142,7 @@ def test_metrics_are_off_by_default(tmp_path: Path) -> None:
     [
         ("127.0.0.1:9464", ("127.0.0.1", 9464)),
         ("[::1]:1", ("::1", 1)),
-        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),  # noqa: S104 - parsed, never bound
     ],
 )
 def test_metrics_listen_parses_ip_and_port(

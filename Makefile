@@ -43,7 +43,8 @@ $(ORT_VENV)/.installed: pyproject.toml
 	$(ORT_PY) -m pip install --quiet --upgrade pip
 	$(ORT_PY) -m pip install --quiet onnxruntime-training==1.19.2 onnx==1.17.0 'numpy<2.3' pytest pytest-timeout hypothesis
 	$(ORT_PY) -m pip install --quiet --no-deps -e .
-	$(ORT_PY) -m pip install --quiet cbor2 zstandard cryptography pillow pydantic rich 'paho-mqtt>=2.2,<3' tomli-w
+	$(ORT_PY) -m pip install --quiet cbor2 zstandard cryptography pillow pydantic rich 'paho-mqtt>=2.2,<3' tomli-w \
+		'prometheus-client>=0.20'
 	touch $@
 
 setup-ort-training: $(ORT_VENV)/.installed ## create .venv-ort-training (onnxruntime-training backend)

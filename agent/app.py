@@ -9,7 +9,8 @@ collaborator:
   (agent.faults) defer it with back-off;
 - the model store (agent.models) is the one record of what is installed, read for status too, so
   a `plada-agent rollback` under the running daemon shows at once;
-- agent.fault_report shows every fault in status and the trial log, with its cause.
+- agent.fault_report shows every fault in status and the trial log, with its cause;
+- agent.metrics serves those records to Prometheus when ``[metrics] listen`` is set.
 
 Nothing a payload or the device does makes the daemon exit: every failure is classified, shown
 and either refused for good (payload faults) or retried (device faults).
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from agent.config import AgentConfig
+    from agent.metrics import MetricsServer
 
 __all__ = [
     "AgentApp",
@@ -125,6 +127,7 @@ class AgentApp:
         # payload id -> the task whose topics its pieces came on (this run; after a restart a
         # resumed download is not checked against its topic)
         self._piece_tasks: dict[str, str] = {}
+        self.metrics: MetricsServer | None = None
         task, version = self._serving()
         self.status.restore(task=task, version=version, last_error=self.state.last_error)
         self.status.pending = self.queue.view()
@@ -137,6 +140,7 @@ class AgentApp:
     # -- lifecycle ------------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until ``stop`` is set; returns the process exit code."""
+        self._start_metrics()
         self.link.start()
         systemd.notify("READY=1")
         self._running_marker.touch()
@@ -153,8 +157,36 @@ class AgentApp:
         finally:
             systemd.notify("STOPPING=1")
             self.link.stop()
+            if self.metrics is not None:
+                self.metrics.stop()
+                self.metrics = None
             self._running_marker.unlink(missing_ok=True)
         return 0
+
+    def _start_metrics(self) -> None:
+        """The Prometheus endpoint, when configured; an address it cannot bind is a device
+        fault shown in status, not a reason to stop receiving tasks."""
+        address = self.config.metrics.address
+        if address is None:
+            return
+        # Imported here: prometheus_client is only loaded on devices that turn the endpoint on.
+        from agent.metrics import AgentCollector, start_metrics
+
+        collector = AgentCollector(
+            self.config,
+            store=self.store,
+            triallog=self.triallog,
+            fleet_state_path=self.queue.state_path,
+            started_at=time.time(),
+        )
+        host, port = address
+        try:
+            self.metrics = start_metrics(collector, host=host, port=port)
+        except OSError as exc:
+            logger.error("metrics endpoint %s not started: %s", self.config.metrics.listen, exc)
+            self.faults.report(classify(exc), message=f"metrics endpoint {host}:{port}: {exc}")
+            return
+        logger.info("metrics on http://%s/metrics", self.config.metrics.listen)
 
     def _resume_downloads(self) -> None:
         """Downloads cut by a restart continue from the pieces stored before it."""

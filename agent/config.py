@@ -31,15 +31,26 @@ Example (relative paths are resolved against the config file's folder)::
 
     [mqtt]
     broker = "mqtts://broker.example:8883"
+
+    [metrics]                       # optional: a Prometheus endpoint, off without this table
+    listen = "127.0.0.1:9464"
 """
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 from agent.mqtt_config import MqttConfig
@@ -226,6 +237,50 @@ class RecoveryConfig(_Section):
         return self
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` or ``"[::1]:9464"`` -> (host, port); ValueError naming what is wrong.
+
+    Only IP literals: the endpoint binds to exactly the address configured, never to whatever a
+    host name resolves to on the day.
+    """
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not <ip>:<port> (e.g. 127.0.0.1:9464 or [::1]:9464)")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{value!r}: {host!r} is not an IP address") from None
+    if address.version == 6 and not bracketed:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65_535:
+        raise ValueError(f"{value!r}: port must be a number from 1 to 65535")
+    return str(address), int(port_text)
+
+
+class MetricsConfig(_Section):
+    listen: str | None = Field(
+        default=None,
+        description="address of the Prometheus endpoint, <ip>:<port> (e.g. 127.0.0.1:9464); "
+        "unset = no endpoint. It binds to this address only: 0.0.0.0 exposes it on every "
+        "interface, so prefer loopback or the management network's address",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, or None when the endpoint is off."""
+        return None if self.listen is None else parse_listen(self.listen)
+
+
 class AgentConfig(_Section):
     device_id: str = Field(pattern=_ID_PATTERN, description="this device's id, [a-z0-9_-]{1,64}")
     device_class: str = Field(
@@ -242,6 +297,9 @@ class AgentConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="broker connection")
     recovery: RecoveryConfig = Field(
         default_factory=RecoveryConfig, description="retries after device faults"
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Prometheus endpoint (off by default)"
     )
 
     @model_validator(mode="after")

@@ -111,6 +111,27 @@ class Event:
     message: str | None
 
 
+@dataclass(frozen=True)
+class MessageTotal:
+    """Messages on one topic of one kind, for one payload's task (None when not known)."""
+
+    topic: str
+    kind: str
+    task: str | None
+    messages: int
+    payload_bytes: int
+    overhead_bytes: int
+
+
+@dataclass(frozen=True)
+class LinkSummary:
+    """The link's latest event (``connected`` / ``disconnected``) and every disconnect so far."""
+
+    last_code: str | None
+    last_at: float | None
+    disconnects: int
+
+
 class TrialLog:
     """One SQLite file; safe to read (trial-report) while the daemon writes (WAL)."""
 
@@ -285,6 +306,49 @@ class TrialLog:
                 " FROM messages"
             ).fetchone()
         return {"messages": int(n), "payload_bytes": int(pbytes), "overhead_bytes": int(obytes)}
+
+    # -- aggregates the metrics endpoint reads at scrape time (agent.metrics) -------------------
+    def message_totals(self) -> list[MessageTotal]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT m.topic, m.kind, t.task, COUNT(*), SUM(m.payload_bytes),"
+                " SUM(m.overhead_bytes)"
+                " FROM messages m LEFT JOIN tasks t ON t.payload_id = m.payload_id"
+                " GROUP BY m.topic, m.kind, t.task ORDER BY m.topic, m.kind"
+            ).fetchall()
+        return [
+            MessageTotal(topic, kind, task, int(n), int(pbytes), int(obytes))
+            for topic, kind, task, n, pbytes, obytes in rows
+        ]
+
+    def fault_counts(self) -> dict[tuple[str, str], int]:
+        """(fault class, code) -> how many fault events."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT COALESCE(fault, ''), COALESCE(code, ''), COUNT(*) FROM events"
+                " WHERE kind = 'fault' GROUP BY fault, code"
+            ).fetchall()
+        return {(fault, code): int(n) for fault, code, n in rows}
+
+    def link_summary(self) -> LinkSummary:
+        with self._connect() as db:
+            last = db.execute(
+                "SELECT code, at FROM events WHERE kind = 'link' ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            (disconnects,) = db.execute(
+                "SELECT COUNT(*) FROM events WHERE kind = 'link' AND code = 'disconnected'"
+            ).fetchone()
+        code, at = last if last is not None else (None, None)
+        return LinkSummary(last_code=code, last_at=at, disconnects=int(disconnects))
+
+    def last_train_seconds(self) -> dict[str, float]:
+        """task -> training seconds of its most recent install (outcome ``ready``)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT task, train_seconds FROM tasks WHERE outcome = 'ready'"
+                " AND task IS NOT NULL AND train_seconds IS NOT NULL ORDER BY updated_at"
+            ).fetchall()
+        return {task: float(seconds) for task, seconds in rows}  # later rows win
 
     def report(self) -> dict[str, Any]:
         faults = self.events("fault")

@@ -148,3 +148,25 @@ def test_broker_acl_keeps_devices_to_their_own_topics() -> None:
     assert not any(
         access in ("write", "readwrite") and "group" in topic for access, topic in patterns
     )
+
+
+def test_commented_metrics_example_validates_when_uncommented(tmp_path: Path) -> None:
+    # Prepare: the Pi 4 profile ships the [agent.metrics] table commented out (off by default)
+    text = (ROOT / "raspberry-pi-4.toml").read_text(encoding="utf-8")
+    assert (
+        load_profile(ROOT / "raspberry-pi-4.toml")
+        .agent_config(device_id="pi-1", overrides={"mqtt": {"username": "pi-1"}})
+        .metrics.address
+        is None
+    )
+    on = tmp_path / "raspberry-pi-4.toml"
+    on.write_text(
+        text.replace("# [agent.metrics]", "[agent.metrics]").replace("# listen =", "listen ="),
+        encoding="utf-8",
+    )
+    # Execute
+    config = load_profile(on).agent_config(
+        device_id="pi-1", overrides={"mqtt": {"username": "pi-1"}}
+    )
+    # Assert
+    assert config.metrics.address == ("127.0.0.1", 9464)

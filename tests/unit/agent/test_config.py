@@ -125,3 +125,65 @@ def test_load_config_names_max_steps_below_min_steps(tmp_path: Path) -> None:
     path = _write(tmp_path, _MINIMAL.replace("[state]", "[head]\nmax_steps = 100\n[state]"))
     with pytest.raises(ConfigError, match=r"max_steps \(100\) must be >= min_steps"):
         load_config(path)
+
+
+def test_metrics_are_off_by_default(tmp_path: Path) -> None:
+    # Prepare
+    path = _write(tmp_path, _MINIMAL)
+    # Execute
+    config = load_config(path)
+    # Assert
+    assert config.metrics.listen is None
+    assert config.metrics.address is None
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("[::1]:1", ("::1", 1)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),  # noqa: S104 - parsed, never bound
+    ],
+)
+def test_metrics_listen_parses_ip_and_port(
+    tmp_path: Path, listen: str, address: tuple[str, int]
+) -> None:
+    # Prepare
+    path = _write(tmp_path, _MINIMAL + f'[metrics]\nlisten = "{listen}"\n')
+    # Execute
+    config = load_config(path)
+    # Assert
+    assert config.metrics.address == address
+
+
+@pytest.mark.parametrize(
+    ("listen", "why"),
+    [
+        ("9464", "not <ip>:<port>"),
+        ("localhost:9464", "not an IP address"),
+        ("127.0.0.1:0", "port must be"),
+        ("127.0.0.1:70000", "port must be"),
+        ("127.0.0.1:http", "port must be"),
+        ("::1:9464", "brackets"),
+        ("999.1.1.1:9464", "not an IP address"),
+    ],
+)
+def test_bad_metrics_listen_is_a_named_error(tmp_path: Path, listen: str, why: str) -> None:
+    # Prepare
+    path = _write(tmp_path, _MINIMAL + f'[metrics]\nlisten = "{listen}"\n')
+    # Execute
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    # Assert
+    assert "metrics.listen" in str(excinfo.value)
+    assert why in str(excinfo.value)
+
+
+def test_unknown_metrics_key_is_named(tmp_path: Path) -> None:
+    # Prepare
+    path = _write(tmp_path, _MINIMAL + "[metrics]\nport = 9464\n")
+    # Execute
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    # Assert
+    assert "metrics.port: unknown key" in str(excinfo.value)

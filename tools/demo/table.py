@@ -59,6 +59,7 @@ def print_table(
             f"({report['num_indices']} (index, label) pairs, strategy {report['strategy']})",
             f"teacher ({report['teacher']['encoder']}) accuracy on the test split: "
             f"{100 * report['teacher_accuracy']:.1f} %",
+            _view_line(report.get("view")),
             "",
             render_table(_HEADER, rows),
             "",
@@ -67,3 +68,10 @@ def print_table(
             "encoder with a head trained on the whole labelled train split.",
         ]
     )
+
+
+def _view_line(view: Any) -> str:
+    """The view the devices apply to the kept reference images (issue 16), or that there is none."""
+    if not isinstance(view, dict):
+        return "view: none (the reference images as they are)"
+    return f"view: {view.get('description')} (every device applies it before embedding)"

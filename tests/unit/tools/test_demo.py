@@ -62,6 +62,26 @@ def test_print_table_lists_every_agent(tmp_path: Path) -> None:
     row = next(line for line in table.splitlines() if line.startswith("x86-dev-1"))
     assert "80.0 %" in row and "85.0 %" in row and "2.50 s" in row and "2000" in row
     assert "90.0 %" in table
+    assert "view: none" in table
+
+
+def test_print_table_names_the_view_the_devices_apply(tmp_path: Path) -> None:
+    # Prepare
+    plans = plan_agents("x86-dev:1", tmp_path)
+    results = {"x86-dev-1": {"probe_accuracy": 0.8, "finished_at": 12.5, "bytes_received": 9}}
+    report = {
+        "task": "digits",
+        "num_indices": 30,
+        "strategy": "high-energy",
+        "teacher": {"encoder": "lite0-64-int8"},
+        "teacher_accuracy": 0.9,
+        "devices": {},
+        "view": {"description": "grayscale() > resize(filter=box, size=8)"},
+    }
+    # Execute
+    table = print_table(plans, results, report, payload_bytes=9, published_at=10.0)
+    # Assert
+    assert "view: grayscale() > resize(filter=box, size=8)" in table
 
 
 @pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])

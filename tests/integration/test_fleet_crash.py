@@ -16,9 +16,9 @@ from agent.profiles import dump_toml
 from agent.triallog import TrialLog
 from builder.fleet.publish import publish_payload
 from plada.payload import payload_digest
-from tests.support.mqtt_probe import Probe
+from tests.support.mqtt_probe import admin_probe
 from tests.support.spawn import spawn_python
-from tools.devbroker import ADMIN_USER, Broker
+from tools.devbroker import Broker
 from tools.fleet_harness import admin_options, device_config, wait_until
 from tools.tiny.device import make_device
 
@@ -35,14 +35,7 @@ def test_sigkill_mid_training_completes_exactly_once(broker: Broker, tmp_path: P
     config_path.write_text(dump_toml(config.model_dump(mode="json", exclude_none=True)), "utf-8")
     marker = tmp_path / "training.marker"
     log = tmp_path / "agent.log"
-    admin = Probe(
-        broker.url,
-        username=ADMIN_USER,
-        password=broker.passwords.get(ADMIN_USER),
-        protocol5=broker.secure,
-    )
-    admin.connect()
-    admin.subscribe("plada/device/dev-kill/#")
+    admin = admin_probe(broker, "plada/device/dev-kill/#")
     data = tiny.payload(version=1)
     slow = spawn_python(
         ["-m", "tests.support.slow_agent", "--config", str(config_path), "--marker", str(marker)],

@@ -4,11 +4,8 @@ Prometheus scrape over HTTP shows the installed task's version and the fault a b
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -18,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.profiles import dump_toml
 from agent.triallog import TrialLog
 from builder.fleet.publish import publish_payload
-from tests.support.mqtt_probe import Probe
-from tools.devbroker import ADMIN_USER, Broker
+from tests.support.mqtt_probe import admin_probe
+from tests.support.spawn import spawn_python
+from tools.devbroker import Broker
 from tools.fleet_harness import admin_options, device_config, wait_until
 from tools.tiny.device import make_device
 
@@ -61,23 +59,8 @@ def test_scrape_of_the_running_daemon_shows_version_and_fault(
     config_path.write_text(dump_toml(data), "utf-8")
     url = f"http://127.0.0.1:{port}/metrics"
     log = tmp_path / "agent.log"
-    admin = Probe(
-        broker.url,
-        username=ADMIN_USER,
-        password=broker.passwords.get(ADMIN_USER),
-        protocol5=broker.secure,
-    )
-    admin.connect()
-    admin.subscribe(f"plada/device/{DEVICE}/#")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("ab") as fh:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(config_path)],
-            stdout=fh,
-            stderr=fh,
-            env=env,
-            cwd=ROOT,
-        )
+    admin = admin_probe(broker, f"plada/device/{DEVICE}/#")
+    daemon = spawn_python(["-m", "agent", "run", "--config", str(config_path)], log)
     try:
         wait_until(
             lambda: admin.last(f"plada/device/{DEVICE}/availability") == b"online",

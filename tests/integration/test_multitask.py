@@ -33,7 +33,7 @@ from plada.payload import payload_digest
 from plada.signing import load_trusted_keys
 from plada.tombstone import encode_tombstone, make_tombstone
 from plada.topics import TopicKind, TopicScheme
-from tests.support.mqtt_probe import Probe
+from tests.support.mqtt_probe import admin_probe
 from tests.support.spawn import spawn_python
 from tools.devbroker import ADMIN_USER, Broker
 from tools.fleet_harness import (
@@ -380,14 +380,7 @@ def test_daemon_killed_while_installing_the_second_task(broker: Broker, tmp_path
     config_path.write_text(dump_toml(config.model_dump(mode="json", exclude_none=True)), "utf-8")
     marker = tmp_path / "training.marker"
     log = tmp_path / "agent.log"
-    probe = Probe(
-        broker.url,
-        username=ADMIN_USER,
-        password=broker.passwords.get(ADMIN_USER),
-        protocol5=broker.secure,
-    )
-    probe.connect()
-    probe.subscribe("plada/device/dev-kill/#")
+    probe = admin_probe(broker, "plada/device/dev-kill/#")
     shapes, parity = tiny.payload(version=1), _parity(tiny)
     slow = spawn_python(
         [

@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from plada.topics import parse_broker_url
+from tools.devbroker import ADMIN_USER, Broker
 
 
 class Probe:
@@ -101,3 +102,17 @@ class Probe:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def admin_probe(broker: Broker, *topics: str) -> Probe:
+    """A connected probe on the builder's account (which may read the whole fleet), subscribed."""
+    probe = Probe(
+        broker.url,
+        username=ADMIN_USER,
+        password=broker.passwords.get(ADMIN_USER),
+        protocol5=broker.secure,
+    )
+    probe.connect()
+    for topic in topics:
+        probe.subscribe(topic)
+    return probe

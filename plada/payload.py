@@ -403,6 +403,24 @@ def _open_envelope(data: bytes) -> _Envelope:
     return _Envelope(body=body, key_id=kid, signature=signature)
 
 
+def _require_signature(
+    env: _Envelope,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    allow_unsigned: bool,
+    unsigned: str,
+) -> None:
+    """The one signature policy of every signed envelope (payloads and tombstones): a bad
+    signature under a trusted key is always refused; unsigned or untrusted only when allowed."""
+    status = _signature_status(env, trusted_keys)
+    if status == "unsigned" and not allow_unsigned:
+        raise PayloadSignatureError(f"signature: {unsigned}")
+    if status == "unknown-key" and not allow_unsigned:
+        raise PayloadSignatureError(f"key_id: {env.key_id!r} is not among the trusted keys")
+    if status == "invalid":
+        raise PayloadSignatureError(f"signature: does not verify with key {env.key_id}")
+
+
 def _signature_status(
     env: _Envelope, trusted_keys: Mapping[str, Ed25519PublicKey]
 ) -> SignatureStatus:
@@ -522,15 +540,12 @@ def decode_payload(
     is checked before the body is parsed.
     """
     env = _open_envelope(data)
-    status = _signature_status(env, trusted_keys)
-    if status == "unsigned" and not allow_unsigned:
-        raise PayloadSignatureError(
-            "signature: payload is unsigned and unsigned payloads are not allowed"
-        )
-    if status == "unknown-key" and not allow_unsigned:
-        raise PayloadSignatureError(f"key_id: {env.key_id!r} is not among the trusted keys")
-    if status == "invalid":
-        raise PayloadSignatureError(f"signature: does not verify with key {env.key_id}")
+    _require_signature(
+        env,
+        trusted_keys,
+        allow_unsigned=allow_unsigned,
+        unsigned="payload is unsigned and unsigned payloads are not allowed",
+    )
     payload, _, _ = _decode_body(env.body)
     current = time.time() if now is None else now
     if _is_expired(payload, current):

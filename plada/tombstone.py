@@ -27,7 +27,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from plada import limits
-from plada.errors import PayloadDecodeError, PayloadLimitError, PayloadSignatureError
+from plada.errors import PayloadDecodeError, PayloadLimitError
 from plada.payload import (
     FORMAT_VERSION,
     TASK_NAME_RE,
@@ -36,6 +36,7 @@ from plada.payload import (
     _get,
     _load_map,
     _open_envelope,
+    _require_signature,
     _signature_status,
     payload_digest,
 )
@@ -133,15 +134,12 @@ def decode_tombstone(
     """Verify and decode a tombstone, exactly as decode_payload verifies a payload: a
     PayloadError subclass names what is wrong. The signature is checked before the body is read."""
     env = _open(data)
-    status = _signature_status(env, trusted_keys)
-    if status == "unsigned" and not allow_unsigned:
-        raise PayloadSignatureError(
-            "signature: retirement is unsigned and unsigned messages are not allowed"
-        )
-    if status == "unknown-key" and not allow_unsigned:
-        raise PayloadSignatureError(f"key_id: {env.key_id!r} is not among the trusted keys")
-    if status == "invalid":
-        raise PayloadSignatureError(f"signature: does not verify with key {env.key_id}")
+    _require_signature(
+        env,
+        trusted_keys,
+        allow_unsigned=allow_unsigned,
+        unsigned="retirement is unsigned and unsigned messages are not allowed",
+    )
     return _decode_body(env.body)
 
 

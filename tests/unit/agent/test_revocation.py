@@ -47,7 +47,8 @@ def _app(tmp_path: Path, keys: Keys) -> tuple[AgentApp, FakeLink, FakeApplier]:
 
 
 def _serving(app: AgentApp) -> int | None:
-    return app.status.to_dict()["tasks"].get("shapes", {}).get("version")
+    version: int | None = app.status.to_dict()["tasks"].get("shapes", {}).get("version")
+    return version
 
 
 def test_revocation_rolls_back_to_the_previous_head_and_refuses_the_version(

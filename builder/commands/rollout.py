@@ -2,7 +2,8 @@
 
     plada-build rollout build/fashion.plada --canary canary --rest field \\
         --signing-key keys/private.pem --trusted-key keys/public.pem --report build/report.json \\
-        --min-fraction 0.9 --device-timeout 900 --record rollout.json --broker mqtts://broker.lan:8883 ...
+        --min-fraction 0.9 --device-timeout 900 --record rollout.json \\
+        --broker mqtts://broker.lan:8883 ...
     plada-build rollout --show rollout.json
 
 The payload goes to the canary group(s) (with publish's checks). Each canary device's result for
@@ -17,9 +18,9 @@ as soon as it is certain: one failing canary aborts at once.
   canary group(s): devices that installed the version roll back to the head they served before
   (or none) and refuse it from then on; the group's retained copy is cleared and what it retained
   before is restored, so a late canary device never installs it. The rest never receive it.
-- A device that has not answered --device-timeout seconds after the publish is ``no_answer``: it fails
-  the canary (--on-timeout abort, the default) or is left out (--on-timeout ignore; at least one
-  canary device must still pass).
+- A device that has not answered --device-timeout seconds after the publish is ``no_answer``: it
+  fails the canary (--on-timeout abort, the default) or is left out (--on-timeout ignore; at
+  least one canary device must still pass).
 
 Devices are found by the group in their retained status; --device GROUP=ID adds one that does not
 report it. The record (--record, JSON) lists per device its group, class, verdict, reported and

@@ -52,7 +52,7 @@ from builder.fleet.rollout_record import (
     ThresholdRecord,
 )
 from builder.fleet.session import BrokerOptions
-from builder.fleet.status import DeviceStatus, TaskResultMessage, parse_message
+from builder.fleet.status import DeviceStatus, TaskResultMessage, TaskState, parse_message
 from builder.fleet.watch import FleetWatch
 from plada.chunks import DEFAULT_MAX_CHUNK_BYTES
 from plada.payload import payload_digest
@@ -85,6 +85,7 @@ class _Device:
     published_at: float | None = None
     verdict: Verdict | None = None
     answered_at: float | None = None
+    result: TaskResultMessage | None = None  # kept: a rolled-back device clears its result
     rolled_back_at: float | None = None
 
 
@@ -202,6 +203,7 @@ def run_rollout(
                 topics,
                 target,
                 canaries,
+                required,
                 decided_at + timeout_s,
                 poll_s,
                 lambda done, total: report(PHASES[2], done, total),
@@ -346,6 +348,26 @@ def _observe(
     )
 
 
+def _update(
+    device: _Device,
+    watch: FleetWatch,
+    retained: Mapping[str, bytes],
+    topics: TopicScheme,
+    target: _Target,
+    required: Callable[[_Device], float | None],
+    *,
+    timed_out: bool,
+) -> None:
+    """Judge the device on what it reported so far; its result is kept once seen."""
+    obs = _observe(retained, topics, device.device_id, target)
+    if device.result is not None:  # answered before (its result may be cleared since)
+        obs = Observation(answered=True, accuracy=device.result.probe_accuracy)
+    device.verdict = judge(obs, required=required(device), timed_out=timed_out)
+    if obs.answered and device.result is None:
+        device.result = _result(retained, topics, device.device_id, target)
+        device.answered_at = watch.arrived_at.get(topics.result(device.device_id, target.task))
+
+
 def _await_verdicts(
     watch: FleetWatch,
     topics: TopicScheme,
@@ -363,12 +385,7 @@ def _await_verdicts(
         retained = watch.messages()
         timed_out = time.time() >= deadline
         for device in devices:
-            obs = _observe(retained, topics, device.device_id, target)
-            device.verdict = judge(obs, required=required(device), timed_out=timed_out)
-            if obs.answered and device.answered_at is None:
-                device.answered_at = watch.arrived_at.get(
-                    topics.result(device.device_id, target.task)
-                )
+            _update(device, watch, retained, topics, target, required, timed_out=timed_out)
         tick(sum(d.verdict is not None for d in devices))
         decision = decide(
             {d.device_id: d.verdict for d in devices}, on_timeout=on_timeout, timed_out=timed_out
@@ -378,12 +395,30 @@ def _await_verdicts(
         watch.wait(min(poll_s, max(0.0, deadline - time.time())))
 
 
+def _task_state(
+    retained: Mapping[str, bytes], topics: TopicScheme, device_id: str, task: str
+) -> TaskState | None:
+    status = _status(retained, topics, device_id)
+    return status.tasks.get(task) if status is not None else None
+
+
 def _serving(
     retained: Mapping[str, bytes], topics: TopicScheme, device_id: str, task: str
 ) -> int | None:
-    status = _status(retained, topics, device_id)
-    entry = status.tasks.get(task) if status is not None else None
+    entry = _task_state(retained, topics, device_id, task)
     return entry.version if entry is not None else None
+
+
+def _clean(
+    retained: Mapping[str, bytes], topics: TopicScheme, device_id: str, target: _Target
+) -> bool:
+    """The device's status neither serves the revoked version nor is installing it."""
+    entry = _task_state(retained, topics, device_id, target.task)
+    if entry is None:
+        return True
+    return entry.version != target.version and entry.latest_version != (
+        f"{target.task}@{target.version}"
+    )
 
 
 def _await_rollback(
@@ -391,23 +426,31 @@ def _await_rollback(
     topics: TopicScheme,
     target: _Target,
     canaries: Sequence[_Device],
+    required: Callable[[_Device], float | None],
     deadline: float,
     poll_s: float,
     tick: Callable[[int, int], None],
 ) -> None:
-    """Until every canary device that installed the payload no longer serves it (its status
-    says so), or the deadline: an offline one rolls back when it reconnects (the revocation is
-    retained) and is left with ``rolled_back_at`` None."""
-    installed = [d for d in canaries if d.answered_at is not None]
+    """Until no canary device serves or installs the revoked version (their status says so), or
+    the deadline. A device still installing it when the abort was decided may yet answer: it is
+    judged too. An offline one rolls back when it reconnects (the revocation is retained); it
+    is left with ``rolled_back_at`` None. ``rolled_back_at``: when the status of a device that
+    had installed the version showed it serving something else."""
     while True:
         retained = watch.messages()
-        for device in installed:
-            serving = _serving(retained, topics, device.device_id, target.task)
-            if device.rolled_back_at is None and serving != target.version:
-                device.rolled_back_at = watch.arrived_at.get(topics.status(device.device_id))
-        done = sum(d.rolled_back_at is not None for d in installed)
-        tick(done, len(installed))
-        if done == len(installed) or time.time() >= deadline:
+        for device in canaries:
+            if device.verdict is None:
+                _update(device, watch, retained, topics, target, required, timed_out=False)
+        clean = {d.device_id: _clean(retained, topics, d.device_id, target) for d in canaries}
+        for device in canaries:
+            if device.result is not None and clean[device.device_id]:
+                if device.rolled_back_at is None:
+                    device.rolled_back_at = watch.arrived_at.get(topics.status(device.device_id))
+        tick(sum(clean.values()), len(canaries))
+        if all(clean.values()) or time.time() >= deadline:
+            for device in canaries:
+                if device.verdict is None:
+                    device.verdict = "not_judged"
             return
         watch.wait(min(poll_s, max(0.0, deadline - time.time())))
 
@@ -422,7 +465,7 @@ def _outcome(
     ha_prefix: str,
 ) -> DeviceOutcome:
     status = _status(retained, topics, device.device_id)
-    result = _result(retained, topics, device.device_id, target) if device.answered_at else None
+    result = device.result
     device_class = (status.device_class if status else None) or (
         result.device_class if result else None
     )

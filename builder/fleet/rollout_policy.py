@@ -15,7 +15,9 @@ cannot be judged: ``no_reference``, which fails.
 **Verdicts.** ``pass``; ``below`` (answered under the threshold); ``refused`` (the device refused
 the payload: a payload fault reported for this version); ``no_probe`` (answered without a probe
 accuracy: the device has no probe set, so nothing to judge); ``no_reference`` (see above);
-``no_answer`` (no result and no refusal when the timeout ran out).
+``no_answer`` (no result and no refusal when the timeout ran out); ``not_judged`` (a canary
+device that had not answered when another one's failure decided the abort, and did not answer
+before its rollback either).
 
 **Decision** (canary devices only): abort as soon as one canary device has a failing verdict
 (the outcome cannot change); promote when every canary device passed. At the timeout, devices
@@ -31,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Verdict = Literal["pass", "below", "refused", "no_probe", "no_reference", "no_answer"]
+Verdict = Literal["pass", "below", "refused", "no_probe", "no_reference", "no_answer", "not_judged"]
 Outcome = Literal["promoted", "aborted"]
 OnTimeout = Literal["abort", "ignore"]
 FAILING: tuple[Verdict, ...] = ("below", "refused", "no_probe", "no_reference")

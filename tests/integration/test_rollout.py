@@ -50,10 +50,12 @@ from tools.tiny.device import TinyDevice, make_device
 
 pytestmark = pytest.mark.broker
 TOPICS = TopicScheme()
-# The tiny device's probe set is 10 images per class: a head taught the true classes scores far
-# above 0.5 on it, one taught shifted labels far below.
-THRESHOLD = Threshold(min_accuracy=0.5, min_fraction=0.6)
-SIMULATED = {"tiny": 0.9}  # required: max(0.5, 0.6 x 0.9) = 0.54
+# The tiny device (random 24-feature encoder, 80 images) is a weak classifier: on its probe set
+# (10 images per class) a head taught the true classes scores 0.5-0.6, one taught labels shifted
+# by one class 0.2-0.3 (measured). The threshold sits between.
+THRESHOLD = Threshold(min_accuracy=0.35, min_fraction=0.6)
+SIMULATED = {"tiny": 0.6}  # required: max(0.35, 0.6 x 0.6) = 0.36
+REQUIRED = 0.36
 
 
 @dataclass
@@ -173,8 +175,8 @@ def test_promoted_rollout_canary_clears_threshold_rest_gets_the_task(fleet: Flee
     for device_id in canary + rest:
         d = by_id[device_id]
         assert d.verdict == "pass" and d.installed_version == 1, d
-        assert d.reported_accuracy is not None and d.reported_accuracy >= 0.54
-        assert d.required_accuracy == pytest.approx(0.54) and d.device_class == "tiny"
+        assert d.reported_accuracy is not None and d.reported_accuracy >= REQUIRED
+        assert d.required_accuracy == pytest.approx(REQUIRED) and d.device_class == "tiny"
         assert d.published_at is not None and d.answered_at is not None
         assert d.answered_at >= d.published_at
         ha = d.home_assistant
@@ -231,12 +233,17 @@ def test_aborted_rollout_revokes_canary_rolls_back_rest_never_gets_it(fleet: Fle
     # Assert: the decision and the canary's rollback
     assert record.outcome == "aborted", record.reason
     by_id = {d.device_id: d for d in record.devices}
+    # The first canary result below the threshold decides; the other canary device is judged
+    # too if it answers before its rollback.
+    assert {by_id[d].verdict for d in canary} <= {"below", "not_judged"}
+    assert "below" in {by_id[d].verdict for d in canary}
     for device_id in canary:
         d = by_id[device_id]
-        assert d.verdict == "below" and d.reported_version == 2
-        assert d.reported_accuracy is not None and d.reported_accuracy < 0.54
-        assert d.installed_version == 1 and d.rolled_back_at is not None
-        assert d.rolled_back_at >= record.decided_at
+        if d.verdict == "below":
+            assert d.reported_version == 2 and d.rolled_back_at is not None
+            assert d.reported_accuracy is not None and d.reported_accuracy < REQUIRED
+            assert d.rolled_back_at >= record.decided_at
+        assert d.installed_version == 1
         assert [(m.version) for m in fleet.store(device_id).installed()] == [1]
         rec = fleet.store(device_id).task_record("shapes")
         assert rec is not None and rec.rolled_back[-1].payload_digest == payload_digest(v2)

@@ -20,6 +20,7 @@ import pytest
 from agent.config import AgentConfig
 from agent.models import ModelStore
 from agent.profiles import dump_toml
+from builder.cli import main as build_main
 from builder.errors import PublishRefusedError
 from builder.fleet.publish import publish_payload
 from builder.fleet.revoke import revoke_version
@@ -33,7 +34,7 @@ from plada.signing import load_trusted_keys
 from plada.topics import TopicKind, TopicScheme
 from tests.support.mqtt_probe import admin_probe
 from tests.support.spawn import spawn_python
-from tools.devbroker import Broker
+from tools.devbroker import ADMIN_USER, Broker
 from tools.fleet_harness import (
     FakeApplier,
     admin_options,
@@ -269,6 +270,8 @@ def test_aborted_rollout_revokes_canary_rolls_back_rest_never_gets_it(fleet: Fle
     late = fleet.store("late-1")
     assert [m.version for m in late.installed()] == [1]
     assert late.task_record("shapes").highest_version == 1  # type: ignore[union-attr]
+    with pytest.raises(PublishRefusedError, match="revoked in this group"):
+        publish_payload(v2, options=admin, group="canary", check=True)
 
 
 @pytest.mark.parametrize(("on_timeout", "outcome"), [("abort", "aborted"), ("ignore", "promoted")])
@@ -306,6 +309,68 @@ def test_a_canary_device_that_never_answers_times_out(
     assert record.device("ghost").answered_at is None
     assert record.device("can-1").verdict == "pass"
     assert record.decided_at - record.started_at >= 4  # it waited the whole timeout
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "code", "outcome"), [(0.9, 0, "promoted"), (0.2, 3, "aborted")]
+)
+def test_rollout_cli_writes_the_record_and_shows_it(
+    broker: Broker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    accuracy: float,
+    code: int,
+    outcome: str,
+) -> None:
+    # Prepare: one canary agent reporting `accuracy`, one field agent
+    keys = make_keys(tmp_path / "keys")
+    broker.add_users(["can-1", "fld-1"])
+    agents = [
+        start_agent(
+            make_config(
+                tmp_path,
+                device_id=device_id,
+                public_key=keys.public_path,
+                mqtt=mqtt_section(broker, device_id, group=group, home_assistant=True),
+            ),
+            FakeApplier([keys.public_path], probe=(accuracy, 10)),
+        )
+        for device_id, group in (("can-1", "canary"), ("fld-1", "field"))
+    ]
+    _wait_online(broker, ["can-1", "fld-1"])
+    payload = tmp_path / "shapes.plada"
+    payload.write_bytes(make_payload_bytes(keys))
+    record_path = tmp_path / "rollout.json"
+    auth = (
+        ["--username", ADMIN_USER, "--password-file", str(broker.password_file(ADMIN_USER))]
+        if broker.secure
+        else ["--mqtt3"]
+    )
+    # Execute
+    try:
+        ran = build_main(
+            [
+                "rollout", str(payload), "--canary", "canary", "--rest", "field",
+                "--signing-key", str(keys.public_path.with_name("private.pem")),
+                "--trusted-key", str(keys.public_path), "--min-accuracy", "0.5",
+                "--device-timeout", "60", "--record", str(record_path), "--no-progress",
+                "--broker", broker.url, *auth,
+            ]
+        )  # fmt: skip
+    finally:
+        for agent in agents:
+            agent.stop()
+    printed = capsys.readouterr().out
+    shown = build_main(["rollout", "--show", str(record_path)])
+    again = capsys.readouterr().out
+    # Assert
+    assert ran == code
+    record = RolloutRecord.load(record_path)
+    assert record.outcome == outcome
+    assert f"Rollout of shapes v1: {outcome}" in printed and "What Home Assistant shows" in printed
+    assert shown == 0 and again == printed
+    field = record.device("fld-1")
+    assert (field.installed_version == 1) is (outcome == "promoted")
 
 
 def test_forged_revocation_is_refused_by_builder_and_device(broker: Broker, tmp_path: Path) -> None:

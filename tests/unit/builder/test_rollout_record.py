@@ -162,3 +162,17 @@ def test_home_assistant_without_an_entity_config_shows_no_entity() -> None:
     assert not view.present
     assert view.entity_topic == entity_topic("f1", "shapes")
     assert view.installed_version is None
+
+
+def test_home_assistant_after_revoking_the_only_version_shows_none_and_why() -> None:
+    # Prepare: v1 revoked, nothing left; the entity config stays retained
+    mark = RolledBack(version=1, payload_digest=DIGEST, at=0.0, revocation_digest="cd" * 32)
+    record = TaskRecord(highest_version=1, highest_digest=DIGEST, rolled_back=(mark,))
+    # Execute
+    view = home_assistant_view(_retained(_reporter(record)), device_id="c1", task="shapes")
+    # Assert
+    assert view.present
+    assert (view.installed_version, view.latest_version, view.state) == ("none", "none", "off")
+    assert view.release_summary == (
+        "no version installed; v1 revoked by the builder at 1970-01-01 00:00 UTC"
+    )

@@ -73,7 +73,7 @@ def to_markdown(record: RolloutRecord) -> str:
         "",
         "#### What Home Assistant shows",
         "",
-        "| device | entity | installed | latest | release summary | availability |",
+        "| device | HA state | installed | latest | release summary | availability |",
         "| --- | --- | --- | --- | --- | --- |",
         *(_ha_row(d) for d in record.devices),
     ]

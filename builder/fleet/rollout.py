@@ -37,7 +37,6 @@ from builder.fleet.publish import publish_payload
 from builder.fleet.publish_check import check_publishable, check_revocation
 from builder.fleet.revoke import RevokeReport, retained_payload, revoke_version
 from builder.fleet.rollout_policy import (
-    Decision,
     Observation,
     OnTimeout,
     Threshold,
@@ -156,17 +155,22 @@ def run_rollout(
         def required(device: _Device) -> float | None:
             return threshold.required(sim.get(_device_class(watch, topics, device) or ""))
 
-        decision = _await_verdicts(
+        def certain(verdicts: Mapping[str, Verdict | None], timed_out: bool) -> bool:
+            return decide(verdicts, on_timeout=on_timeout, timed_out=timed_out) is not None
+
+        verdicts, timed_out = _await_verdicts(
             watch,
             topics,
             target,
             canaries,
             required,
             deadline,
-            on_timeout,
+            certain,
             poll_s,
             lambda done: report(PHASES[0], done, len(canaries)),
         )
+        decision = decide(verdicts, on_timeout=on_timeout, timed_out=timed_out)
+        assert decision is not None  # noqa: S101 (the wait ends only once it is certain)
         decided_at = time.time()
         revoked: list[RevokeReport] = []
         if decision.outcome == "promoted":
@@ -182,7 +186,7 @@ def run_rollout(
                 others,
                 required,
                 decided_at + timeout_s,
-                "ignore",
+                _all_judged,
                 poll_s,
                 lambda done: report(PHASES[1], done, len(others)),
             )
@@ -375,24 +379,28 @@ def _await_verdicts(
     devices: Sequence[_Device],
     required: Callable[[_Device], float | None],
     deadline: float,
-    on_timeout: OnTimeout,
+    finished: Callable[[Mapping[str, Verdict | None], bool], bool],
     poll_s: float,
     tick: Callable[[int], None],
-) -> Decision:
-    """Judge ``devices`` as their results come in, until the decision is certain or the deadline;
-    each device's verdict and the time its answer arrived are kept on it."""
+) -> tuple[dict[str, Verdict | None], bool]:
+    """Judge ``devices`` as their results come in until ``finished(verdicts, timed_out)``;
+    each device's verdict, result and the time its answer arrived are kept on it. Returns the
+    last verdicts and whether the deadline had passed."""
     while True:
         retained = watch.messages()
         timed_out = time.time() >= deadline
         for device in devices:
             _update(device, watch, retained, topics, target, required, timed_out=timed_out)
         tick(sum(d.verdict is not None for d in devices))
-        decision = decide(
-            {d.device_id: d.verdict for d in devices}, on_timeout=on_timeout, timed_out=timed_out
-        )
-        if decision is not None:
-            return decision
+        verdicts = {d.device_id: d.verdict for d in devices}
+        if finished(verdicts, timed_out):
+            return verdicts, timed_out
         watch.wait(min(poll_s, max(0.0, deadline - time.time())))
+
+
+def _all_judged(verdicts: Mapping[str, Verdict | None], timed_out: bool) -> bool:
+    """The rest's wait: every device judged (or the deadline); no failure ends it early."""
+    return timed_out or all(v is not None for v in verdicts.values())
 
 
 def _task_state(

@@ -86,6 +86,11 @@ def revoke_version(
         held = retained_task(current, topics)
         stale = sorted(current) if held is not None and held.digest == rev.payload_id else []
         back = dict(restore or {}) if stale else {}
+        previous = retained_task(back, topics)
+        if previous is None or previous.digest == rev.payload_id:
+            # Nothing decodable to give back, or the revoked payload itself (a rollout run
+            # again after a crash snapshots what the first run published): never restore that.
+            back = {}
         # The revocation goes first: a device connecting in between sees it, and so refuses the
         # payload it may still find retained.
         mids = [session.publish(topic, revocation)]

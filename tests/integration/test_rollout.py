@@ -23,7 +23,7 @@ from agent.profiles import dump_toml
 from builder.cli import main as build_main
 from builder.errors import PublishRefusedError
 from builder.fleet.publish import publish_payload
-from builder.fleet.revoke import revoke_version
+from builder.fleet.revoke import retained_payload, revoke_version
 from builder.fleet.rollout import run_rollout
 from builder.fleet.rollout_policy import Threshold
 from builder.fleet.rollout_record import RolloutRecord
@@ -371,6 +371,38 @@ def test_rollout_cli_writes_the_record_and_shows_it(
     assert shown == 0 and again == printed
     field = record.device("fld-1")
     assert (field.installed_version == 1) is (outcome == "promoted")
+
+
+def test_revocation_clears_the_revoked_copy_and_restores_only_the_previous_payload(
+    broker: Broker, tmp_path: Path
+) -> None:
+    # Prepare: group a held v1 (one message) before v2 (chunked) was published; group b's
+    # snapshot was taken after v2 was already there (a rollout run again after a crash)
+    keys = make_keys(tmp_path / "keys")
+    admin = admin_options(broker)
+    v1 = make_payload_bytes(keys, version=1)
+    v2 = make_payload_bytes(keys, version=2, k=3000, size=100_000)
+    publish_payload(v1, options=admin, group="a")
+    before = {"a": retained_payload(admin, group="a", task="shapes")}
+    for group in ("a", "b"):
+        publish_payload(v2, options=admin, group=group, max_chunk_bytes=1024)
+    before["b"] = retained_payload(admin, group="b", task="shapes")
+    revocation = encode_revocation(
+        make_revocation("shapes", 2, payload_digest(v2)), signing_key=keys.private
+    )
+    # Execute
+    reports = {
+        g: revoke_version(revocation, options=admin, group=g, restore=before[g]) for g in "ab"
+    }
+    # Assert
+    for group in "ab":
+        assert any("/chunk/" in t for t in reports[group].cleared + reports[group].restored)
+    assert _retained_payload(broker, "a") == {
+        TopicKind.TASK: v1,
+        TopicKind.REVOKED: revocation,
+    }
+    assert _retained_payload(broker, "b") == {TopicKind.REVOKED: revocation}
+    assert reports["b"].restored == []
 
 
 def test_forged_revocation_is_refused_by_builder_and_device(broker: Broker, tmp_path: Path) -> None:

@@ -101,12 +101,20 @@ class Worker:
         return event
 
     def close(self, *, timeout_s: float = 60.0) -> None:
+        """Wait for the process (killed after `timeout_s`), then close its pipes."""
         if self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._reader.join(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:  # a broken pipe to a worker that is gone
+                    pass
 
 
 class Pool:
@@ -148,4 +156,4 @@ class Pool:
         for worker in self.workers:
             if worker.proc.poll() is None:
                 worker.proc.kill()
-                worker.proc.wait()
+            worker.close()

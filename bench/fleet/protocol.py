@@ -59,7 +59,8 @@ Command = AwaitCommand | ReportCommand | StopCommand
 class Connected(Record):
     event: Literal["connected"] = "connected"
     agents: int
-    seconds: float
+    seconds: float  # its agents' start to all connected
+    warm_up_s: float  # the scratch install before (worker.py)
 
 
 class Ready(Record):

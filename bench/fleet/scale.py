@@ -189,6 +189,7 @@ def run_size(
             "broker_rss_mb": round(broker_connected.rss_mb, 1),
             "clients_rss_mb": round(clients_connected.rss_mb, 1),
             "broker_nofile": broker.nofile(),
+            "worker_warm_up_s": round(max(c.warm_up_s for c in connected), 3),
         }
         deliveries = []
         for payload in payloads:

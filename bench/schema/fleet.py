@@ -29,6 +29,9 @@ class ConnectPhase(Model):
     broker_rss_mb: float
     clients_rss_mb: float
     broker_nofile: int | None = None  # the running broker's open-file limit
+    worker_warm_up_s: float | None = (
+        None  # slowest worker's scratch install (bench/fleet/worker.py)
+    )
 
 
 class FleetRun(Model):

@@ -28,7 +28,7 @@ def _row(r: FleetRun) -> list[str]:
         f"{b.cpu_s:.2f} ({b.cpu_percent:.0f} %)",
         f"{r.connect.broker_rss_mb:.1f} / {b.peak_rss_mb:.1f}",
         f"{c.cpu_s:.1f} ({1000 * c.cpu_s / r.agents:.0f} ms)",
-        f"{c.rss_mb:,.0f} ({c.rss_per_agent_kb:,.0f} kB)",
+        f"{c.rss_mb:,.0f}",
         f"{r.loadavg_1m:.1f}",
     ]
 
@@ -106,14 +106,34 @@ def _reading(fleet: FleetResults, *, nproc: int | None) -> list[str]:
         f"{_s(device.time_to_model_median_s)} s after its first byte "
         f"({device.agents:,} agents sharing the same cores)."
     )
+    lines += _memory(fleet.runs)
     return [" ".join(lines), ""]
 
 
+def _memory(runs: list[FleetRun]) -> list[str]:
+    """Memory per added agent, from the smallest and the largest fleet with the same payload
+    (the worker interpreters' own memory is there before any agent)."""
+    size = max(r.payload_bytes for r in runs)
+    rows = sorted((r for r in runs if r.payload_bytes == size), key=lambda r: r.agents)
+    small, large = rows[0], rows[-1]
+    if large.agents == small.agents:
+        return []
+    added = large.agents - small.agents
+    broker_kb = 1024 * (large.broker_usage.rss_mb - small.broker_usage.rss_mb) / added
+    client_kb = 1024 * (large.client_usage.rss_mb - small.client_usage.rss_mb) / added
+    base = small.client_usage.rss_mb - small.agents * client_kb / 1024
+    return [
+        f"Memory: each agent beyond {small.agents:,} added about {broker_kb:.0f} kB to the "
+        f"broker (its connection, session and queue) and {client_kb:.0f} kB to the workers; "
+        f"the {small.workers} worker interpreters hold about {base:,.0f} MB before any agent."
+    ]
+
+
 CLUSTER_LINES = [
-    "**A larger fleet on an existing clustered broker** (not built or run here). Past one "
-    "mosquitto (a single-threaded process; tens of thousands of idle connections, bounded by "
-    "its file descriptors and one core), run a clustered MQTT 5 broker such as EMQX (or HiveMQ, "
-    "VerneMQ) behind a TCP/TLS load balancer, and change only configuration: "
+    "**A larger fleet on an existing clustered broker** (not built or run here). Past what "
+    "one mosquitto carries (a single-threaded process on one core, its connections bounded by "
+    "its file descriptors, no fail-over), run a clustered MQTT 5 broker such as EMQX (or "
+    "HiveMQ, VerneMQ) behind a TCP/TLS load balancer, and change only configuration: "
     "(1) connection limits: the listener's max connections and the nodes' file-descriptor "
     "limits sized for the fleet plus headroom, and a connection rate limit so a broker restart "
     "does not take every reconnect at once; "

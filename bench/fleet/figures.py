@@ -32,14 +32,17 @@ class Usage:
         """The window from `before` to this reading: CPU used in it, memory at its end."""
         return Usage(self.cpu_s - before.cpu_s, self.rss_mb, self.peak_rss_mb, self.at - before.at)
 
-    def row(self, *, agents: int) -> dict[str, float]:
+    def row(self, *, agents: int, base_mb: float | None) -> dict[str, float]:
+        """CPU over the window; memory, and memory per agent over `base_mb` (the process's
+        own before any agent; None: not known)."""
         seconds = max(self.at, 1e-9)
+        per_agent = self.rss_mb - (base_mb if base_mb is not None else 0.0)
         return {
             "cpu_s": round(self.cpu_s, 3),
             "cpu_percent": round(100 * self.cpu_s / seconds, 1),
             "rss_mb": round(self.rss_mb, 1),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
-            "rss_per_agent_kb": round(1024 * self.rss_mb / max(agents, 1), 1),
+            "rss_per_agent_kb": round(1024 * per_agent / max(agents, 1), 1),
         }
 
 
@@ -120,8 +123,12 @@ def fleet_row(
         "overhead_bytes_per_device": float(np.mean([r.overhead_bytes for r in records] or [0])),
         "messages_per_device": float(np.mean([r.messages for r in records] or [0])),
         "window_s": _r(delivery.done - delivery.started),
-        "broker_usage": delivery.broker.row(agents=delivery.agents),
-        "client_usage": delivery.clients.row(agents=delivery.agents),
+        "broker_usage": delivery.broker.row(
+            agents=delivery.agents, base_mb=connect.get("broker_idle_rss_mb")
+        ),
+        "client_usage": delivery.clients.row(
+            agents=delivery.agents, base_mb=connect.get("clients_base_rss_mb")
+        ),
         "connect": connect,
         "loadavg_1m": delivery.loadavg_1m,
     }

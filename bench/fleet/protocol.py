@@ -32,6 +32,7 @@ class WorkerSpec(Record):
     devices: list[DeviceLogin]
     connect_timeout_s: float = Field(default=300.0, gt=0)
     switch_interval_s: float = Field(default=0.05, gt=0)  # sys.setswitchinterval (worker.py)
+    nice: int = Field(default=5, ge=0, le=19)  # added to the worker's niceness (worker.py)
 
 
 class AwaitCommand(Record):
@@ -61,6 +62,7 @@ class Connected(Record):
     agents: int
     seconds: float  # its agents' start to all connected
     warm_up_s: float  # the scratch install before (worker.py)
+    base_rss_mb: float  # the worker's resident memory after the warm-up, before any agent
 
 
 class Ready(Record):

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,14 @@ _SETTLE_S = 2.0  # after connecting or a rollout: the retained status traffic di
 
 @dataclass(frozen=True)
 class ScaleSettings:
-    workers: int = 16  # 1,000 agents: 63 each (8 were slower: more threads per interpreter lock)
+    # About 32 agents (64 threads) per interpreter: 1,000 agents in 8 processes spent most of
+    # their CPU handing the interpreter lock around, in 16 they were ready in 15.8 / 27.4 s, in
+    # 32 in 14.2 / 21.8 s (2 / 8 KiB, at a higher load); each process costs ~100 MB.
+    workers: int = 32  # at most
+    agents_per_worker: int = 32
     switch_interval_s: float = 0.05
+    worker_nice: int = 5  # workers yield to the broker and the coordinator (worker.py)
+    publish_timeout_s: float = 60.0  # the builder's wait for PUBACKs while the fleet is busy
     chunk_bytes: int = 1024  # the thin-link setting (bench.soak, tools.trial): several chunks
     ready_timeout_s: float = 120.0  # a device not ready by then counts as lost
     connect_timeout_s: float = 300.0
@@ -78,7 +84,7 @@ def _specs(
     key: Path,
     corpus: Corpus,
 ) -> list[WorkerSpec]:
-    count = max(1, min(settings.workers, len(ids)))
+    count = max(1, min(settings.workers, -(-len(ids) // settings.agents_per_worker)))
     return [
         WorkerSpec(
             worker=w,
@@ -94,6 +100,7 @@ def _specs(
             ],
             connect_timeout_s=settings.connect_timeout_s,
             switch_interval_s=settings.switch_interval_s,
+            nice=settings.worker_nice,
         )
         for w in range(count)
     ]
@@ -119,7 +126,7 @@ def _deliver(
     started = time.time()
     report = publish_payload(
         payload.data,
-        options=admin_options(broker),
+        options=replace(admin_options(broker), timeout_s=settings.publish_timeout_s),
         group=GROUP,
         max_chunk_bytes=settings.chunk_bytes,
     )
@@ -190,6 +197,8 @@ def run_size(
             "clients_rss_mb": round(clients_connected.rss_mb, 1),
             "broker_nofile": broker.nofile(),
             "worker_warm_up_s": round(max(c.warm_up_s for c in connected), 3),
+            "broker_idle_rss_mb": round(broker_idle.rss_mb, 1),
+            "clients_base_rss_mb": round(sum(c.base_rss_mb for c in connected), 1),
         }
         deliveries = []
         for payload in payloads:

@@ -59,7 +59,9 @@ def run(
         "machine": machine_info(),
         "settings": {
             "workers": settings.workers,
+            "agents_per_worker": settings.agents_per_worker,
             "switch_interval_s": settings.switch_interval_s,
+            "worker_nice": settings.worker_nice,
             "chunk_bytes": settings.chunk_bytes,
             "ready_timeout_s": settings.ready_timeout_s,
             "state_on": str(settings.state_parent() or "the default temp folder"),

@@ -15,6 +15,7 @@ bench.device measures training on a device.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from agent.app import AgentApp
 from agent.link import MqttLink
 from agent.status import AgentState
+from bench.fleet import procstat
 from bench.fleet.protocol import (
     AwaitCommand,
     CommandLine,
@@ -178,6 +180,7 @@ def _emit(out: TextIO, event: Connected | Ready | Report | Stopped) -> None:
 
 def serve(spec: WorkerSpec, commands: TextIO, out: TextIO) -> int:
     warm_up_s = _warm_up(spec)
+    base_rss_mb = procstat.sample(os.getpid()).rss_mb
     started = time.monotonic()
     agents = [_start(spec, login) for login in spec.devices]
     try:
@@ -188,7 +191,13 @@ def serve(spec: WorkerSpec, commands: TextIO, out: TextIO) -> int:
             print(f"worker {spec.worker}: not connected: {missing[:10]}", file=sys.stderr)
             return 1
         seconds = round(time.monotonic() - started, 3)
-        _emit(out, Connected(agents=len(agents), seconds=seconds, warm_up_s=round(warm_up_s, 3)))
+        connected = Connected(
+            agents=len(agents),
+            seconds=seconds,
+            warm_up_s=round(warm_up_s, 3),
+            base_rss_mb=round(base_rss_mb, 1),
+        )
+        _emit(out, connected)
         for line in commands:
             command = CommandLine.model_validate_json(line).command
             if isinstance(command, AwaitCommand):
@@ -220,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     # second (measured: 1,000 agents in 8 processes spent 70 % of their CPU in the kernel).
     # A device runs one agent per interpreter and never meets this.
     sys.setswitchinterval(spec.switch_interval_s)
+    # Below the broker and the coordinator: on this machine they share the cores with the
+    # whole fleet, where in production the broker has its own machine and every device its CPU.
+    os.nice(spec.nice)
     return serve(spec, sys.stdin, sys.stdout)
 
 

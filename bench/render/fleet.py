@@ -111,21 +111,17 @@ def _reading(fleet: FleetResults, *, nproc: int | None) -> list[str]:
 
 
 def _memory(runs: list[FleetRun]) -> list[str]:
-    """Memory per added agent, from the smallest and the largest fleet with the same payload
-    (the worker interpreters' own memory is there before any agent)."""
-    size = max(r.payload_bytes for r in runs)
-    rows = sorted((r for r in runs if r.payload_bytes == size), key=lambda r: r.agents)
-    small, large = rows[0], rows[-1]
-    if large.agents == small.agents:
+    """Memory per agent in the largest fleet, over what the broker and the worker interpreters
+    held before any agent."""
+    large = max(runs, key=lambda r: (r.agents, r.payload_bytes))
+    base = large.connect.clients_base_rss_mb
+    if base is None:
         return []
-    added = large.agents - small.agents
-    broker_kb = 1024 * (large.broker_usage.rss_mb - small.broker_usage.rss_mb) / added
-    client_kb = 1024 * (large.client_usage.rss_mb - small.client_usage.rss_mb) / added
-    base = small.client_usage.rss_mb - small.agents * client_kb / 1024
     return [
-        f"Memory: each agent beyond {small.agents:,} added about {broker_kb:.0f} kB to the "
-        f"broker (its connection, session and queue) and {client_kb:.0f} kB to the workers; "
-        f"the {small.workers} worker interpreters hold about {base:,.0f} MB before any agent."
+        f"Memory at {large.agents:,} agents: {large.broker_usage.rss_per_agent_kb:.0f} kB per "
+        "agent in the broker (its connection, session and queues) and "
+        f"{large.client_usage.rss_per_agent_kb:.0f} kB per agent in the workers, over the "
+        f"{base:,.0f} MB their {large.workers} interpreters hold before any agent."
     ]
 
 

@@ -20,7 +20,7 @@ class ProcessUsage(Model):
     cpu_percent: float = Field(ge=0)  # of one core, averaged over the window
     rss_mb: float = Field(ge=0)
     peak_rss_mb: float = Field(ge=0)
-    rss_per_agent_kb: float = Field(ge=0)
+    rss_per_agent_kb: float  # over the process's own memory before any agent
 
 
 class ConnectPhase(Model):
@@ -29,9 +29,10 @@ class ConnectPhase(Model):
     broker_rss_mb: float
     clients_rss_mb: float
     broker_nofile: int | None = None  # the running broker's open-file limit
-    worker_warm_up_s: float | None = (
-        None  # slowest worker's scratch install (bench/fleet/worker.py)
-    )
+    broker_idle_rss_mb: float | None = None  # before any agent connected
+    clients_base_rss_mb: float | None = None  # the workers' own, before any agent
+    # The slowest worker's scratch install before its agents started (bench/fleet/worker.py)
+    worker_warm_up_s: float | None = None
 
 
 class FleetRun(Model):
@@ -75,8 +76,10 @@ class FleetMachine(Model):
 
 
 class FleetSettings(Model):
-    workers: int
+    workers: int  # at most
+    agents_per_worker: int = 0
     switch_interval_s: float
+    worker_nice: int = 0
     chunk_bytes: int
     ready_timeout_s: float
     state_on: str

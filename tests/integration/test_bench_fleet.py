@@ -22,7 +22,9 @@ def test_a_small_fleet_gets_one_chunked_publish_and_the_record_says_so(tmp_path:
     ctx = BenchContext(data=tmp_path / "no-data", out=tmp_path / "results", work=tmp_path / "work")
     state = tmp_path / "state"
     state.mkdir()
-    settings = replace(ScaleSettings(), workers=2, state_root=state, ready_timeout_s=240)
+    settings = replace(
+        ScaleSettings(), workers=2, agents_per_worker=10, state_root=state, ready_timeout_s=240
+    )
     # Execute
     run(ctx, sizes=(20,), budgets=(2048,), settings=settings)
     # Assert: the file is what the model reads back

@@ -76,6 +76,8 @@ def _row(delivery: Delivery, devices: list[DeviceReport]) -> dict[str, Any]:
         "broker_rss_mb": 9.0,
         "clients_rss_mb": 150.0,
         "broker_nofile": 20000,
+        "broker_idle_rss_mb": 8.0,
+        "clients_base_rss_mb": 100.0,
     }
     return fleet_row(
         delivery, devices, workers=2, chunk_bytes=1024, connect=connect, broker_kind="mosquitto"
@@ -97,7 +99,8 @@ def test_a_row_takes_ready_times_and_bytes_from_the_devices_own_records() -> Non
     assert row["results_seen_by_builder_s"] == 4.5 and row["lost"] == 0
     assert row["wire_bytes_per_device"] == {"mean": 2600.0, "min": 2600, "max": 2600}
     assert row["broker_usage"]["cpu_percent"] == 10.0  # 0.5 s of CPU over a 5 s window
-    assert row["client_usage"]["rss_per_agent_kb"] == 102400.0
+    assert row["client_usage"]["rss_per_agent_kb"] == 51200.0  # (200 - 100) MB over 2 agents
+    assert row["broker_usage"]["rss_per_agent_kb"] == 1024.0  # (10 - 8) MB over 2 agents
     FleetResults.model_validate(_results([row]))  # what the schema reads
 
 
@@ -168,6 +171,8 @@ def test_the_section_states_the_target_the_bound_and_the_clustered_broker() -> N
     assert "target <= 30 s, 0 lost: met" in text
     assert "the agents 4.0 CPU s (2000 ms per device" in text
     assert "cannot take less than 2.0 s" in text
+    assert "Memory at 2 agents: 1024 kB per agent in the broker" in text
+    assert "51200 kB per agent in the workers, over the 100 MB their 2 interpreters" in text
     assert "![fleet size](bench/results/fleet.png)" in text
     assert "EMQX" in text and "stable client id" in text and "jitter" in text.lower()
     assert "1-minute load average 1.0 at the start and 2.0 at the end" in text

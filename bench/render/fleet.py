@@ -47,7 +47,8 @@ def fleet_lines(
     lines += [
         f"One publish of {fleet.payload}, to N agent daemons on a mosquitto of the benchmark's "
         f"own (`make bench-scale`, `python -m bench.fleet`). The agents run in "
-        f"{' / '.join(map(str, workers))} worker processes, every one the real daemon loop "
+        f"{' / '.join(map(str, workers))} worker processes (about {s.agents_per_worker} agents "
+        f"each, niceness +{s.worker_nice} under the broker's), every one the real daemon loop "
         "(`agent.app.AgentApp`) over its own MQTT connection (`agent.link.MqttLink`: stable "
         "client id, persistent MQTT 5 session, QoS 1, manual acks): chunk reassembly "
         "(`agent.receiver` over `plada.chunks`), signature check and decode (`agent.task_queue` "

@@ -21,7 +21,7 @@ PROFILE ?= full
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec soak clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -121,6 +121,12 @@ bench-codec: setup ## codec table -> bench/results/codec.json
 # bench.device measures the ort-training head backend and exports lite0-64.tflite with these envs.
 bench: data setup-ort-training setup-litert ## all benchmarks -> bench/results/, README Results section
 	$(PY) -m bench.run --data $(DATA_DIR)
+
+# bench.fleet alone (also a module of `make bench`): 100, 300 and 1,000 agents in a few worker
+# processes against a mosquitto of its own; then the README's Results are rendered from the JSON.
+bench-scale: setup ## fleet of 100, 300 and 1,000 agents -> bench/results/fleet.json, fleet.png, README Results
+	$(PY) -m bench.fleet --data $(DATA_DIR)
+	$(PY) -m bench.run --render-only
 
 # The short version (a few minutes, 8 agents) runs inside `make test` (tests/integration/test_soak.py).
 soak: setup ## 24 agent processes, 20 minutes of chaos -> bench/results/soak.json + README table

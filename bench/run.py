@@ -10,7 +10,8 @@ regenerate the README's Results section (between `<!-- results:start -->` and
 
 Modules, in order: codec (bench/codec.py), corpus (bench/corpus.py), accuracy, alternatives,
 hetero, device (reusing bench/agent.py), embed (bench/embed_pipeline.py), multitask (predict
-latency with 1, 2 and 5 installed tasks), fleet. A module that fails is reported in the summary
+latency with 1, 2 and 5 installed tasks), fleet (bench/fleet: 100, 300 and 1,000 agents; `make
+bench-scale` runs it alone). A module that fails is reported in the summary
 with its error; the others still run. Every number in the outputs comes from the JSON files.
 """
 

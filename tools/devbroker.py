@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -53,6 +54,16 @@ def wait_port(port: int, *, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"broker did not listen on port {port} within {timeout_s} s")
 
 
+@dataclass(frozen=True)
+class BrokerTuning:
+    """Settings of a broker under fleet-scale load (bench.fleet); the defaults are the tests'."""
+
+    max_connections: int = -1  # mosquitto's own default: no limit but the file descriptors
+    nofile: int | None = None  # RLIMIT_NOFILE of the broker process (None: inherited)
+    autosave_interval_s: int = 1  # tests restart the broker: keep the persistence file fresh
+    set_tcp_nodelay: bool = False
+
+
 @dataclass
 class Broker:
     """A running broker. ``url`` is plain MQTT; ``tls_url`` the TLS listener (mosquitto only)."""
@@ -64,6 +75,7 @@ class Broker:
     tls: TlsFiles | None = None
     detached: bool = False  # its own session: outlives this process (the demo's)
     passwords: dict[str, str] = field(default_factory=dict)
+    tuning: BrokerTuning = field(default_factory=BrokerTuning)
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -132,12 +144,36 @@ class Broker:
             cmd = [sys.executable, "-m", "tools.devbroker", "--serve-amqtt", str(self.port)]
         with (self.folder / "broker.log").open("ab") as log:
             self._proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=self.detached
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=self.detached,
+                preexec_fn=self._raise_nofile if self.tuning.nofile else None,
             )
         (self.folder / PID_FILE).write_text(f"{self._proc.pid}\n", encoding="utf-8")
         wait_port(self.port)
         if self.tls_port is not None:
             wait_port(self.tls_port)
+
+    def _raise_nofile(self) -> None:
+        """In the child before exec: one descriptor per client connection, and then some."""
+        want = self.tuning.nofile or 0
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:  # raising the hard limit needs CAP_SYS_RESOURCE
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+    def nofile(self) -> int | None:
+        """The running broker's open-file limit (soft), from /proc."""
+        if self.pid is None:
+            return None
+        for line in Path(f"/proc/{self.pid}/limits").read_text(encoding="utf-8").splitlines():
+            if line.startswith("Max open files"):
+                soft = line.split()[3]
+                return int(soft) if soft.isdigit() else None
+        return None
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -170,13 +206,15 @@ def _write_mosquitto_config(broker: Broker) -> None:
         f"acl_file {folder / 'acl'}",
         "persistence true",
         f"persistence_location {folder / 'data'}/",
-        "autosave_interval 1",
+        f"autosave_interval {broker.tuning.autosave_interval_s}",
         "log_dest stderr",
         "log_type error",
         "log_type warning",
         "log_type notice",
         "max_queued_messages 10000",
+        f"set_tcp_nodelay {str(broker.tuning.set_tcp_nodelay).lower()}",
         f"listener {broker.port} 127.0.0.1",
+        f"max_connections {broker.tuning.max_connections}",  # a listener's setting
     ]
     if broker.tls is not None:
         lines += [
@@ -196,6 +234,7 @@ def start_broker(
     tls: bool = True,
     detached: bool = False,
     prefer: str | None = None,
+    tuning: BrokerTuning | None = None,
 ) -> Broker:
     """Start mosquitto (or amqtt where mosquitto is missing, never in CI) in `folder`, with the
     admin user and `users` registered."""
@@ -209,6 +248,7 @@ def start_broker(
             tls_port=free_port() if tls else None,
             tls=make_tls_files(folder / "tls") if tls else None,
             detached=detached,
+            tuning=tuning or BrokerTuning(),
         )
         _write_mosquitto_config(broker)
     else:

@@ -39,7 +39,7 @@ def render_markdown(results: Mapping[str, Any], plot_paths: Mapping[str, str]) -
     if typed.embed is not None:  # shown once bench.embed_pipeline has run
         lines += embed_lines(typed.embed)
     lines += multitask_lines(typed.multitask)
-    lines += fleet_lines(typed.fleet, nproc=typed.meta.machine.nproc)
+    lines += fleet_lines(typed.fleet, plot_paths, nproc=typed.meta.machine.nproc)
     return "\n".join(lines).rstrip() + "\n"
 
 

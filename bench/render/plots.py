@@ -12,6 +12,7 @@ from bench.schema import BenchResults
 from bench.schema.accuracy import AccuracyResults, AccuracyTask
 from bench.schema.common import Stat, metric_name
 from bench.schema.comparisons import AlternativesResults, AltTask, HeteroResults
+from bench.schema.fleet import FleetResults
 
 T = TypeVar("T")
 
@@ -139,6 +140,45 @@ def plot_hetero(het: HeteroResults, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_fleet(fleet: FleetResults, path: Path) -> Path | None:
+    """Time to ready (left) and the broker's CPU and memory (right) against fleet size, one
+    line per payload size."""
+    if not fleet.runs:
+        return None
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    mem = right.twinx()
+    for size in sorted({r.payload_bytes for r in fleet.runs}):
+        rows = sorted((r for r in fleet.runs if r.payload_bytes == size), key=lambda r: r.agents)
+        xs = [r.agents for r in rows]
+        label = f"{size:,} B ({rows[0].messages} messages)"
+        ready = [r.all_ready_s if r.all_ready_s is not None else math.nan for r in rows]
+        line = left.plot(xs, ready, marker="o", label=f"all ready, {label}")[0]
+        left.plot(xs, [r.ready_median_s or math.nan for r in rows], marker=".", linestyle="--",
+                  color=line.get_color(), label=f"median, {label}")  # fmt: skip
+        right.plot(xs, [r.broker_usage.cpu_s for r in rows], marker="o", color=line.get_color(),
+                   label=f"broker CPU s, {label}")  # fmt: skip
+        mem.plot(xs, [r.broker_usage.peak_rss_mb for r in rows], marker="s", linestyle=":",
+                 color=line.get_color(), label=f"broker peak RSS, {label}")  # fmt: skip
+    left.axhline(fleet.target.all_ready_s, color="red", linestyle=":", label="target")
+    left.set_xlabel("agents")
+    left.set_ylabel("seconds from the publish")
+    left.set_title("time to ready")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7)
+    right.set_xlabel("agents")
+    right.set_ylabel("broker CPU seconds per rollout")
+    mem.set_ylabel("broker peak RSS (MB)")
+    right.set_ylim(bottom=0)
+    mem.set_ylim(bottom=0)
+    right.set_title("mosquitto (from /proc)")
+    right.grid(alpha=0.3)
+    handles = right.get_legend_handles_labels()
+    extra = mem.get_legend_handles_labels()
+    right.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="upper left")
+    return _save(fig, path)
+
+
 def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
     """PNG plots of whichever sections exist; {name: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,4 +195,8 @@ def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
         hetero = plot_hetero(results.hetero, out_dir / "hetero.png")
         if hetero is not None:
             paths["hetero"] = hetero
+    if isinstance(results.fleet, FleetResults):
+        fleet = plot_fleet(results.fleet, out_dir / "fleet.png")
+        if fleet is not None:
+            paths["fleet"] = fleet
     return paths

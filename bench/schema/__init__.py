@@ -19,11 +19,11 @@ from bench.schema.accuracy import AccuracyResults
 from bench.schema.common import Model
 from bench.schema.comparisons import AlternativesResults, HeteroResults
 from bench.schema.embed import EmbedResults
+from bench.schema.fleet import FleetResults
 from bench.schema.system import (
     CodecRow,
     CorpusResults,
     DeviceResults,
-    FleetResults,
     MultitaskResults,
     RunMeta,
 )

@@ -1,4 +1,5 @@
-"""device.json, bench-corpus.json, bench-codec.json, fleet.json, run.json and timings.json."""
+"""device.json, bench-corpus.json, bench-codec.json, run.json and timings.json (fleet.json:
+bench/schema/fleet.py)."""
 
 from __future__ import annotations
 
@@ -94,28 +95,6 @@ class CodecRow(Model):
 
     case: str
     best_bytes: int
-
-
-class WireBytes(Model):
-    mean: float
-    min: int
-    max: int
-
-
-class FleetRun(Model):
-    agents: int
-    messages: int
-    payload_bytes: int
-    publish_acked_s: float
-    ready_median_s: float
-    all_ready_s: float
-    results_seen_by_builder_s: float
-    wire_bytes_per_device: WireBytes
-
-
-class FleetResults(Model):
-    payload: str
-    runs: list[FleetRun]
 
 
 class Machine(Model):

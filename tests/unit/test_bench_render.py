@@ -39,7 +39,7 @@ def test_render_takes_the_core_count_from_the_run_metadata() -> None:
     # Execute
     text = render_markdown(results, {})
     # Assert
-    assert "threads of one Python process on 16 cores" in text
+    assert "on 16 shared cores cannot take less than" in text
     assert "side by side on the 16 cores" in text
     assert "on 2 cores" not in text
 

@@ -144,6 +144,46 @@ def _hetero() -> dict[str, Any]:
     }
 
 
+def _fleet_run(agents: int, median: float, all_ready: float) -> dict[str, Any]:
+    usage = {"cpu_s": 0.5, "cpu_percent": 10.0, "rss_mb": 10.0, "peak_rss_mb": 12.0}
+    return {
+        "agents": agents,
+        "workers": 1,
+        "broker": "mosquitto",
+        "budget_bytes": 8192,
+        "payload_bytes": 8000,
+        "kept_images": 7000,
+        "chunk_bytes": 1024,
+        "messages": 10,
+        "publish_acked_s": 0.02,
+        "first_byte_s": 0.01,
+        "ready_first_s": median,
+        "ready_median_s": median,
+        "ready_p90_s": all_ready,
+        "all_ready_s": all_ready,
+        "time_to_model_median_s": median,
+        "results_seen_by_builder_s": all_ready + 0.1,
+        "results_seen": agents,
+        "lost": 0,
+        "incomplete_devices": 0,
+        "duplicate_messages": 0,
+        "wire_bytes_per_device": {"mean": 9100.0, "min": 9100, "max": 9100},
+        "payload_bytes_per_device": 8900.0,
+        "overhead_bytes_per_device": 200.0,
+        "messages_per_device": 10.0,
+        "window_s": all_ready,
+        "broker_usage": usage | {"rss_per_agent_kb": 1024.0},
+        "client_usage": usage | {"cpu_s": 0.2 * agents, "rss_per_agent_kb": 1024.0},
+        "connect": {
+            "seconds": 1.0,
+            "broker_cpu_s": 0.1,
+            "broker_rss_mb": 9.0,
+            "clients_rss_mb": 100.0,
+        },
+        "loadavg_1m": 1.2,
+    }
+
+
 def _results() -> dict[str, Any]:
     return {
         "meta": {
@@ -161,29 +201,21 @@ def _results() -> dict[str, Any]:
         "codec": {"error": "RuntimeError: boom"},
         "device": None,
         "fleet": {
-            "payload": "fashion 8KiB auto payload (seed 0)",
-            "runs": [
-                {
-                    "agents": 1,
-                    "messages": 1,
-                    "payload_bytes": 8000,
-                    "publish_acked_s": 0.02,
-                    "ready_median_s": 0.04,
-                    "all_ready_s": 0.04,
-                    "results_seen_by_builder_s": 0.3,
-                    "wire_bytes_per_device": {"mean": 8100.0, "min": 8100, "max": 8100},
-                },
-                {
-                    "agents": 10,
-                    "messages": 1,
-                    "payload_bytes": 8000,
-                    "publish_acked_s": 0.01,
-                    "ready_median_s": 0.05,
-                    "all_ready_s": 0.94,
-                    "results_seen_by_builder_s": 0.5,
-                    "wire_bytes_per_device": {"mean": 8100.0, "min": 8100, "max": 8100},
-                },
-            ],
+            "payload": "signed task payloads of 8,000 B",
+            "machine": {"cpu_model": "Fake CPU", "nproc": 2, "loadavg_start": 1.0},
+            "settings": {
+                "workers": 2,
+                "switch_interval_s": 0.05,
+                "chunk_bytes": 1024,
+                "ready_timeout_s": 120.0,
+                "state_on": "/dev/shm",
+                "broker_max_connections": 20000,
+                "broker_nofile_requested": 65536,
+                "broker_autosave_interval_s": 60,
+                "broker_tcp_nodelay": True,
+            },
+            "target": {"agents": 10, "all_ready_s": 30.0, "lost": 0},
+            "runs": [_fleet_run(1, 0.04, 0.04), _fleet_run(10, 0.05, 0.94)],
         },
     }
 
@@ -212,11 +244,11 @@ def test_render_markdown_shows_every_section_and_errors() -> None:
     assert "reach 83 % (fashion 2KiB) to 84 % (clipart 2KiB) of the teacher" in text
     assert "at or above the paper's median in 2 of 2 task/budget cases" in text
     assert "met by 4 of 4 real selections" in text  # 30 % saved at the 1 % ratio (<= 2 %)
-    assert "| 10 | 1 | 8,000 |" in text
-    # (0.94 - 0.04) s over 9 more agents; the 1-agent row is one device's publish-to-ready
-    assert "acknowledged in 0.01 to 0.02 s" in text
-    assert "by about 0.10 s per extra agent" in text
-    assert "the 1-agent row measures: 0.04 s from publish to ready" in text
+    assert "| 10 | 8,000 | 10 | 0.02 | 0.05 | 0.94 | 0.94 | 0 | 9,100 |" in text
+    assert "10 agents, 8,000 B: all ready 0.94 s after the publish, 0 lost" in text
+    # 10 agents x 0.2 CPU s on 2 cores: at least 1.0 s; one device of the 1-agent run: 0.04 s
+    assert "cannot take less than 1.0 s" in text
+    assert "the median device was ready 0.04 s after its first byte" in text
 
 
 def test_replace_between_markers_keeps_the_rest_and_rejects_missing_markers() -> None:
@@ -236,7 +268,7 @@ def test_make_plots_writes_pngs(tmp_path: Path) -> None:
     # Execute
     paths = make_plots(results, tmp_path)
     # Assert
-    assert set(paths) == {"accuracy", "alternatives", "hetero"}
+    assert set(paths) == {"accuracy", "alternatives", "hetero", "fleet"}
     for path in paths.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

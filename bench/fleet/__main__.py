@@ -1,0 +1,5 @@
+import sys
+
+from bench.fleet.suite import main
+
+sys.exit(main())

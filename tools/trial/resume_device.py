@@ -5,13 +5,12 @@ a tiny ONNX encoder, a signing key), so a task trains in seconds; the daemon, it
 chunk store and its trial log are the product's own. What the measurements read:
 
 - chunk files under ``<state>/fleet/chunks/<payload id>/`` (what the device holds, durably);
-- ``<state>/fleet/state.json`` (the installed payload: the task reached the device);
+- ``<state>/models/state.json`` (the installed payload: the task reached the device);
 - the trial log ``<state>/triallog.sqlite`` (every message the daemon received, in order).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -20,12 +19,13 @@ import sys
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cbor2
 import numpy as np
 
 from agent.config import parse_config
+from agent.errors import ModelStoreError
+from agent.models import ModelStore
 from agent.profiles import dump_toml
 from agent.subscriptions import SubscriptionRecord
 from tools.tiny.device import TinyDevice, make_device
@@ -159,13 +159,13 @@ class AgentDevice(DaemonProcess):
         return (self.setup.state_dir / "fleet" / "chunks" / payload_id / "manifest.bin").exists()
 
     def installed(self) -> str | None:
-        path = self.setup.state_dir / "fleet" / "state.json"
+        """The payload id installed for the trial's task, from the model store's record (the
+        device's one record of what is installed)."""
         try:
-            state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            record = ModelStore(self.setup.state_dir).state().tasks.get(TASK)
+        except ModelStoreError:  # not written yet, or caught mid-write by an older reader
             return None
-        payload_id: str | None = (state.get("installed") or {}).get("payload_id")
-        return payload_id
+        return record.payload_digest if record is not None and record.installed else None
 
     def received(self) -> list[tuple[float, str, int]]:
         """(time, topic, payload bytes) of every message the daemon logged, oldest first."""

@@ -70,7 +70,7 @@ def test_a_drop_mid_download_resends_no_chunk_the_device_holds(
     # what the reconnect re-sent is at most the chunks lost in flight, and the wire shows it:
     # the agent that re-subscribed everything needed 2.4-2.7x the task's bytes here
     assert summary["broker_sends"] <= 9 + (9 - len(held))
-    assert summary["wire_to_needed"] < 2.0
+    assert summary["wire_to_needed"] < 2.2
 
 
 def test_a_device_offline_during_the_publish_catches_up(tmp_path: Path, tiny: TinyDevice) -> None:

@@ -99,7 +99,7 @@ def test_link_persistent_session_gets_task_published_while_offline(mqtt_broker: 
     first.stop()
     admin = _admin(mqtt_broker)
     # Execute: a non-retained QoS 1 message reaches only queued sessions.
-    admin.publish("plada/group/lab/task/chunk/0", b"queued", retain=False)
+    admin.publish("plada/group/lab/tasks/shapes/manifest", b"queued", retain=False)
     second = MqttLink(config, device_id="pi-3")
     second.start()
     event = second.inbox.get(timeout=10)
@@ -110,6 +110,66 @@ def test_link_persistent_session_gets_task_published_while_offline(mqtt_broker: 
     # Assert
     assert isinstance(event, LinkEvent) and event.session_present
     assert inbound.payload == b"queued"
+
+
+def _next_connect(link: MqttLink, *, timeout_s: float = 10.0) -> LinkEvent:
+    while True:
+        item = link.inbox.get(timeout=timeout_s)
+        if isinstance(item, LinkEvent) and item.connected:
+            return item
+
+
+def _until(link: MqttLink, payload: bytes) -> list[bytes]:
+    """Every payload received up to and including `payload` (acked as the daemon would)."""
+    got: list[bytes] = []
+    while not got or got[-1] != payload:
+        inbound = _next_inbound(link)
+        link.ack(inbound)
+        got.append(inbound.payload)
+    return got
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_link_subscribes_missing_chunks_only_and_a_restart_gets_nothing_it_holds(
+    mqtt_broker: Broker, tmp_path: Path, protocol: str
+) -> None:
+    # Prepare: a chunked task retained on the broker (the bodies are markers, not real chunks)
+    base = "plada/group/lab/tasks/shapes"
+    chunk = [f"{base}/chunk/{i}" for i in range(3)]
+    admin = _admin(mqtt_broker)
+    admin.publish(f"{base}/manifest", b"manifest")
+    for index, topic in enumerate(chunk):
+        admin.publish(topic, f"c{index}".encode())
+    config = _device_config(mqtt_broker, "pi-5", protocol=protocol)
+    record = tmp_path / "subscriptions.json"
+    first = MqttLink(config, device_id="pi-5", record=record)
+    # Execute: the first run gets the manifest and asks for chunks 0 and 1, then holds chunk 0;
+    # a restart (same session, same record) asks for chunk 1 again; a marker closes the window
+    first.start()
+    first.want_chunks(chunk[:2], resync=_next_connect(first).connection)
+    first_run: list[bytes] = []
+    for _ in range(3):
+        inbound = _next_inbound(first)
+        first.ack(inbound)  # as the daemon does once stored (unacked QoS 1 would come again)
+        first_run.append(inbound.payload)
+    first_run.sort()
+    first.want_chunks(chunk[1:2])  # chunk 0 is on disk: unsubscribed (now, or after the restart)
+    first.stop()
+    second = MqttLink(config, device_id="pi-5", record=record)
+    second.start()
+    event = _next_connect(second)
+    second.want_chunks(chunk[1:2], resync=event.connection)
+    got_c1 = _until(second, b"c1")
+    admin.publish(f"{base}/manifest", b"marker", retain=False)
+    second_rest = _until(second, b"marker")
+    second.stop()
+    admin.close()
+    # Assert: retained copies only of what was asked for (never chunk 2); after the restart
+    # nothing held came again (no manifest, no chunk 0), only the chunk still missing
+    assert first_run == [b"c0", b"c1", b"manifest"]
+    assert event.session_present
+    assert got_c1 == [b"c1"] and second_rest == [b"marker"]
 
 
 @pytest.mark.broker

@@ -33,12 +33,12 @@ from plada.payload import inspect_payload, payload_digest
 from tools.trial.broker import NamespaceBroker, mosquitto_version
 from tools.trial.clients import REPO
 from tools.trial.errors import TrialRunError
-from tools.trial.fleet_device import FleetDevice, trial_mqtt
+from tools.trial.fleet_device import METRICS_URL, FleetDevice, trial_mqtt
 from tools.trial.fleet_plan import PlannedDevice
 from tools.trial.kit import TaskKit
 from tools.trial.network import DeviceSpec, TrialNetwork
 from tools.trial.report_model import DeviceInfo, MetricsScrape, StageReport, TrialReport
-from tools.trial.scrape import METRICS_URL, figures, scrape
+from tools.trial.scrape import figures, scrape
 from tools.trial.stages import DeliveryStage, PladaStage, Stage, TrialContext
 from tools.trial.targets import check_targets
 
@@ -153,7 +153,8 @@ def run_trial(
     reports: list[StageReport] = []
     scrapes: list[MetricsScrape] = []
     with TrialNetwork(specs, guardian_log=folder / "guardian.log") as net:
-        log(f"trial {net.trial_id}: {len(fleet)} devices on their links")
+        trial_id = net.trial_id
+        log(f"trial {trial_id}: {len(fleet)} devices on their links")
         with NamespaceBroker(net, folder / "broker") as broker:
             devices = [_device(net, broker, kit, d, folder, settings) for d in fleet]
             try:
@@ -186,6 +187,7 @@ def run_trial(
                     device.stop()
     timed_s = time.monotonic() - clock
     return TrialReport(
+        trial_id=trial_id,
         started_at=started_at,
         prepare_seconds=round(prepare_s, 1),
         timed_seconds=round(timed_s, 1),

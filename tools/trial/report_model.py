@@ -87,6 +87,7 @@ class MetricsScrape(_Record):
 
 class TrialReport(_Record):
     version: int = REPORT_VERSION
+    trial_id: str  # its namespaces were pltr-<trial id>-...
     started_at: float
     prepare_seconds: float  # encoders, task, caches, packs (cached after the first run)
     timed_seconds: float  # links up -> every stage done -> links down

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import zstandard
 
@@ -34,8 +34,8 @@ from tools.trial.kit import TaskKit
 from tools.trial.mqtt_client import PUBACK, publish_size
 from tools.trial.network import BROKER, TrialNetwork
 from tools.trial.report_model import DeviceRow, StageReport
-from tools.trial.shaping import tbf_burst_bytes
 from tools.trial.scrape import METRICS_FIGURES, scrape_figures
+from tools.trial.shaping import tbf_burst_bytes
 
 POLL_S = 0.5
 
@@ -69,7 +69,19 @@ def min_time_s(device: FleetDevice, nbytes: int) -> float | None:
     return round(max(0, nbytes - tbf_burst_bytes(down)) * 8 / (down.rate_kbit * 1000), 2)
 
 
-def link_fields(spent: LinkCounters) -> dict[str, int]:
+class LinkFields(TypedDict):
+    wire_down_bytes: int
+    wire_up_bytes: int
+    wire_down_packets: int
+    lost_down_packets: int
+    lost_up_packets: int
+    tcp_retrans_segs: int
+    connects: int
+    link_downs: int
+
+
+def link_fields(spent: LinkCounters) -> LinkFields:
+    """The DeviceRow fields read from one link's counter difference."""
     return {
         "wire_down_bytes": spent.down.wire_bytes,
         "wire_up_bytes": spent.up.wire_bytes,

@@ -20,11 +20,11 @@ from typing import Any
 
 from plada.corpus import Corpus
 from plada.encoders import parse_encoder_spec
-from plada.signing import generate_keypair
+from plada.signing import generate_keypair, load_private_key
 from tools.demo.agents import device_profile
 from tools.demo.steps import ensure_encoders, ensure_task
 from tools.trial.errors import TrialRunError
-from tools.trial.kit import pack_selected_images
+from tools.trial.kit import pack_selected_images, resigned
 
 
 class DataKit:
@@ -102,6 +102,12 @@ class DataKit:
                 )
             cached.write_bytes(pack)
         return cached.read_bytes()
+
+    def payload_version(self, version: int) -> Path:
+        path = self.work / f"{self.task}-{self.budget}-v{version}.plada"
+        key = load_private_key(self.work / "keys" / "private.pem")
+        path.write_bytes(resigned(self._payload.read_bytes(), version=version, key=key))
+        return path
 
     def describe(self) -> dict[str, Any]:
         with Corpus.open(self.data / "ref-v1") as corpus:

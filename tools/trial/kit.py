@@ -10,6 +10,7 @@ train). Both give the same things:
   orchestrator adds the ``[mqtt]`` and ``[metrics]`` tables of the trial's links;
 - ``probe_dir``: labelled test images of the task (root/<class>/<image>); every agent reports its
   real head's accuracy on them;
+- ``payload_version(n)``: the same task as version ``n``, signed again (an update to deliver);
 - ``images_pack(device_class)``: the same task sent as images: the payload's selected corpus images
   with their labels, each at most the class's encoder input size, JPEG q30, the pack Zstd-19 (the
   leanest image format of bench/alternatives.py, so the comparison is fair to images).
@@ -17,13 +18,15 @@ train). Both give the same things:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from plada.corpus import Corpus
-from plada.payload import inspect_payload
+from plada.payload import encode_payload, inspect_payload
+from plada.signing import SigningKey
 from tools.tiny.corpus import make_tiny_imagefolder
 from tools.tiny.device import TinyDevice, make_device
 
@@ -44,6 +47,8 @@ class TaskKit(Protocol):
 
     def images_pack(self, device_class: str) -> bytes: ...
 
+    def payload_version(self, version: int) -> Path: ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -54,6 +59,12 @@ def pack_selected_images(payload: bytes, corpus: Corpus, *, input_size: int) -> 
     selection = inspect_payload(payload, trusted_keys={}).payload
     images = [device_sized(corpus.image(int(i)), input_size) for i in selection.indices]
     return pack_images(images, [int(label) for label in selection.labels], "jpeg-q30")
+
+
+def resigned(data: bytes, *, version: int, key: SigningKey) -> bytes:
+    """The same task and selection as another version, signed again: an update to send."""
+    payload = inspect_payload(data, trusted_keys={}).payload
+    return encode_payload(replace(payload, version=version), signing_key=key)
 
 
 class TinyKit:
@@ -95,6 +106,12 @@ class TinyKit:
         return pack_selected_images(
             self._payload.read_bytes(), self.tiny.corpus, input_size=self.INPUT_SIZE
         )
+
+    def payload_version(self, version: int) -> Path:
+        path = self.root / f"{self.task}-v{version}.plada"
+        data = resigned(self._payload.read_bytes(), version=version, key=self.tiny.signing_key)
+        path.write_bytes(data)
+        return path
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "tiny", "corpus_images": len(self.tiny.corpus), "budget": None}

@@ -39,22 +39,33 @@ from tools.trial.kit import TaskKit
 from tools.trial.network import DeviceSpec, TrialNetwork
 from tools.trial.report_model import DeviceInfo, MetricsScrape, StageReport, TrialReport
 from tools.trial.scrape import figures, scrape
+from tools.trial.stage_drops import LinkDropStage
 from tools.trial.stages import DeliveryStage, PladaStage, Stage, TrialContext
 from tools.trial.targets import check_targets
 
+STAGES: dict[str, Callable[[], Stage]] = {
+    "plada": PladaStage,
+    "images": lambda: DeliveryStage("images"),
+    "weights": lambda: DeliveryStage("weights"),
+    "drop": LinkDropStage,
+}
+DEFAULT_STAGES = ("plada", "images", "weights", "drop")
 
-def default_stages() -> list[Stage]:
-    """The trial's stages, in order. After the staged-rollout and resume work merge, append:
-    a promoted and an aborted rollout, a link drop in the middle of a chunked task, and a task
-    published while a device is offline."""
-    return [PladaStage(), DeliveryStage("images"), DeliveryStage("weights")]
+
+def default_stages(names: Sequence[str] = DEFAULT_STAGES) -> list[Stage]:
+    """The trial's stages, in order. After the staged-rollout work merges, its stages go here:
+    a promoted and an aborted rollout over the same agents."""
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise TrialRunError(f"unknown stage {unknown[0]!r}; known: {', '.join(STAGES)}")
+    return [STAGES[name]() for name in names]
 
 
 @dataclass(frozen=True)
 class TrialSettings:
     stage_timeout_s: float = 300.0  # the longest a stage waits for its slowest device
     settle_s: float = 3.0  # after a stage: the last acks cross a 2 s queue
-    keepalive_s: int = 60
+    keepalive_s: int = 20  # the drop stage's 45 s outage outlasts it on both ends
     startup_timeout_s: float = 240.0  # every agent connected (ten agents load on two cores)
     warm: str = "selection"  # one of WARM_MODES
 

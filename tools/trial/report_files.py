@@ -34,7 +34,8 @@ CREATE TABLE rows (
     wire_down_packets INTEGER, lost_down_packets INTEGER, lost_up_packets INTEGER,
     tcp_retrans_segs INTEGER, connects INTEGER, link_downs INTEGER, time_to_ready_s REAL,
     device_time_to_model_s REAL, min_time_s REAL, accuracy REAL, accuracy_note TEXT,
-    wire_to_payload REAL, PRIMARY KEY (kind, device)
+    event TEXT, messages_needed INTEGER, messages_received INTEGER, wire_to_payload REAL,
+    PRIMARY KEY (kind, device)
 );
 CREATE TABLE targets (name TEXT PRIMARY KEY, value REAL, lim REAL, met INTEGER, detail TEXT);
 CREATE TABLE samples (device TEXT, at REAL, name TEXT, labels TEXT, value REAL);
@@ -155,6 +156,22 @@ def plada_table(stage: StageReport) -> str:
     return "\n".join(lines)
 
 
+def drop_table(stage: StageReport) -> str:
+    lines = [
+        "| device | profile | what happened | task messages received / needed | payload bytes "
+        "received | wire down (x) | retrans | connects | link downs | ready s |",
+        "|" + " --- |" * 10,
+    ]
+    for r in stage.rows:
+        lines.append(
+            f"| {r.device} | {r.profile} | {r.event or '-'} | {r.messages_received} / "
+            f"{r.messages_needed} | {r.device_counted_bytes} of {r.payload_bytes} | "
+            f"{r.wire_down_bytes} ({r.wire_to_payload:.2f}x) | {r.tcp_retrans_segs} | "
+            f"{r.connects} | {r.link_downs} | {_s(r.time_to_ready_s)} |"
+        )
+    return "\n".join(lines)
+
+
 def delivery_table(stage: StageReport) -> str:
     lines = [
         "| device | class | profile | payload + framing | received | wire down (x) | wire up | "
@@ -215,7 +232,8 @@ def write_markdown(report: TrialReport, path: Path, *, plots: dict[str, str]) ->
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(report.started_at))
     parts = [f"# Field trial over emulated links ({when})", summary_markdown(report, plots=plots)]
     for stage in report.stages:
-        table = plada_table(stage) if stage.kind == "plada" else delivery_table(stage)
+        tables = {"plada": plada_table, "drop": drop_table}
+        table = tables.get(stage.kind, delivery_table)(stage)
         parts += [
             f"## {stage.name}",
             f"{stage.description}. {stage.seconds:.0f} s; the broker's TCP resends in the stage: "

@@ -52,6 +52,9 @@ class DeviceRow(_Record):
     accuracy: float | None = None
     accuracy_note: str = ""
     scraped: dict[str, float] = {}  # figures from the device's Prometheus endpoint
+    event: str = ""  # what the stage did to this device (a link drop, offline during publish)
+    messages_needed: int | None = None  # task messages of the payload (manifest + chunks)
+    messages_received: int | None = None  # the agent's trial log: received for this payload
 
     @property
     def wire_to_payload(self) -> float:

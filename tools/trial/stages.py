@@ -94,7 +94,7 @@ def link_fields(spent: LinkCounters) -> LinkFields:
     }
 
 
-class _Window:
+class Window:
     """Kernel counters of every link (and the broker's TCP resends) around a stage."""
 
     def __init__(self, ctx: TrialContext) -> None:
@@ -113,19 +113,81 @@ class _Window:
         return spent, after.retrans_segs - self.broker_before.retrans_segs
 
 
-def _wait_all(
-    ctx: TrialContext, done: Callable[[FleetDevice], bool], *, what: str
+def wait_all(
+    ctx: TrialContext,
+    done: Callable[[FleetDevice], bool],
+    *,
+    what: str,
+    devices: list[FleetDevice] | None = None,
 ) -> dict[str, float]:
     """Poll until every device is done or the stage's time runs out; device -> when it was seen."""
+    devices = ctx.devices if devices is None else devices
     seen: dict[str, float] = {}
     deadline = time.monotonic() + ctx.timeout_s
-    while len(seen) < len(ctx.devices) and time.monotonic() < deadline:
-        for device in ctx.devices:
+    while len(seen) < len(devices) and time.monotonic() < deadline:
+        for device in devices:
             if device.name not in seen and done(device):
                 seen[device.name] = time.time()
-                ctx.log(f"{device.name}: {what} ({len(seen)}/{len(ctx.devices)})")
+                ctx.log(f"{device.name}: {what} ({len(seen)}/{len(devices)})")
         time.sleep(POLL_S)
     return seen
+
+
+def publish_task(ctx: TrialContext, payload: Path, *, max_chunk_bytes: int | None = None) -> float:
+    """Publish a task payload from the broker namespace; when it was sent (wall clock)."""
+    argv = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "tools.trial.publish_task"]
+    argv += [str(payload), "--url", ctx.broker.local_url, "--group", GROUP]
+    if max_chunk_bytes is not None:
+        argv += ["--max-chunk-bytes", str(max_chunk_bytes)]
+    out = ctx.net.run(BROKER, argv, timeout_s=120)
+    sent: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    ctx.log(f"published {payload.name} in {sent['messages']} message(s)")
+    return float(sent["sent_at"])
+
+
+def is_ready(device: FleetDevice, task: str, digest: str) -> bool:
+    result = device.result(task)
+    return result is not None and result.get("payload_id") == digest
+
+
+def agent_row(
+    ctx: TrialContext,
+    device: FleetDevice,
+    spent: LinkCounters,
+    *,
+    digest: str,
+    size: int,
+    since: float,
+    event: str = "",
+    messages_needed: int | None = None,
+) -> DeviceRow:
+    """A row for a task payload delivered to the real agent: its result, trial log and scrape."""
+    result = device.result(ctx.kit.task)
+    ok = result is not None and result.get("payload_id") == digest
+    summary = device.task_summary(digest)
+    framing = summary.overhead_bytes if summary else 0
+    figures = scrape_figures(ctx.net, device.name) or {}
+    return DeviceRow(
+        device=device.name,
+        device_class=device.plan.device_class,
+        profile=device.plan.profile.name,
+        delivered=ok,
+        payload_bytes=size,
+        framing_bytes=framing,
+        device_counted_bytes=summary.payload_bytes if summary else None,
+        **link_fields(spent),
+        time_to_ready_s=round(result["finished_at"] - since, 2) if ok and result else None,
+        device_time_to_model_s=result.get("time_to_model_s") if ok and result else None,
+        min_time_s=min_time_s(device, size + framing),
+        accuracy=result.get("probe_accuracy") if ok and result else None,
+        accuracy_note=f"agent's head on {result.get('probe_size')} test images"
+        if ok and result
+        else "not ready",
+        scraped={k: v for k, v in figures.items() if k in METRICS_FIGURES},
+        event=event,
+        messages_needed=messages_needed,
+        messages_received=summary.messages if summary else None,
+    )
 
 
 class PladaStage:
@@ -138,17 +200,14 @@ class PladaStage:
         data = ctx.kit.payload_path.read_bytes()
         digest = payload_digest(data)
         task = ctx.kit.task
-        window = _Window(ctx)
-        sent = self._publish(ctx)
-        ctx.log(f"published {task} ({len(data)} bytes) in {sent['messages']} message(s)")
-
-        def ready(device: FleetDevice) -> bool:
-            result = device.result(task)
-            return result is not None and result.get("payload_id") == digest
-
-        _wait_all(ctx, ready, what="ready")
+        window = Window(ctx)
+        sent_at = publish_task(ctx, ctx.kit.payload_path)
+        wait_all(ctx, lambda d: is_ready(d, task, digest), what="ready")
         spent, broker_retrans = window.close()
-        rows = [self._row(ctx, d, spent[d.name], digest, len(data), sent) for d in ctx.devices]
+        rows = [
+            agent_row(ctx, d, spent[d.name], digest=digest, size=len(data), since=sent_at)
+            for d in ctx.devices
+        ]
         ctx.shared["plada_accuracy"] = {r.device: r.accuracy for r in rows}
         return StageReport(
             name=self.name,
@@ -163,49 +222,6 @@ class PladaStage:
                 "time to ready: from the publish to the agent's result (head trained, accuracy "
                 "measured on the test images); the agent's own figure starts at its first byte"
             ],
-        )
-
-    @staticmethod
-    def _publish(ctx: TrialContext) -> dict[str, Any]:
-        argv = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "tools.trial.publish_task"]
-        argv += [str(ctx.kit.payload_path), "--url", ctx.broker.local_url, "--group", GROUP]
-        out = ctx.net.run(BROKER, argv, timeout_s=120)
-        sent: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        return sent
-
-    @staticmethod
-    def _row(
-        ctx: TrialContext,
-        device: FleetDevice,
-        spent: LinkCounters,
-        digest: str,
-        size: int,
-        sent: dict[str, Any],
-    ) -> DeviceRow:
-        result = device.result(ctx.kit.task)
-        ok = result is not None and result.get("payload_id") == digest
-        summary = device.task_summary(digest)
-        framing = summary.overhead_bytes if summary else 0
-        figures = scrape_figures(ctx.net, device.name) or {}
-        return DeviceRow(
-            device=device.name,
-            device_class=device.plan.device_class,
-            profile=device.plan.profile.name,
-            delivered=ok,
-            payload_bytes=size,
-            framing_bytes=framing,
-            device_counted_bytes=summary.payload_bytes if summary else None,
-            **link_fields(spent),
-            time_to_ready_s=round(result["finished_at"] - sent["sent_at"], 2)
-            if ok and result
-            else None,
-            device_time_to_model_s=result.get("time_to_model_s") if ok and result else None,
-            min_time_s=min_time_s(device, size + framing),
-            accuracy=result.get("probe_accuracy") if ok and result else None,
-            accuracy_note=f"agent's head on {result.get('probe_size')} test images"
-            if ok and result
-            else "not ready",
-            scraped={k: v for k, v in figures.items() if k in METRICS_FIGURES},
         )
 
 
@@ -248,7 +264,7 @@ class DeliveryStage:
             )
             for d in ctx.devices
         }
-        window = _Window(ctx)
+        window = Window(ctx)
         sent: dict[str, dict[str, Any]] = {}
 
         def send(device: FleetDevice) -> None:

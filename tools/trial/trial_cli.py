@@ -25,7 +25,13 @@ from tools.trial.data_kit import DataKit
 from tools.trial.errors import TrialError
 from tools.trial.fleet_plan import DEFAULT_FLEET, plan_fleet
 from tools.trial.kit import TaskKit, TinyKit
-from tools.trial.orchestrator import WARM_MODES, TrialSettings, run_trial
+from tools.trial.orchestrator import (
+    DEFAULT_STAGES,
+    WARM_MODES,
+    TrialSettings,
+    default_stages,
+    run_trial,
+)
 from tools.trial.plots import write_plots
 from tools.trial.profiles import DEFAULT_PROFILES, load_profiles
 from tools.trial.report_files import summary_markdown, write_json, write_markdown, write_sqlite
@@ -91,6 +97,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profiles", type=Path, default=DEFAULT_PROFILES)
     parser.add_argument("--stage-timeout", type=float, default=300.0, help="s per stage")
     parser.add_argument("--warm", choices=WARM_MODES, default="selection")
+    parser.add_argument("--stages", default=",".join(DEFAULT_STAGES), help="in order")
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny device, not data/")
     parser.add_argument("--readme", type=Path, nargs="?", const=Path("README.md"))
     return parser.parse_args(argv)
@@ -119,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             fleet = plan_fleet(args.fleet, kit.classes, load_profiles(args.profiles))
             settings = TrialSettings(stage_timeout_s=args.stage_timeout, warm=args.warm)
             folder = Path(tmp) / "run" if args.tiny else args.work / "run"
-            report = run_trial(kit, fleet, folder=folder, settings=settings)
+            stages = default_stages([s for s in args.stages.split(",") if s])
+            report = run_trial(kit, fleet, folder=folder, stages=stages, settings=settings)
         paths = save_report(report, args.out, args.name)
         if args.readme:
             update_readme(args.readme, report, args.out, args.name)

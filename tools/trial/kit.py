@@ -10,10 +10,11 @@ train). Both give the same things:
   orchestrator adds the ``[mqtt]`` and ``[metrics]`` tables of the trial's links;
 - ``probe_dir``: labelled test images of the task (root/<class>/<image>); every agent reports its
   real head's accuracy on them;
-- ``payload_version(n)``: the same task as version ``n``, signed again (an update to deliver);
+- ``payload_version(n)``: an update of the task as version ``n``, signed (the data kit re-signs
+  the same selection; the tiny kit selects half its corpus, so the update needs several chunks);
 - ``images_pack(device_class)``: the same task sent as images: the payload's selected corpus images
   with their labels, each at most the class's encoder input size, JPEG q30, the pack Zstd-19 (the
-  leanest image format of bench/alternatives.py, so the comparison is fair to images).
+  leanest image format of tools/image_pack.py, so the comparison is fair to images).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from plada.corpus import Corpus
 from plada.payload import encode_payload, inspect_payload
 from plada.signing import SigningKey
+from tools.image_pack import device_sized, pack_images
 from tools.tiny.corpus import make_tiny_imagefolder
 from tools.tiny.device import TinyDevice, make_device
 
@@ -54,8 +56,6 @@ class TaskKit(Protocol):
 
 def pack_selected_images(payload: bytes, corpus: Corpus, *, input_size: int) -> bytes:
     """The payload's selection as images: corpus images at its indices, with its labels."""
-    from bench.alternatives import device_sized, pack_images  # imports the builder (torch)
-
     selection = inspect_payload(payload, trusted_keys={}).payload
     images = [device_sized(corpus.image(int(i)), input_size) for i in selection.indices]
     return pack_images(images, [int(label) for label in selection.labels], "jpeg-q30")
@@ -68,21 +68,27 @@ def resigned(data: bytes, *, version: int, key: SigningKey) -> bytes:
 
 
 class TinyKit:
-    """The tests' tiny device as a trial kit: one task over half of a generated corpus."""
+    """The tests' tiny device as a trial kit: a task over 60 images of a generated corpus (its
+    images pack stays small enough for a test on the 9.6 kbit/s profile)."""
 
     task = "shapes"
     INPUT_SIZE = 32  # the tiny encoder's input size
 
     def __init__(
-        self, root: Path, *, classes: tuple[str, ...] = ("tiny",), num_images: int = 120
+        self,
+        root: Path,
+        *,
+        classes: tuple[str, ...] = ("tiny",),
+        num_images: int = 8000,
+        selected: int = 60,
     ) -> None:
         self.root = root
         self.classes = classes
         self.tiny: TinyDevice = make_device(root / "tiny", num_images=num_images, epochs=3)
-        rng = np.random.default_rng(1)
-        half = np.sort(rng.choice(num_images, num_images // 2, replace=False))
+        self._rng = np.random.default_rng(1)
+        chosen = np.sort(self._rng.choice(num_images, selected, replace=False))
         self._payload = root / f"{self.task}.plada"
-        self._payload.write_bytes(self.tiny.payload(version=1, indices=half, task=self.task))
+        self._payload.write_bytes(self.tiny.payload(version=1, indices=chosen, task=self.task))
         self._probe = make_tiny_imagefolder(root / "target", train_per_class=1, test_per_class=4)
 
     @property
@@ -108,9 +114,11 @@ class TinyKit:
         )
 
     def payload_version(self, version: int) -> Path:
+        """An update over half the corpus: a few kB, so it is sent in several chunks."""
+        size = len(self.tiny.corpus)
+        half = np.sort(self._rng.choice(size, size // 2, replace=False))
         path = self.root / f"{self.task}-v{version}.plada"
-        data = resigned(self._payload.read_bytes(), version=version, key=self.tiny.signing_key)
-        path.write_bytes(data)
+        path.write_bytes(self.tiny.payload(version=version, indices=half, task=self.task))
         return path
 
     def describe(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ class LinkDropStage:
     name = "update across link drops and an offline device"
 
     def __init__(
-        self, *, version: int = 2, max_chunk_bytes: int = 512, drop_s: float = 45.0, seed: int = 0
+        self, *, version: int = 2, max_chunk_bytes: int = 1024, drop_s: float = 45.0, seed: int = 0
     ) -> None:
         self.version = version
         self.max_chunk_bytes = max_chunk_bytes

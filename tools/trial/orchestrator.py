@@ -40,7 +40,7 @@ from tools.trial.network import DeviceSpec, TrialNetwork
 from tools.trial.report_model import DeviceInfo, MetricsScrape, StageReport, TrialReport
 from tools.trial.scrape import figures, scrape
 from tools.trial.stage_drops import LinkDropStage
-from tools.trial.stages import DeliveryStage, PladaStage, Stage, TrialContext
+from tools.trial.stages import DeliveryStage, PladaStage, Stage, TrialContext, in_parallel
 from tools.trial.targets import check_targets
 
 STAGES: dict[str, Callable[[], Stage]] = {
@@ -187,15 +187,9 @@ def run_trial(
                 for stage in stages if stages is not None else default_stages():
                     log(f"stage: {stage.name}")
                     reports.append(stage.run(ctx))
-                for device in devices:
-                    samples = scrape(net, device.name, METRICS_URL) or []
-                    dumped = [s.model_dump() for s in samples]
-                    scrapes.append(
-                        MetricsScrape(device=device.name, at=time.time(), samples=dumped)
-                    )
+                scrapes = in_parallel(devices, lambda d: _final_scrape(net, d))
             finally:
-                for device in devices:
-                    device.stop()
+                in_parallel(devices, lambda d: d.stop())
     timed_s = time.monotonic() - clock
     return TrialReport(
         trial_id=trial_id,
@@ -233,6 +227,12 @@ def run_trial(
             "loopback), so the scrapes never cross the emulated links",
         ],
     )
+
+
+def _final_scrape(net: TrialNetwork, device: FleetDevice) -> MetricsScrape:
+    samples = scrape(net, device.name, METRICS_URL) or []
+    dumped = [s.model_dump() for s in samples]
+    return MetricsScrape(device=device.name, at=time.time(), samples=dumped)
 
 
 def _device(

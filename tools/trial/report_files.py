@@ -139,7 +139,8 @@ def targets_table(report: TrialReport) -> str:
 def plada_table(stage: StageReport) -> str:
     lines = [
         "| device | class | profile | payload + framing | agent counted (scraped) | wire down "
-        "(x) | wire up | lost down / up | retrans | connects | ready s (agent s) | accuracy |",
+        "B / frames (x) | wire up | lost down / up | retrans | connects | ready s (agent s) | "
+        "accuracy |",
         "|" + " --- |" * 12,
     ]
     for r in stage.rows:
@@ -147,8 +148,9 @@ def plada_table(stage: StageReport) -> str:
         counted = f"{r.device_counted_bytes} ({scraped:.0f})" if scraped is not None else "-"
         lines.append(
             f"| {r.device} | {r.device_class} | {r.profile} | {r.payload_bytes} + "
-            f"{r.framing_bytes} | {counted} | {r.wire_down_bytes} ({r.wire_to_payload:.2f}x) | "
-            f"{r.wire_up_bytes} | {r.lost_down_packets} / {r.lost_up_packets} | "
+            f"{r.framing_bytes} | {counted} | {r.wire_down_bytes} / {r.wire_down_packets} "
+            f"({r.wire_to_payload:.2f}x) | {r.wire_up_bytes} | {r.lost_down_packets} / "
+            f"{r.lost_up_packets} | "
             f"{r.tcp_retrans_segs} | {r.connects} | {_s(r.time_to_ready_s)} "
             f"({_s(r.device_time_to_model_s)}) | "
             f"{'-' if r.accuracy is None else f'{r.accuracy:.3f}'} |"

@@ -26,7 +26,15 @@ from tools.trial.drops import DropPlayer, DropWindow, drop_plan
 from tools.trial.fleet_device import GROUP, FleetDevice
 from tools.trial.report_model import StageReport
 from tools.trial.resume_report import task_topics
-from tools.trial.stages import TrialContext, Window, agent_row, is_ready, publish_task, wait_all
+from tools.trial.stages import (
+    TrialContext,
+    Window,
+    agent_row,
+    in_parallel,
+    is_ready,
+    publish_task,
+    wait_all,
+)
 
 THIN_PROFILE = "lora"
 
@@ -63,9 +71,10 @@ class LinkDropStage:
             offline.stop()
             events[offline.name] = "offline during the publish; started once the others were ready"
         players = self._scheduled(ctx, skip={cut.name, *events}, events=events)
-        sent_at = publish_task(ctx, path, max_chunk_bytes=self.max_chunk_bytes)
+        # watching before the publish: on a fast link the chunks are on disk before it returns
         cutter = threading.Thread(target=self._cut, args=(ctx, cut, digest, events), daemon=True)
         cutter.start()
+        sent_at = publish_task(ctx, path, max_chunk_bytes=self.max_chunk_bytes)
         online = [d for d in ctx.devices if d is not offline]
         wait_all(
             ctx, lambda d: is_ready(d, task, digest), what=f"v{self.version} ready", devices=online
@@ -81,8 +90,9 @@ class LinkDropStage:
         for player in players:
             player.stop()
         spent, broker_retrans = window.close()
-        rows = [
-            agent_row(
+        rows = in_parallel(
+            ctx.devices,
+            lambda d: agent_row(
                 ctx,
                 d,
                 spent[d.name],
@@ -91,9 +101,8 @@ class LinkDropStage:
                 since=since[d.name],
                 event=events.get(d.name, ""),
                 messages_needed=needed,
-            )
-            for d in ctx.devices
-        ]
+            ),
+        )
         return StageReport(
             name=self.name,
             kind=self.kind,

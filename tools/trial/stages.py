@@ -18,9 +18,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, TypeVar
 
 import zstandard
 
@@ -38,6 +39,7 @@ from tools.trial.scrape import METRICS_FIGURES, scrape_figures
 from tools.trial.shaping import tbf_burst_bytes
 
 POLL_S = 0.5
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,6 +69,13 @@ def min_time_s(device: FleetDevice, nbytes: int) -> float | None:
     if down.rate_kbit is None:
         return None
     return round(max(0, nbytes - tbf_burst_bytes(down)) * 8 / (down.rate_kbit * 1000), 2)
+
+
+def in_parallel(devices: list[FleetDevice], work: Callable[[FleetDevice], T]) -> list[T]:
+    """``work`` for every device at once, results in device order: each row reads files and
+    scrapes its agent in a subprocess, which on a loaded machine takes seconds apiece."""
+    with ThreadPoolExecutor(max_workers=max(1, len(devices))) as pool:
+        return list(pool.map(work, devices))
 
 
 class LinkFields(TypedDict):
@@ -204,10 +213,12 @@ class PladaStage:
         sent_at = publish_task(ctx, ctx.kit.payload_path)
         wait_all(ctx, lambda d: is_ready(d, task, digest), what="ready")
         spent, broker_retrans = window.close()
-        rows = [
-            agent_row(ctx, d, spent[d.name], digest=digest, size=len(data), since=sent_at)
-            for d in ctx.devices
-        ]
+        rows = in_parallel(
+            ctx.devices,
+            lambda d: agent_row(
+                ctx, d, spent[d.name], digest=digest, size=len(data), since=sent_at
+            ),
+        )
         ctx.shared["plada_accuracy"] = {r.device: r.accuracy for r in rows}
         return StageReport(
             name=self.name,
@@ -220,7 +231,11 @@ class PladaStage:
             broker_tcp_retrans_segs=broker_retrans,
             notes=[
                 "time to ready: from the publish to the agent's result (head trained, accuracy "
-                "measured on the test images); the agent's own figure starts at its first byte"
+                "measured on the test images); the agent's own figure starts at its first byte",
+                "wire down counts every frame broker -> device in the stage: the payload's own "
+                "frames (two for 2 KiB), the broker's acknowledgements (TCP ACK, PUBACK, ~70 B "
+                "each) of the agent's own reports sent up (status changes, result: the wire up "
+                "column), and on a lossy link a full-size resend of any lost payload frame",
             ],
         )
 

@@ -13,6 +13,8 @@ weights delivery would carry instead).
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,17 @@ class FleetDevice:
         if not (self.state_dir / DB_NAME).exists():
             return None
         return TrialLog(self.state_dir).task_summary(payload_id)
+
+    def last_byte_at(self, payload_id: str) -> float | None:
+        """When the agent received the payload's last message (its trial log), None if never."""
+        path = self.state_dir / DB_NAME
+        if not path.exists():
+            return None
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            (last,) = db.execute(
+                "SELECT MAX(received_at) FROM messages WHERE payload_id = ?", (payload_id,)
+            ).fetchone()
+        return None if last is None else float(last)
 
     def head_file(self, task: str) -> Path | None:
         """The installed head of ``task`` as the device stores it (ONNX)."""

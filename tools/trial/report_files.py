@@ -27,24 +27,28 @@ def write_json(report: TrialReport, path: Path) -> None:
 _SCHEMA = """
 CREATE TABLE trial (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE devices (name TEXT PRIMARY KEY, device_class TEXT, encoder TEXT, profile TEXT);
-CREATE TABLE rows (
-    stage TEXT NOT NULL, kind TEXT NOT NULL, device TEXT NOT NULL, device_class TEXT,
-    profile TEXT, delivered INTEGER, payload_bytes INTEGER, framing_bytes INTEGER,
-    device_counted_bytes INTEGER, wire_down_bytes INTEGER, wire_up_bytes INTEGER,
-    wire_down_packets INTEGER, lost_down_packets INTEGER, lost_up_packets INTEGER,
-    tcp_retrans_segs INTEGER, connects INTEGER, link_downs INTEGER, time_to_ready_s REAL,
-    device_time_to_model_s REAL, min_time_s REAL, accuracy REAL, accuracy_note TEXT,
-    event TEXT, messages_needed INTEGER, messages_received INTEGER, wire_to_payload REAL,
-    PRIMARY KEY (kind, device)
-);
 CREATE TABLE targets (name TEXT PRIMARY KEY, value REAL, lim REAL, met INTEGER, detail TEXT);
 CREATE TABLE samples (device TEXT, at REAL, name TEXT, labels TEXT, value REAL);
 """
 
 
+def _row_columns() -> list[str]:
+    """Every DeviceRow field but the scraped figures (those are in ``samples``)."""
+    return [name for name in DeviceRow.model_fields if name != "scraped"]
+
+
+def _rows_table() -> str:
+    """The rows table from DeviceRow's fields, so a new field cannot be forgotten here."""
+    columns = ", ".join(f"{name}" for name in _row_columns())
+    return (
+        f"CREATE TABLE rows (stage TEXT NOT NULL, kind TEXT NOT NULL, {columns}, "
+        "wire_to_payload REAL, PRIMARY KEY (kind, device));"
+    )
+
+
 def write_sqlite(report: TrialReport, path: Path) -> None:
     with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as db:
-        db.executescript(_SCHEMA)
+        db.executescript(_SCHEMA + _rows_table())
         meta = {
             "started_at": report.started_at,
             "prepare_seconds": report.prepare_seconds,
@@ -57,8 +61,7 @@ def write_sqlite(report: TrialReport, path: Path) -> None:
             "INSERT INTO devices VALUES (?, ?, ?, ?)",
             [(d.name, d.device_class, d.encoder, d.profile) for d in report.devices],
         )
-        columns = list(DeviceRow.model_fields)
-        columns.remove("scraped")
+        columns = _row_columns()
         marks = ", ".join("?" * (len(columns) + 3))
         db.executemany(
             f"INSERT INTO rows (stage, kind, {', '.join(columns)}, wire_to_payload) "  # noqa: S608 - fixed names
@@ -105,20 +108,34 @@ def _ready(rows: list[DeviceRow]) -> str:
     return text if not missing else f"{text} ({missing}/{len(rows)} not in time)"
 
 
+def _received(rows: list[DeviceRow]) -> str:
+    """Median time from the publish to the last byte on the device, or how many never got it."""
+    done = [r.received_s for r in rows if r.delivered]
+    text = _s(_median(done))
+    missing = len(rows) - len(done)
+    return text if not missing else f"{text} ({missing}/{len(rows)} not in time)"
+
+
 def savings_table(report: TrialReport) -> str:
     """Per profile: median bytes on the wire (downlink) and time to ready, per way of delivery."""
     stages = {s.kind: s for s in report.stages if s.kind in KINDS}
     present = [k for k in KINDS if k in stages]
-    head = "| profile | devices | " + " | ".join(f"{k} wire down | {k} ready s" for k in present)
+    head = "| profile | devices | " + " | ".join(
+        f"{k} wire down | {k} received s" + (" | plada ready s" if k == "plada" else "")
+        for k in present
+    )
     ratios = [k for k in present if k != "plada"]
     head += "".join(f" | {k} / plada bytes" for k in ratios) + " |"
-    lines = [head, "|" + " --- |" * (2 + 2 * len(present) + len(ratios))]
+    columns = 2 + 2 * len(present) + ("plada" in present) + len(ratios)
+    lines = [head, "|" + " --- |" * columns]
     for profile in dict.fromkeys(d.profile for d in report.devices):
         per = {k: [r for r in stages[k].rows if r.profile == profile] for k in present}
         wire = {k: _median(r.wire_down_bytes for r in per[k]) or 0.0 for k in present}
         cells = [profile, str(len(per[present[0]]))]
         for k in present:
-            cells += [_kb(wire[k]), _ready(per[k])]
+            cells += [_kb(wire[k]), _received(per[k])]
+            if k == "plada":
+                cells.append(_ready(per[k]))
         for k in ratios:
             base = wire.get("plada") or 0.0
             cells.append(f"{wire[k] / base:.0f}x" if base else "-")
@@ -220,8 +237,10 @@ def summary_markdown(report: TrialReport, *, plots: dict[str, str]) -> str:
         f"{' '.join(report.machine['loadavg_before'])} before, "
         f"{' '.join(report.machine['loadavg_after'])} after.",
         targets_table(report),
-        "Median per profile, downlink bytes on the wire (kernel counters) and time from publish "
-        "to ready:",
+        "Median per profile: downlink bytes on the wire (kernel counters); seconds from the "
+        "publish to the last byte on the device (received), and for PLADA also to its trained "
+        "head and measured accuracy (ready: on-device training and embedding of the test images, "
+        "ten agents sharing two cores; images would still need that too, weights would not):",
         savings_table(report),
         "Accuracy of each device's own head on the task's test images:",
         accuracy_table(report),

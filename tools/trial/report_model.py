@@ -48,6 +48,7 @@ class DeviceRow(_Record):
     link_downs: int
     time_to_ready_s: float | None  # publish -> ready on the device (None: not delivered)
     device_time_to_model_s: float | None = None  # the agent's own: first byte -> model ready
+    received_s: float | None = None  # publish -> its last byte on the device (link time only)
     min_time_s: float | None  # payload + framing at the profile's configured rate (a floor)
     accuracy: float | None = None
     accuracy_note: str = ""

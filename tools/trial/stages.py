@@ -176,6 +176,7 @@ def agent_row(
     summary = device.task_summary(digest)
     framing = summary.overhead_bytes if summary else 0
     figures = scrape_figures(ctx.net, device.name) or {}
+    last = device.last_byte_at(digest)
     return DeviceRow(
         device=device.name,
         device_class=device.plan.device_class,
@@ -187,6 +188,7 @@ def agent_row(
         **link_fields(spent),
         time_to_ready_s=round(result["finished_at"] - since, 2) if ok and result else None,
         device_time_to_model_s=result.get("time_to_model_s") if ok and result else None,
+        received_s=None if last is None else round(last - since, 2),
         min_time_s=min_time_s(device, size + framing),
         accuracy=result.get("probe_accuracy") if ok and result else None,
         accuracy_note=f"agent's head on {result.get('probe_size')} test images"
@@ -355,6 +357,7 @@ class DeliveryStage:
             device_counted_bytes=int(got.get("payload_bytes") or 0),
             **link_fields(spent),
             time_to_ready_s=round(got["last_at"] - sent["connected_at"], 2) if ok else None,
+            received_s=round(got["last_at"] - sent["connected_at"], 2) if ok else None,
             min_time_s=min_time_s(device, size + framing),
             accuracy=accuracy,
             accuracy_note=note,

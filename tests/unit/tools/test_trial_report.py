@@ -37,6 +37,7 @@ def _row(device: str, profile: str, **fields: Any) -> DeviceRow:
         "connects": 0,
         "link_downs": 0,
         "time_to_ready_s": 5.0,
+        "received_s": 3.0,
         "min_time_s": 0.3,
         "accuracy": 0.7,
     }
@@ -120,7 +121,10 @@ def test_report_files_say_what_the_report_says(tmp_path: Path) -> None:
         ]
     markdown = paths["md"].read_text(encoding="utf-8")
     assert "(1/1 not in time)" in markdown  # the late lora device
-    assert "| lora | 1 | 2600 B | 5.0 | 80.0 kB |" in savings_table(report)
+    # received, then ready (PLADA trains on the device), then the late images
+    assert "| lora | 1 | 2600 B | 3.0 | 5.0 | 80.0 kB | - (1/1 not in time) |" in savings_table(
+        report
+    )
     assert (tmp_path / "trial_bytes.png").read_bytes().startswith(b"\x89PNG")
 
 

@@ -61,7 +61,9 @@ class LinkDropStage:
         path = ctx.kit.payload_version(self.version)
         data = path.read_bytes()
         digest = payload_digest(data)
-        needed = len(task_topics(GROUP, data, max_chunk_bytes=self.max_chunk_bytes, task=task))
+        messages = task_topics(GROUP, data, max_chunk_bytes=self.max_chunk_bytes, task=task)
+        needed = len(messages)
+        sent_bytes = sum(messages.values())  # manifest + chunks: what the agent counts
         thin = [d for d in ctx.devices if d.plan.profile.name == THIN_PROFILE]
         cut = thin[0] if thin else ctx.devices[0]
         offline = ctx.devices[-1] if ctx.devices[-1] is not cut else None
@@ -97,7 +99,7 @@ class LinkDropStage:
                 d,
                 spent[d.name],
                 digest=digest,
-                size=len(data),
+                size=sent_bytes,
                 since=since[d.name],
                 event=events.get(d.name, ""),
                 messages_needed=needed,
@@ -107,8 +109,9 @@ class LinkDropStage:
             name=self.name,
             kind=self.kind,
             description=(
-                f"task {task} v{self.version}: {len(data)} bytes in {needed} messages "
-                f"(--max-chunk-bytes {self.max_chunk_bytes}), published once (retained)"
+                f"task {task} v{self.version}: {len(data)} bytes, sent as {sent_bytes} in "
+                f"{needed} messages (--max-chunk-bytes {self.max_chunk_bytes}), published once "
+                "(retained)"
             ),
             started_at=window.started_at,
             seconds=round(time.time() - window.started_at, 2),

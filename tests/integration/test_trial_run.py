@@ -1,7 +1,8 @@
 """`make trial`'s orchestrator end to end on real links: two real `plada-agent run` daemons (the
 tests' tiny device, two device classes) in their own network namespaces on the `lora` profile, a
 real mosquitto in the broker namespace; the task as PLADA, as images and as weights, then an update
-across a mid-transfer link drop and an offline device; the report written and read back. Checks what the report says, never how long anything took."""
+across a mid-transfer link drop and an offline device; the report written and read back. Checks
+what the report says, never how long anything took."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ PROFILE ?= full
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale soak clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale soak trial clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -131,6 +131,12 @@ bench-scale: setup ## fleet of 100, 300 and 1,000 agents -> bench/results/fleet.
 # The short version (a few minutes, 8 agents) runs inside `make test` (tests/integration/test_soak.py).
 soak: setup ## 24 agent processes, 20 minutes of chaos -> bench/results/soak.json + README table
 	nice -n 10 $(PY) -m bench.soak --out bench/results/soak.json --readme
+
+# As root (network namespaces, tc, nft) with mosquitto installed. The first run exports the encoders
+# and builds the task (cached in build/trial/); every run warms each class's feature cache before
+# the timed part (10 devices over 4 profiles: under 10 minutes on 2 cores).
+trial: data ## field trial: 10 agents on emulated thin links -> bench/results/trial.* + README
+	nice -n 10 $(PY) -m tools.trial --data $(DATA_DIR) --out bench/results --readme
 
 clean: ## remove environments, caches and build outputs (keeps data/)
 	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(PY310_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

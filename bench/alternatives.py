@@ -40,39 +40,13 @@ from bench._common import BenchContext, log, mean_spread, pick, write_json
 from bench.accuracy import BUDGETS, QUICK_BUDGETS
 from bench.schema.accuracy import AccuracyResults
 from builder.pipeline.build import single_blas
+from tools.image_pack import ZSTD_LEVEL, device_sized, encode_image, pack_images
 
 FORMATS = ("jpeg-q30", "png", "raw")
 FL_DEVICES = 10
-_ZSTD_LEVEL = 19
 
 
 # ------------------------------------------------------------------------------ (a) images
-
-
-def device_sized(image: Image.Image, size: int) -> Image.Image:
-    """L or RGB, at most size x size (the device resizes to size x size anyway)."""
-    mode = "L" if image.mode in ("L", "1", "I;16", "I") else "RGB"
-    if image.mode in ("RGBA", "LA", "P"):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    image = image.convert(mode)
-    if max(image.size) > size:
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    return image
-
-
-def encode_image(image: Image.Image, fmt: str) -> bytes:
-    if fmt == "raw":
-        return image.tobytes()
-    buffer = io.BytesIO()
-    if fmt == "jpeg-q30":
-        image.save(buffer, format="JPEG", quality=30)
-    elif fmt == "png":
-        image.save(buffer, format="PNG", optimize=True)
-    else:
-        raise ValueError(f"unknown image format {fmt!r}")
-    return buffer.getvalue()
 
 
 def decode_image(data: bytes, fmt: str, *, mode: str, size: tuple[int, int]) -> Image.Image:
@@ -81,20 +55,6 @@ def decode_image(data: bytes, fmt: str, *, mode: str, size: tuple[int, int]) -> 
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         return image.copy()
-
-
-def pack_images(images: Sequence[Image.Image], labels: Sequence[int], fmt: str) -> bytes:
-    """Label (1 B), width and height (1 B each, raw) or length (2 B, JPEG/PNG), then the data;
-    everything Zstd-19 compressed."""
-    parts = []
-    for image, label in zip(images, labels, strict=True):
-        body = encode_image(image, fmt)
-        if fmt == "raw":
-            head = bytes([label, image.size[0] % 256, image.size[1] % 256])
-        else:
-            head = bytes([label]) + len(body).to_bytes(2, "little")
-        parts.append(head + body)
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(b"".join(parts))
 
 
 def balanced_order(labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
@@ -228,7 +188,7 @@ def pack_head(w: np.ndarray, b: np.ndarray, bits: int | None) -> tuple[bytes, np
     """(Zstd-19 bytes of the head, the weights the device would use)."""
     if bits is None:
         raw = w.astype(np.float32).tobytes() + b.astype(np.float32).tobytes()
-        return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw), w
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw), w
     codes, scales = quantise(w, bits)
     if bits == 4:
         nibbles = (codes.ravel().astype(np.int16) & 0x0F).astype(np.uint8)
@@ -239,7 +199,7 @@ def pack_head(w: np.ndarray, b: np.ndarray, bits: int | None) -> tuple[bytes, np
         body = codes.tobytes()
     raw = body + scales.astype(np.float16).tobytes() + b.astype(np.float32).tobytes()
     dequant = codes.astype(np.float32) * scales.astype(np.float16).astype(np.float32)
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(raw), dequant
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw), dequant
 
 
 def head_rows(
@@ -261,7 +221,7 @@ def head_rows(
     stat_type = np.float16 if float(np.max(np.abs(s_t))) < 6.0e4 else np.float32
     m16 = np.asarray(m_t, stat_type)
     s16 = np.asarray(s_t, stat_type)
-    stats = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(m16.tobytes() + s16.tobytes())
+    stats = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(m16.tobytes() + s16.tobytes())
     variants = {
         "corpus-std": (w_c, b_c, (test - m_c) * s_c, 0),
         "train-std": (

@@ -18,4 +18,19 @@ estimated.
     drops      seeded link-drop schedules and the thread that plays them
     broker     mosquitto inside the broker namespace
     links      the CLI: ``python -m tools.trial.links up|down|status|cleanup|profiles``
+
+The field trial (``python -m tools.trial``, ``make trial``) on top of these:
+
+    trial_cli     the command: kit, fleet, stages -> report files and the README section
+    orchestrator  fleet up on its links, the stages in order, teardown -> TrialReport
+    fleet_plan    devices: name, device class, link profile (classes dealt round-robin)
+    kit           what is taught: payload, agent configs, test images, images pack (TinyKit)
+    data_kit      the kit on ``make data`` output (the demo's encoders and task builder)
+    fleet_device  one real ``plada-agent run`` in its namespace, and its result, log and head
+    stages        PLADA payload, the task as images, the task as head weights
+    stage_drops   an update across a mid-transfer drop, scheduled drops and an offline device
+    publish_task  the product's publish, timed, run inside the broker namespace
+    scrape        each agent's Prometheus endpoint, scraped inside its namespace
+    targets       issue 19's targets checked on the rows
+    report_model  the validated report; report_files: JSON, SQLite, markdown; plots: PNGs
 """

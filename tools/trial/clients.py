@@ -42,12 +42,15 @@ def publish(
     url: str,
     topic: str,
     *,
-    size: int,
-    count: int,
+    size: int | None = None,
+    count: int = 1,
     timeout_s: float = 120,
+    payload_file: Path | None = None,
 ) -> dict[str, Any]:
-    """Publish ``count`` QoS 1 messages of ``size`` random bytes from a namespace; its summary."""
-    args = ["--url", url, "--topic", topic, "--size", str(size), "--count", str(count)]
+    """Publish ``count`` QoS 1 messages of ``size`` random bytes (or of ``payload_file``'s bytes)
+    from a namespace; its summary."""
+    body = ["--file", str(payload_file)] if payload_file is not None else ["--size", str(size)]
+    args = ["--url", url, "--topic", topic, *body, "--count", str(count)]
     args += ["--timeout", str(timeout_s)]
     done = subprocess.run(
         client_argv(net, where, "publish", *args),

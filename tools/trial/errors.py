@@ -3,7 +3,8 @@
 TrialError
 ├── ProfileError      a link-profile file is missing, unreadable or invalid
 ├── KernelError       ip / tc / nft is missing, lacks a feature, or a command failed
-└── TrialStateError   a trial record is unreadable, or a trial cannot be found or started
+├── TrialStateError   a trial record is unreadable, or a trial cannot be found or started
+└── TrialRunError     a field trial could not finish (a device never got ready, a step failed)
 """
 
 
@@ -21,3 +22,7 @@ class KernelError(TrialError):
 
 class TrialStateError(TrialError):
     """A trial record is unreadable, or a trial cannot be found or started."""
+
+
+class TrialRunError(TrialError):
+    """A field trial could not finish: a device never got ready, a stage or a step failed."""

@@ -4,9 +4,10 @@
         --size 20000 --count 5
     python -m tools.trial.mqtt_client subscribe --url ... --topic t/# --count 5 --timeout 60
 
-``publish`` sends ``count`` messages of ``size`` random (incompressible) bytes at QoS 1 and waits
-for every PUBACK. ``subscribe`` prints ``{"subscribed": true}`` once the broker granted the
-subscription, then the summary when ``count`` messages arrived (or at the timeout). Both report
+``publish`` sends ``count`` messages of ``size`` random (incompressible) bytes, or of a file's
+bytes (``--file``), at QoS 1 and waits for every PUBACK. ``subscribe`` prints
+``{"subscribed": true}`` once the broker granted the subscription, then the summary when
+``count`` messages arrived (or at the timeout). Both report
 ``mqtt_bytes_sent`` / ``mqtt_bytes_received``: the exact MQTT 3.1.1 packet sizes of what crossed
 the connection (computed from the packets, so it is what TCP carried once, without retransmits).
 """
@@ -131,8 +132,13 @@ def run_publish(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"no CONNACK from {args.url} within {args.timeout:g} s")
     connected = time.time()
     mids = []
+    if args.file:
+        with open(args.file, "rb") as fh:
+            blob = fh.read()
+        args.size = len(blob)
     for _ in range(args.count):
-        info = client.client.publish(args.topic, os.urandom(args.size), qos=1, retain=args.retain)
+        body = blob if args.file else os.urandom(args.size)
+        info = client.client.publish(args.topic, body, qos=1, retain=args.retain)
         mids.append(info.mid)
     done = client.wait(lambda: all(m in client.acked for m in mids), args.timeout)
     finished = time.time()
@@ -195,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--keepalive", type=int, default=60)
         cmd.add_argument("--client-id", default=f"trial-{name}-{os.getpid()}")
     pub = sub.choices["publish"]
-    pub.add_argument("--size", type=int, required=True, help="payload bytes per message")
+    body = pub.add_mutually_exclusive_group(required=True)
+    body.add_argument("--size", type=int, help="payload bytes per message (random)")
+    body.add_argument("--file", help="send this file's bytes as each message (a real blob)")
     pub.add_argument("--retain", action="store_true")
     sub.choices["subscribe"].add_argument(
         "--persistent", action="store_true", help="clean_session=False (queued while offline)"

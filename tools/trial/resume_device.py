@@ -129,6 +129,10 @@ class DaemonProcess:
         self._proc = None
         return code
 
+    def exited(self) -> bool:
+        """Started, and has exited since (a crash, or a config the daemon refused)."""
+        return self._proc is not None and self._proc.poll() is not None
+
     def log_text(self) -> str:
         path = self.log_path
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""

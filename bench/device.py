@@ -12,7 +12,9 @@ ones reported:
    holds >= 5,000 images, else the small corpus plus mirrored copies) with the device encoder;
 3. payload -> stored model for 5,000 kept images with that warm cache, per head backend, as the
    real CLI (`plada-agent apply --json`) in a child process, with the child's peak RSS;
-4. the accuracy cost of the float16 feature cache.
+4. the accuracy cost of the float16 feature cache;
+5. the device on a Raspberry-Pi-4-like budget, one core and a memory cap (bench/device_budget.py,
+   -> device_budget.json; `--budget-only` runs just that).
 """
 
 from __future__ import annotations
@@ -136,6 +138,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(ctx.out / "device.json", out)
+    log("device: the Raspberry-Pi-4-like budget (one core, a memory cap)")
+    run_budget(ctx)
     return out
 
 
@@ -149,11 +153,34 @@ def main(argv: list[str] | None = None) -> int:
         help=f"python of a litert-torch environment for the TFLite export (sets "
         f"${LITERT_PYTHON_ENV}; default .venv-litert/bin/python if present)",
     )
+    parser.add_argument(
+        "--budget-only",
+        action="store_true",
+        help="only the Raspberry-Pi-4-like budget (one core, a memory cap; bench/device_budget.py)",
+    )
     args = parser.parse_args(argv)
     if args.litert_python is not None:
         os.environ[LITERT_PYTHON_ENV] = str(args.litert_python)
-    run(BenchContext(data=args.data))
+    ctx = BenchContext(data=args.data)
+    if args.budget_only:
+        run_budget(ctx)
+    else:
+        run(ctx)
     return 0
+
+
+def run_budget(ctx: BenchContext) -> dict[str, Any]:
+    """The device on a Raspberry-Pi-4-like budget -> device_budget.json (bench/device_budget.py),
+    with this module's int8 export (calibrated on ref-v1)."""
+    from bench import agent as agent_bench
+    from bench import device_budget
+
+    work = (ctx.work / "device").resolve()
+    ref = (ctx.data / "ref-v1").resolve()
+    int8 = agent_bench._export(work / "encoders", int8=True, corpus=ref)
+    result = device_budget.run_budget(ctx.data, work / "budget", int8)
+    write_json(ctx.out / "device_budget.json", result)
+    return result
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ ones reported:
 3. payload -> stored model for 5,000 kept images with that warm cache, per head backend, as the
    real CLI (`plada-agent apply --json`) in a child process, with the child's peak RSS;
 4. the accuracy cost of the float16 feature cache;
-5. the device on a Raspberry-Pi-4-like budget, one core and a memory cap (bench/device_budget.py,
-   -> device_budget.json; `--budget-only` runs just that).
+and, as `bench.run`'s module `budget` or with `--budget-only`, the device on a Raspberry-Pi-4-like
+budget, one core and a memory cap (bench/device_budget.py -> device_budget.json).
 """
 
 from __future__ import annotations
@@ -138,8 +138,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_json(ctx.out / "device.json", out)
-    log("device: the Raspberry-Pi-4-like budget (one core, a memory cap)")
-    run_budget(ctx)
     return out
 
 

@@ -204,7 +204,6 @@ class OrtGraphTrainer:
             weight=state["weight"].numpy(),
             bias=state["bias"].numpy(),
             step_losses=step_losses,
-            features=features,
             labels=labels,
         )
 
@@ -363,7 +362,6 @@ class OrtTrainingTrainer:
             weight=weight,
             bias=bias,
             step_losses=step_losses,
-            features=features,
             labels=labels,
         )
 

@@ -260,6 +260,14 @@ def accuracy(weights: HeadWeights, features: np.ndarray, labels: np.ndarray) -> 
     return float(np.mean(pred == labels))
 
 
+def _standardized_accuracy(weights: HeadWeights, x: np.ndarray, labels: np.ndarray) -> float:
+    """`accuracy` for features already standardised with the head's mean and scale."""
+    if labels.shape[0] == 0:
+        return 0.0
+    pred = softmax(x @ weights.weight + weights.bias).astype(np.float32).argmax(axis=1)
+    return float(np.mean(pred == labels))
+
+
 class _AdamW:
     """PyTorch-style AdamW over a list of float32 arrays (updated in place)."""
 
@@ -336,10 +344,12 @@ def finish_training(
     weight: np.ndarray,
     bias: np.ndarray,
     step_losses: np.ndarray,
-    features: np.ndarray,
     labels: np.ndarray,
 ) -> HeadTrainResult:
-    """Package a backend's final parameters and per-step losses as a HeadTrainResult."""
+    """Package a backend's final parameters and per-step losses as a HeadTrainResult. The train
+    accuracy is read from the plan's standardised features: the same numbers as `accuracy` on
+    the raw ones, without another (N, D) float32 copy (98 MB for 20,000 kept images, on a
+    device that holds the raw and the standardised matrix already)."""
     weights = HeadWeights(
         weight=np.ascontiguousarray(weight, dtype=np.float32),
         bias=np.ascontiguousarray(bias, dtype=np.float32),
@@ -350,7 +360,7 @@ def finish_training(
     return HeadTrainResult(
         weights=weights,
         losses=epoch_means(step_losses, num_epochs=num_epochs(plan.x.shape[0], plan.hp)),
-        train_accuracy=accuracy(weights, features, np.asarray(labels)),
+        train_accuracy=_standardized_accuracy(weights, plan.x, np.asarray(labels)),
         step_losses=step_losses,
     )
 
@@ -382,6 +392,5 @@ def train_head(
         weight=weight,
         bias=bias,
         step_losses=step_losses,
-        features=features,
         labels=labels,
     )

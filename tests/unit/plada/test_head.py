@@ -230,3 +230,17 @@ def test_num_epochs_shrinks_for_large_sets_to_respect_max_steps() -> None:
 def test_max_steps_below_min_steps_is_named() -> None:
     with pytest.raises(HeadTrainingError, match="max_steps"):
         HeadHyperParams(min_steps=750, max_steps=500)
+
+
+def test_the_train_accuracy_is_the_accuracy_of_the_head_on_its_raw_features() -> None:
+    # Prepare: features far from standardised, so a missed standardisation would show
+    from plada.head import accuracy
+
+    rng = np.random.default_rng(5)
+    features = (rng.normal(3.0, 4.0, (300, 12)) + np.arange(12)).astype(np.float32)
+    labels = (features[:, 0] + rng.normal(0, 2, 300) > 3).astype(np.int64)
+    # Execute
+    result = train_head(features, labels, num_classes=2, hp=HeadHyperParams(epochs=2))
+    # Assert
+    assert result.train_accuracy == accuracy(result.weights, features, labels)
+    assert 0.5 < result.train_accuracy < 1.0

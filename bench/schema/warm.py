@@ -59,12 +59,14 @@ class BudgetApply(Model):
     train_s: float | None = None
     features_computed: int | None = None
     peak_rss_mb: float | None = None
+    process_cpu_s: float | None = None
     all_runs_s: list[float] = Field(default_factory=list)
     error: str | None = None
 
 
 class BudgetRow(Model):
     kept_images: int
+    cap_mb: int | None = None
     warm: BudgetApply
     cold: BudgetApply
 
@@ -97,4 +99,3 @@ class DeviceBudgetResults(Model):
     corpus_images: int
     apply: list[BudgetRow]
     predict: BudgetPredict
-    before: list[BudgetRow] = Field(default_factory=list)  # the same runs before a change

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bench.builder_warm import fresh_cache_root, merge_into
-from bench.device_budget import best_of, config_toml, constrained, pi4_settings
+from bench.device_budget import best_of, config_toml, constrained, pi4_settings, profile_cap_mb
 from bench.render import render_markdown
 from tests.unit.test_bench_smoke import _results
 
@@ -84,7 +84,12 @@ def test_device_budget_section_shows_warm_and_cold_per_kept_count() -> None:
         "settings": {"encoder": "lite0-64-int8.onnx", "batch_size": 16, "dtype": "float16"},
         "corpus_images": 83480,
         "apply": [
-            {"kept_images": 5000, "warm": _apply(0.91, 180.0), "cold": {"error": "exit 1: oom"}}
+            {
+                "kept_images": 5000,
+                "cap_mb": 256,
+                "warm": {**_apply(0.91, 180.0), "process_cpu_s": 1.25},
+                "cold": {"error": "exit 1: oom"},
+            }
         ],
         "predict": {
             "images": 200,
@@ -98,7 +103,7 @@ def test_device_budget_section_shows_warm_and_cold_per_kept_count() -> None:
     text = render_markdown(results, {})
     # Assert
     section = text.split("### Device on a Raspberry-Pi-4-like budget", 1)[1]
-    assert "| 5,000 | 0.91 | 180 | failed (exit 1: oom) | n/a |" in section
+    assert "| 5,000 | 256 | 0.91 | 1.25 | 180 | failed (exit 1: oom) | n/a | n/a |" in section
     assert "**3.2 ms** per single image" in section
 
 
@@ -162,3 +167,8 @@ def test_runs_of_other_labels_are_kept_when_one_is_written(tmp_path: Path) -> No
     assert set(merged["runs"]) == {"before", "after"}
     with pytest.raises(KeyError):
         merged["runs"]["other"]
+
+
+def test_the_memory_cap_is_the_pi4_profiles_service_cap() -> None:
+    # Execute / Assert: firmware_configs/raspberry-pi-4.toml says memory_max = "768M"
+    assert profile_cap_mb() == 768

@@ -102,11 +102,11 @@ def constrained(cmd: list[str], *, cap_mb: int) -> list[str]:
     return ["taskset", "-c", "0", "prlimit", f"--data={cap_mb * 1024 * 1024}", "--", *cmd]
 
 
-def _child_json(cmd: list[str]) -> dict[str, Any]:
+def _child_json(cmd: list[str], *, code: Path = ROOT) -> dict[str, Any]:
     # Bytecode compiled and cached, as `pip install` leaves a device (this sandbox sets
     # PYTHONDONTWRITEBYTECODE, which made every run compile the agent: 0.3 s of CPU).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=code, check=False, env=env)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {done.returncode}: {tail}"}
@@ -114,12 +114,13 @@ def _child_json(cmd: list[str]) -> dict[str, Any]:
     return out
 
 
-def apply_once(config: Path, payload: Path, *, cap_mb: int) -> dict[str, Any]:
-    """One constrained `plada-agent apply --json` under bench._rss (peak RSS of the child)."""
+def apply_once(config: Path, payload: Path, *, cap_mb: int, code: Path = ROOT) -> dict[str, Any]:
+    """One constrained `plada-agent apply --json` under bench._rss (peak RSS of the child), the
+    agent of the checkout `code` (another one: the code before a change)."""
     cmd = [str(_PY), "-m", "bench._rss", "-m", "agent", "apply", str(payload)]
     cmd += ["--config", str(config), "--json", "--force"]
     start = time.perf_counter()
-    result = _child_json(constrained(cmd, cap_mb=cap_mb))
+    result = _child_json(constrained(cmd, cap_mb=cap_mb), code=code)
     if "error" in result:
         return result
     applied = result["applied"]
@@ -211,8 +212,9 @@ def predict_child(config: Path, task: str, images_dir: Path, count: int) -> dict
     }
 
 
-def run_budget(data: Path, work: Path, encoder: Path) -> dict[str, Any]:
-    """Every measurement of the module docstring; results as device_budget.json holds them."""
+def run_budget(data: Path, work: Path, encoder: Path, *, code: Path = ROOT) -> dict[str, Any]:
+    """Every measurement of the module docstring; results as device_budget.json holds them.
+    With another checkout's `code`: its agent, the apply runs only (`before` in the file)."""
     from agent.config import load_config
     from agent.pipeline import open_corpus, open_feature_cache
     from bench.runlog import machine_info
@@ -237,12 +239,15 @@ def run_budget(data: Path, work: Path, encoder: Path) -> dict[str, Any]:
     for kept, cap in [*((k, cap_mb) for k in KEPT_SIZES), (TIGHT_KEPT, TIGHT_CAP_MB)]:
         payload = make_payload(corpus, features, work, kept=kept)
         log(f"device budget: {kept:,} kept images, warm then cold, one core, {cap} MiB data")
-        warm_run = best_of([apply_once(configs["warm"], payload, cap_mb=cap) for _ in range(3)])
+        runs = [apply_once(configs["warm"], payload, cap_mb=cap, code=code) for _ in range(3)]
+        warm_run = best_of(runs)
         cold_runs = 1 if kept > 5000 else 2  # 20,000 on-demand embeddings take a while
         cold_run = best_of(
-            [apply_once(configs["cold"], payload, cap_mb=cap) for _ in range(cold_runs)]
+            [apply_once(configs["cold"], payload, cap_mb=cap, code=code) for _ in range(cold_runs)]
         )
         rows.append({"kept_images": kept, "cap_mb": cap, "warm": warm_run, "cold": cold_run})
+    if code != ROOT:
+        return {"code": str(code), "apply": rows}
     log("device budget: predict latency")
     test_dir = (data / "targets" / "fashion" / "test").resolve()
     cmd = [str(_PY), "-m", "bench.device_budget", "--predict-child", str(configs["warm"])]

@@ -38,13 +38,19 @@ def device_budget_lines(result: DeviceBudgetResults | SectionError | None) -> li
         "<= 2 s and <= 250 MB.",
         "",
     ]
+    before = {(r.kept_images, r.cap_mb): r for r in result.before.apply} if result.before else {}
     rows = []
     for row in result.apply:
         cap = "n/a" if row.cap_mb is None else f"{row.cap_mb}"
-        rows.append([f"{row.kept_images:,}", cap, *_run(row.warm), *_run(row.cold)])
+        old = before.get((row.kept_images, row.cap_mb))
+        was = "n/a"
+        if old is not None:
+            (ws, _, wr), (cs, _, cr) = _run(old.warm), _run(old.cold)
+            was = f"{ws} s, {wr} MB / {cs} s, {cr} MB"
+        rows.append([f"{row.kept_images:,}", cap, *_run(row.warm), *_run(row.cold), was])
     lines += table(
         ["kept images", "cap MiB", "warm s", "warm process CPU s", "warm peak RSS MB",
-         "cold s", "cold process CPU s", "cold peak RSS MB"],
+         "cold s", "cold process CPU s", "cold peak RSS MB", "before: warm / cold"],
         rows,
     )  # fmt: skip
     p = result.predict

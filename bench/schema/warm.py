@@ -91,6 +91,13 @@ class LoadRange(Model):
     end: float | None = None
 
 
+class BudgetBefore(Model):
+    """The apply runs of another checkout's agent (the code before a change)."""
+
+    code: str
+    apply: list[BudgetRow]
+
+
 class DeviceBudgetResults(Model):
     machine: WarmMachine = WarmMachine()
     load_average_1min: LoadRange = LoadRange()
@@ -99,3 +106,4 @@ class DeviceBudgetResults(Model):
     corpus_images: int
     apply: list[BudgetRow]
     predict: BudgetPredict
+    before: BudgetBefore | None = None

@@ -91,6 +91,17 @@ def test_device_budget_section_shows_warm_and_cold_per_kept_count() -> None:
                 "cold": {"error": "exit 1: oom"},
             }
         ],
+        "before": {
+            "code": "/old",
+            "apply": [
+                {
+                    "kept_images": 5000,
+                    "cap_mb": 256,
+                    "warm": _apply(4.2, 215.0),
+                    "cold": {"error": "exit 1: oom"},
+                }
+            ],
+        },
         "predict": {
             "images": 200,
             "single_ms_median": 3.2,
@@ -103,7 +114,9 @@ def test_device_budget_section_shows_warm_and_cold_per_kept_count() -> None:
     text = render_markdown(results, {})
     # Assert
     section = text.split("### Device on a Raspberry-Pi-4-like budget", 1)[1]
-    assert "| 5,000 | 256 | 0.91 | 1.25 | 180 | failed (exit 1: oom) | n/a | n/a |" in section
+    assert (
+        "| 5,000 | 256 | 0.91 | 1.25 | 180 | failed (exit 1: oom) | n/a | n/a | 4.20 s" in section
+    )
     assert "**3.2 ms** per single image" in section
 
 

@@ -31,6 +31,7 @@ from bench._common import RESULTS, ROOT, BenchContext, log, write_json
 
 BUDGET = "8KiB"
 TEACHERS = {"one": "lite1-96", "two": "lite1-96,lite0-64-int8"}
+ATTEMPTS = ("first", "again")
 CORPUS_CACHE = Path("cache/embeddings")  # under the data folder: the CLI's default
 
 
@@ -108,7 +109,14 @@ def commit_of(code: Path) -> str | None:
 
 
 def run(
-    data: Path, work: Path, *, code: Path, label: str, tasks: list[str], settings: list[str]
+    data: Path,
+    work: Path,
+    *,
+    code: Path,
+    label: str,
+    tasks: list[str],
+    settings: list[str],
+    attempts: tuple[str, ...] = ATTEMPTS,
 ) -> dict[str, Any]:
     from bench.runlog import machine_info
     from plada.signing import generate_keypair
@@ -120,7 +128,7 @@ def run(
     for task in tasks:
         for setting in settings:
             cache = fresh_cache_root(work / "cache", (data / CORPUS_CACHE).resolve())
-            for attempt in ("first", "again"):
+            for attempt in attempts:
                 log(f"builder warm ({label}): {task}, {setting} teacher(s), {attempt}")
                 out = work / "out" / label / task / setting / attempt
                 row = build_once(code, data, task, TEACHERS[setting], cache, out, keys)
@@ -144,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose CLI to run")
     parser.add_argument("--tasks", default="fashion", help="comma-separated target tasks")
     parser.add_argument("--settings", default="one,two", help="teacher settings: one, two")
+    parser.add_argument(
+        "--attempts",
+        default="first,again",
+        help="builds per setting: first, again (code without an image cache: first is enough)",
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench" / "builder_warm")
     parser.add_argument("--out", type=Path, default=RESULTS / "builder_warm.json")
     args = parser.parse_args(argv)
@@ -155,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         label=args.label,
         tasks=[t for t in args.tasks.split(",") if t],
         settings=[s for s in args.settings.split(",") if s],
+        attempts=tuple(a for a in args.attempts.split(",") if a in ATTEMPTS),
     )
     merge_into(args.out, result)
     return 0

@@ -60,7 +60,15 @@ def selection_digest(payload: Path, public_key: Path) -> str:
 
 
 def build_once(
-    code: Path, data: Path, task: str, teachers: str, cache: Path, out: Path, keys: Path
+    code: Path,
+    data: Path,
+    task: str,
+    teachers: str,
+    cache: Path,
+    out: Path,
+    keys: Path,
+    *,
+    views: str = "auto",
 ) -> dict[str, Any]:
     """One `plada-build task` child; its report's numbers and timings."""
     payload, report_dir = out / f"{task}.plada", out / "report"
@@ -68,6 +76,7 @@ def build_once(
     cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "builder.cli", "task"]
     cmd += ["--corpus", str(data / "ref-v1"), "--target", str(data / "targets" / task)]
     cmd += ["--budget", BUDGET, "--auto", "--teacher-encoder", teachers, "--seed", "0"]
+    cmd += ["--views", views]
     cmd += ["--cache", str(cache), "--key", str(keys / "private.pem")]
     cmd += ["--out", str(payload), "--report", str(report_dir), "--no-progress", "--json"]
     load = os.getloadavg()[0]
@@ -117,6 +126,7 @@ def run(
     tasks: list[str],
     settings: list[str],
     attempts: tuple[str, ...] = ATTEMPTS,
+    views: str = "auto",
 ) -> dict[str, Any]:
     from bench.runlog import machine_info
     from plada.signing import generate_keypair
@@ -131,7 +141,7 @@ def run(
             for attempt in attempts:
                 log(f"builder warm ({label}): {task}, {setting} teacher(s), {attempt}")
                 out = work / "out" / label / task / setting / attempt
-                row = build_once(code, data, task, TEACHERS[setting], cache, out, keys)
+                row = build_once(code, data, task, TEACHERS[setting], cache, out, keys, views=views)
                 runs[f"{task}/{setting}/{attempt}"] = row
                 log(f"  -> {row.get('total_s', row.get('error'))} s")
     return {
@@ -140,6 +150,7 @@ def run(
         "commit": commit_of(code),
         "machine": machine_info(),
         "budget": BUDGET,
+        "views": views,
         "teachers": {s: TEACHERS[s] for s in settings},
         "runs": runs,
     }
@@ -152,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose CLI to run")
     parser.add_argument("--tasks", default="fashion", help="comma-separated target tasks")
     parser.add_argument("--settings", default="one,two", help="teacher settings: one, two")
+    parser.add_argument(
+        "--views",
+        choices=("auto", "off"),
+        default="auto",
+        help="the CLI's --views (auto: a proposed view embeds the corpus once more per encoder)",
+    )
     parser.add_argument(
         "--attempts",
         default="first,again",
@@ -169,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks=[t for t in args.tasks.split(",") if t],
         settings=[s for s in args.settings.split(",") if s],
         attempts=tuple(a for a in args.attempts.split(",") if a in ATTEMPTS),
+        views=args.views,
     )
     merge_into(args.out, result)
     return 0

@@ -43,8 +43,8 @@ def builder_warm_lines(result: BuilderWarmResults | SectionError | None) -> list
     first = next(iter(after.runs.values()), None)
     loads = [b.load_average_1min for b in after.runs.values() if b.load_average_1min is not None]
     lines += [
-        f"`python -m bench.builder_warm`: `plada-build task --auto --budget {after.budget}` as "
-        "the real CLI, the reference corpus's features cached (under every encoder and the "
+        f"`python -m bench.builder_warm`: `plada-build task --auto --budget {after.budget} "
+        f"--views {after.views}` as the real CLI, the reference corpus's features cached (under every encoder and the "
         "proposed view); *first* = the task's own images never embedded before, *again* = a "
         "second build of it. Teachers: "
         + ", ".join(f"{SETTING_NAMES.get(k, k)} `{v}`" for k, v in after.teachers.items())

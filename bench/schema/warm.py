@@ -46,6 +46,7 @@ class WarmRun(Model):
     commit: str | None = None
     machine: WarmMachine = WarmMachine()
     budget: str
+    views: str = "auto"
     teachers: dict[str, str]
     runs: dict[str, WarmBuild]  # "<task>/<one|two>/<first|again>"
 

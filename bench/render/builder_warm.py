@@ -44,9 +44,9 @@ def builder_warm_lines(result: BuilderWarmResults | SectionError | None) -> list
     loads = [b.load_average_1min for b in after.runs.values() if b.load_average_1min is not None]
     lines += [
         f"`python -m bench.builder_warm`: `plada-build task --auto --budget {after.budget} "
-        f"--views {after.views}` as the real CLI, the reference corpus's features cached (under every encoder and the "
-        "proposed view); *first* = the task's own images never embedded before, *again* = a "
-        "second build of it. Teachers: "
+        f"--views {after.views}` as the real CLI, the reference corpus's features cached "
+        "(under every encoder, and the proposed view with views on); *first* = the task's own "
+        "images never embedded before, *again* = a second build of it. Teachers: "
         + ", ".join(f"{SETTING_NAMES.get(k, k)} `{v}`" for k, v in after.teachers.items())
         + f". Before = commit `{before.commit if before else 'n/a'}`, after = commit "
         f"`{after.commit}`; {after.machine.cpu_model}, {after.machine.nproc} cores shared with "

@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -80,15 +81,21 @@ def build_once(
     cmd += ["--cache", str(cache), "--key", str(keys / "private.pem")]
     cmd += ["--out", str(payload), "--report", str(report_dir), "--no-progress", "--json"]
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=code, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the build (all its threads): a loaded shared machine stretches wall time
+    # by whatever the other jobs take, CPU time much less
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {done.returncode}: {tail}"}
     report = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     return {
         "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
         "total_s": report["total_s"],
         "timings_s": {k: round(v, 2) for k, v in report["timings_s"].items()},
         "peak_rss_mb": report["peak_rss_mb"],

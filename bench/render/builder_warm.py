@@ -20,6 +20,10 @@ def _seconds(build: WarmBuild | None) -> str:
     return f"{build.total_s:.1f}"
 
 
+def _cpu(build: WarmBuild | None) -> str:
+    return "n/a" if build is None or build.cpu_s is None else f"{build.cpu_s:.1f}"
+
+
 def _stages(build: WarmBuild | None) -> str:
     if build is None or not build.timings_s:
         return "n/a"
@@ -51,8 +55,10 @@ def builder_warm_lines(result: BuilderWarmResults | SectionError | None) -> list
         + f". Before = commit `{before.commit if before else 'n/a'}`, after = commit "
         f"`{after.commit}`; {after.machine.cpu_model}, {after.machine.nproc} cores shared with "
         f"other jobs (1-min load average {min(loads, default=0):.1f} to "
-        f"{max(loads, default=0):.1f} at the builds' starts). Seconds (the report's total); "
-        "stage seconds after the change; same = equal choice, selection digest and accuracies. "
+        f"{max(loads, default=0):.1f} at the builds' starts). Seconds: the report's total, wall "
+        "time, which the other jobs stretch; CPU seconds: the whole build process, all threads, "
+        "start-up included (roughly what an idle machine would take); stage seconds after the "
+        "change; same = equal choice, selection digest and accuracies. "
         "Targets: 30 s with one teacher, 60 s with two.",
         "",
     ]
@@ -67,14 +73,16 @@ def builder_warm_lines(result: BuilderWarmResults | SectionError | None) -> list
                 attempt,
                 _seconds(old),
                 f"**{_seconds(build)}**",
+                _cpu(old),
+                f"**{_cpu(build)}**",
                 _stages(build),
                 "n/a" if build.peak_rss_mb is None else f"{build.peak_rss_mb:,.0f}",
                 _same(old, build),
             ]
         )
     lines += table(
-        ["task", "teachers", "build", "before s", "after s", "after: stages s", "peak RSS MB",
-         "same"],
+        ["task", "teachers", "build", "before s", "after s", "before CPU s", "after CPU s",
+         "after: stages s", "peak RSS MB", "same"],
         rows,
     )  # fmt: skip
     if first is not None and first.result is not None:

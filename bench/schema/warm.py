@@ -26,6 +26,7 @@ class BuildOutcome(Model):
 
 class WarmBuild(Model):
     wall_s: float | None = None
+    cpu_s: float | None = None
     total_s: float | None = None
     timings_s: dict[str, float] = Field(default_factory=dict)
     peak_rss_mb: float | None = None

@@ -16,6 +16,7 @@ from tests.unit.test_bench_smoke import _results
 def _build(total: float, sha: str = "ab") -> dict[str, Any]:
     return {
         "wall_s": total + 3,
+        "cpu_s": total - 10,
         "total_s": total,
         "timings_s": {"features": 1.5, "validation": 9.0, "leakage": 2.0},
         "peak_rss_mb": 1500.0,
@@ -64,7 +65,7 @@ def test_builder_warm_section_shows_before_after_and_whether_the_results_stayed(
     text = render_markdown(results, {})
     # Assert
     section = text.split("### Builder on a warm cache", 1)[1]
-    assert "| fashion | two teachers | first | 120.0 | **50.0** |" in section
+    assert "| fashion | two teachers | first | 120.0 | **50.0** | 110.0 | **40.0** |" in section
     assert "validation 9.0" in section and "| yes |" in section
     assert "failed (boom)" in section and "| n/a |" in section
 

@@ -8,9 +8,17 @@ from bench.schema import SectionError
 from bench.schema.warm import BudgetApply, DeviceBudgetResults
 
 
+def _failed(error: str | None) -> str:
+    """A failed run's cell: out of memory named as such, else the error's end."""
+    text = error or "no result"
+    if "alloc" in text.lower() or "memory" in text.lower():
+        return "failed: out of memory"
+    return f"failed ({text[-60:]})"
+
+
 def _run(run: BudgetApply) -> tuple[str, str, str]:
     if run.error is not None or run.payload_to_model_s is None:
-        return f"failed ({run.error})", "n/a", "n/a"
+        return _failed(run.error), "n/a", "n/a"
     rss = "n/a" if run.peak_rss_mb is None else f"{run.peak_rss_mb:,.0f}"
     cpu = "n/a" if run.process_cpu_s is None else f"{run.process_cpu_s:.2f}"
     return f"{run.payload_to_model_s:.2f}", cpu, rss
@@ -45,8 +53,11 @@ def device_budget_lines(result: DeviceBudgetResults | SectionError | None) -> li
         old = before.get((row.kept_images, row.cap_mb))
         was = "n/a"
         if old is not None:
-            (ws, _, wr), (cs, _, cr) = _run(old.warm), _run(old.cold)
-            was = f"{ws} s, {wr} MB / {cs} s, {cr} MB"
+            parts = []
+            for run in (old.warm, old.cold):
+                secs, _, rss = _run(run)
+                parts.append(secs if secs.startswith("failed") else f"{secs} s, {rss} MB")
+            was = " / ".join(parts)
         rows.append([f"{row.kept_images:,}", cap, *_run(row.warm), *_run(row.cold), was])
     lines += table(
         ["kept images", "cap MiB", "warm s", "warm process CPU s", "warm peak RSS MB",

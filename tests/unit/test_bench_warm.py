@@ -89,7 +89,7 @@ def test_device_budget_section_shows_warm_and_cold_per_kept_count() -> None:
                 "kept_images": 5000,
                 "cap_mb": 256,
                 "warm": {**_apply(0.91, 180.0), "process_cpu_s": 1.25},
-                "cold": {"error": "exit 1: oom"},
+                "cold": {"error": "exit 1: Unable to allocate 24.4 MiB"},
             }
         ],
         "before": {
@@ -99,7 +99,7 @@ def test_device_budget_section_shows_warm_and_cold_per_kept_count() -> None:
                     "kept_images": 5000,
                     "cap_mb": 256,
                     "warm": _apply(4.2, 215.0),
-                    "cold": {"error": "exit 1: oom"},
+                    "cold": {"error": "exit 1: Unable to allocate 24.4 MiB"},
                 }
             ],
         },
@@ -115,9 +115,8 @@ def test_device_budget_section_shows_warm_and_cold_per_kept_count() -> None:
     text = render_markdown(results, {})
     # Assert
     section = text.split("### Device on a Raspberry-Pi-4-like budget", 1)[1]
-    assert (
-        "| 5,000 | 256 | 0.91 | 1.25 | 180 | failed (exit 1: oom) | n/a | n/a | 4.20 s" in section
-    )
+    row = "| 5,000 | 256 | 0.91 | 1.25 | 180 | failed: out of memory | n/a | n/a | 4.20 s, 215 MB"
+    assert row + " / failed: out of memory |" in section
     assert "**3.2 ms** per single image" in section
 
 

@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="after", help="name of this run in the JSON file")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose CLI to run")
     parser.add_argument("--tasks", default="fashion", help="comma-separated target tasks")
+    parser.add_argument(
+        "--commit", default=None, help="the commit of --code when it is not a git checkout"
+    )
     parser.add_argument("--settings", default="one,two", help="teacher settings: one, two")
     parser.add_argument(
         "--views",
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         attempts=tuple(a for a in args.attempts.split(",") if a in ATTEMPTS),
         views=args.views,
     )
+    if args.commit:
+        result["commit"] = args.commit
     merge_into(args.out, result)
     return 0
 

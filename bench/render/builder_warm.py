@@ -58,7 +58,8 @@ def builder_warm_lines(result: BuilderWarmResults | SectionError | None) -> list
         f"{max(loads, default=0):.1f} at the builds' starts). Seconds: the report's total, wall "
         "time, which the other jobs stretch; CPU seconds: the whole build process, all threads, "
         "start-up included (roughly what an idle machine would take); stage seconds after the "
-        "change; same = equal choice, selection digest and accuracies. "
+        "change; same = equal choice, selection digest and accuracies as the build before "
+        "(before's first build for an *again*: the code before had no image cache). "
         "Targets: 30 s with one teacher, 60 s with two.",
         "",
     ]
@@ -66,6 +67,7 @@ def builder_warm_lines(result: BuilderWarmResults | SectionError | None) -> list
     for key, build in after.runs.items():
         task, setting, attempt = key.split("/")
         old = before.runs.get(key) if before else None
+        first = before.runs.get(f"{task}/{setting}/first") if before else None
         rows.append(
             [
                 task,
@@ -77,7 +79,7 @@ def builder_warm_lines(result: BuilderWarmResults | SectionError | None) -> list
                 f"**{_cpu(build)}**",
                 _stages(build),
                 "n/a" if build.peak_rss_mb is None else f"{build.peak_rss_mb:,.0f}",
-                _same(old, build),
+                _same(old or first, build),
             ]
         )
     lines += table(

@@ -27,6 +27,36 @@ _MAGIC = b"\x00plada-block-sha256\x00"
 _TRAILER = len(_MAGIC) + 32
 
 
+def _array_view(data: memoryview) -> np.ndarray:
+    """The .npy array in `data`, read-only over the same bytes. np.load of a BytesIO copies the
+    array and took 2.8 ms of a block's 7 ms on one core; the header is parsed by NumPy's own
+    readers (format versions 1.0 and 2.0, what np.save writes; others go through np.load)."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        loaded: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+        return loaded
+    if dtype.hasobject:
+        raise ValueError("object arrays are not features")
+    count = int(np.prod(shape, dtype=np.int64))
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    array: np.ndarray = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    return array
+
+
+def _all_finite(features: np.ndarray) -> bool:
+    """np.isfinite(features).all(); for float16 by its exponent bits (all ones = inf or NaN),
+    7x faster than np.isfinite on this CPU, which has no float16 arithmetic."""
+    if features.dtype == np.float16:
+        exponent = np.uint16(0x7C00)
+        return not bool(((features.view(np.uint16) & exponent) == exponent).any())
+    return bool(np.isfinite(features).all())
+
+
 class BlockFiles:
     """Reads and writes verified blocks in one cache folder."""
 
@@ -52,16 +82,17 @@ class BlockFiles:
         except OSError as exc:
             return self._drop(path, f"unreadable ({exc})")
         checked = len(data) > _TRAILER and data[-_TRAILER:-32] == _MAGIC
-        array_bytes = data[:-_TRAILER] if checked else data
+        # a view, not a copy: a warm 5,000-image apply reads ~160 blocks of 1.3 MB
+        array_bytes = memoryview(data)[:-_TRAILER] if checked else memoryview(data)
         if checked and hashlib.sha256(array_bytes).digest() != data[-32:]:
             return self._drop(path, "its bytes do not match their checksum")
         try:
-            features: np.ndarray = np.load(io.BytesIO(array_bytes), allow_pickle=False)
+            features = _array_view(array_bytes)
         except (OSError, ValueError, EOFError) as exc:
             return self._drop(path, f"not a NumPy array ({exc})")
         if features.shape != (self._rows_of(block), self._dim) or features.dtype != self._dtype:
             return self._drop(path, f"shape {features.shape} {features.dtype} is not expected")
-        if not np.isfinite(features).all():
+        if not _all_finite(features):
             return self._drop(path, "it holds NaN or infinite features")
         if not checked:  # a block from before checksums: give it one
             self.write(block, features)

@@ -446,5 +446,5 @@ class FeatureCache:
         if missing.size:
             # through the cache dtype too, so results never depend on what was cached
             computed = self._embed_indices(indices[missing].tolist())
-            out[missing] = computed.astype(self.dtype).astype(np.float32)
+            out[missing] = computed.astype(self.dtype)  # widened to float32 on assignment
         return out, int(missing.size)

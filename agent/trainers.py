@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from agent import onnx_proto as pb
 from agent.errors import TrainerError
 from plada.head import (
     ADAM_BETA1,
@@ -68,62 +69,52 @@ class NumpyTrainer:
         return train_head(features, labels, num_classes=num_classes, hp=hp)
 
 
-def _loss_nodes() -> list[Any]:
+def _loss_nodes() -> list[pb.Node]:
     """Forward and loss, shared by both graphs: mean over the batch of
     -sum(targets * log_softmax(features @ weight + bias)); needs the constant `axis1`."""
-    from onnx import helper
-
-    n = helper.make_node
+    n = pb.Node
     return [
         n("MatMul", ["features", "weight"], ["xw"]),
         n("Add", ["xw", "bias"], ["logits"]),
-        n("LogSoftmax", ["logits"], ["logp"], axis=1),
+        n("LogSoftmax", ["logits"], ["logp"], {"axis": 1}),
         n("Mul", ["targets", "logp"], ["tlogp"]),
-        n("ReduceSum", ["tlogp", "axis1"], ["row_ll"], keepdims=0),
-        n("ReduceMean", ["row_ll"], ["mean_ll"], keepdims=0),
+        n("ReduceSum", ["tlogp", "axis1"], ["row_ll"], {"keepdims": 0}),
+        n("ReduceMean", ["row_ll"], ["mean_ll"], {"keepdims": 0}),
         n("Neg", ["mean_ll"], ["loss"]),
     ]
 
 
 def build_train_step_graph(*, feature_dim: int, num_classes: int, weight_decay: float) -> bytes:
-    """One AdamW step of a linear softmax head as an ONNX model (serialised).
+    """One AdamW step of a linear softmax head as an ONNX model (serialised by agent.onnx_proto:
+    no `onnx` import on the device).
 
     Inputs: weight (D,C), bias (C,), m_weight, v_weight, m_bias, v_bias (Adam moments), features
     (B,D) standardised, targets (B,C), lr, bc1 = 1-b1^t, bc2 = 1-b2^t (float32 scalars).
     Outputs: new weight, bias and moments, and the batch loss before the update.
     The update follows ONNX Runtime's AdamWOptimizer kernel (PyTorch mode) operation by operation.
     """
-    from onnx import TensorProto, helper, numpy_helper
-
     d, c = feature_dim, num_classes
-    f32 = TensorProto.FLOAT
-
-    def const(name: str, value: float | list[int]) -> Any:
-        if isinstance(value, list):
-            return numpy_helper.from_array(np.array(value, dtype=np.int64), name)
-        return numpy_helper.from_array(np.array(value, dtype=np.float32), name)
-
     initializers = [
-        const("axis1", [1]),
-        const("axis0", [0]),
-        const("b1", ADAM_BETA1),
-        const("one_minus_b1", float(np.float32(1.0) - np.float32(ADAM_BETA1))),
-        const("b2", ADAM_BETA2),
-        const("one_minus_b2", float(np.float32(1.0) - np.float32(ADAM_BETA2))),
-        const("eps", ADAM_EPS),
-        const("wd", weight_decay),
+        pb.tensor("axis1", np.array([1], dtype=np.int64)),
+        pb.tensor("axis0", np.array([0], dtype=np.int64)),
+        pb.float32_scalar("b1", ADAM_BETA1),
+        pb.float32_scalar("one_minus_b1", float(np.float32(1.0) - np.float32(ADAM_BETA1))),
+        pb.float32_scalar("b2", ADAM_BETA2),
+        pb.float32_scalar("one_minus_b2", float(np.float32(1.0) - np.float32(ADAM_BETA2))),
+        pb.float32_scalar("eps", ADAM_EPS),
+        pb.float32_scalar("wd", weight_decay),
     ]
-    n = helper.make_node
+    n = pb.Node
     nodes = [
         *_loss_nodes(),
         # analytic gradient: dL/dlogits = (softmax - targets) / B
         n("Exp", ["logp"], ["probs"]),
         n("Sub", ["probs", "targets"], ["diff"]),
-        n("Shape", ["features"], ["xshape"], start=0, end=1),
-        n("Cast", ["xshape"], ["batch_f"], to=f32),
+        n("Shape", ["features"], ["xshape"], {"start": 0, "end": 1}),
+        n("Cast", ["xshape"], ["batch_f"], {"to": pb.FLOAT}),
         n("Div", ["diff", "batch_f"], ["g_logits"]),
-        n("Gemm", ["features", "g_logits"], ["g_weight"], transA=1),
-        n("ReduceSum", ["g_logits", "axis0"], ["g_bias"], keepdims=0),
+        n("Gemm", ["features", "g_logits"], ["g_weight"], {"transA": 1}),
+        n("ReduceSum", ["g_logits", "axis0"], ["g_bias"], {"keepdims": 0}),
     ]
     for p in ("weight", "bias"):
         nodes += [
@@ -148,25 +139,26 @@ def build_train_step_graph(*, feature_dim: int, num_classes: int, weight_decay: 
             n("Div", [f"{p}_num", f"{p}_den"], [f"{p}_update"]),
             n("Sub", [f"{p}_decayed", f"{p}_update"], [f"new_{p}"]),
         ]
-
-    def tensor(name: str, shape: list[int | str]) -> Any:
-        return helper.make_tensor_value_info(name, f32, shape)
-
-    shapes: dict[str, list[int | str]] = {"weight": [d, c], "bias": [c]}
-    inputs = [tensor(p, shapes[p]) for p in ("weight", "bias")]
-    inputs += [tensor(f"{k}_{p}", shapes[p]) for p in ("weight", "bias") for k in ("m", "v")]
-    inputs += [tensor("features", ["batch", d]), tensor("targets", ["batch", c])]
-    inputs += [tensor(s, []) for s in ("lr", "bc1", "bc2")]
-    outputs = [tensor(f"new_{p}", shapes[p]) for p in ("weight", "bias")]
-    outputs += [tensor(f"new_{k}_{p}", shapes[p]) for p in ("weight", "bias") for k in ("m", "v")]
-    outputs += [tensor("loss", [])]
-    graph = helper.make_graph(nodes, "head_train_step", inputs, outputs, initializer=initializers)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="plada-agent"
+    shapes: dict[str, list[pb.Dim]] = {"weight": [d, c], "bias": [c]}
+    inputs = [pb.value_info(p, shapes[p]) for p in ("weight", "bias")]
+    inputs += [pb.value_info(f"{k}_{p}", shapes[p]) for p in ("weight", "bias") for k in ("m", "v")]
+    inputs += [pb.value_info("features", ["batch", d]), pb.value_info("targets", ["batch", c])]
+    inputs += [pb.value_info(s, []) for s in ("lr", "bc1", "bc2")]
+    outputs = [pb.value_info(f"new_{p}", shapes[p]) for p in ("weight", "bias")]
+    outputs += [
+        pb.value_info(f"new_{k}_{p}", shapes[p]) for p in ("weight", "bias") for k in ("m", "v")
+    ]
+    outputs += [pb.value_info("loss", [])]
+    return pb.model(
+        nodes=nodes,
+        name="head_train_step",
+        inputs=inputs,
+        outputs=outputs,
+        initializers=initializers,
+        opset=_OPSET,
+        ir_version=_IR_VERSION,
+        producer="plada-agent",
     )
-    model.ir_version = _IR_VERSION
-    serialized: bytes = model.SerializeToString()
-    return serialized
 
 
 class OrtGraphTrainer:
@@ -212,7 +204,6 @@ class OrtGraphTrainer:
             weight=state["weight"].numpy(),
             bias=state["bias"].numpy(),
             step_losses=step_losses,
-            features=features,
             labels=labels,
         )
 
@@ -270,27 +261,24 @@ def build_training_base_model(weight: np.ndarray, bias: np.ndarray) -> Any:
     The loss is in the base model because the training API's built-in CrossEntropyLoss has no
     label smoothing; `generate_artifacts(loss=None)` then differentiates this graph's output.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    import onnx  # the training API needs a ModelProto (and imports onnx itself)
 
     d, c = weight.shape
-    nodes = _loss_nodes()
-    graph = helper.make_graph(
-        nodes,
-        "head_loss",
-        [
-            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", d]),
-            helper.make_tensor_value_info("targets", TensorProto.FLOAT, ["batch", c]),
+    serialised = pb.model(
+        nodes=_loss_nodes(),
+        name="head_loss",
+        inputs=[pb.value_info("features", ["batch", d]), pb.value_info("targets", ["batch", c])],
+        outputs=[pb.value_info("loss", [])],
+        initializers=[
+            pb.tensor("weight", weight.astype(np.float32)),
+            pb.tensor("bias", bias.astype(np.float32)),
+            pb.tensor("axis1", np.array([1], np.int64)),
         ],
-        [helper.make_tensor_value_info("loss", TensorProto.FLOAT, [])],
-        initializer=[
-            numpy_helper.from_array(weight.astype(np.float32), "weight"),
-            numpy_helper.from_array(bias.astype(np.float32), "bias"),
-            numpy_helper.from_array(np.array([1], np.int64), "axis1"),
-        ],
+        opset=_OPSET,
+        ir_version=_IR_VERSION,
+        producer="plada-agent",
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
-    model.ir_version = _IR_VERSION
-    return model
+    return onnx.load_from_string(serialised)
 
 
 def _set_adamw_attributes(optimizer_path: Path, *, weight_decay: float) -> None:
@@ -374,7 +362,6 @@ class OrtTrainingTrainer:
             weight=weight,
             bias=bias,
             step_losses=step_losses,
-            features=features,
             labels=labels,
         )
 

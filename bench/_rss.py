@@ -1,5 +1,8 @@
 """Run a module like `python -m MODULE ARGS...` and print {"applied": its JSON stdout,
-"peak_rss_mb": this process's peak RSS}. Used by bench/agent.py to measure the real CLI."""
+"peak_rss_mb": this process's peak RSS, "cpu_s": its CPU seconds (user + system, interpreter
+start and imports included)}. Used by bench/agent.py and bench/device_budget.py to measure the
+real CLI; CPU seconds are what a one-core device would wait on an idle core, which a loaded
+shared machine's wall time is not."""
 
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ def main() -> int:
         except SystemExit as exc:
             code = int(exc.code or 0)
     peak_mb = _vm_hwm_mb()
-    print(json.dumps({"applied": json.loads(captured.getvalue()), "peak_rss_mb": peak_mb}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"applied": json.loads(captured.getvalue()), "peak_rss_mb": peak_mb}
+    print(json.dumps({**out, "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}))
     return code
 
 

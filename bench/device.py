@@ -12,7 +12,9 @@ ones reported:
    holds >= 5,000 images, else the small corpus plus mirrored copies) with the device encoder;
 3. payload -> stored model for 5,000 kept images with that warm cache, per head backend, as the
    real CLI (`plada-agent apply --json`) in a child process, with the child's peak RSS;
-4. the accuracy cost of the float16 feature cache.
+4. the accuracy cost of the float16 feature cache;
+and, as `bench.run`'s module `budget` or with `--budget-only`, the device on a Raspberry-Pi-4-like
+budget, one core and a memory cap (bench/device_budget.py -> device_budget.json).
 """
 
 from __future__ import annotations
@@ -149,11 +151,50 @@ def main(argv: list[str] | None = None) -> int:
         help=f"python of a litert-torch environment for the TFLite export (sets "
         f"${LITERT_PYTHON_ENV}; default .venv-litert/bin/python if present)",
     )
+    parser.add_argument(
+        "--budget-only",
+        action="store_true",
+        help="only the Raspberry-Pi-4-like budget (one core, a memory cap; bench/device_budget.py)",
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="with --budget-only: run another checkout's agent (the code before a change); its "
+        "runs are stored as `before` in device_budget.json",
+    )
     args = parser.parse_args(argv)
     if args.litert_python is not None:
         os.environ[LITERT_PYTHON_ENV] = str(args.litert_python)
-    run(BenchContext(data=args.data))
+    ctx = BenchContext(data=args.data)
+    if args.budget_only:
+        run_budget(ctx, code=args.code)
+    else:
+        run(ctx)
     return 0
+
+
+def run_budget(ctx: BenchContext, *, code: Path = ROOT) -> dict[str, Any]:
+    """The device on a Raspberry-Pi-4-like budget -> device_budget.json (bench/device_budget.py),
+    with this module's int8 export (calibrated on ref-v1). With another checkout's `code` (the
+    code before a change) its apply runs go under `before`, the rest of the file kept."""
+    import json
+
+    from bench import agent as agent_bench
+    from bench import device_budget
+
+    work = (ctx.work / "device").resolve()
+    ref = (ctx.data / "ref-v1").resolve()
+    int8 = agent_bench._export(work / "encoders", int8=True, corpus=ref)
+    result = device_budget.run_budget(ctx.data, work / "budget", int8, code=code.resolve())
+    path = ctx.out / "device_budget.json"
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if code.resolve() != ROOT:
+        result = {**previous, "before": result}
+    elif "before" in previous:
+        result["before"] = previous["before"]
+    write_json(path, result)
+    return result
 
 
 if __name__ == "__main__":

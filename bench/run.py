@@ -9,10 +9,12 @@ regenerate the README's Results section (between `<!-- results:start -->` and
     .venv/bin/python -m bench.run --render-only          # re-render from the JSON files
 
 Modules, in order: codec (bench/codec.py), corpus (bench/corpus.py), accuracy, alternatives,
-hetero, device (reusing bench/agent.py), embed (bench/embed_pipeline.py), multitask (predict
-latency with 1, 2 and 5 installed tasks), fleet (bench/fleet: 100, 300 and 1,000 agents; `make
-bench-scale` runs it alone). A module that fails is reported in the summary
-with its error; the others still run. Every number in the outputs comes from the JSON files.
+hetero, device (reusing bench/agent.py), budget (the device on one core and a memory cap,
+bench/device_budget.py), builder_warm (one task on a warm cache, stage by stage), embed
+(bench/embed_pipeline.py), multitask (predict latency with 1, 2 and 5 installed tasks), fleet
+(bench/fleet: 100, 300 and 1,000 agents; `make bench-scale` runs it alone). A module that fails
+is reported in the summary with its error; the others still run. Every number in the outputs
+comes from the JSON files.
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ def _runner(name: str, results: dict[str, Any]) -> Callable[[BenchContext], Any]
         from bench import device
 
         return device.run
+    if name == "budget":
+        from bench import device
+
+        return device.run_budget
+    if name == "builder_warm":
+        from bench import builder_warm
+
+        return builder_warm.run_bench
     if name == "embed":
         from bench import embed_pipeline
 

@@ -21,12 +21,19 @@ MODULES = (
     "alternatives",
     "hetero",
     "device",
+    "budget",
+    "builder_warm",
     "embed",
     "multitask",
     "fleet",
 )
 # else <module>.json
-RESULT_FILES = {"codec": "bench-codec", "corpus": "bench-corpus", "embed": "embed_pipeline"}
+RESULT_FILES = {
+    "codec": "bench-codec",
+    "corpus": "bench-corpus",
+    "embed": "embed_pipeline",
+    "budget": "device_budget",
+}
 
 
 def machine_info() -> dict[str, Any]:

@@ -260,6 +260,14 @@ def accuracy(weights: HeadWeights, features: np.ndarray, labels: np.ndarray) -> 
     return float(np.mean(pred == labels))
 
 
+def _standardized_accuracy(weights: HeadWeights, x: np.ndarray, labels: np.ndarray) -> float:
+    """`accuracy` for features already standardised with the head's mean and scale."""
+    if labels.shape[0] == 0:
+        return 0.0
+    pred = softmax(x @ weights.weight + weights.bias).astype(np.float32).argmax(axis=1)
+    return float(np.mean(pred == labels))
+
+
 class _AdamW:
     """PyTorch-style AdamW over a list of float32 arrays (updated in place)."""
 
@@ -275,12 +283,28 @@ class _AdamW:
         self.t += 1
         b1, b2 = np.float32(ADAM_BETA1), np.float32(ADAM_BETA2)
         bc1, bc2 = adam_bias_corrections(self.t)
+        # In place, operation for operation the same float32 arithmetic as
+        #   p -= p * lr * wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g g
+        #   p -= (lr m) / (bc1 (sqrt(v / bc2) + eps))
+        # (the builder trains ~100 heads per task build; the temporaries were a third of a step)
+        one_minus_b1, one_minus_b2 = np.float32(1.0) - b1, np.float32(1.0) - b2
         for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
-            p -= p * lr * self.wd
-            m[...] = b1 * m + (np.float32(1.0) - b1) * g
-            v[...] = b2 * v + (np.float32(1.0) - b2) * g * g
-            denom = np.sqrt(v / bc2) + np.float32(ADAM_EPS)
-            p -= (lr * m) / (bc1 * denom)
+            tmp = np.multiply(p, lr)
+            tmp *= self.wd
+            p -= tmp
+            np.multiply(m, b1, out=m)
+            np.multiply(g, one_minus_b1, out=tmp)
+            m += tmp
+            np.multiply(v, b2, out=v)
+            np.multiply(g, one_minus_b2, out=tmp)
+            tmp *= g
+            v += tmp
+            np.divide(v, bc2, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += np.float32(ADAM_EPS)
+            np.multiply(bc1, tmp, out=tmp)
+            np.divide(np.multiply(lr, m), tmp, out=tmp)
+            p -= tmp
 
 
 @dataclass(frozen=True)
@@ -336,10 +360,12 @@ def finish_training(
     weight: np.ndarray,
     bias: np.ndarray,
     step_losses: np.ndarray,
-    features: np.ndarray,
     labels: np.ndarray,
 ) -> HeadTrainResult:
-    """Package a backend's final parameters and per-step losses as a HeadTrainResult."""
+    """Package a backend's final parameters and per-step losses as a HeadTrainResult. The train
+    accuracy is read from the plan's standardised features: the same numbers as `accuracy` on
+    the raw ones, without another (N, D) float32 copy (98 MB for 20,000 kept images, on a
+    device that holds the raw and the standardised matrix already)."""
     weights = HeadWeights(
         weight=np.ascontiguousarray(weight, dtype=np.float32),
         bias=np.ascontiguousarray(bias, dtype=np.float32),
@@ -350,7 +376,7 @@ def finish_training(
     return HeadTrainResult(
         weights=weights,
         losses=epoch_means(step_losses, num_epochs=num_epochs(plan.x.shape[0], plan.hp)),
-        train_accuracy=accuracy(weights, features, np.asarray(labels)),
+        train_accuracy=_standardized_accuracy(weights, plan.x, np.asarray(labels)),
         step_losses=step_losses,
     )
 
@@ -382,6 +408,5 @@ def train_head(
         weight=weight,
         bias=bias,
         step_losses=step_losses,
-        features=features,
         labels=labels,
     )

@@ -12,8 +12,10 @@ from typing import Any
 from bench.render import plots
 from bench.render.accuracy import accuracy_lines
 from bench.render.alternatives import alternatives_lines
+from bench.render.builder_warm import builder_warm_lines
 from bench.render.codec import codec_lines
 from bench.render.device import device_lines
+from bench.render.device_budget import device_budget_lines
 from bench.render.embed import embed_lines
 from bench.render.fleet import fleet_lines
 from bench.render.header import header_lines
@@ -36,6 +38,10 @@ def render_markdown(results: Mapping[str, Any], plot_paths: Mapping[str, str]) -
     lines += alternatives_lines(typed.alternatives, plot_paths)
     lines += codec_lines(typed.codec, typed.accuracy)
     lines += device_lines(typed.device, typed.corpus, typed.accuracy)
+    if typed.budget is not None:  # shown once bench.device_budget has run
+        lines += device_budget_lines(typed.budget)
+    if typed.builder_warm is not None:  # shown once bench.builder_warm has run
+        lines += builder_warm_lines(typed.builder_warm)
     if typed.embed is not None:  # shown once bench.embed_pipeline has run
         lines += embed_lines(typed.embed)
     lines += multitask_lines(typed.multitask)

@@ -27,6 +27,7 @@ from bench.schema.system import (
     MultitaskResults,
     RunMeta,
 )
+from bench.schema.warm import BuilderWarmResults, DeviceBudgetResults
 
 
 class SectionError(Model):
@@ -61,6 +62,8 @@ class BenchResults(Model):
     corpus: CorpusResults | SectionError | None = None
     fleet: FleetResults | SectionError | None = None
     embed: EmbedResults | SectionError | None = None
+    builder_warm: BuilderWarmResults | SectionError | None = None
+    budget: DeviceBudgetResults | SectionError | None = None
 
     @classmethod
     def parse(cls, results: Mapping[str, Any]) -> BenchResults:
@@ -82,4 +85,6 @@ class BenchResults(Model):
             corpus=section(CorpusResults, results.get("corpus"), "corpus"),
             fleet=section(FleetResults, results.get("fleet"), "fleet"),
             embed=section(EmbedResults, results.get("embed"), "embed"),
+            builder_warm=section(BuilderWarmResults, results.get("builder_warm"), "builder_warm"),
+            budget=section(DeviceBudgetResults, results.get("budget"), "budget"),
         )

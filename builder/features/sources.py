@@ -7,8 +7,9 @@ workers, features computed before.
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,30 +53,88 @@ class TaskImages:
     test: Sequence[Image.Image]
 
 
-@dataclass(frozen=True)
-class TaskFeatures:
-    """Features of one encoder: the whole corpus and the target's two splits."""
+class _Deferred:
+    """An array computed on first use and remembered (shared by the copies that hold it)."""
 
-    encoder: str
-    reference: np.ndarray  # (N, D)
-    train: np.ndarray  # (n_train, D)
-    test: np.ndarray  # (n_test, D)
+    def __init__(self, value: np.ndarray | Callable[[], np.ndarray]) -> None:
+        self._state = value  # the maker until first use, then the array (the maker let go)
+
+    @property
+    def ready(self) -> bool:
+        return isinstance(self._state, np.ndarray)
+
+    def get(self) -> np.ndarray:
+        state = self._state
+        if isinstance(state, np.ndarray):
+            return state
+        value = state()
+        self._state = value  # drops the maker and what it held (the decoded test images)
+        return value
+
+
+class TaskFeatures:
+    """Features of one encoder: the whole corpus and the target's two splits.
+
+    The test split's features may be given as a function: only the stages after the choice
+    (simulation, leakage, the report) read them, so they are computed on first use and
+    remembered. A teacher that loses the choice at validation then never embeds the test split
+    (fashion: 7,758 images, most of a warm two-teacher build's embedding time)."""
+
+    __slots__ = ("_test", "encoder", "reference", "train")
+
+    def __init__(
+        self,
+        encoder: str,
+        reference: np.ndarray,  # (N, D)
+        train: np.ndarray,  # (n_train, D)
+        test: np.ndarray | Callable[[], np.ndarray],  # (n_test, D), or what makes it
+    ) -> None:
+        self.encoder = encoder
+        self.reference = reference
+        self.train = train
+        self._test = _Deferred(test)
+
+    @property
+    def test(self) -> np.ndarray:
+        """(n_test, D): computed now if it was deferred and not asked for before."""
+        return self._test.get()
+
+    @property
+    def test_ready(self) -> bool:
+        """Whether the test split's features exist yet (deferred ones may never be made)."""
+        return self._test.ready
+
+    def with_reference(self, reference: np.ndarray) -> TaskFeatures:
+        """The same target features (the deferred test split shared, made at most once) over
+        other corpus features."""
+        out = copy.copy(self)  # shares the _Deferred, so the test split is made once
+        out.reference = reference
+        return out
+
+
+def make_test_features(features: Iterable[TaskFeatures]) -> None:
+    """Compute the deferred test-split features of these encoders now (the builder times this
+    as feature extraction, not as the first stage that reads them)."""
+    for feats in features:
+        feats.test  # noqa: B018 (the property computes and remembers them)
 
 
 def extract_features(
     source: FeatureSource, corpus: CorpusImages, images: TaskImages
 ) -> TaskFeatures:
-    """The features stage for one encoder."""
+    """The features stage for one encoder: the corpus (cached) and the train split now, the
+    test split when a later stage first asks for it."""
     reference = source.corpus_features(corpus)
     if reference.shape[0] != len(corpus):
         raise BuilderError(
             f"encoder {source.id}: {reference.shape[0]} features for {len(corpus)} corpus images"
         )
+    test_images = images.test
     return TaskFeatures(
         encoder=source.id,
         reference=reference,
         train=source.image_features(images.train),
-        test=source.image_features(images.test),
+        test=lambda: source.image_features(test_images),
     )
 
 
@@ -90,8 +149,8 @@ def images_digest(images: Sequence[Image.Image]) -> str:
 
 class EncoderFeatures:
     """A FeatureSource over a real encoder: corpus features from the embedding cache (computed
-    once per corpus and encoder), target images embedded in batches and memoised in memory (so
-    several budgets or seeds of one task embed its images once)."""
+    once per corpus and encoder), target images embedded in batches, memoised in memory (several
+    budgets or seeds of one task in one process) and kept on disk (later builds)."""
 
     def __init__(
         self,
@@ -111,6 +170,7 @@ class EncoderFeatures:
         self._progress = progress
         self._encoder: Any = None
         self._memo: dict[str, np.ndarray] = {}
+        self.images_embedded = 0  # target images this source ran its encoder on (not cached)
 
     @property
     def id(self) -> str:
@@ -140,11 +200,24 @@ class EncoderFeatures:
         return self._memo[key]
 
     def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Memoised in memory and kept on disk under the cache root (image_cache.py), keyed by
+        the images' content and the encoder's cache key: a second build of a task reads its
+        splits' features instead of embedding them."""
         key = images_digest(images)
         if key not in self._memo:
             from builder.features.embed import embed_images
+            from builder.features.image_cache import cached_image_features
 
-            self._memo[key] = embed_images(images, self._get_encoder(), batch_size=self._batch_size)
+            encoder = self._get_encoder()
+            self._memo[key], hit = cached_image_features(
+                self._cache_root,
+                encoder_key=encoder.cache_key,
+                digest=key,
+                rows=len(images),
+                feature_dim=encoder.feature_dim,
+                embed=lambda: embed_images(images, encoder, batch_size=self._batch_size),
+            )
+            self.images_embedded += 0 if hit else len(images)
         return self._memo[key]
 
 
@@ -177,7 +250,7 @@ def viewed_features(
         raise BuilderError(
             f"encoder {source.id}: {reference.shape[0]} viewed features for {len(corpus)} images"
         )
-    return TaskFeatures(unviewed.encoder, reference, unviewed.train, unviewed.test)
+    return unviewed.with_reference(reference)
 
 
 def split_specs(text: str) -> list[str]:

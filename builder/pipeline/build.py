@@ -32,6 +32,7 @@ from builder.features.sources import (
     TaskFeatures,
     TaskImages,
     extract_features,
+    make_test_features,
     viewed_features,
 )
 from builder.pipeline.candidates import make_candidates
@@ -343,6 +344,8 @@ def finish(
     config, task, clock = build.config, build.task, build.clock
     hp = replace(config.hp, seed=config.seed)
     chosen, y_test, n = run.chosen, task.test.labels, task.num_classes
+    with clock.stage("features"):  # deferred until now: the losing teachers never embed test
+        make_test_features([run.features, *devices.values()])
     with clock.stage("payload"):
         payload = sign_payload(
             build.fields,

@@ -29,3 +29,45 @@ def test_find_leakage_flags_near_copies_only(exact: bool) -> None:
 def test_find_leakage_rejects_mismatched_dims() -> None:
     with pytest.raises(BuilderError, match="same encoder"):
         find_leakage(np.zeros((2, 3)), np.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("width", [64 * 3, 64 * 40])
+def test_the_block_search_finds_the_same_top_columns_as_a_full_sort(width: int) -> None:
+    # Prepare: rows with a few large values in random places, some in one block
+    from builder.pipeline.leakage import _top_columns
+
+    rng = np.random.default_rng(width)
+    approx = rng.normal(0, 1, (50, width)).astype(np.float32)
+    approx[:, 7] += 5
+    approx[:, 9] += 4  # the same block as column 7
+    # Execute
+    top = _top_columns(approx, 4)
+    # Assert: the same set per row as a full sort
+    full = np.argsort(-approx, axis=1)[:, :4]
+    np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(full, axis=1))
+
+
+def test_the_block_search_leaves_the_leakage_result_as_a_full_sort_gives_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: 2,000 reference vectors around 50 centres, 20 test images copied from them
+    import builder.pipeline.leakage as leakage
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 1, (50, 200))
+    ref = centres[rng.integers(0, 50, 2000)] + 0.3 * rng.normal(0, 1, (2000, 200))
+    test = centres[rng.integers(0, 50, 300)] + 0.3 * rng.normal(0, 1, (300, 200))
+    test[:20] = ref[:20]
+    ref, test = ref.astype(np.float32), test.astype(np.float32)
+    # Execute
+    blocks = find_leakage(test, ref, exact=False)
+    leakage._PROJECTION.clear()
+    leakage._RESULT.clear()
+    monkeypatch.setattr(
+        leakage, "_top_columns", lambda a, k: np.argpartition(-a, k - 1, axis=1)[:, :k]
+    )
+    full = find_leakage(test, ref, exact=False)
+    # Assert
+    np.testing.assert_array_equal(blocks.nearest_index, full.nearest_index)
+    np.testing.assert_array_equal(blocks.nearest_cosine, full.nearest_cosine)
+    assert blocks.flagged.tolist() == list(range(20))

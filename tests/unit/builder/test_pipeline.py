@@ -166,3 +166,50 @@ def test_build_task_multi_keeps_the_best_validated_teacher(
     assert [c["encoder"] for c in choice] == ["pix2", "pix8"]
     best = max(choice, key=lambda c: c["val_accuracy"])
     assert best["chosen"] and result.report["teacher"]["encoder"] == best["encoder"]
+
+
+class _CountingPixels(PixelFeatures):
+    """PixelFeatures that remember how many target images each call embedded."""
+
+    def __init__(self, size: int, name: str) -> None:
+        super().__init__(size, name)
+        self.calls: list[int] = []
+
+    def image_features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        self.calls.append(len(images))
+        return super().image_features(images)
+
+    def corpus_features(self, corpus: CorpusImages) -> np.ndarray:  # not counted
+        return PixelFeatures.image_features(self, corpus.images(range(len(corpus))))
+
+
+def test_a_teacher_that_loses_the_choice_never_embeds_the_test_split(
+    world: tuple[Corpus, Path, Path],
+) -> None:
+    # Prepare
+    from builder.pipeline.build import build_task_multi
+
+    corpus, target, keys = world
+    task = load_target(target)
+    n_train, n_test = len(task.train.paths), len(task.test.paths)
+    teachers = [_CountingPixels(2, "pix2"), _CountingPixels(8, "pix8")]
+    device = _CountingPixels(4, "pix4")
+    config = TaskConfig(
+        budget=parse_budget("24"), strategy="class-top-k", hp=_HP, created_at=1_800_000_000
+    )
+    # Execute
+    result = build_task_multi(
+        corpus,
+        task,
+        teacher_sources=teachers,
+        device_sources={"lite0-64-int8": device},
+        signing_key=load_private_key(keys / "private.pem"),
+        config=config,
+    )
+    # Assert: the chosen teacher and the device embedded both splits, the other train only
+    chosen = result.report["teacher"]["encoder"]
+    for teacher in teachers:
+        want = [n_train, n_test] if teacher.id == chosen else [n_train]
+        assert teacher.calls == want, teacher.id
+    assert device.calls == [n_train, n_test]
+    assert result.report["target"]["test_images"] == n_test

@@ -205,3 +205,29 @@ def test_ans_values_round_trip_with_each_context_order(order: int) -> None:
     # Assert
     assert data[0] == order
     np.testing.assert_array_equal(got, values)
+
+
+@pytest.mark.parametrize("k", [1, 1023, 1500, 5000, 40000])
+@pytest.mark.parametrize("order", [0, 2])
+def test_ans_scalar_and_vector_encoders_write_the_same_stream(k: int, order: int) -> None:
+    # Prepare: symbols, contexts and tables exactly as encode_values makes them
+    from plada.codecs import ans
+
+    rng = np.random.default_rng(k + order)
+    values = np.where(rng.random(k) < 0.1, rng.integers(1, 2**30, k), rng.integers(1, 6, k))
+    sym, _, _ = ans.symbols_of(values.astype(np.int64))
+    lanes = ans.lanes_for(k)
+    starts, _ = ans._layout(k, lanes)
+    ctx = ans._contexts(sym, starts, order)
+    counts = np.zeros((1 if order == 0 else ans.NUM_CONTEXTS, ans.NUM_SYMBOLS), dtype=np.int64)
+    np.add.at(counts, (ctx, sym), 1)
+    freq = ans._quantise(counts)
+    # Execute
+    scalar_states, scalar_words = ans.rans_encode_scalar(sym, ctx, freq, lanes)
+    vector_states, vector_words = ans.rans_encode_vector(sym, ctx, freq, lanes)
+    # Assert: the same bytes, and they decode
+    np.testing.assert_array_equal(scalar_states, vector_states)
+    np.testing.assert_array_equal(scalar_words, vector_words)
+    assert scalar_words.dtype == vector_words.dtype == np.uint16
+    decoded = ans.rans_decode(scalar_states, scalar_words, freq, k, order, field="t")
+    np.testing.assert_array_equal(decoded, sym)

@@ -230,3 +230,42 @@ def test_num_epochs_shrinks_for_large_sets_to_respect_max_steps() -> None:
 def test_max_steps_below_min_steps_is_named() -> None:
     with pytest.raises(HeadTrainingError, match="max_steps"):
         HeadHyperParams(min_steps=750, max_steps=500)
+
+
+def test_the_train_accuracy_is_the_accuracy_of_the_head_on_its_raw_features() -> None:
+    # Prepare: features far from standardised, so a missed standardisation would show
+    from plada.head import accuracy
+
+    rng = np.random.default_rng(5)
+    features = (rng.normal(3.0, 4.0, (300, 12)) + np.arange(12)).astype(np.float32)
+    labels = (features[:, 0] + rng.normal(0, 2, 300) > 3).astype(np.int64)
+    # Execute
+    result = train_head(features, labels, num_classes=2, hp=HeadHyperParams(epochs=2))
+    # Assert
+    assert result.train_accuracy == accuracy(result.weights, features, labels)
+    assert 0.5 < result.train_accuracy < 1.0
+
+
+def test_the_in_place_adamw_step_is_bit_for_bit_the_textbook_one() -> None:
+    # Prepare: the formula as PyTorch / ONNX Runtime write it, with temporaries
+    from plada.head import ADAM_BETA1, ADAM_BETA2, ADAM_EPS, _AdamW, adam_bias_corrections
+
+    rng = np.random.default_rng(9)
+    p = rng.normal(size=(40, 5)).astype(np.float32)
+    ref_p, ref_m, ref_v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    optimizer = _AdamW([p], weight_decay=0.01)
+    b1, b2, wd = np.float32(ADAM_BETA1), np.float32(ADAM_BETA2), np.float32(0.01)
+    for step in range(1, 30):
+        g = rng.normal(size=p.shape).astype(np.float32)
+        lr = np.float32(1e-3 * step)
+        bc1, bc2 = adam_bias_corrections(step)
+        ref_p -= ref_p * lr * wd
+        ref_m = b1 * ref_m + (np.float32(1.0) - b1) * g
+        ref_v = b2 * ref_v + (np.float32(1.0) - b2) * g * g
+        ref_p -= (lr * ref_m) / (bc1 * (np.sqrt(ref_v / bc2) + np.float32(ADAM_EPS)))
+        # Execute
+        optimizer.step([g], lr)
+        # Assert
+        np.testing.assert_array_equal(p, ref_p)
+    np.testing.assert_array_equal(optimizer.m[0], ref_m)
+    np.testing.assert_array_equal(optimizer.v[0], ref_v)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from builder.errors import BuilderError
+from plada.encoders import parse_encoder_spec
+from plada.errors import PladaError
 
-# plada.encoders spec strings, as agent.profiles checks them (lite0-64-int8, opennsfw-224)
-ENCODER_SPEC = re.compile(r"^[a-z][a-z0-9]*-[0-9]{2,4}(-int8)?$")
 DEFAULT_PROFILES = Path("firmware_configs")
 
 
@@ -121,6 +120,14 @@ def load_profiles(folder: Path) -> dict[str, str]:
     return out
 
 
+def is_encoder_spec(name: str) -> bool:
+    """A spec of a known encoder model (lite0-64-int8, opennsfw-224): a class named after it."""
+    try:
+        return parse_encoder_spec(name).id == name
+    except (PladaError, ValueError):
+        return False
+
+
 def resolve_classes(names: Sequence[str], profiles: Mapping[str, str]) -> dict[str, str]:
     """Fleet class -> encoder spec; BuilderError naming every class the builder does not know."""
     resolved: dict[str, str] = {}
@@ -128,7 +135,7 @@ def resolve_classes(names: Sequence[str], profiles: Mapping[str, str]) -> dict[s
     for name in names:
         if name in profiles:
             resolved[name] = profiles[name]
-        elif ENCODER_SPEC.match(name):
+        elif is_encoder_spec(name):
             resolved[name] = name
         else:
             unknown.append(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from builder.fleet.composition import load_profiles, read_composition, read_stat
 PROFILES = Path("firmware_configs")
 
 
-def _status_file(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
+def _status_file(tmp_path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
     path = tmp_path / "fleet.json"
     path.write_text(json.dumps(rows), encoding="utf-8")
     return path

@@ -44,7 +44,7 @@ def test_profiles_map_the_shipped_classes_to_their_encoders() -> None:
 
 def test_status_file_counts_devices_per_class_and_encoder(tmp_path: Path) -> None:
     # Prepare: what `plada-build fleet status --json` prints (extra fields are kept, not needed)
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "device_id": "p1",
             "device_class": "raspberry-pi-4",

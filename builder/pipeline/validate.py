@@ -32,7 +32,8 @@ from builder.features.sources import TaskFeatures
 from builder.pipeline.candidates import Candidate, CandidateSpec
 from builder.pipeline.label import Labelling, label_reference
 from builder.pipeline.objective import FleetObjective, check_weights, fleet_scores
-from builder.pipeline.select import select
+from builder.pipeline.scores import ReferenceScores
+from builder.pipeline.select import Selection, select
 from builder.pipeline.simulate import device_oracle, simulate_selection
 from builder.pipeline.teacher import stratified_folds
 from plada.head import HeadHyperParams
@@ -186,56 +187,107 @@ def _validation_splits(
     return splits, num_folds, notes
 
 
-@dataclass(frozen=True)
-class _Round:
-    scores: np.ndarray  # (C, S, F) balanced accuracy per class, candidate, split
-    oracle: np.ndarray  # (C, F)
+class _Evaluator:
+    """Balanced accuracy of (class, candidate, split), each computed once and only when asked:
+    the fold teacher's scores per split, the selection per (candidate, split), the head per
+    class. Lazy so that classes and candidates that cannot change the choice cost nothing."""
 
+    def __init__(
+        self,
+        inputs: AutoInputs,
+        specs: Sequence[CandidateSpec],
+        splits: Sequence[np.ndarray],
+        *,
+        seed: int,
+        hp: HeadHyperParams | None,
+    ) -> None:
+        self.inputs, self.specs, self.splits, self.seed, self.hp = inputs, specs, splits, seed, hp
+        self.devices = list(inputs.devices.values())
+        self._teacher: dict[int, ReferenceScores] = {}
+        self._selection: dict[tuple[int, int], Selection] = {}
+        self._score: dict[tuple[int, int, int], float] = {}
+        self._oracle: dict[tuple[int, int], float] = {}
 
-def _run_round(
-    inputs: AutoInputs,
-    specs: Sequence[CandidateSpec],
-    splits: Sequence[np.ndarray],
-    *,
-    seed: int,
-    hp: HeadHyperParams | None,
-    progress: Callable[[], None] | None,
-) -> _Round:
-    """Every candidate on every split, on every validated device class."""
-    labels, n = inputs.train_labels, inputs.num_classes
-    devices = list(inputs.devices.values())
-    everything = np.arange(labels.shape[0])
-    scores = np.zeros((len(devices), len(specs), len(splits)))
-    oracle = np.zeros((len(devices), len(splits)))
-    for j, val_idx in enumerate(splits):
-        train_idx = np.setdiff1d(everything, val_idx)
-        reference_scores = label_reference(
-            inputs.train_teacher[train_idx],
-            labels[train_idx],
-            inputs.reference_teacher,
-            num_classes=n,
-            temperature=inputs.temperature,
-            l2=inputs.teacher_l2,
-        ).scores
-        if len(devices) > 1:  # one class: its raw accuracy is the objective, no oracle needed
-            for c, rows in enumerate(devices):
-                oracle[c, j] = device_oracle(
-                    rows.train[train_idx], labels[train_idx], rows.train[val_idx],
-                    labels[val_idx], num_classes=n, hp=hp,
-                ).balanced_accuracy  # fmt: skip
-        for i, spec in enumerate(specs):
-            selection = select(
-                reference_scores, strategy=spec.strategy, keep=spec.keep, params=spec.params,
-                seed=seed,
+    def _parts(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        val_idx = self.splits[j]
+        return np.setdiff1d(np.arange(self.inputs.train_labels.shape[0]), val_idx), val_idx
+
+    def _reference_scores(self, j: int) -> ReferenceScores:
+        if j not in self._teacher:
+            train_idx, _ = self._parts(j)
+            x = self.inputs
+            self._teacher[j] = label_reference(
+                x.train_teacher[train_idx], x.train_labels[train_idx], x.reference_teacher,
+                num_classes=x.num_classes, temperature=x.temperature, l2=x.teacher_l2,
+            ).scores  # fmt: skip
+        return self._teacher[j]
+
+    def _select(self, i: int, j: int) -> Selection:
+        if (i, j) not in self._selection:
+            spec = self.specs[i]
+            self._selection[(i, j)] = select(
+                self._reference_scores(j), strategy=spec.strategy, keep=spec.keep,
+                params=spec.params, seed=self.seed,
             )  # fmt: skip
-            for c, rows in enumerate(devices):
-                scores[c, i, j] = simulate_selection(
-                    rows.reference, selection, rows.train[val_idx], labels[val_idx],
-                    num_classes=n, hp=hp,
-                ).balanced_accuracy  # fmt: skip
-            if progress is not None:
-                progress()
-    return _Round(scores, oracle)
+        return self._selection[(i, j)]
+
+    def score(self, c: int, i: int, j: int) -> float:
+        """Class c's balanced accuracy on split j with candidate i's selection."""
+        if (c, i, j) not in self._score:
+            _, val_idx = self._parts(j)
+            rows, labels = self.devices[c], self.inputs.train_labels
+            self._score[(c, i, j)] = simulate_selection(
+                rows.reference, self._select(i, j), rows.train[val_idx], labels[val_idx],
+                num_classes=self.inputs.num_classes, hp=self.hp,
+            ).balanced_accuracy  # fmt: skip
+        return self._score[(c, i, j)]
+
+    def oracle(self, c: int, j: int) -> float:
+        """Class c's head on split j's labelled train part (its own oracle on that split)."""
+        if (c, j) not in self._oracle:
+            train_idx, val_idx = self._parts(j)
+            rows, labels = self.devices[c], self.inputs.train_labels
+            self._oracle[(c, j)] = device_oracle(
+                rows.train[train_idx], labels[train_idx], rows.train[val_idx], labels[val_idx],
+                num_classes=self.inputs.num_classes, hp=self.hp,
+            ).balanced_accuracy  # fmt: skip
+        return self._oracle[(c, j)]
+
+    def row(self, c: int, i: int, splits: Sequence[int]) -> np.ndarray:
+        return np.asarray([self.score(c, i, j) for j in splits])
+
+    def known(self, c: int, i: int, splits: Sequence[int]) -> np.ndarray:
+        """What was computed, NaN where nothing was (for the report only)."""
+        return np.asarray([self._score.get((c, i, j), np.nan) for j in splits])
+
+    def oracles(self, c: int, splits: Sequence[int]) -> np.ndarray:
+        return np.asarray([self.oracle(c, j) for j in splits])
+
+
+def _objective_row(
+    ev: _Evaluator,
+    i: int,
+    splits: Sequence[int],
+    objective: FleetObjective,
+    names: Sequence[str],
+    *,
+    class_order: Sequence[int],
+    floor: float,
+) -> np.ndarray | None:
+    """Candidate i's objective per split, or None once a class's mean ratio (an upper bound of
+    the worst objective's mean) falls below `floor`: it can neither win nor tie."""
+    if len(names) == 1 or objective.kind == "default":
+        return ev.row(0, i, splits)
+    bound = np.inf
+    for c in class_order:
+        ratio = ev.row(c, i, splits) / np.maximum(ev.oracles(c, splits), 1e-9)
+        bound = min(bound, float(ratio.mean()))
+        if objective.kind == "worst" and bound < floor:
+            return None
+    scores = np.stack([ev.row(c, i, splits) for c in range(len(names))])[:, None, :]
+    oracle = np.stack([ev.oracles(c, splits) for c in range(len(names))])
+    row: np.ndarray = fleet_scores(scores, oracle, names, objective)[0]
+    return row
 
 
 def validate_candidates(
@@ -250,70 +302,104 @@ def validate_candidates(
     hp: HeadHyperParams | None = None,
     tie_tolerance: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    prune: bool = True,
 ) -> ValidationResult:
     """Score every candidate on repeated k-fold splits of the train split, the finalists on
-    more, and choose one (see the module docstring)."""
+    more, and choose one (see the module docstring).
+
+    With several classes and the worst objective, candidates are scored best-first by the default
+    class's ratio, and a candidate stops being scored as soon as one class's mean ratio is more
+    than the largest tie tolerance below the best objective so far: the worst objective's mean is
+    at most any class's mean ratio, so it could neither win nor tie. The choice is the one scoring
+    everything would make (`prune=False` scores everything); only the report misses such
+    candidates' other classes."""
     if not specs:
         raise BuilderError("no candidates to validate")
     names = list(inputs.devices)
-    if len(names) > 1:
+    fleet = len(names) > 1
+    if fleet:
         check_weights(inputs.objective, names)
     labels = inputs.train_labels
     splits, num_folds, notes = _validation_splits(
         labels, num_classes=inputs.num_classes, num_folds=num_folds, repeats=repeats, seed=seed
     )
     more = finalist_repeats > 0 and finalists > 0
-    extra_splits = (
-        [
+    first = list(range(len(splits)))
+    if more:
+        splits += [
             fold
             for r in range(repeats, repeats + finalist_repeats)
             for fold in stratified_folds(labels, num_folds=num_folds, seed=seed + 1000 * r)
         ]
-        if more
-        else []
-    )
-    n_final = min(finalists, len(specs)) if more else 0
-    total = len(specs) * len(splits) + n_final * len(extra_splits)
-    done = [0]
-
-    def tick() -> None:
-        done[0] += 1
+    extra = list(range(len(first), len(splits)))
+    ev = _Evaluator(inputs, specs, splits, seed=seed, hp=hp)
+    n_specs = len(specs)
+    for step, (i, j) in enumerate([(i, j) for j in first for i in range(n_specs)]):
+        ev.score(0, i, j)  # the default class on every candidate: the report's rows
         if progress is not None:
-            progress(done[0], total)
-
-    first = _run_round(inputs, specs, splits, seed=seed, hp=hp, progress=tick)
-    objective = fleet_scores(first.scores, first.oracle, names, inputs.objective)
-    rows = [objective[i] for i in range(len(specs))]
-    per_class = {name: [first.scores[c, i] for i in range(len(specs))] for c, name in
-                 enumerate(names)}  # fmt: skip
-    oracle = {name: first.oracle[c] for c, name in enumerate(names)}
-    chosen_among = list(range(len(specs)))
+            progress(step + 1, n_specs * len(first))
+    default = np.stack([ev.row(0, i, first) for i in range(n_specs)])
+    # best-first by the default class's ratio; the other classes worst-first once one candidate
+    # shows which they are: both make the bound bite early
+    oracle0 = np.maximum(ev.oracles(0, first), 1e-9) if fleet else np.ones(len(first))
+    order = sorted(range(n_specs), key=lambda i: (-float((default[i] / oracle0).mean()), i))
+    class_order = list(range(len(names)))
+    rows: dict[int, np.ndarray] = {}
+    best = -np.inf
+    for i in order:
+        row = _objective_row(
+            ev, i, first, inputs.objective, names, class_order=class_order,
+            floor=best - MAX_TIE_TOLERANCE if prune else -np.inf,
+        )  # fmt: skip
+        if row is None:
+            continue
+        rows[i] = row
+        best = max(best, float(row.mean()))
+        if len(rows) == 1 and fleet:
+            ratio = {
+                c: float((ev.row(c, i, first) / ev.oracles(c, first)).mean())
+                for c in range(1, len(names))
+            }
+            class_order = [0, *sorted(ratio, key=lambda c: ratio[c])]
+    evaluated = sorted(rows)
+    chosen_among = evaluated
     if more:
-        chosen_among = pick_finalists(objective, n_final)
-        final_specs = [specs[i] for i in chosen_among]
-        second = _run_round(inputs, final_specs, extra_splits, seed=seed, hp=hp, progress=tick)
-        extra = fleet_scores(second.scores, second.oracle, names, inputs.objective)
-        for k, i in enumerate(chosen_among):
-            rows[i] = np.concatenate([rows[i], extra[k]])
-            for c, name in enumerate(names):
-                per_class[name][i] = np.concatenate([per_class[name][i], second.scores[c, k]])
-        for c, name in enumerate(names):
-            oracle[name] = np.concatenate([oracle[name], second.oracle[c]])
-    matrix = np.stack([rows[i] for i in chosen_among])
+        top = pick_finalists(np.stack([rows[i] for i in evaluated]), finalists)
+        chosen_among = [evaluated[k] for k in top]
+        for i in chosen_among:
+            tail = _objective_row(
+                ev, i, extra, inputs.objective, names, class_order=class_order, floor=-np.inf
+            )
+            if tail is None:  # pragma: no cover - no floor, never pruned
+                raise BuilderError("internal: a finalist was pruned")
+            rows[i] = np.concatenate([rows[i], tail])
     pick, tolerance = choose_candidate(
-        [specs[i] for i in chosen_among], matrix, tie_tolerance=tie_tolerance
+        [specs[i] for i in chosen_among],
+        np.stack([rows[i] for i in chosen_among]),
+        tie_tolerance=tie_tolerance,
     )
+    chosen = chosen_among[pick]
+    splits_of = {i: first + extra if more and i in chosen_among else first for i in range(n_specs)}
+    if fleet:
+        for c in range(len(names)):  # the chosen candidate's every class, for the report
+            ev.row(c, chosen, splits_of[chosen])
     return ValidationResult(
         specs=list(specs),
-        scores=first.scores[0],
-        chosen=chosen_among[pick],
+        scores=default,
+        chosen=chosen,
         tie_tolerance=tolerance,
         num_folds=num_folds,
         repeats=repeats,
         notes=notes,
-        objective=rows,
-        per_class=per_class,
-        oracle=oracle,
+        objective=[rows.get(i, np.full(len(first), np.nan)) for i in range(n_specs)],
+        per_class={
+            name: [ev.known(c, i, splits_of[i]) for i in range(n_specs)]
+            for c, name in enumerate(names)
+        },
+        oracle={
+            name: ev.oracles(c, first + extra) if fleet else np.ones(len(splits))
+            for c, name in enumerate(names)
+        },
         finalists=chosen_among if more else [],
         finalist_repeats=finalist_repeats if more else 0,
     )

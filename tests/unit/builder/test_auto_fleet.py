@@ -58,7 +58,9 @@ def test_every_class_is_validated_against_its_own_oracle() -> None:
     # Assert: per split, the objective is the lower of the two classes' ratios to their oracles
     assert list(result.per_class) == ["a", "b"]
     assert result.oracle["a"].shape == (6,) and np.all(result.oracle["b"] > 0.5)
-    for i in range(len(SPECS)):
+    scored = [i for i in range(len(SPECS)) if not np.isnan(result.objective[i]).any()]
+    assert result.chosen in scored
+    for i in scored:
         n = result.num_splits(i)
         ratios = [result.per_class[c][i] / result.oracle[c][:n] for c in ("a", "b")]
         np.testing.assert_allclose(result.objective[i], np.minimum(*ratios))
@@ -72,3 +74,25 @@ def test_every_class_is_validated_against_its_own_oracle() -> None:
         weighted.per_class["b"][i] / weighted.oracle["b"]
     ) * 0.75
     np.testing.assert_allclose(weighted.objective[i], expected)
+
+
+def test_pruning_never_changes_the_choice() -> None:
+    # Prepare: the second class sees a noisier view, so classes disagree on candidates
+    for seed in range(3):
+        inputs = _inputs(seed)
+        rng = np.random.default_rng(seed + 10)
+        noisy = DeviceRows(
+            inputs.train_device + rng.normal(0, 1.0, inputs.train_device.shape),
+            inputs.reference_device + rng.normal(0, 1.0, inputs.reference_device.shape),
+        )
+        fleet = replace(inputs, default_device="a", more_devices={"b": noisy})
+        # Execute
+        kwargs = {"num_folds": 3, "repeats": 1, "finalists": 2, "finalist_repeats": 1, "hp": HP}
+        pruned = validate_candidates(fleet, SPECS, **kwargs)  # type: ignore[arg-type]
+        full = validate_candidates(fleet, SPECS, prune=False, **kwargs)  # type: ignore[arg-type]
+        # Assert
+        assert pruned.chosen == full.chosen
+        assert pruned.finalists == full.finalists
+        for i in range(len(SPECS)):
+            if not np.isnan(pruned.objective[i]).any():
+                np.testing.assert_allclose(pruned.objective[i], full.objective[i])

@@ -324,4 +324,18 @@ def handler(args: argparse.Namespace) -> int:
             f"(oracle {100 * dev.oracle_accuracy:.1f} %), leakage flags "
             f"{report.leakage_flags}; report in {args.report}"
         )
+        if report.fleet is not None:
+            print(fleet_line(report))
     return 0
+
+
+def fleet_line(report: BuildReport) -> str:
+    """Builds validating several classes: each class's validated ratio, the worst one first."""
+    fleet = report.fleet
+    if fleet is None:
+        return ""
+    ratios = ", ".join(
+        f"{name} {100 * c.val_ratio:.0f} %"
+        for name, c in sorted(fleet.classes.items(), key=lambda kv: kv[1].val_ratio)
+    )
+    return f"  chosen for {fleet.description}; validated ratios: {ratios}"

@@ -82,6 +82,9 @@ def test_fleet_status_from_a_live_broker_weights_the_classes(
     assert report["default_device"] == "lite0-64-int8"
     assert fleet["worst_class"] in fleet["classes"]
     assert "## Device classes" in (tmp_path / "out" / "report" / "report.md").read_text("utf-8")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "out" / "report")]) == 0
+    assert "weighted mean of the classes' ratios" in capsys.readouterr().out
 
 
 def test_fleet_status_names_classes_the_builder_does_not_know(

@@ -218,6 +218,7 @@ def _build(
                 val_accuracy=r.val_accuracy,
                 strategy=r.chosen.spec.strategy,
                 chosen=i == best,
+                val_score=r.val_score,
             )
             for i, (v, _, r) in enumerate(runs)
             if v == runs[best][0]
@@ -268,6 +269,7 @@ def view_choices(
                 strategy=run.chosen.spec.strategy,
                 keep=run.chosen.spec.keep,
                 chosen=runs[best][0] == v,
+                val_score=run.val_score,
             )
         )
     return out

@@ -152,6 +152,7 @@ class TeacherChoice(Record):
     val_accuracy: float
     strategy: str
     chosen: bool
+    val_score: float | None = None  # what the choice maximised (several classes: the objective)
 
 
 class ViewReport(Record):
@@ -173,6 +174,7 @@ class ViewChoice(Record):
     strategy: str
     keep: int
     chosen: bool
+    val_score: float | None = None  # what the choice maximised (several classes: the objective)
 
 
 class BuildReport(Record):

@@ -36,14 +36,16 @@ MODES: dict[str, list[str]] = {
 
 
 def build(
-    data: Path, task: str, budget: str, seed: int, mode: str, cache: Path, work: Path
+    data: Path, task: str, budget: str, seed: int, mode: str, args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
     """One `plada-build task` run; its report.json with the wall time."""
     name = f"{task}-{budget}-s{seed}-{mode}"
+    cache = args.cache
     command = [
         sys.executable, "-m", "builder", "task", "--corpus", str(data / "ref-v1"),
         "--target", str(data / "targets" / task), "--budget", budget, "--auto",
-        "--devices", LITE_CLASSES, "--key", str(work / "keys" / "private.pem"),
+        "--devices", args.devices, "--views", args.views,
+        "--key", str(work / "keys" / "private.pem"),
         "--out", str(work / f"{name}.plada"), "--report", str(work / name),
         "--cache", str(cache), "--seed", str(seed), "--no-progress", *MODES[mode],
     ]  # fmt: skip
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--modes", default="before,after")
     parser.add_argument("--cache", type=Path, default=Path("data/cache/embeddings"))
+    parser.add_argument("--devices", default=LITE_CLASSES, help="device classes to validate")
+    parser.add_argument("--views", choices=("auto", "off"), default="auto")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     from plada.signing import generate_keypair
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in (int(s) for s in args.seeds.split(",")):
                     for mode in args.modes.split(","):
                         log(f"fleet choice: {task} {budget} seed {seed} {mode}")
-                        report = build(args.data, task, budget, seed, mode, args.cache, work)
+                        report = build(args.data, task, budget, seed, mode, args, work)
                         entry = {"task": task, "budget": budget, "seed": seed, "mode": mode}
                         rows.append(entry | row(report))
                         log(
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                             {
                                 "what": "--auto for the default class (before) vs for the "
                                 "worst of the four Lite classes (after)",
-                                "devices": LITE_CLASSES,
+                                "devices": args.devices,
+                                "views": args.views,
                                 "rows": rows,
                             },
                         )

@@ -76,8 +76,6 @@ def fleet_choice(args: argparse.Namespace) -> FleetChoice:
         return FleetChoice(devices, FleetObjective("weighted", weights))
     if wanted == "weighted":
         raise BuilderError("--fleet-objective weighted needs --fleet-weights or --fleet-status")
-    if wanted == "default":
-        return FleetChoice(devices, FleetObjective("default"))
     # --devices passes encoder specs through as they are (the encoder loader names a bad one)
     devices = _unique([profiles.get(n, n) for n in explicit or [DEFAULT_DEVICE_ENCODER]])
-    return FleetChoice(devices, FleetObjective("worst"))
+    return FleetChoice(devices, FleetObjective("default" if wanted == "default" else "worst"))

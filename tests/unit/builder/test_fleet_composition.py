@@ -119,5 +119,7 @@ def test_devices_alone_choose_for_the_worst_class() -> None:
     assert choice.devices == ["lite0-64-int8", "lite1-96"]
     assert choice.objective.kind == "worst"
     assert fleet_choice(_args()).devices == ["lite0-64-int8"]
+    alone = fleet_choice(_args(devices="lite0-64-int8,lite1-96", fleet_objective="default"))
+    assert alone.devices == ["lite0-64-int8", "lite1-96"] and alone.objective.kind == "default"
     with pytest.raises(BuilderError, match="needs --fleet-weights"):
         fleet_choice(_args(fleet_objective="weighted"))

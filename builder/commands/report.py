@@ -52,6 +52,7 @@ def handler(args: argparse.Namespace) -> int:
 
 def _summary(report: BuildReport) -> str:
     from builder.commands.tables import render_table
+    from builder.commands.task import fleet_line
     from builder.report.markdown import params_text
 
     rows = [
@@ -73,6 +74,7 @@ def _summary(report: BuildReport) -> str:
             f"  teacher {100 * report.teacher_accuracy:.1f} %  device "
             f"{100 * report.device_accuracy:.1f} %  device-oracle "
             f"{100 * report.device_oracle_accuracy:.1f} %  leakage flags {report.leakage_flags}",
+            *([fleet_line(report)] if report.fleet else []),
             "",
             render_table(["strategy (* chosen)", "params", "keep", "bytes", "val", "test"], rows),
         ]

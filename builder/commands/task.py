@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from plada.encoders import DEFAULT_DEVICE_ENCODER
 
 if TYPE_CHECKING:
+    from builder.commands.fleet_args import FleetChoice
     from builder.pipeline.budget import Budget
     from builder.pipeline.config import TaskConfig
     from builder.report.model import BuildReport
@@ -71,9 +72,45 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, required=True, help="report folder to write")
     parser.add_argument(
         "--devices",
-        default=DEFAULT_DEVICE_ENCODER,
-        help=f"device classes (encoder specs) to simulate, comma-separated; the first is the "
-        f"default device class the choice is made for (default {DEFAULT_DEVICE_ENCODER})",
+        default=None,
+        help=f"device classes (encoder specs or device-class profile names) to simulate and "
+        f"validate, comma-separated; the first is the default device class (the payload's "
+        f"accuracy estimate); with several, --auto chooses for all of them (--fleet-objective) "
+        f"(default {DEFAULT_DEVICE_ENCODER}, or the classes of --fleet-weights / --fleet-status)",
+    )
+    parser.add_argument(
+        "--fleet-objective",
+        choices=("worst", "weighted", "default"),
+        default=None,
+        help="several device classes: maximise the worst class's validated ratio to its own "
+        "oracle (worst, the default), the weighted mean of the ratios (weighted: "
+        "--fleet-weights, or the device counts of --fleet-status), or the default class's "
+        "accuracy alone as before fleets (default: the others are validated for the report)",
+    )
+    parser.add_argument(
+        "--fleet-weights",
+        default=None,
+        metavar="CLASS=W,...",
+        help="per-class weights of the weighted objective, e.g. lite0-64-int8=8,lite1-96=2 "
+        "(classes: encoder specs or device-class profile names)",
+    )
+    parser.add_argument(
+        "--fleet-status",
+        default=None,
+        metavar="URL|FILE",
+        help="take the device classes and their device counts (the weights) from a live fleet "
+        "(mqtt[s]://host:port: its retained statuses; credentials from $PLADA_MQTT_USERNAME / "
+        "$PLADA_MQTT_PASSWORD) or a file written by `plada-build fleet status --json`",
+    )
+    parser.add_argument(
+        "--fleet-base-topic", default="plada", help="--fleet-status URL: the fleet's topic prefix"
+    )
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        default=Path("firmware_configs"),
+        help="device-class profiles (<class>.toml with a [device] table naming its encoder) "
+        "that map fleet class names to encoders (default firmware_configs)",
     )
     parser.add_argument(
         "--teacher-encoder",
@@ -114,6 +151,18 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
+    parser.add_argument(
+        "--finalists",
+        type=int,
+        default=4,
+        help="the best candidates of the first round validated on more splits (0: none)",
+    )
+    parser.add_argument(
+        "--finalist-repeats",
+        type=int,
+        default=2,
+        help="extra k-fold splits for the finalists before the choice (steadier choice)",
+    )
     parser.add_argument("--temperature", type=float, default=1.0, help="energy temperature")
     parser.add_argument(
         "--leakage-threshold", type=float, default=0.99, help="cosine above which to flag"
@@ -174,17 +223,22 @@ def check_outputs(*paths: Path) -> None:
             raise BuilderError(f"cannot write {path}: {exc.strerror} ({folder})") from exc
 
 
-def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) -> TaskConfig:
+def _config(args: argparse.Namespace, *, budget: Budget, fleet: FleetChoice) -> TaskConfig:
     from builder.pipeline.config import TaskConfig
 
     return TaskConfig(
         budget=budget,
         strategy=args.strategy,
         params=_parse_params(args.param),
-        default_device=default_device,
+        default_device=fleet.devices[0],
         temperature=args.temperature,
         num_folds=args.folds,
         repeats=args.repeats,
+        finalists=args.finalists,
+        finalist_repeats=args.finalist_repeats,
+        objective=fleet.objective,
+        fleet_source=fleet.source,
+        fleet_counts=fleet.counts,
         seed=args.seed,
         leakage_threshold=args.leakage_threshold,
         version=args.version,
@@ -197,6 +251,7 @@ def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) ->
 
 def run_task(args: argparse.Namespace) -> BuildReport:
     """Build, write the payload and the report; returns the report."""
+    from builder.commands.fleet_args import fleet_choice
     from builder.commands.progress import build_with_progress
     from builder.features import sources
     from builder.pipeline.budget import parse_budget
@@ -211,7 +266,8 @@ def run_task(args: argparse.Namespace) -> BuildReport:
     key = load_private_key(args.key)
     corpus = Corpus.open(args.corpus)
     task = load_target(args.target)
-    devices = sources.split_specs(args.devices)
+    fleet = fleet_choice(args)
+    devices = fleet.devices
     progress = not args.no_progress
 
     def source(spec: str, backend: str) -> sources.FeatureSource:
@@ -230,7 +286,7 @@ def run_task(args: argparse.Namespace) -> BuildReport:
         teacher_backend=args.teacher_backend,
         make=source,
     )
-    config = _config(args, budget=budget, default_device=devices[0])
+    config = _config(args, budget=budget, fleet=fleet)
     result = build_with_progress(
         corpus,
         task,
@@ -268,4 +324,18 @@ def handler(args: argparse.Namespace) -> int:
             f"(oracle {100 * dev.oracle_accuracy:.1f} %), leakage flags "
             f"{report.leakage_flags}; report in {args.report}"
         )
+        if report.fleet is not None:
+            print(fleet_line(report))
     return 0
+
+
+def fleet_line(report: BuildReport) -> str:
+    """Builds validating several classes: each class's validated ratio, the worst one first."""
+    fleet = report.fleet
+    if fleet is None:
+        return ""
+    ratios = ", ".join(
+        f"{name} {100 * c.val_ratio:.0f} %"
+        for name, c in sorted(fleet.classes.items(), key=lambda kv: kv[1].val_ratio)
+    )
+    return f"  chosen for {fleet.description}; validated ratios: {ratios}"

@@ -45,7 +45,7 @@ from builder.pipeline.select import Selection
 from builder.pipeline.simulate import simulate_devices, test_candidates
 from builder.pipeline.sizing import PayloadSizer, check_budget_fits
 from builder.pipeline.targets import TargetTask, read_images
-from builder.pipeline.validate import AutoInputs, TeacherRun, validate_candidates
+from builder.pipeline.validate import AutoInputs, DeviceRows, TeacherRun, validate_candidates
 from builder.pipeline.views import corpus_sample, propose_views
 from builder.report.model import BuildReport, TeacherChoice, ViewChoice, ViewReport
 from plada.corpus import Corpus
@@ -187,24 +187,31 @@ def _build(
     del images
     build = Build(corpus, task, config, fields, signing_key, clock, progress)
     default = config.default_device
-    options: list[tuple[View | None, TaskFeatures, list[TaskFeatures]]] = [
-        (None, devices[default], teachers)
+    # Every named device class is validated (the fleet objective); the default one first.
+    validated = {default: devices[default]} | {n: f for n, f in devices.items() if n != default}
+    options: list[tuple[View | None, dict[str, TaskFeatures], list[TaskFeatures]]] = [
+        (None, validated, teachers)
     ]
     for view in views:
         with clock.stage("features"):  # the corpus under the view; the target as it is
-            device = viewed_features(device_sources[default], corpus, view, devices[default])
+            on_view = {
+                n: viewed_features(device_sources[n], corpus, view, f) for n, f in validated.items()
+            }
             viewed = [
                 viewed_features(s, corpus, view, t)
                 for s, t in zip(teacher_sources, teachers, strict=True)
             ]
-        options.append((view, device, viewed))
+        options.append((view, on_view, viewed))
     with single_blas():
         runs: list[tuple[int, int, TeacherRun]] = []
-        for v, (maybe_view, device, teachs) in enumerate(options):
-            on_view = replace(build, fields=replace(fields, view=maybe_view))
-            runs += [(v, t, run_until_validation(x, device, on_view)) for t, x in enumerate(teachs)]
+        for v, (maybe_view, classes, teachs) in enumerate(options):
+            on_view_build = replace(build, fields=replace(fields, view=maybe_view))
+            runs += [
+                (v, t, run_until_validation(x, classes, on_view_build))
+                for t, x in enumerate(teachs)
+            ]
         # ties: no view first, then the teacher listed first
-        best = max(range(len(runs)), key=lambda i: (runs[i][2].val_accuracy, -i))
+        best = max(range(len(runs)), key=lambda i: (runs[i][2].val_score, -i))
         best_view = options[runs[best][0]][0]
         choices = [
             TeacherChoice(
@@ -212,17 +219,12 @@ def _build(
                 val_accuracy=r.val_accuracy,
                 strategy=r.chosen.spec.strategy,
                 chosen=i == best,
+                val_score=r.val_score,
             )
             for i, (v, _, r) in enumerate(runs)
             if v == runs[best][0]
         ]
-        chosen_devices = dict(devices)
-        if best_view is not None:
-            with clock.stage("features"):
-                chosen_devices = {
-                    n: viewed_features(device_sources[n], corpus, best_view, f)
-                    for n, f in devices.items()
-                }
+        chosen_devices = dict(options[runs[best][0]][1])
         result = finish(
             runs[best][2],
             chosen_devices,
@@ -248,7 +250,7 @@ def view_report(view: View) -> ViewReport:
 
 
 def view_choices(
-    options: Sequence[tuple[View | None, TaskFeatures, list[TaskFeatures]]],
+    options: Sequence[tuple[View | None, Mapping[str, TaskFeatures], list[TaskFeatures]]],
     runs: Sequence[tuple[int, int, TeacherRun]],
     best: int,
 ) -> list[ViewChoice]:
@@ -256,7 +258,7 @@ def view_choices(
     out = []
     for v, (view, _, _) in enumerate(options):
         mine = [i for i, run in enumerate(runs) if run[0] == v]
-        top = max(mine, key=lambda i: (runs[i][2].val_accuracy, -i))
+        top = max(mine, key=lambda i: (runs[i][2].val_score, -i))
         run = runs[top][2]
         out.append(
             ViewChoice(
@@ -268,6 +270,7 @@ def view_choices(
                 strategy=run.chosen.spec.strategy,
                 keep=run.chosen.spec.keep,
                 chosen=runs[best][0] == v,
+                val_score=run.val_score,
             )
         )
     return out
@@ -287,8 +290,11 @@ def _check_inputs(
         )
 
 
-def run_until_validation(teacher: TaskFeatures, device: TaskFeatures, build: Build) -> TeacherRun:
-    """label -> candidates -> validate, for one teacher encoder."""
+def run_until_validation(
+    teacher: TaskFeatures, devices: Mapping[str, TaskFeatures], build: Build
+) -> TeacherRun:
+    """label -> candidates -> validate, for one teacher encoder, on every device class in
+    `devices` (the default one first)."""
     config, task, clock = build.config, build.task, build.clock
     with clock.stage("teacher"):
         labelling = label_reference(
@@ -311,6 +317,7 @@ def run_until_validation(teacher: TaskFeatures, device: TaskFeatures, build: Bui
             sizer=PayloadSizer(build.fields, key_id=key_id),
         )
     with clock.stage("validation"):
+        device = devices[config.default_device]
         inputs = AutoInputs(
             train_teacher=teacher.train,
             train_labels=task.train.labels,
@@ -320,12 +327,17 @@ def run_until_validation(teacher: TaskFeatures, device: TaskFeatures, build: Bui
             num_classes=task.num_classes,
             teacher_l2=labelling.teacher.l2,
             temperature=config.temperature,
+            default_device=config.default_device,
+            more_devices={n: DeviceRows(f.train, f.reference) for n, f in devices.items()},
+            objective=config.objective,
         )
         validation = validate_candidates(
             inputs,
             [c.spec for c in candidates],
             num_folds=config.num_folds,
             repeats=config.repeats,
+            finalists=config.finalists if config.auto else 0,
+            finalist_repeats=config.finalist_repeats,
             seed=config.seed,
             hp=replace(config.hp, seed=config.seed),
             progress=build.report_progress("validate"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from builder.pipeline.budget import Budget
 from builder.pipeline.candidates import DEFAULT_KEEP_FRACTIONS, DEFAULT_SETTINGS
 from builder.pipeline.leakage import DEFAULT_THRESHOLD
+from builder.pipeline.objective import FleetObjective
 from builder.pipeline.select import ParamValue
 from builder.pipeline.teacher import TeacherConfig
 from plada.encoders import DEFAULT_DEVICE_ENCODER
@@ -23,6 +24,16 @@ class TaskConfig:
     temperature: float = 1.0
     num_folds: int = 3
     repeats: int = 1
+    # Steadier choice (builder.pipeline.validate): the best `finalists` candidates of the first
+    # round are validated on `finalist_repeats` more k-fold splits before the choice.
+    finalists: int = 4
+    finalist_repeats: int = 2
+    # What --auto maximises over the validated device classes (every simulated one)
+    objective: FleetObjective = field(default_factory=FleetObjective)
+    # --fleet-status: where the device classes came from and the fleet's devices per class (the
+    # report shows them; the objective's weights were derived from them)
+    fleet_source: str | None = None
+    fleet_counts: Mapping[str, int] | None = None
     seed: int = 0
     leakage_threshold: float = DEFAULT_THRESHOLD
     keep_fractions: tuple[float, ...] = DEFAULT_KEEP_FRACTIONS

@@ -12,6 +12,7 @@ from builder.pipeline.candidates import Candidate
 from builder.pipeline.config import TaskConfig
 from builder.pipeline.label import Labelling
 from builder.pipeline.leakage import LeakageCheck
+from builder.pipeline.objective import worst_class
 from builder.pipeline.simulate import DeviceOutcome, EvalResult
 from builder.pipeline.targets import TargetTask
 from builder.pipeline.teacher import balanced_accuracy
@@ -22,6 +23,8 @@ from builder.report.model import (
     CorpusInfo,
     DeviceResult,
     EnergyHistogram,
+    FleetClass,
+    FleetInfo,
     LeakageExample,
     LeakageInfo,
     TargetInfo,
@@ -130,13 +133,57 @@ def leakage_info(leakage: LeakageCheck, *, encoder: str) -> LeakageInfo:
     )
 
 
-def validation_info(validation: ValidationResult) -> ValidationInfo:
+def validation_info(validation: ValidationResult, config: TaskConfig) -> ValidationInfo:
+    i = validation.chosen
+    fleet = len(validation.per_class) > 1
     return ValidationInfo(
         metric="balanced_accuracy",
         num_folds=validation.num_folds,
         repeats=validation.repeats,
         tie_tolerance=validation.tie_tolerance,
         split="train only (the test split is never used to choose)",
+        finalists=len(validation.finalists),
+        finalist_repeats=validation.finalist_repeats,
+        chosen_splits=validation.num_splits(i),
+        chosen_std=round(validation.std(i), 4),
+        objective=config.objective.kind if fleet else None,
+        objective_mean=round(validation.objective_mean(i), 4) if fleet else None,
+        objective_std=round(validation.objective_std(i), 4) if fleet else None,
+    )
+
+
+def fleet_info(
+    validation: ValidationResult, devices: Mapping[str, DeviceResult], config: TaskConfig
+) -> FleetInfo | None:
+    """Each validated class's expected (validated) and simulated (test) accuracy against its own
+    oracle, and the worst class; None when only one class was validated."""
+    if len(validation.per_class) < 2:
+        return None
+    i, weights = validation.chosen, config.objective.weights
+    classes = {}
+    for name in validation.per_class:
+        test = devices.get(name)
+        classes[name] = FleetClass(
+            encoder=test.encoder if test else None,
+            weight=weights.get(name) if config.objective.kind == "weighted" else None,
+            val_accuracy=round(validation.class_accuracy(name, i), 4),
+            val_oracle=round(validation.class_oracle(name, i), 4),
+            val_ratio=round(validation.class_ratio(name, i), 4),
+            test_accuracy=test.balanced_accuracy if test else None,
+            test_oracle=test.oracle_balanced_accuracy if test else None,
+            test_ratio=test.balanced_relative_to_oracle if test else None,
+        )
+    worst = worst_class({n: c.val_ratio for n, c in classes.items()})
+    tested = {n: c.test_ratio for n, c in classes.items() if c.test_ratio is not None}
+    return FleetInfo(
+        objective=config.objective.kind,
+        description=config.objective.describe(),
+        worst_class=worst,
+        worst_val_ratio=classes[worst].val_ratio,
+        worst_test_class=worst_class(tested) if tested else None,
+        classes=classes,
+        source=config.fleet_source,
+        fleet_counts=dict(config.fleet_counts) if config.fleet_counts else None,
     )
 
 
@@ -205,7 +252,7 @@ def assemble_report(
         accuracy_estimate=round(validation.mean(validation.chosen), 4),
         leakage_flags=leakage_flags,
         leakage=leakage,
-        validation=validation_info(validation),
+        validation=validation_info(validation, config),
         notes=list(validation.notes),
         candidates=candidates,
         kept_per_class=selection.class_counts(num_classes).tolist(),
@@ -218,6 +265,9 @@ def assemble_report(
         total_s=total_s,
         peak_rss_mb=peak_rss_mb(),
     )
+    fleet = fleet_info(validation, devices, config)
+    if fleet is not None:
+        report = report.model_copy(update={"fleet": fleet})
     if teacher_choice is None:
         return report
     # Several teacher encoders: report.json lists how each validated (only then has the key).

@@ -2,12 +2,22 @@
 
 For every fold of a repeated stratified k-fold split of the target's train split, a fold teacher
 is trained on the other folds and scores the whole reference corpus; each candidate (strategy,
-params, keep) then selects from those scores, the device head is trained on the selection's DEVICE
-features, and its balanced accuracy is measured on the held-out fold's device features. The
-candidate with the best mean wins, except that candidates within the tie tolerance of the best (by
-default its standard error over folds, at most 2 points) are broken in favour of the more robust
-strategy, then the larger keep: the prototype measured that tiny validation sets make several
-strategies tie and single images swing the score by points.
+params, keep) then selects from those scores, the device head of every validated device class is
+trained on the selection's features in that class's encoder, and its balanced accuracy is
+measured on the held-out fold's features in the same encoder. With one class that accuracy is
+the candidate's score; with several, the fleet objective (builder.pipeline.objective) turns the
+classes' ratios to their own validated oracles into one score per split.
+
+Steadier choice (issue 16): after the first round (`repeats` k-fold splits for every candidate)
+the `finalists` best candidates are validated on `finalist_repeats` more k-fold splits with other
+fold seeds, and the choice is made among them on all their splits. A single k-fold split of a
+small train set moves a candidate's mean by points with the fold seed; more splits where the
+choice is close shrink that swing at a fraction of the cost of repeating every candidate.
+
+The candidate with the best mean wins, except that candidates within the tie tolerance of the
+best (by default its standard error over splits, at most 2 points) are broken in favour of the
+more robust strategy, then the larger keep: the prototype measured that tiny validation sets make
+several strategies tie and single images swing the score by points.
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
 from builder.pipeline.candidates import Candidate, CandidateSpec
 from builder.pipeline.label import Labelling, label_reference
-from builder.pipeline.select import select
-from builder.pipeline.simulate import simulate_selection
+from builder.pipeline.objective import FleetObjective, check_weights, fleet_scores
+from builder.pipeline.scores import ReferenceScores
+from builder.pipeline.select import Selection, select
+from builder.pipeline.simulate import device_oracle, simulate_selection
 from builder.pipeline.teacher import stratified_folds
 from plada.head import HeadHyperParams
 
@@ -38,6 +50,15 @@ ROBUSTNESS_RANK: Mapping[str, int] = {
     "high-energy": 6,
 }
 MAX_TIE_TOLERANCE = 0.02
+DEFAULT_DEVICE_NAME = "device"
+
+
+@dataclass(frozen=True)
+class DeviceRows:
+    """One device class's features: the target's train split and the reference corpus."""
+
+    train: np.ndarray  # (n, D)
+    reference: np.ndarray  # (N, D)
 
 
 @dataclass(frozen=True)
@@ -46,29 +67,73 @@ class AutoInputs:
 
     train_teacher: np.ndarray  # (n, Dt) teacher-encoder features of the target train split
     train_labels: np.ndarray  # (n,) int64
-    train_device: np.ndarray  # (n, Dd) device-encoder features of the same images
+    train_device: np.ndarray  # (n, Dd) default device's features of the same images
     reference_teacher: np.ndarray  # (N, Dt)
     reference_device: np.ndarray  # (N, Dd)
     num_classes: int
     teacher_l2: float
     temperature: float = 1.0
+    default_device: str = DEFAULT_DEVICE_NAME
+    more_devices: Mapping[str, DeviceRows] = field(default_factory=dict)  # validated too
+    objective: FleetObjective = field(default_factory=FleetObjective)
+
+    @property
+    def devices(self) -> dict[str, DeviceRows]:
+        """Every validated device class, the default first."""
+        first = {self.default_device: DeviceRows(self.train_device, self.reference_device)}
+        return first | {k: v for k, v in self.more_devices.items() if k != self.default_device}
 
 
 @dataclass(frozen=True)
 class ValidationResult:
+    """Per candidate, its scores on every split it was validated on (finalists have more: a
+    candidate's splits are always the first ones of `oracle`'s)."""
+
     specs: list[CandidateSpec]
-    scores: np.ndarray  # (num_specs, num_splits) balanced accuracy on each held-out fold
+    scores: np.ndarray  # (num_specs, first-round splits): the default device's balanced accuracy
     chosen: int
     tie_tolerance: float
     num_folds: int
     repeats: int
     notes: list[str] = field(default_factory=list)
+    objective: list[np.ndarray] = field(default_factory=list)  # per spec: fleet score per split
+    per_class: dict[str, list[np.ndarray]] = field(default_factory=dict)  # class -> per spec
+    oracle: dict[str, np.ndarray] = field(default_factory=dict)  # class -> per split
+    finalists: list[int] = field(default_factory=list)
+    finalist_repeats: int = 0
+
+    def _default(self, i: int) -> np.ndarray:
+        if not self.per_class:
+            row: np.ndarray = self.scores[i]
+            return row
+        return next(iter(self.per_class.values()))[i]
 
     def mean(self, i: int) -> float:
-        return float(self.scores[i].mean())
+        """The default device's mean balanced accuracy over candidate i's splits."""
+        return float(self._default(i).mean())
 
     def std(self, i: int) -> float:
-        return float(self.scores[i].std())
+        return float(self._default(i).std())
+
+    def num_splits(self, i: int) -> int:
+        return int(self._default(i).shape[0])
+
+    def objective_mean(self, i: int) -> float:
+        return float(self.objective[i].mean()) if self.objective else self.mean(i)
+
+    def objective_std(self, i: int) -> float:
+        return float(self.objective[i].std()) if self.objective else self.std(i)
+
+    def class_accuracy(self, name: str, i: int) -> float:
+        return float(self.per_class[name][i].mean())
+
+    def class_oracle(self, name: str, i: int) -> float:
+        """The class's validated oracle over candidate i's splits."""
+        return float(self.oracle[name][: self.per_class[name][i].shape[0]].mean())
+
+    def class_ratio(self, name: str, i: int) -> float:
+        row = self.per_class[name][i]
+        return float((row / np.maximum(self.oracle[name][: row.shape[0]], 1e-9)).mean())
 
 
 def choose_candidate(
@@ -90,6 +155,13 @@ def choose_candidate(
         return (ROBUSTNESS_RANK.get(specs[i].strategy, 99), -specs[i].keep, -float(means[i]))
 
     return min(tied, key=preference), tie_tolerance
+
+
+def pick_finalists(objective: np.ndarray, count: int) -> list[int]:
+    """The `count` candidates with the best mean objective, best first (ties: listed first)."""
+    means = objective.mean(axis=1)
+    order = sorted(range(len(means)), key=lambda i: (-means[i], i))
+    return order[: max(1, count)]
 
 
 def _validation_splits(
@@ -115,60 +187,221 @@ def _validation_splits(
     return splits, num_folds, notes
 
 
+class _Evaluator:
+    """Balanced accuracy of (class, candidate, split), each computed once and only when asked:
+    the fold teacher's scores per split, the selection per (candidate, split), the head per
+    class. Lazy so that classes and candidates that cannot change the choice cost nothing."""
+
+    def __init__(
+        self,
+        inputs: AutoInputs,
+        specs: Sequence[CandidateSpec],
+        splits: Sequence[np.ndarray],
+        *,
+        seed: int,
+        hp: HeadHyperParams | None,
+    ) -> None:
+        self.inputs, self.specs, self.splits, self.seed, self.hp = inputs, specs, splits, seed, hp
+        self.devices = list(inputs.devices.values())
+        self._teacher: dict[int, ReferenceScores] = {}
+        self._selection: dict[tuple[int, int], Selection] = {}
+        self._score: dict[tuple[int, int, int], float] = {}
+        self._oracle: dict[tuple[int, int], float] = {}
+
+    def _parts(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        val_idx = self.splits[j]
+        return np.setdiff1d(np.arange(self.inputs.train_labels.shape[0]), val_idx), val_idx
+
+    def _reference_scores(self, j: int) -> ReferenceScores:
+        if j not in self._teacher:
+            train_idx, _ = self._parts(j)
+            x = self.inputs
+            self._teacher[j] = label_reference(
+                x.train_teacher[train_idx], x.train_labels[train_idx], x.reference_teacher,
+                num_classes=x.num_classes, temperature=x.temperature, l2=x.teacher_l2,
+            ).scores  # fmt: skip
+        return self._teacher[j]
+
+    def _select(self, i: int, j: int) -> Selection:
+        if (i, j) not in self._selection:
+            spec = self.specs[i]
+            self._selection[(i, j)] = select(
+                self._reference_scores(j), strategy=spec.strategy, keep=spec.keep,
+                params=spec.params, seed=self.seed,
+            )  # fmt: skip
+        return self._selection[(i, j)]
+
+    def score(self, c: int, i: int, j: int) -> float:
+        """Class c's balanced accuracy on split j with candidate i's selection."""
+        if (c, i, j) not in self._score:
+            _, val_idx = self._parts(j)
+            rows, labels = self.devices[c], self.inputs.train_labels
+            self._score[(c, i, j)] = simulate_selection(
+                rows.reference, self._select(i, j), rows.train[val_idx], labels[val_idx],
+                num_classes=self.inputs.num_classes, hp=self.hp,
+            ).balanced_accuracy  # fmt: skip
+        return self._score[(c, i, j)]
+
+    def oracle(self, c: int, j: int) -> float:
+        """Class c's head on split j's labelled train part (its own oracle on that split)."""
+        if (c, j) not in self._oracle:
+            train_idx, val_idx = self._parts(j)
+            rows, labels = self.devices[c], self.inputs.train_labels
+            self._oracle[(c, j)] = device_oracle(
+                rows.train[train_idx], labels[train_idx], rows.train[val_idx], labels[val_idx],
+                num_classes=self.inputs.num_classes, hp=self.hp,
+            ).balanced_accuracy  # fmt: skip
+        return self._oracle[(c, j)]
+
+    def row(self, c: int, i: int, splits: Sequence[int]) -> np.ndarray:
+        return np.asarray([self.score(c, i, j) for j in splits])
+
+    def known(self, c: int, i: int, splits: Sequence[int]) -> np.ndarray:
+        """What was computed, NaN where nothing was (for the report only)."""
+        return np.asarray([self._score.get((c, i, j), np.nan) for j in splits])
+
+    def oracles(self, c: int, splits: Sequence[int]) -> np.ndarray:
+        return np.asarray([self.oracle(c, j) for j in splits])
+
+
+def _objective_row(
+    ev: _Evaluator,
+    i: int,
+    splits: Sequence[int],
+    objective: FleetObjective,
+    names: Sequence[str],
+    *,
+    class_order: Sequence[int],
+    floor: float,
+) -> np.ndarray | None:
+    """Candidate i's objective per split, or None once a class's mean ratio (an upper bound of
+    the worst objective's mean) falls below `floor`: it can neither win nor tie."""
+    if len(names) == 1 or objective.kind == "default":
+        return ev.row(0, i, splits)
+    bound = np.inf
+    for c in class_order:
+        ratio = ev.row(c, i, splits) / np.maximum(ev.oracles(c, splits), 1e-9)
+        bound = min(bound, float(ratio.mean()))
+        if objective.kind == "worst" and bound < floor:
+            return None
+    scores = np.stack([ev.row(c, i, splits) for c in range(len(names))])[:, None, :]
+    oracle = np.stack([ev.oracles(c, splits) for c in range(len(names))])
+    row: np.ndarray = fleet_scores(scores, oracle, names, objective)[0]
+    return row
+
+
 def validate_candidates(
     inputs: AutoInputs,
     specs: Sequence[CandidateSpec],
     *,
     num_folds: int = 3,
     repeats: int = 2,
+    finalists: int = 0,
+    finalist_repeats: int = 0,
     seed: int = 0,
     hp: HeadHyperParams | None = None,
     tie_tolerance: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    prune: bool = True,
 ) -> ValidationResult:
-    """Score every candidate on repeated k-fold splits of the train split and choose one."""
+    """Score every candidate on repeated k-fold splits of the train split, the finalists on
+    more, and choose one (see the module docstring).
+
+    With several classes and the worst objective, candidates are scored best-first by the default
+    class's ratio, and a candidate stops being scored as soon as one class's mean ratio is more
+    than the largest tie tolerance below the best objective so far: the worst objective's mean is
+    at most any class's mean ratio, so it could neither win nor tie. The choice is the one scoring
+    everything would make (`prune=False` scores everything); only the report misses such
+    candidates' other classes."""
     if not specs:
         raise BuilderError("no candidates to validate")
+    names = list(inputs.devices)
+    fleet = len(names) > 1
+    if fleet:
+        check_weights(inputs.objective, names)
     labels = inputs.train_labels
     splits, num_folds, notes = _validation_splits(
         labels, num_classes=inputs.num_classes, num_folds=num_folds, repeats=repeats, seed=seed
     )
-    everything = np.arange(labels.shape[0])
-    matrix = np.zeros((len(specs), len(splits)))
-    total = len(specs) * len(splits)
-    for j, val_idx in enumerate(splits):
-        train_idx = np.setdiff1d(everything, val_idx)
-        scores = label_reference(
-            inputs.train_teacher[train_idx],
-            labels[train_idx],
-            inputs.reference_teacher,
-            num_classes=inputs.num_classes,
-            temperature=inputs.temperature,
-            l2=inputs.teacher_l2,
-        ).scores
-        for i, spec in enumerate(specs):
-            selection = select(
-                scores, strategy=spec.strategy, keep=spec.keep, params=spec.params, seed=seed
+    more = finalist_repeats > 0 and finalists > 0
+    first = list(range(len(splits)))
+    if more:
+        splits += [
+            fold
+            for r in range(repeats, repeats + finalist_repeats)
+            for fold in stratified_folds(labels, num_folds=num_folds, seed=seed + 1000 * r)
+        ]
+    extra = list(range(len(first), len(splits)))
+    ev = _Evaluator(inputs, specs, splits, seed=seed, hp=hp)
+    n_specs = len(specs)
+    for step, (i, j) in enumerate([(i, j) for j in first for i in range(n_specs)]):
+        ev.score(0, i, j)  # the default class on every candidate: the report's rows
+        if progress is not None:
+            progress(step + 1, n_specs * len(first))
+    default = np.stack([ev.row(0, i, first) for i in range(n_specs)])
+    # best-first by the default class's ratio; the other classes worst-first once one candidate
+    # shows which they are: both make the bound bite early
+    oracle0 = np.maximum(ev.oracles(0, first), 1e-9) if fleet else np.ones(len(first))
+    order = sorted(range(n_specs), key=lambda i: (-float((default[i] / oracle0).mean()), i))
+    class_order = list(range(len(names)))
+    rows: dict[int, np.ndarray] = {}
+    best = -np.inf
+    for i in order:
+        row = _objective_row(
+            ev, i, first, inputs.objective, names, class_order=class_order,
+            floor=best - MAX_TIE_TOLERANCE if prune else -np.inf,
+        )  # fmt: skip
+        if row is None:
+            continue
+        rows[i] = row
+        best = max(best, float(row.mean()))
+        if len(rows) == 1 and fleet:
+            ratio = {
+                c: float((ev.row(c, i, first) / ev.oracles(c, first)).mean())
+                for c in range(1, len(names))
+            }
+            class_order = [0, *sorted(ratio, key=lambda c: ratio[c])]
+    evaluated = sorted(rows)
+    chosen_among = evaluated
+    if more:
+        top = pick_finalists(np.stack([rows[i] for i in evaluated]), finalists)
+        chosen_among = [evaluated[k] for k in top]
+        for i in chosen_among:
+            tail = _objective_row(
+                ev, i, extra, inputs.objective, names, class_order=class_order, floor=-np.inf
             )
-            matrix[i, j] = simulate_selection(
-                inputs.reference_device,
-                selection,
-                inputs.train_device[val_idx],
-                labels[val_idx],
-                num_classes=inputs.num_classes,
-                hp=hp,
-            ).balanced_accuracy
-            if progress is not None:
-                progress(j * len(specs) + i + 1, total)
-    chosen, tolerance = choose_candidate(specs, matrix, tie_tolerance=tie_tolerance)
+            if tail is None:  # pragma: no cover - no floor, never pruned
+                raise BuilderError("internal: a finalist was pruned")
+            rows[i] = np.concatenate([rows[i], tail])
+    pick, tolerance = choose_candidate(
+        [specs[i] for i in chosen_among],
+        np.stack([rows[i] for i in chosen_among]),
+        tie_tolerance=tie_tolerance,
+    )
+    chosen = chosen_among[pick]
+    splits_of = {i: first + extra if more and i in chosen_among else first for i in range(n_specs)}
+    if fleet:
+        for c in range(len(names)):  # the chosen candidate's every class, for the report
+            ev.row(c, chosen, splits_of[chosen])
     return ValidationResult(
         specs=list(specs),
-        scores=matrix,
+        scores=default,
         chosen=chosen,
         tie_tolerance=tolerance,
         num_folds=num_folds,
         repeats=repeats,
         notes=notes,
+        objective=[rows.get(i, np.full(len(first), np.nan)) for i in range(n_specs)],
+        per_class={
+            name: [ev.known(c, i, splits_of[i]) for i in range(n_specs)]
+            for c, name in enumerate(names)
+        },
+        oracle={
+            name: ev.oracles(c, first + extra) if fleet else np.ones(len(splits))
+            for c, name in enumerate(names)
+        },
+        finalists=chosen_among if more else [],
+        finalist_repeats=finalist_repeats if more else 0,
     )
 
 
@@ -187,4 +420,10 @@ class TeacherRun:
 
     @property
     def val_accuracy(self) -> float:
+        """The default device's validated balanced accuracy of the chosen candidate."""
         return round(self.validation.mean(self.validation.chosen), 4)
+
+    @property
+    def val_score(self) -> float:
+        """What the choice maximised (the fleet objective; one class: its accuracy)."""
+        return round(self.validation.objective_mean(self.validation.chosen), 4)

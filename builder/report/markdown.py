@@ -85,9 +85,73 @@ def _views_table(report: BuildReport) -> list[str]:
     return lines
 
 
+def _fleet_table(report: BuildReport) -> list[str]:
+    """Builds validating several device classes: each class's expected and simulated accuracy
+    against its own oracle, and the worst class."""
+    fleet = report.fleet
+    if fleet is None:
+        return []
+    lines = [
+        "",
+        "## Device classes",
+        "",
+        f"Chosen for the fleet: {fleet.description}. Worst class (validated): "
+        f"`{fleet.worst_class}` at {pct(fleet.worst_val_ratio)} of its own oracle"
+        + (f"; on the test split: `{fleet.worst_test_class}`." if fleet.worst_test_class else "."),
+        "",
+    ]
+    if fleet.fleet_counts:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(fleet.fleet_counts.items()))
+        lines += [f"Fleet composition from `{fleet.source}`: {counts}.", ""]
+    lines += [
+        "| class | weight | expected (val) | own oracle (val) | ratio (val) | simulated (test) "
+        "| own oracle (test) | ratio (test) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, c in fleet.classes.items():
+        mark = " **(worst)**" if name == fleet.worst_class else ""
+        weight = "-" if c.weight is None else f"{c.weight:g}"
+        lines.append(
+            f"| `{name}`{mark} | {weight} | {pct(c.val_accuracy)} | {pct(c.val_oracle)} | "
+            f"{pct(c.val_ratio)} | {pct(c.test_accuracy)} | {pct(c.test_oracle)} | "
+            f"{pct(c.test_ratio)} |"
+        )
+    lines.append("")
+    lines.append("Balanced accuracies; val = mean over the chosen candidate's validation splits.")
+    return lines
+
+
+def _validation_text(report: BuildReport) -> list[str]:
+    validation = report.validation
+    if validation is None:
+        return []
+    text = (
+        f"Chosen by {validation.metric} on {validation.repeats} x "
+        f"{validation.num_folds}-fold splits of the train split (never test); tie "
+        f"tolerance {pct(validation.tie_tolerance)}."
+    )
+    if validation.finalists:
+        text += (
+            f" The {validation.finalists} best candidates were validated on "
+            f"{validation.finalist_repeats} x {validation.num_folds}-fold more splits."
+        )
+    if validation.chosen_std is not None and validation.chosen_splits:
+        text += (
+            f" The chosen candidate's validated score: {pct(report.accuracy_estimate)} "
+            f"+- {pct(validation.chosen_std)} (std over {validation.chosen_splits} splits)"
+        )
+        if validation.objective_mean is not None:
+            text += (
+                f"; fleet objective ({validation.objective}) {pct(validation.objective_mean)} "
+                f"+- {pct(validation.objective_std)}"
+            )
+        text += "."
+    return [text, ""]
+
+
 def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
     report = BuildReport.parse(report)
-    corpus, validation, leak = report.corpus, report.validation, report.leakage
+    corpus, leak = report.corpus, report.leakage
     lines = [
         f"# Task `{report.task or '?'}`: builder report",
         "",
@@ -103,19 +167,14 @@ def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
         + ".",
         "",
     ]
-    if validation:
-        lines += [
-            f"Chosen by {validation.metric} on {validation.repeats} x "
-            f"{validation.num_folds}-fold splits of the train split (never test); tie "
-            f"tolerance {pct(validation.tie_tolerance)}.",
-            "",
-        ]
+    lines += _validation_text(report)
     lines += [f"- {note}" for note in report.notes]
     lines += [
         f"**Leakage:** {report.leakage_flags} test images have a reference image at feature "
         f"cosine > {leak.threshold if leak else '?'}.",
         "",
         *_candidates_table(report),
+        *_fleet_table(report),
         *_views_table(report),
     ]
     if report.timings_s:

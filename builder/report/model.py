@@ -92,6 +92,40 @@ class ValidationInfo(Record):
     repeats: int
     tie_tolerance: float
     split: str
+    finalists: int | None = None  # candidates validated on more splits before the choice
+    finalist_repeats: int | None = None  # their extra k-fold splits
+    chosen_splits: int | None = None  # splits the chosen candidate was validated on
+    chosen_std: float | None = None  # std over those splits of its (default device) score
+    objective: str | None = None  # several device classes: what the choice maximised
+    objective_mean: float | None = None  # the chosen candidate's, over its splits
+    objective_std: float | None = None
+
+
+class FleetClass(Record):
+    """One device class as the fleet choice saw it (validated on train folds) and as the
+    simulation measured it (test split)."""
+
+    encoder: str | None = None
+    weight: float | None = None  # weighted objective: the class's weight
+    val_accuracy: float  # expected: validated balanced accuracy of the chosen candidate
+    val_oracle: float  # the class's own oracle on the same folds
+    val_ratio: float
+    test_accuracy: float | None = None  # simulated on the test split
+    test_oracle: float | None = None
+    test_ratio: float | None = None
+
+
+class FleetInfo(Record):
+    """Builds validating several device classes: each class and the worst one."""
+
+    objective: str  # worst | weighted
+    description: str
+    worst_class: str  # lowest validated ratio
+    worst_val_ratio: float
+    worst_test_class: str | None = None  # lowest simulated (test) ratio
+    classes: dict[str, FleetClass]
+    source: str | None = None  # --fleet-status: where the classes and counts came from
+    fleet_counts: dict[str, int] | None = None  # fleet device class -> devices
 
 
 class CandidateRow(Record):
@@ -118,6 +152,7 @@ class TeacherChoice(Record):
     val_accuracy: float
     strategy: str
     chosen: bool
+    val_score: float | None = None  # what the choice maximised (several classes: the objective)
 
 
 class ViewReport(Record):
@@ -139,6 +174,7 @@ class ViewChoice(Record):
     strategy: str
     keep: int
     chosen: bool
+    val_score: float | None = None  # what the choice maximised (several classes: the objective)
 
 
 class BuildReport(Record):
@@ -180,6 +216,7 @@ class BuildReport(Record):
     total_s: float | None = None
     peak_rss_mb: float | None = None
     teacher_choice: list[TeacherChoice] | None = None  # builds with several teacher encoders
+    fleet: FleetInfo | None = None  # builds validating several device classes
     view: ViewReport | None = None  # the payload's view; absent: none
     view_choice: list[ViewChoice] | None = None  # --auto with views: every candidate view
     looks: dict[str, dict[str, Any]] | None = None  # target and corpus as measured for views

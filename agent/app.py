@@ -41,6 +41,7 @@ from agent.ports import Applied, Applier, DaemonApplier, Link, ProgressFn
 from agent.receiver import Complete, Receiver
 from agent.results import ResultPublisher
 from agent.retirement import retire
+from agent.revocation import revoke
 from agent.status import AgentState, LastError, StatusReporter
 from agent.task_queue import TaskQueue
 from agent.triallog import TrialLog, mqtt_overhead_bytes
@@ -99,7 +100,10 @@ class AgentApp:
         self.store = open_store(config)
         self.triallog = TrialLog(Path(config.state.dir))
         self.status = StatusReporter(
-            device_id=config.device_id, device_class=config.device_class, topics=self.topics
+            device_id=config.device_id,
+            device_class=config.device_class,
+            topics=self.topics,
+            group=config.mqtt.group,
         )
         self.watchdog = systemd.Watchdog()
         self.faults = FaultReporter(self.triallog)
@@ -299,7 +303,10 @@ class AgentApp:
             )
             self.link.publish(topic, body)
             for task, record in sorted(self.status.records.items()):
-                self._announce_task(task, present=record.installed is not None)
+                # A task rolled back to no head by a revocation keeps its entity: Home Assistant
+                # shows "none" and the release summary says why; a retired task's goes.
+                revoked_to_none = bool(record.rolled_back) and record.retired is None
+                self._announce_task(task, present=record.installed is not None or revoked_to_none)
         self.publish_status(force=True)
         self.results.republish()
 
@@ -359,6 +366,8 @@ class AgentApp:
             )
         elif kind is TopicKind.RETIRED and data:
             self._retire(data, topic_task=parsed.task if parsed else None)
+        elif kind is TopicKind.REVOKED and data:
+            self._revoke(data, topic_task=parsed.task if parsed else None)
         elif isinstance(piece, ChunkError):
             self._junk(piece, inbound.topic)
         elif piece is not None:
@@ -393,6 +402,36 @@ class AgentApp:
             self.results.clear(tomb.task)
             self._announce_task(tomb.task, present=False)
         self._refresh_installed()
+        self.publish_status(force=True)
+
+    def _revoke(self, data: bytes, *, topic_task: str | None) -> None:
+        done = revoke(
+            data,
+            topic_task=topic_task,
+            keys=self.queue.keys,
+            allow_unsigned=self.config.trust.allow_unsigned,
+            store=self.store,
+            queue=self.queue,
+        )
+        if done is None:
+            return
+        rev, outcome = done.revocation, done.outcome
+        serving = f"v{outcome.serving}" if outcome.serving is not None else "no head"
+        removed = ", ".join(outcome.removed) or "it was not installed here"
+        self.triallog.record_event(
+            kind="revoked",
+            payload_id=rev.payload_id,
+            task=rev.task,
+            version=rev.version,
+            message=f"v{rev.version} revoked (removed: {removed}); serving {serving}; the "
+            "version is refused from now on",
+        )
+        if outcome.removed:
+            # The retained result described the revoked version: withdrawn, not left to be
+            # read as the task's current accuracy.
+            self.results.clear(rev.task)
+        self._refresh_installed()
+        self._announce_task(rev.task, present=True)
         self.publish_status(force=True)
 
     def _junk(self, exc: ChunkError, topic: str) -> None:

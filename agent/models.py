@@ -62,6 +62,7 @@ __all__ = [
     "ModelMeta",
     "ModelStore",
     "RetireOutcome",
+    "RevokeOutcome",
     "StoredModel",
     "export_head_onnx",
     "open_store",
@@ -106,6 +107,19 @@ class RetireOutcome:
     version: int
     removed: tuple[str, ...]
     newer: int | None = None
+    already: bool = False
+
+
+@dataclass(frozen=True)
+class RevokeOutcome:
+    """What a revocation did: `removed` entries of the revoked payload (empty: it was never
+    installed here, or was pruned); `serving` the task's version installed afterwards (None:
+    no head of the task is left); `already` when this payload was rolled back before."""
+
+    task: str
+    version: int
+    removed: tuple[str, ...]
+    serving: int | None = None
     already: bool = False
 
 
@@ -376,6 +390,49 @@ class ModelStore:
             latest = state.current if state.current in history else self._latest(history)
             self._commit(state, history, latest, metas, tasks)
         return RetireOutcome(task, version, removed=removed)
+
+    def revoke(
+        self,
+        task: str,
+        *,
+        version: int,
+        payload_digest: str,
+        revocation_digest: str,
+        at: float | None = None,
+    ) -> RevokeOutcome:
+        """Apply a verified revocation of one payload: its entry goes (if kept here) and the task
+        serves its newest remaining entry (the head it served before, or none), exactly like
+        `rollback`; the payload is marked rolled back whether or not it was ever installed here,
+        so the version policy refuses it on redelivery. Other tasks are untouched."""
+        with self._locked():
+            state = self.state()
+            record = state.tasks.get(task, TaskRecord())
+            if any(m.payload_digest == payload_digest for m in record.rolled_back):
+                return RevokeOutcome(
+                    task, version, removed=(), serving=record.version, already=True
+                )
+            metas = {n: self._load(n).meta for n in state.history}
+            removed = tuple(
+                n
+                for n in state.history
+                if metas[n].task == task and metas[n].payload_digest == payload_digest
+            )
+            history = tuple(n for n in state.history if n not in removed)
+            mark = RolledBack(
+                version=version,
+                payload_digest=payload_digest,
+                at=time.time() if at is None else at,
+                revocation_digest=revocation_digest,
+            )
+            tasks = dict(state.tasks)
+            tasks[task] = record.model_copy(
+                update={"rolled_back": (*record.rolled_back, mark)[-MAX_ROLLED_BACK:]}
+            )
+            latest = state.current if state.current in history else self._latest(history)
+            kept = {n: metas[n] for n in history}
+            self._commit(state, history, latest, kept, tasks)
+            serving = self.state().tasks[task].version
+        return RevokeOutcome(task, version, removed=removed, serving=serving)
 
     def raise_floor(self, task: str, *, version: int, digest: str) -> None:
         """Record that `task` v`version` was installed here once (state written before format 2)."""

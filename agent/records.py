@@ -72,6 +72,12 @@ class RolledBack(_Record):
     version: int = Field(ge=1)
     payload_digest: str = Field(pattern=_DIGEST)
     at: float = Field(description="unix seconds of the rollback")
+    revocation_digest: str | None = Field(
+        default=None,
+        pattern=_DIGEST,
+        description="sha256 of the signed revocation (plada.revocation) that ordered it; "
+        "None: an operator's `plada-agent rollback`",
+    )
 
 
 class Retired(_Record):

@@ -6,9 +6,13 @@ Home Assistant's MQTT ``update`` entity: ``state``, ``progress`` (percent), ``in
 version and the last error. One result message per task goes to ``.../result/<task>``.
 
 A device holds several tasks: ``tasks`` maps each task it knows to its own state (``ready``,
-``training``, ``pending``, ``error``, ``retired``), installed version and last fault; the
-top-level ``task`` / ``version`` name the most recently installed head (one-task readers). Home
-Assistant gets one ``update`` entity per task (`home_assistant_task_discovery`).
+``training``, ``pending``, ``error``, ``retired``), installed version, last fault and a one-line
+``release_summary`` (what is installed, and a version revoked or rolled back above it); the
+top-level ``task`` / ``version`` name the most recently installed head (one-task readers), and
+``group`` the fleet group the device follows (a staged rollout finds its canary by it). Home
+Assistant gets one ``update`` entity per task (`home_assistant_task_discovery`) whose value
+template renders Home Assistant's JSON form (installed and latest version, release summary,
+in progress) from that task's entry.
 """
 
 from __future__ import annotations
@@ -84,9 +88,17 @@ def _version_label(task: str | None, version: int | None) -> str | None:
 class StatusReporter:
     """Holds the device's status and renders it; the app publishes what it renders."""
 
-    def __init__(self, *, device_id: str, device_class: str, topics: TopicScheme) -> None:
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        device_class: str,
+        topics: TopicScheme,
+        group: str | None = None,
+    ) -> None:
         self.device_id = device_id
         self.device_class = device_class
+        self.group = group
         self.topics = topics
         self.state = AgentState.IDLE
         self.progress = 0.0
@@ -179,13 +191,15 @@ class StatusReporter:
             else:
                 state, version_in = ("error" if error else "idle"), None
             installed = _version_label(name, version)
+            latest = _version_label(name, version_in) or installed
             out[name] = {
                 "state": state,
                 "version": version,
                 "installed_version": installed,
-                "latest_version": _version_label(name, version_in) or installed,
+                "latest_version": latest,
                 "progress": round(self.progress, 1) if state == "training" else None,
                 "retired_version": record.retired.version if record and record.retired else None,
+                "release_summary": release_summary(state, version, version_in, record),
                 "last_error": asdict(error) if error else None,
             }
         return out
@@ -217,6 +231,7 @@ class StatusReporter:
         return {
             "device_id": self.device_id,
             "device_class": self.device_class,
+            "group": self.group,
             "state": self.state.value,
             "progress": round(self.progress, 1),
             "detail": self.detail,
@@ -276,15 +291,32 @@ class StatusReporter:
         status = self.topics.status(self.device_id)
         field = f"value_json.tasks['{task}']"
 
-        def pick(key: str) -> str:  # Jinja: the task's field, or 'none' while it has none
-            return f"{{{{ {field}.{key} if {field} is defined and {field}.{key} else 'none' }}}}"
+        def expr(key: str, default: str) -> str:  # Jinja: the task's field, or the default
+            return f"({field}.{key} if {field} is defined and {field}.{key} else {default})"
 
+        def pick(key: str) -> str:
+            return "{{ " + expr(key, "'none'") + " }}"
+
+        # A value template that renders a JSON object is read field by field by Home
+        # Assistant's MQTT update entity (installed_version, latest_version, release_summary,
+        # in_progress): one template gives the versions and the release summary together.
+        value = (
+            "{{ {'installed_version': "
+            + expr("installed_version", "'none'")
+            + ", 'latest_version': "
+            + expr("latest_version", "'none'")
+            + ", 'release_summary': "
+            + expr("release_summary", "''")
+            + ", 'in_progress': "
+            + f"({field} is defined and {field}.state == 'training')"
+            + "} | tojson }}"
+        )
         config = {
             "name": f"PLADA task {task}",
             "unique_id": object_id,
             "object_id": object_id,
             "state_topic": status,
-            "value_template": pick("installed_version"),
+            "value_template": value,
             "latest_version_topic": status,
             "latest_version_template": pick("latest_version"),
             "json_attributes_topic": status,
@@ -297,6 +329,25 @@ class StatusReporter:
         }
         topic = f"{prefix}/update/{node_id}/{task}/config"
         return topic, json.dumps(config, sort_keys=True).encode("utf-8")
+
+
+def release_summary(
+    state: str, version: int | None, incoming: int | None, record: TaskRecord | None
+) -> str:
+    """One line for Home Assistant's release summary: what serves, what is arriving, and a
+    version undone above what serves (revoked by a staged rollout, or an operator's rollback)."""
+    if state == "retired" and record is not None and record.retired is not None:
+        return f"retired (versions up to v{record.retired.version})"
+    parts = [f"v{version} installed" if version is not None else "no version installed"]
+    if incoming is not None and state in ("training", "pending"):
+        parts.append(f"v{incoming} {state}")
+    undone = [m for m in (record.rolled_back if record else ()) if m.version > (version or 0)]
+    if undone:
+        mark = undone[-1]
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(mark.at))
+        who = "revoked by the builder" if mark.revocation_digest else "rolled back by an operator"
+        parts.append(f"v{mark.version} {who} at {when}")
+    return "; ".join(parts)
 
 
 def _clip(progress: float) -> float:

@@ -3,10 +3,10 @@
 What the product claims (accuracy per transmitted byte, time to model) is measured on the device:
 each message's topic, payload bytes and an estimate of the MQTT framing around it; per payload the
 time from its first byte to the model being ready. Every fault and every install is an event
-(kind ``fault``, ``installed``, ``superseded``, ``retired``, ``resumed``, ``link``, ``state``)
-with its cause and, where there is one, its task and version, so a device's history survives the
-status message that only shows the latest. With several tasks per device a message's topic names
-its task too (``<base>/group/<group>/tasks/<task>/...``).
+(kind ``fault``, ``installed``, ``superseded``, ``retired``, ``revoked``, ``resumed``, ``link``,
+``state``) with its cause and, where there is one, its task and version, so a device's history
+survives the status message that only shows the latest. With several tasks per device a message's
+topic names its task too (``<base>/group/<group>/tasks/<task>/...``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,21 @@
 """`plada-build`: the workstation side: embed a corpus, build a signed task payload, publish it,
-retire it."""
+retire it, roll it out in stages."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from builder.commands import embed, export_encoder, fleet, publish, report, retire, task
+from builder.commands import (
+    embed,
+    export_encoder,
+    fleet,
+    publish,
+    report,
+    retire,
+    rollout,
+    task,
+)
 from plada.cli import build_command_parser, run_command
 
 # Command modules import heavy dependencies (torch, onnxruntime, paho) inside their handlers,
@@ -18,6 +27,7 @@ _COMMANDS = (
     report,
     publish,
     retire,
+    rollout,
     fleet,
 )
 

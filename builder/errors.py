@@ -6,8 +6,11 @@ BuilderError
 ├── EncoderError          an encoder cannot be loaded or exported, or fails its parity check
 ├── BudgetError           a budget cannot be met (too small for one image per class)
 ├── DatasetFetchError     `make data` cannot fetch or unpack a registry package
-└── PublishError          the broker refused or dropped a publish
-    └── PublishRefusedError   the payload is not fit to publish (checked before anything is sent)
+├── PublishError          the broker refused or dropped a publish
+│   └── PublishRefusedError   the payload is not fit to publish (checked before anything is sent)
+└── RolloutError          a staged rollout cannot start (no canary device, no threshold to judge
+    │                     by, overlapping groups) or its record does not read back
+    └── RolloutRecordError    a rollout record (JSON) is not one: names the bad field
 """
 
 
@@ -42,3 +45,11 @@ class PublishError(BuilderError):
 class PublishRefusedError(PublishError):
     """The payload is not fit to publish: not a payload, unsigned, badly signed, expired, or
     older than the task already retained for the group."""
+
+
+class RolloutError(BuilderError):
+    """A staged rollout cannot start as asked, or cannot be judged."""
+
+
+class RolloutRecordError(RolloutError):
+    """A rollout record does not validate; the message names the field."""

@@ -10,6 +10,8 @@ topic                                           retained  QoS   payload
 ``<base>/group/<group>/tasks/<task>/manifest``  yes       1     chunk manifest (chunked payload)
 ``<base>/group/<group>/tasks/<task>/chunk/<i>`` yes       1     chunk ``i`` (chunked payload)
 ``<base>/group/<group>/tasks/<task>/retired``   yes       1     signed retirement (plada.tombstone)
+``<base>/group/<group>/tasks/<task>/revoked``   yes       1     signed revocation of one version
+                                                                (plada.revocation)
 ``<base>/group/<group>/task``                   yes       1     one-task scheme (before several
 ``<base>/group/<group>/task/manifest``                          tasks per device): still read,
 ``<base>/group/<group>/task/chunk/<i>``                         no longer published
@@ -69,6 +71,7 @@ class TopicKind(Enum):
     AVAILABILITY = "availability"
     RESULT = "result"
     RETIRED = "retired"
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True)
@@ -113,9 +116,16 @@ class TopicScheme:
         """Where a task's signed retirement is retained."""
         return f"{self.task(group, name)}/retired"
 
+    def task_revoked(self, group: str, name: str) -> str:
+        """Where a signed revocation of one of the task's versions is retained (a staged
+        rollout's abort). Under the task's topics, so the device's ``tasks/#`` subscription
+        already carries it: no new subscription."""
+        return f"{self.task(group, name)}/revoked"
+
     def task_filter(self, group: str, name: str | None = None) -> str:
         """Filter for the one-task scheme's task, manifest and chunks, or (with `name`) one
-        task's payload, manifest, chunks and retirement (``#`` also matches the parent)."""
+        task's payload, manifest, chunks, retirement and revocation (``#`` also matches the
+        parent)."""
         return f"{self.task(group, name)}/#"
 
     def tasks_filter(self, group: str) -> str:
@@ -189,6 +199,8 @@ def _parse_task(parts: list[str]) -> ParsedTopic | None:
         return ParsedTopic(TopicKind.MANIFEST, group=group, task=task)
     if rest == ["retired"]:
         return ParsedTopic(TopicKind.RETIRED, group=group, task=task)
+    if rest == ["revoked"]:
+        return ParsedTopic(TopicKind.REVOKED, group=group, task=task)
     if len(rest) == 2 and rest[0] == "chunk" and rest[1].isdigit():
         index = int(rest[1])
         if index < _MAX_CHUNKS and str(index) == rest[1]:

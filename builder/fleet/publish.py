@@ -35,8 +35,10 @@ from builder.errors import PublishError
 from builder.fleet.publish_check import (
     check_not_older,
     check_not_retired,
+    check_not_revoked,
     check_publishable,
     check_retirement,
+    retained_revocation,
     retained_task,
     retained_tombstone,
 )
@@ -110,6 +112,7 @@ def publish_payload(
             check_not_older(info, retained_task(own, topics), force=force)
             check_not_older(info, retained_task(legacy, topics), force=force)
             check_not_retired(info, retained_tombstone(own, topics), force=force)
+            check_not_revoked(info, retained_revocation(own, topics), force=force)
         stale = _stale(own, legacy, topics, task=name, keep={t for t, _ in messages})
         # Clear stale retained topics first, so no device sees a mix of old and new.
         mids = [session.publish(t, b"") for t in stale]

@@ -14,6 +14,7 @@ from builder.errors import PublishRefusedError
 from plada.chunks import Reassembler
 from plada.errors import PayloadError
 from plada.payload import PayloadInfo, inspect_payload
+from plada.revocation import RevocationInfo, inspect_revocation
 from plada.tombstone import TombstoneInfo, inspect_tombstone
 from plada.topics import TopicKind, TopicScheme
 
@@ -127,3 +128,48 @@ def check_not_retired(new: PayloadInfo, retired: TombstoneInfo | None, *, force:
             f"to {retired.tombstone.version}): devices would refuse it; publish a newer "
             "version (--force publishes it anyway)"
         )
+
+
+def check_revocation(
+    data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey] | None
+) -> RevocationInfo:
+    """Refuse (PublishRefusedError) a revocation no device would accept: not a revocation,
+    unsigned, or not verifying under the given keys (a forged one must not clear a group's
+    retained task either)."""
+    try:
+        info = inspect_revocation(data, trusted_keys=trusted_keys or {})
+    except PayloadError as exc:
+        raise PublishRefusedError(f"not a revocation: {type(exc).__name__}: {exc}") from exc
+    if info.signature == "unsigned":
+        raise PublishRefusedError("the revocation is unsigned: devices refuse it")
+    if trusted_keys and info.signature != "valid":
+        raise PublishRefusedError(
+            f"revocation signature {info.signature} under the --trusted-key(s) "
+            f"(key id {info.key_id})"
+        )
+    return info
+
+
+def retained_revocation(
+    retained: Mapping[str, bytes], topics: TopicScheme
+) -> RevocationInfo | None:
+    """The revocation retained among a task's topics, if one decodes."""
+    for topic, body in retained.items():
+        if body and _kind(topics, topic) is TopicKind.REVOKED:
+            try:
+                return inspect_revocation(body, trusted_keys={})
+            except PayloadError:
+                continue
+    return None
+
+
+def check_not_revoked(new: PayloadInfo, revoked: RevocationInfo | None, *, force: bool) -> None:
+    """The very payload the group's retained revocation undid would be refused by every device
+    that saw the revocation."""
+    if revoked is None or force or revoked.revocation.payload_id != new.digest:
+        return
+    raise PublishRefusedError(
+        f"{new.payload.task} v{new.payload.version} was revoked in this group (a staged "
+        "rollout's canary failed): devices refuse it; publish a newer version (--force "
+        "publishes it anyway)"
+    )

@@ -37,6 +37,8 @@ class ErrorInfo(DeviceMessage):
     code: str
     message: str
     fault: str | None = None  # "payload" or "device" (agent/faults.py)
+    version: int | None = None  # the task version it concerns, if any
+    payload_id: str | None = None  # the payload it concerns, if any
 
 
 class TaskState(DeviceMessage):
@@ -47,6 +49,7 @@ class TaskState(DeviceMessage):
     latest_version: str | None = None
     progress: float | None = None
     retired_version: int | None = None
+    release_summary: str | None = None
     last_error: ErrorInfo | None = None
 
 
@@ -54,6 +57,7 @@ class DeviceStatus(DeviceMessage):
     """`<base>/device/<id>/status` (agent/status.py writes it)."""
 
     device_class: str | None = None
+    group: str | None = None  # the fleet group it follows (agents since staged rollouts)
     state: str | None = None
     progress: float | None = None
     task: str | None = None

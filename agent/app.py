@@ -38,7 +38,7 @@ from agent.link import Inbound, LinkEvent
 from agent.models import open_store
 from agent.pipeline import load_keys
 from agent.ports import Applied, Applier, DaemonApplier, Link, ProgressFn
-from agent.receiver import Complete, Receiver
+from agent.receiver import Complete, Receiver, Source
 from agent.results import ResultPublisher
 from agent.retirement import retire
 from agent.revocation import revoke
@@ -77,6 +77,11 @@ _UNCLEAN_STOP = Fault(
     "downloads and installs in progress resume",
     "nothing to do if it is rare; otherwise look for OOM kills or crashes in the journal",
 )
+
+
+def subscription_record(config: AgentConfig) -> Path:
+    """Where the link remembers what the broker session holds (agent.subscriptions)."""
+    return Path(config.state.dir) / STATE_SUBDIR / "subscriptions.json"
 
 
 class AgentApp:
@@ -205,6 +210,18 @@ class AgentApp:
             )
         for payload in done:
             self.queue.offer(payload.data, first_byte_at=payload.first_byte_at)
+        # before any connect: the link subscribes them once the main loop resyncs it
+        self._want_chunks()
+
+    def _want_chunks(self, *, resync: int | None = None) -> None:
+        """Tell the link which chunk topics are still missing (it subscribes exactly those)."""
+        group = self.mqtt.group
+        topics = [
+            self.topics.task_chunk(group, index, source.task)
+            for source, missing in self.receiver.missing()
+            for index in missing
+        ]
+        self.link.want_chunks(topics, resync=resync)
 
     def _guarded(self, step: Callable[..., None], *args: object) -> None:
         """Run one step of the loop; an unexpected failure is a device fault, shown, not fatal."""
@@ -290,6 +307,8 @@ class AgentApp:
                 kind="link", code="connected", message=event.reason, at=event.at
             )
             self._on_connected()
+            # every message of the previous connection is handled: ask again for what is missing
+            self._want_chunks(resync=event.connection)
             return
         self.status.disconnected(reason=event.reason, at=event.at)
         self.triallog.record_event(
@@ -361,6 +380,10 @@ class AgentApp:
             payload_id=payload_id,
         )
         if kind is TopicKind.TASK and data:
+            if payload_id is not None and not self.queue.known(payload_id):
+                # a new whole payload replaces a partial one on the task's topics (chunks gone)
+                self.receiver.supersede(Source(task=parsed.task if parsed else None))
+                self._want_chunks()
             self.queue.offer(
                 data, first_byte_at=inbound.received_at, topic_task=parsed.task if parsed else None
             )
@@ -372,6 +395,7 @@ class AgentApp:
             self._junk(piece, inbound.topic)
         elif piece is not None:
             self._receive_piece(piece, data, inbound, topic_task=parsed.task if parsed else None)
+            self._want_chunks()  # this chunk is on disk: unsubscribed; a new manifest's: subscribed
 
     def _retire(self, data: bytes, *, topic_task: str | None) -> None:
         done = retire(
@@ -447,7 +471,9 @@ class AgentApp:
         if topic_task is not None:  # checked against the payload once it is whole
             self._piece_tasks[owner] = topic_task
         try:
-            result = self.receiver.add(piece, data, received_at=inbound.received_at)
+            result = self.receiver.add(
+                piece, data, received_at=inbound.received_at, source=Source(task=topic_task)
+            )
         except ChunkError as exc:  # the joined chunks fail the manifest: the payload is bad
             self._piece_tasks.pop(owner, None)
             self.queue.refuse(classify(exc), payload_id=owner)

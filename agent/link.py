@@ -6,6 +6,10 @@ does the work, and calls :meth:`MqttLink.ack` once a task message is durably rec
 (``manual_ack=True``). Reconnects are paho's (``connect_async`` + ``loop_start`` +
 ``reconnect_delay_set``) over a persistent session (stable client id, ``clean_start=False`` /
 ``clean_session=False``), so QoS 1 task messages queued while the device was offline still arrive.
+
+What is subscribed, and when, is agent.subscriptions' call: standing filters only when the
+session lacks them, chunk topics one by one as the main loop says which it is missing
+(:meth:`MqttLink.want_chunks`), so a reconnect is never sent what the device already holds.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import queue
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -23,8 +29,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.mqtt_config import MqttConfig
+from agent.subscriptions import Plan, SubscriptionBook
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +59,30 @@ class LinkEvent:
     connected: bool
     reason: str
     session_present: bool = False
+    connection: int = 0  # counts CONNACKs: a resync names the connection it was made for
     at: float = field(default_factory=time.time)  # when paho saw it, not when the loop got to it
 
 
 class MqttLink:
     """One device's connection: subscribe to its group's task topics, publish its own topics."""
 
-    def __init__(self, config: MqttConfig, *, device_id: str) -> None:
+    def __init__(self, config: MqttConfig, *, device_id: str, record: Path | None = None) -> None:
+        """`record`: where the session's subscriptions are remembered across restarts (the
+        daemon's ``<state>/fleet/subscriptions.json``); None keeps them in memory only."""
         self.config = config
         self.device_id = device_id
         self.topics = config.topics
         self.inbox: queue.Queue[Inbound | LinkEvent] = queue.Queue()
         self.connected = threading.Event()
         self._mqtt5 = config.protocol == "5"
+        session = f"{config.effective_client_id(device_id)}@{config.url}"
+        # paho's thread (CONNACK, SUBACK, UNSUBACK) and the main loop (want_chunks) share the book
+        self._lock = threading.Lock()
+        self._book = SubscriptionBook(
+            record, session=session, standing=self.topics.device_filters(config.group)
+        )
+        self._standing_mid: int | None = None
+        self._connection = 0
         self._client = self._make_client()
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -95,6 +114,8 @@ class MqttLink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         return client
 
     def start(self) -> None:
@@ -147,13 +168,24 @@ class MqttLink:
             logger.warning("broker refused connection: %s", reason_code)
             self.inbox.put(LinkEvent(connected=False, reason=str(reason_code)))
             return
-        for topic in self.topics.group_filters(self.config.group):  # every task, and the old scheme
-            client.subscribe(topic, qos=1)
+        with self._lock:
+            self._connection += 1
+            connection = self._connection
+            plan = self._book.connected(
+                session_present=bool(flags.session_present),
+                legacy=self.topics.group_filters(self.config.group),  # the wildcard scheme's
+            )
+            self._send(plan, qos=1, standing=True)
         client.publish(self.topics.availability(self.device_id), ONLINE, qos=1, retain=True)
         self.connected.set()
         logger.info("connected (session present: %s)", flags.session_present)
         self.inbox.put(
-            LinkEvent(connected=True, reason="connected", session_present=flags.session_present)
+            LinkEvent(
+                connected=True,
+                reason="connected",
+                session_present=flags.session_present,
+                connection=connection,
+            )
         )
 
     def _on_disconnect(
@@ -165,6 +197,8 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         self.connected.clear()
+        with self._lock:
+            self._book.disconnected()
         logger.info("disconnected: %s", reason_code)
         self.inbox.put(LinkEvent(connected=False, reason=str(reason_code)))
 
@@ -180,7 +214,68 @@ class MqttLink:
             )
         )
 
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            if mid != self._standing_mid:
+                return
+            self._standing_mid = None
+            refused = [str(code) for code in reason_codes if code.is_failure]
+            if refused:  # e.g. the broker's ACL: tried again at the next connect
+                logger.error("broker refused the task subscriptions: %s", ", ".join(refused))
+                return
+            self._book.standing_acknowledged()
+
+    def _on_unsubscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        with self._lock:
+            self._book.unsubscribed(mid)
+
+    def _send(self, plan: Plan, *, qos: int, standing: bool = False) -> None:
+        """Send a plan's UNSUBSCRIBE, then its SUBSCRIBE (one packet each), under the lock."""
+        if plan.unsubscribe:
+            rc, mid = self._client.unsubscribe(plan.unsubscribe)
+            if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                self._book.unsubscribing(mid, plan.unsubscribe)
+            logger.debug("unsubscribe %s: %s", plan.unsubscribe, mqtt.error_string(rc))
+        if not plan.subscribe:
+            return
+        if self._mqtt5:
+            options = SubscribeOptions(qos=qos, retainHandling=plan.retain_handling)
+            rc, mid = self._client.subscribe([(t, options) for t in plan.subscribe])
+        else:
+            rc, mid = self._client.subscribe([(t, qos) for t in plan.subscribe])
+        if standing and rc == mqtt.MQTT_ERR_SUCCESS:
+            self._standing_mid = mid
+        logger.debug("subscribe %s (QoS %d): %s", plan.subscribe, qos, mqtt.error_string(rc))
+
     # -- main-thread API ------------------------------------------------------------------------
+    def want_chunks(self, topics: Iterable[str], *, resync: int | None = None) -> None:
+        """The chunk topics the device is missing right now (the main loop calls this after every
+        piece it stores, and with `resync` = the connection of a connect event once it has
+        handled it): newly missing ones are subscribed, held ones unsubscribed, and at the resync
+        of the current connection every missing one again (a resync of an older connection is
+        not: that connection's own event follows in the inbox)."""
+        with self._lock:
+            plan = self._book.want(
+                topics,
+                resync=resync == self._connection,
+                connected=self.connected.is_set(),
+            )
+            self._send(plan, qos=0)
+
     def ack(self, inbound: Inbound) -> None:
         """Acknowledge a QoS 1 message (after its effect is durably recorded). While disconnected
         there is no one to ack to: the broker sends it again in the resumed session."""

@@ -4,7 +4,7 @@ link, the applier and each other, so tests can hand them fakes (tests/support/fl
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -74,6 +74,7 @@ class Link(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def ack(self, inbound: Inbound) -> None: ...
+    def want_chunks(self, topics: Iterable[str], *, resync: int | None = None) -> None: ...
     def publish(self, topic: str, payload: bytes, *, retain: bool = True, qos: int = 1) -> None: ...
 
 

@@ -1,7 +1,10 @@
 """Chunked payloads, reassembled durably: every piece is on disk before it is acknowledged.
 
 Pieces of one payload live under ``<state>/fleet/chunks/<payload sha256>/`` (``manifest.bin``,
-``c-<piece hash>.bin``), so a download cut by a broker or device restart resumes where it stopped.
+``c-<piece hash>.bin``, and ``source.json``: the task whose topics they came on, so the chunks
+still missing can be asked for by topic after a restart), so a download cut by a broker or device
+restart resumes where it stopped. A manifest that arrives on the topics another payload is being
+assembled from supersedes it: the publisher overwrote that payload's retained chunks.
 Pieces arrive already parsed (plada.chunks.parse_chunk / parse_manifest): each header is parsed
 once. At most `max_in_flight` payloads are assembled at once; when another one starts, the oldest
 without a manifest goes first (chunks nobody announced: junk, or a publish replaced long ago),
@@ -18,11 +21,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from plada.atomic import write_bytes_atomic
 from plada.chunks import Chunk, Manifest, Reassembler, parse_chunk, parse_manifest
 from plada.errors import ChunkError
 
 logger = logging.getLogger(__name__)
+
+
+class Source(BaseModel):
+    """Where a payload's pieces are published: a task's own topics, or (task None) the one-task
+    scheme's topics of the group."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str | None
+
+
+_SOURCE = "source.json"
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,7 @@ class Receiver:
         self._max = max_in_flight
         self._assembling: dict[str, Reassembler] = {}
         self._first_byte: dict[str, float] = {}
+        self._sources: dict[str, Source] = {}  # unknown for pieces stored by an older agent
 
     @property
     def busy(self) -> bool:
@@ -58,15 +76,36 @@ class Receiver:
         """Payload id -> chunk indices held, for every payload being assembled."""
         return {owner: reasm.held() for owner, reasm in self._assembling.items()}
 
-    def add(self, piece: Chunk | Manifest, raw: bytes, *, received_at: float) -> Complete | Partial:
+    def missing(self) -> list[tuple[Source, list[int]]]:
+        """(where, chunk indices still missing) of every payload whose manifest and source are
+        known: what the link subscribes to."""
+        return [
+            (self._sources[owner], reasm.missing())
+            for owner, reasm in self._assembling.items()
+            if reasm.has_manifest and owner in self._sources
+        ]
+
+    def add(
+        self,
+        piece: Chunk | Manifest,
+        raw: bytes,
+        *,
+        received_at: float,
+        source: Source | None = None,
+    ) -> Complete | Partial:
         """Store `raw` durably and feed it. ChunkError only when the whole payload is bad (its
         joined chunks fail the manifest's hash); a single piece that does not fit comes back
-        in Partial.error."""
+        in Partial.error. `source`: the topics it came on."""
         owner = piece.owner
         manifest = isinstance(piece, Manifest)
+        if manifest and source is not None:
+            self.supersede(source, keep=owner)
         name = "manifest.bin" if manifest else f"c-{hashlib.sha256(raw).hexdigest()[:32]}.bin"
         target = self.folder / owner / name
         target.parent.mkdir(parents=True, exist_ok=True)
+        if source is not None and owner not in self._sources:
+            write_bytes_atomic(target.parent / _SOURCE, source.model_dump_json().encode())
+            self._sources[owner] = source
         write_bytes_atomic(target, raw)  # durable before the ack
         self._first_byte.setdefault(owner, received_at)
         result = self._feed(owner, piece)
@@ -77,6 +116,14 @@ class Receiver:
         ):
             target.unlink(missing_ok=True)
         return result
+
+    def supersede(self, source: Source, *, keep: str | None = None) -> None:
+        """A new payload on `source`'s topics: any other payload assembled from them is gone
+        from the broker (its chunk topics now carry the new payload's chunks, or nothing)."""
+        for other in [o for o, s in self._sources.items() if s == source and o != keep]:
+            if other in self._assembling:
+                logger.info("partial payload %s superseded on its topics", other[:12])
+            self.drop(other)
 
     def _kept(self, owner: str, piece: Chunk | Manifest) -> bool:
         """Whether a piece that raised was still taken (a manifest that dropped held copies)."""
@@ -116,6 +163,7 @@ class Receiver:
     def drop(self, owner: str) -> None:
         self._assembling.pop(owner, None)
         self._first_byte.pop(owner, None)
+        self._sources.pop(owner, None)
         shutil.rmtree(self.folder / owner, ignore_errors=True)
 
     def reload(self) -> list[Complete]:
@@ -129,6 +177,9 @@ class Receiver:
             if self._is_known(owner):
                 shutil.rmtree(folder, ignore_errors=True)
                 continue
+            source = _load_source(folder / _SOURCE)
+            if source is not None:
+                self._sources[owner] = source
             for path in sorted(folder.glob("*.bin")):
                 self._first_byte.setdefault(owner, path.stat().st_mtime)
                 try:
@@ -147,3 +198,16 @@ class Receiver:
                 if result.error is not None and not self._kept(owner, piece):
                     path.unlink(missing_ok=True)
         return done
+
+
+def _load_source(path: Path) -> Source | None:
+    """A payload's recorded source; None when absent (stored by an agent before resumable
+    delivery: its manifest, sent again on a new subscription, records it) or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        return Source.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError) as exc:
+        logger.warning("%s dropped: %s", path, exc)
+        path.unlink(missing_ok=True)
+        return None

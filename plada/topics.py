@@ -22,8 +22,10 @@ topic                                           retained  QoS   payload
 
 Every task of a group has its own retained topics, so a device that comes online receives every
 current task of its group, and publishing (or retiring) one task never touches another's. A
-device subscribes to ``<base>/group/<group>/tasks/#`` and, for fleets migrating from the one-task
-scheme, ``<base>/group/<group>/task/#`` (which also matches ``.../task``); it writes only under
+device subscribes to each task's payload, manifest and retirement (``<base>/group/<group>/tasks/+``,
+``.../tasks/+/manifest``, ``.../tasks/+/retired``) and, for fleets migrating from the one-task
+scheme, ``.../task`` and ``.../task/manifest``; chunk topics only one by one, those it is still
+missing (`TopicScheme.device_filters`); it writes only under
 ``<base>/device/<its id>/``: that is what the example broker ACL enforces. A zero-length retained
 message clears a topic; receivers ignore empty messages. `ParsedTopic.task` names the task of a
 per-task topic and is None on the one-task topics.
@@ -133,8 +135,23 @@ class TopicScheme:
         return f"{self.base}/group/{validate_segment(group, what='group')}/tasks/#"
 
     def group_filters(self, group: str) -> tuple[str, str]:
-        """What a device subscribes to: every task's topics, and the one-task scheme's."""
+        """Every task's topics and the one-task scheme's, chunks included (what a watcher such as
+        the builder reads; what devices before resumable delivery subscribed to)."""
         return (self.tasks_filter(group), self.task_filter(group))
+
+    def device_filters(self, group: str) -> tuple[str, ...]:
+        """What a device keeps subscribed: every task's payload, manifest and retirement, and the
+        one-task scheme's payload and manifest; never a chunk (``+`` matches one level, so
+        ``tasks/+`` does not match ``tasks/<task>/chunk/<i>``). A device subscribes to exactly
+        the chunk topics it is missing, one by one (agent.subscriptions)."""
+        tasks = f"{self.base}/group/{validate_segment(group, what='group')}/tasks/+"
+        return (
+            tasks,
+            f"{tasks}/manifest",
+            f"{tasks}/retired",
+            self.task(group),
+            self.task_manifest(group),
+        )
 
     # -- device topics --------------------------------------------------------------------------
     def device_prefix(self, device_id: str) -> str:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.app import AgentApp, DaemonApplier, ProgressFn
+from agent.app import AgentApp, DaemonApplier, ProgressFn, subscription_record
 from agent.config import AgentConfig, parse_config
 from agent.link import Inbound, LinkEvent, MqttLink
 from agent.models import ModelMeta, ModelStore
@@ -113,6 +113,8 @@ class FakeLink:
         self.inbox: queue.Queue[Inbound | LinkEvent] = queue.Queue()
         self.published: list[tuple[str, bytes]] = []
         self.acked: list[int] = []
+        self.wanted_chunks: set[str] = set()  # what the app last said it is missing
+        self.resyncs = 0
         self._mid = 0
         self.started = False
 
@@ -125,6 +127,10 @@ class FakeLink:
 
     def ack(self, inbound: Inbound) -> None:
         self.acked.append(inbound.mid)
+
+    def want_chunks(self, topics: Iterable[str], *, resync: int | None = None) -> None:
+        self.wanted_chunks = set(topics)
+        self.resyncs += resync is not None
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = True, qos: int = 1) -> None:
         self.published.append((topic, payload))
@@ -301,7 +307,7 @@ class RunningAgent:
 
 
 def start_agent(config: AgentConfig, applier: DaemonApplier) -> RunningAgent:
-    link = MqttLink(config.mqtt, device_id=config.device_id)
+    link = MqttLink(config.mqtt, device_id=config.device_id, record=subscription_record(config))
     app = AgentApp(config, link=link, applier=applier, stop=threading.Event())
     thread = threading.Thread(target=app.run, name=f"agent-{config.device_id}", daemon=True)
     thread.start()

@@ -63,7 +63,7 @@ def handler(args: argparse.Namespace) -> int:
     for problem in data_problems(config):
         log.warning("device data: %s (tasks wait until it is fixed)", problem)
 
-    from agent.app import AgentApp, PipelineApplier
+    from agent.app import AgentApp, PipelineApplier, subscription_record
     from agent.commands._common import report_error
     from agent.errors import AgentError
     from agent.link import MqttLink
@@ -78,7 +78,7 @@ def handler(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        link = MqttLink(config.mqtt, device_id=config.device_id)
+        link = MqttLink(config.mqtt, device_id=config.device_id, record=subscription_record(config))
         app = AgentApp(config, link=link, applier=PipelineApplier(config), stop=stop)
     except (AgentError, PladaError, OSError) as exc:  # e.g. state.dir not writable
         return report_error(exc)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.app import PipelineApplier
+from agent.app import PipelineApplier, subscription_record
 from agent.models import ModelStore
 from builder.cli import main as build_main
 from builder.fleet.publish import publish_payload
@@ -142,17 +142,28 @@ def test_duplicate_delivery_and_restart_train_once(broker: Broker, tmp_path: Pat
     applier = FakeApplier([keys.public_path])
     data = make_payload_bytes(keys)
     agent = start_agent(config, applier)
-    # Execute: the same payload published twice, then the agent restarts (retained redelivery)
+    # Execute: the same payload published twice; the agent restarts with its broker session and
+    # subscription record (nothing is sent again), then without the record, as after an upgrade
+    # from an agent that kept none: it subscribes again and the retained task is delivered again
     publish_payload(data, options=admin_options(broker), group="lab")
     publish_payload(data, options=admin_options(broker), group="lab")
     wait_until(lambda: bool(applier.applied), what="the task")
     wait_until(lambda: agent.app.triallog.totals()["messages"] >= 2, what="the duplicate")
     agent.stop()
     again = start_agent(config, applier)
-    wait_until(lambda: again.app.triallog.totals()["messages"] >= 3, what="the redelivery")
+
+    def connects() -> int:
+        return sum(e.code == "connected" for e in again.app.triallog.events("link"))
+
+    wait_until(lambda: connects() >= 2, what="the reconnect")
     again.stop()
-    # Assert
+    subscription_record(config).unlink()
+    third = start_agent(config, applier)
+    wait_until(lambda: third.app.triallog.totals()["messages"] >= 3, what="the redelivery")
+    third.stop()
+    # Assert: trained once; one redelivery, from the restart that had no record
     assert applier.applied == [payload_digest(data)]
+    assert third.app.triallog.totals()["messages"] == 3
 
 
 def test_bad_payloads_rejected_and_reported_with_real_pipeline(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.app import PipelineApplier
+from agent.app import PipelineApplier, subscription_record
 from agent.cli import main as agent_main
 from agent.config import AgentConfig
 from agent.models import ModelStore
@@ -263,7 +263,10 @@ def test_rollback_of_one_task_under_the_daemon(broker: Broker, tmp_path: Path) -
         what="status to show shapes v1",
     )
     agent.stop()
-    again = start_agent(config, applier)  # the retained v2 comes again: it must stay rolled back
+    # without its subscription record the restarted agent subscribes again, so the retained v2
+    # comes again (as after a session loss): it must stay rolled back
+    subscription_record(config).unlink()
+    again = start_agent(config, applier)
     wait_until(lambda: again.app.triallog.totals()["messages"] >= 5, what="the redelivery")
     again.stop()
     # Assert

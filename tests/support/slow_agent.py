@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.app import AgentApp, Applied, PipelineApplier, ProgressFn
+from agent.app import AgentApp, Applied, PipelineApplier, ProgressFn, subscription_record
 from agent.config import load_config
 from agent.link import MqttLink
 from agent.models import ModelStore
@@ -50,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     config = load_config(args.config)
-    link = MqttLink(config.mqtt, device_id=config.device_id)
+    link = MqttLink(config.mqtt, device_id=config.device_id, record=subscription_record(config))
     app = AgentApp(
         config,
         link=link,

@@ -3,10 +3,9 @@ published while a device is offline reach it? Run as root.
 
     python -m tools.trial.measure_resume [--profile lora] [--out bench/results/trial_resume.json]
 
-Per scenario a fresh device in a namespace on a slow profile: the real ``plada-agent run`` daemon,
-or tools.trial.resume_prototype (the subscription scheme proposed for the agent). A real mosquitto
-in the broker namespace logs every packet; the task is published by ``plada-build publish
---max-chunk-bytes 1024`` from the broker namespace. Scenarios, each under MQTT 5 and 3.1.1:
+Per scenario a fresh device in a namespace on a slow profile: the real ``plada-agent run`` daemon.
+A real mosquitto in the broker namespace logs every packet; the task is published by ``plada-build
+publish --max-chunk-bytes 1024`` from the broker namespace. Scenarios, each under MQTT 5 and 3.1.1:
 
 - ``long-drop``: once half of the chunks are on the device's disk, the link goes down for longer
   than the keepalive allows (the broker and the device both drop the connection);
@@ -48,7 +47,6 @@ DEVICE = "pi"
 MAX_CHUNK_BYTES = 1024
 SCENARIOS = ("long-drop", "short-drop", "offline", "ready-reconnect", "ready-reconnect-whole")
 WHOLE = DEFAULT_MAX_CHUNK_BYTES  # the whole payload in one message (plada-build's default)
-DEVICES = ("agent", "prototype")
 PROTOCOLS = ("5", "3.1.1")
 
 
@@ -87,24 +85,11 @@ def _make_device(
     tiny: TinyDevice,
     folder: Path,
     *,
-    which: str,
     protocol: str,
     index: int,
     keepalive_s: int,
-) -> dev.AgentDevice | dev.PrototypeDevice:
+) -> dev.AgentDevice:
     url, group = broker.url_for(DEVICE), f"s{index}"
-    if which == "prototype":
-        return dev.PrototypeDevice(
-            net,
-            DEVICE,
-            folder,
-            device_id=f"pi-{index}",
-            group=group,
-            broker_url=url,
-            protocol=protocol,
-            keepalive_s=keepalive_s,
-            task=dev.TASK,
-        )
     setup = dev.write_agent_config(
         tiny,
         folder,
@@ -123,9 +108,7 @@ def _drop(net: TrialNetwork, seconds: float) -> None:
     ).start().wait()
 
 
-def _held_topics(
-    device: dev.AgentDevice | dev.PrototypeDevice, payload_id: str, group: str, task: str
-) -> list[str]:
+def _held_topics(device: dev.AgentDevice, payload_id: str, group: str, task: str) -> list[str]:
     """The task topics whose message is on the device's disk right now."""
     scheme = TopicScheme()
     held = [scheme.task_chunk(group, i, task) for i in device.held_indices(payload_id)]
@@ -137,7 +120,7 @@ def _play(
     kind: str,
     net: TrialNetwork,
     broker: NamespaceBroker,
-    device: dev.AgentDevice | dev.PrototypeDevice,
+    device: dev.AgentDevice,
     publish: Any,
     *,
     payload_id: str,
@@ -175,7 +158,6 @@ def run_scenario(
     folder: Path,
     *,
     kind: str,
-    which: str,
     protocol: str,
     index: int,
     settings: Settings,
@@ -186,7 +168,6 @@ def run_scenario(
         broker,
         tiny,
         folder,
-        which=which,
         protocol=protocol,
         index=index,
         keepalive_s=settings.keepalive_s,
@@ -200,7 +181,8 @@ def run_scenario(
     log_offset = len(broker.log_text())
     device.start()
     _wait(lambda: _connections(broker, device.client_id) >= 1, timeout_s=60, what="the device")
-    time.sleep(1.0)  # its subscription, status and availability go out first
+    _wait(device.subscribed, timeout_s=60, what="the device's subscriptions")
+    time.sleep(1.0)  # its status and availability go out first
     before = net.counters(DEVICE)
     broker_before = tcp_counters(net.namespace(BROKER), connects=0)
     started = time.time()
@@ -238,7 +220,7 @@ def run_scenario(
         ready_s=ready_s,
         task=task,
     )
-    result["summary"] = {"device": which, **result["summary"]}
+    result["summary"] = {"device": "agent", **result["summary"]}
     # the broker's resends on the lossy downlink (its namespace serves only this device)
     result["broker_tcp_retrans_segs"] = broker_after.retrans_segs - broker_before.retrans_segs
     result["broker_tcp_out_segs"] = broker_after.out_segs - broker_before.out_segs
@@ -254,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-drop-s", type=float, default=2.0, help="< keepalive")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
     parser.add_argument("--protocol", action="append", choices=PROTOCOLS)
-    parser.add_argument("--device", action="append", choices=DEVICES)
     parser.add_argument(
         "--workdir", type=Path, help="keep logs and state here (default: a temp dir)"
     )
@@ -271,20 +252,18 @@ def main(argv: list[str] | None = None) -> int:
         with TrialNetwork([DeviceSpec(DEVICE, profile)]) as net:
             with NamespaceBroker(net, folder / "broker", verbose=True) as broker:
                 plan = [
-                    (which, protocol, kind)
-                    for which in args.device or DEVICES
+                    (protocol, kind)
                     for protocol in args.protocol or PROTOCOLS
                     for kind in args.scenario or SCENARIOS
                 ]
-                for index, (which, protocol, kind) in enumerate(plan, start=1):
-                    print(f"{which}: {kind} over MQTT {protocol}", file=sys.stderr, flush=True)
+                for index, (protocol, kind) in enumerate(plan, start=1):
+                    print(f"agent: {kind} over MQTT {protocol}", file=sys.stderr, flush=True)
                     result = run_scenario(
                         net,
                         broker,
                         tiny,
                         folder,
                         kind=kind,
-                        which=which,
                         protocol=protocol,
                         index=index,
                         settings=settings,

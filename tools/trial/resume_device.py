@@ -5,16 +5,12 @@ a tiny ONNX encoder, a signing key), so a task trains in seconds; the daemon, it
 chunk store and its trial log are the product's own. What the measurements read:
 
 - chunk files under ``<state>/fleet/chunks/<payload id>/`` (what the device holds, durably);
-- ``<state>/fleet/state.json`` (the installed payload: the task reached the device);
+- ``<state>/models/state.json`` (the installed payload: the task reached the device);
 - the trial log ``<state>/triallog.sqlite`` (every message the daemon received, in order).
-
-``PrototypeDevice`` runs tools.trial.resume_prototype (the subscription scheme proposed for the
-agent) with the same readers, so both are measured by the same scenarios.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -23,13 +19,15 @@ import sys
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cbor2
 import numpy as np
 
 from agent.config import parse_config
+from agent.errors import ModelStoreError
+from agent.models import ModelStore
 from agent.profiles import dump_toml
+from agent.subscriptions import SubscriptionRecord
 from tools.tiny.device import TinyDevice, make_device
 from tools.trial.clients import REPO
 from tools.trial.network import TrialNetwork
@@ -152,17 +150,26 @@ class AgentDevice(DaemonProcess):
     def held_indices(self, payload_id: str) -> list[int]:
         return _chunk_indices(self.setup.state_dir / "fleet" / "chunks" / payload_id)
 
+    def subscribed(self) -> bool:
+        """Whether the broker acknowledged the device's task subscriptions (its record says so)."""
+        path = self.setup.state_dir / "fleet" / "subscriptions.json"
+        try:  # written atomically by the daemon
+            record = SubscriptionRecord.model_validate_json(path.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return bool(record.standing)
+
     def holds_manifest(self, payload_id: str) -> bool:
         return (self.setup.state_dir / "fleet" / "chunks" / payload_id / "manifest.bin").exists()
 
     def installed(self) -> str | None:
-        path = self.setup.state_dir / "fleet" / "state.json"
+        """The payload id installed for the trial's task, from the model store's record (the
+        device's one record of what is installed)."""
         try:
-            state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            record = ModelStore(self.setup.state_dir).state().tasks.get(TASK)
+        except ModelStoreError:  # not written yet, or caught mid-write by an older reader
             return None
-        payload_id: str | None = (state.get("installed") or {}).get("payload_id")
-        return payload_id
+        return record.payload_digest if record is not None and record.installed else None
 
     def received(self) -> list[tuple[float, str, int]]:
         """(time, topic, payload bytes) of every message the daemon logged, oldest first."""
@@ -174,50 +181,6 @@ class AgentDevice(DaemonProcess):
                 "SELECT received_at, topic, payload_bytes FROM messages ORDER BY id"
             ).fetchall()
         return [(float(t), str(topic), int(n)) for t, topic, n in rows]
-
-
-class PrototypeDevice(DaemonProcess):
-    """tools.trial.resume_prototype: the subscription scheme proposed for the agent."""
-
-    def __init__(
-        self,
-        net: TrialNetwork,
-        where: str,
-        folder: Path,
-        *,
-        device_id: str,
-        group: str,
-        broker_url: str,
-        protocol: str,
-        keepalive_s: int,
-        task: str | None = None,
-    ) -> None:
-        self.client_id = f"proto-{device_id}"
-        self.state = folder / "state"
-        argv = ["tools.trial.resume_prototype", "--url", broker_url, "--group", group]
-        argv += ["--client-id", self.client_id, "--state", str(self.state)]
-        argv += ["--keepalive", str(keepalive_s)]
-        argv += ["--mqtt3"] if protocol == "3.1.1" else []
-        argv += ["--task", task] if task else []
-        folder.mkdir(parents=True, exist_ok=True)
-        super().__init__(net, where, argv, folder / "prototype.log")
-
-    def held_indices(self, payload_id: str) -> list[int]:
-        return _chunk_indices(self.state / "chunks" / payload_id)
-
-    def holds_manifest(self, payload_id: str) -> bool:
-        return (self.state / f"manifest-{payload_id}.bin").exists()
-
-    def installed(self) -> str | None:
-        path = self.state / "installed"
-        return path.read_text(encoding="utf-8").strip() if path.exists() else None
-
-    def received(self) -> list[tuple[float, str, int]]:
-        path = self.state / "received.jsonl"
-        if not path.exists():
-            return []
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        return [(float(r["t"]), str(r["topic"]), int(r["bytes"])) for r in rows]
 
 
 def _chunk_indices(folder: Path) -> list[int]:

@@ -99,7 +99,7 @@ def test_link_persistent_session_gets_task_published_while_offline(mqtt_broker: 
     first.stop()
     admin = _admin(mqtt_broker)
     # Execute: a non-retained QoS 1 message reaches only queued sessions.
-    admin.publish("plada/group/lab/task/chunk/0", b"queued", retain=False)
+    admin.publish("plada/group/lab/tasks/shapes/manifest", b"queued", retain=False)
     second = MqttLink(config, device_id="pi-3")
     second.start()
     event = second.inbox.get(timeout=10)

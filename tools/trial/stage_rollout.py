@@ -65,9 +65,12 @@ def mislabelled(data: bytes, *, version: int, key: SigningKey) -> bytes:
 
 
 def next_version(ctx: TrialContext) -> int:
-    """One above every version a device reports (an agent refuses an older one)."""
+    """One above every version a device reports (an agent refuses an older one) and every version
+    an earlier rollout stage used (a revoked one is refused for good, and its result withdrawn)."""
     seen = [int((d.result(ctx.kit.task) or {}).get("version") or 1) for d in ctx.devices]
-    return max(seen, default=1) + 1
+    version = max([*seen, int(ctx.shared.get("rollout_version", 0))]) + 1
+    ctx.shared["rollout_version"] = version
+    return version
 
 
 def reference_accuracy(ctx: TrialContext) -> tuple[dict[str, float], str]:

@@ -4,11 +4,12 @@ A broker sends every matching retained message again whenever a subscription is 
 the session already holds (MQTT 3.1.1 3.8.4; MQTT 5 retain handling 0). So the link never
 re-subscribes without cause, and never subscribes chunks with a wildcard (issue 19, item 4):
 
-- **standing filters** (`TopicScheme.device_filters`: payloads, manifests, retirements; QoS 1)
-  are subscribed when the broker has no session for the device (CONNACK session present 0), or
-  when this book has no acknowledged record of them in the session it has (a first start after an
-  upgrade from the wildcard scheme, a changed group, a SUBACK lost with the connection, a wiped
-  state folder). The old wildcard filters and any other recorded filter are unsubscribed then;
+- **standing filters** (`TopicScheme.device_filters`: payloads, manifests, retirements,
+  revocations; QoS 1) are subscribed when the broker has no session for the device (CONNACK
+  session present 0), or when this book has no acknowledged record of them in the session it has
+  (a first start after an upgrade from the wildcard scheme, a changed group, a SUBACK lost with
+  the connection, a wiped state folder). The old wildcard filters and any other recorded filter
+  are unsubscribed then;
 - **chunk topics**: exactly the chunks still missing, subscribed QoS 0 once the main loop knows
   them (`want`); each is unsubscribed once its chunk is on disk. QoS 0 leaves nothing in flight in
   the session, so a drop re-delivers nothing; after every (re)connect the main loop resyncs, and

@@ -140,15 +140,16 @@ class TopicScheme:
         return (self.tasks_filter(group), self.task_filter(group))
 
     def device_filters(self, group: str) -> tuple[str, ...]:
-        """What a device keeps subscribed: every task's payload, manifest and retirement, and the
-        one-task scheme's payload and manifest; never a chunk (``+`` matches one level, so
-        ``tasks/+`` does not match ``tasks/<task>/chunk/<i>``). A device subscribes to exactly
-        the chunk topics it is missing, one by one (agent.subscriptions)."""
+        """What a device keeps subscribed: every task's payload, manifest, retirement and
+        revocation, and the one-task scheme's payload and manifest; never a chunk (``+`` matches
+        one level, so ``tasks/+`` does not match ``tasks/<task>/chunk/<i>``). A device subscribes
+        to exactly the chunk topics it is missing, one by one (agent.subscriptions)."""
         tasks = f"{self.base}/group/{validate_segment(group, what='group')}/tasks/+"
         return (
             tasks,
             f"{tasks}/manifest",
             f"{tasks}/retired",
+            f"{tasks}/revoked",  # a staged rollout's abort (plada.revocation)
             self.task(group),
             self.task_manifest(group),
         )

@@ -2,7 +2,7 @@
 tests' tiny device, two device classes) in their own network namespaces on the `lora` profile, a
 real mosquitto in the broker namespace; the task as PLADA, as images and as weights, then an update
 across a mid-transfer link drop and an offline device; the report written and read back. Checks
-what the report says, never how long anything took."""
+what the report says, never how long anything took. The rollout stages: test_trial_rollout.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.support.netns import require_link_emulation
 from tools.trial import registry
 from tools.trial.fleet_plan import plan_fleet
 from tools.trial.kit import TinyKit
-from tools.trial.orchestrator import TrialSettings, run_trial
+from tools.trial.orchestrator import TrialSettings, default_stages, run_trial
 from tools.trial.profiles import load_profiles
 from tools.trial.report_model import TrialReport
 from tools.trial.trial_cli import save_report
@@ -33,7 +33,10 @@ def test_trial_over_lora_reports_every_device_and_stage(tmp_path: Path) -> None:
     settings = TrialSettings(stage_timeout_s=300, startup_timeout_s=400)
     payload = kit.payload_path.read_bytes()
     # Execute
-    report = run_trial(kit, fleet, folder=tmp_path / "run", settings=settings, log=print)
+    stages = default_stages(("plada", "images", "weights", "drop"))
+    report = run_trial(
+        kit, fleet, folder=tmp_path / "run", stages=stages, settings=settings, log=print
+    )
     paths = save_report(report, tmp_path / "out", "trial")
     # Assert: every stage reached both devices, over the lora links
     assert [s.kind for s in report.stages] == ["plada", "images", "weights", "drop"]

@@ -75,6 +75,14 @@ class DataKit:
     def probe_dir(self) -> Path:
         return self._probe
 
+    @property
+    def signing_key_path(self) -> Path:
+        return self.work / "keys" / "private.pem"
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.public_key
+
     def encoder(self, device_class: str) -> str:
         return self._encoders[device_class]
 

@@ -3,8 +3,10 @@
 Its config is the kit's agent table (class encoder, own state folder) plus the trial's links: the
 broker as the device reaches it over its emulated link, a status interval longer than any trial
 (so only task traffic and the agent's own state changes cross the link), no idle cache warming
-competing for the CPU, the task's test images as the probe set, and the Prometheus endpoint on the
-namespace's own loopback. What is read: the result the agent keeps for each task
+competing for the CPU, the task's test images as the probe set, its Home Assistant update entity
+(discovery config and state, retained; the rollout stages show what HA displays), its group
+(canary or rest, tools.trial.fleet_plan), and the Prometheus endpoint on the namespace's own
+loopback. What is read: the result the agent keeps for each task
 (``<state>/fleet/results/<task>.json``: time to model, probe accuracy), its SQLite trial log
 (payload bytes and MQTT framing per payload), and its installed head (the ONNX file a
 weights delivery would carry instead).
@@ -22,19 +24,22 @@ from agent.config import AgentConfig, parse_config
 from agent.models import ModelStore
 from agent.profiles import dump_toml
 from agent.triallog import DB_NAME, TaskSummary, TrialLog
-from tools.trial.fleet_plan import PlannedDevice
+from tools.trial.fleet_plan import CANARY_GROUP, REST_GROUP, PlannedDevice
 from tools.trial.network import TrialNetwork
 from tools.trial.resume_device import DaemonProcess
 
 METRICS_PORT = 9464
 METRICS_URL = f"http://127.0.0.1:{METRICS_PORT}/metrics"
-GROUP = "trial"
+GROUP = REST_GROUP
+GROUPS = (CANARY_GROUP, REST_GROUP)  # every task stage publishes to both
 
 
-def trial_mqtt(broker_url: str, probe_dir: Path, *, keepalive_s: int) -> dict[str, Any]:
+def trial_mqtt(
+    broker_url: str, probe_dir: Path, *, keepalive_s: int, group: str = GROUP
+) -> dict[str, Any]:
     return {
         "broker": broker_url,
-        "group": GROUP,
+        "group": group,
         "protocol": "5",
         "keepalive_s": keepalive_s,
         "reconnect_min_s": 1,
@@ -42,6 +47,8 @@ def trial_mqtt(broker_url: str, probe_dir: Path, *, keepalive_s: int) -> dict[st
         "status_interval_s": 3600,  # no periodic status on a thin link during the trial
         "idle_warm_after_s": 0,  # no idle feature warming competing for the CPU
         "probe_dir": str(probe_dir.resolve()),
+        # the update entity whose retained state the rollout stages read as Home Assistant would
+        "home_assistant": True,
     }
 
 

@@ -10,6 +10,8 @@ train). Both give the same things:
   orchestrator adds the ``[mqtt]`` and ``[metrics]`` tables of the trial's links;
 - ``probe_dir``: labelled test images of the task (root/<class>/<image>); every agent reports its
   real head's accuracy on them;
+- ``signing_key_path`` / ``public_key_path``: the key pair the task is signed with and the devices
+  trust (the rollout stages sign their payloads and the revocation with it);
 - ``payload_version(n)``: an update of the task as version ``n``, signed (the data kit re-signs
   the same selection; the tiny kit selects half its corpus, so the update needs several chunks);
 - ``images_pack(device_class)``: the same task sent as images: the payload's selected corpus images
@@ -42,6 +44,12 @@ class TaskKit(Protocol):
 
     @property
     def probe_dir(self) -> Path: ...
+
+    @property
+    def signing_key_path(self) -> Path: ...
+
+    @property
+    def public_key_path(self) -> Path: ...
 
     def encoder(self, device_class: str) -> str: ...
 
@@ -98,6 +106,14 @@ class TinyKit:
     @property
     def probe_dir(self) -> Path:
         return self._probe / "test"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.tiny.public_key.with_name("private.pem")  # plada.signing.generate_keypair
+
+    @property
+    def public_key_path(self) -> Path:
+        return self.tiny.public_key
 
     def encoder(self, device_class: str) -> str:
         return self.tiny.encoder_path.stem

@@ -10,8 +10,9 @@ embedding of the whole corpus. The timed part: namespaces and links, mosquitto i
 namespace, one ``plada-agent run`` per device namespace (each with its Prometheus endpoint on the
 namespace's loopback), every stage, a final scrape, teardown.
 
-Stages after the default three plug in here (``default_stages``): a staged rollout (one promoted,
-one aborted) and a mid-transfer link drop / offline device, once those features are merged.
+The stages (``STAGES``, run in ``DEFAULT_STAGES`` order): the task as PLADA, images and weights,
+an update across link drops and an offline device, then a staged rollout promoted and one
+aborted (tools.trial.stage_rollout).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tools.trial.network import DeviceSpec, TrialNetwork
 from tools.trial.report_model import DeviceInfo, MetricsScrape, StageReport, TrialReport
 from tools.trial.scrape import figures, scrape
 from tools.trial.stage_drops import LinkDropStage
+from tools.trial.stage_rollout import RolloutStage
 from tools.trial.stages import DeliveryStage, PladaStage, Stage, TrialContext, in_parallel
 from tools.trial.targets import check_targets
 
@@ -48,13 +50,14 @@ STAGES: dict[str, Callable[[], Stage]] = {
     "images": lambda: DeliveryStage("images"),
     "weights": lambda: DeliveryStage("weights"),
     "drop": LinkDropStage,
+    "promote": lambda: RolloutStage("promoted"),
+    "abort": lambda: RolloutStage("aborted"),
 }
-DEFAULT_STAGES = ("plada", "images", "weights", "drop")
+DEFAULT_STAGES = ("plada", "images", "weights", "drop", "promote", "abort")
 
 
 def default_stages(names: Sequence[str] = DEFAULT_STAGES) -> list[Stage]:
-    """The trial's stages, in order. After the staged-rollout work merges, its stages go here:
-    a promoted and an aborted rollout over the same agents."""
+    """The trial's stages, in order."""
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise TrialRunError(f"unknown stage {unknown[0]!r}; known: {', '.join(STAGES)}")
@@ -247,6 +250,9 @@ def _device(
     shutil.rmtree(where / "state", ignore_errors=True)  # every trial trains afresh
     table = kit.agent_table(device_id=planned.name, device_class=planned.device_class, folder=where)
     table["mqtt"] = trial_mqtt(
-        broker.url_for(planned.name), kit.probe_dir, keepalive_s=settings.keepalive_s
+        broker.url_for(planned.name),
+        kit.probe_dir,
+        keepalive_s=settings.keepalive_s,
+        group=planned.group,
     )
     return FleetDevice(net, planned, where, table, encoder=kit.encoder(planned.device_class))

@@ -6,7 +6,7 @@ imports.
         --url mqtt://127.0.0.1:1883 --group trial
 
 prints one JSON line: ``sent_at`` (wall clock just before connecting), ``acked_at``,
-``messages``, ``topics``.
+``messages``, ``topics`` (of every group; ``--group`` repeats, one publish per group).
 """
 
 from __future__ import annotations
@@ -26,18 +26,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("payload", type=Path)
     parser.add_argument("--url", required=True)
-    parser.add_argument("--group", required=True)
+    parser.add_argument("--group", required=True, action="append")
     parser.add_argument("--max-chunk-bytes", type=int, default=DEFAULT_MAX_CHUNK_BYTES)
     args = parser.parse_args(argv)
     data = args.payload.read_bytes()
     options = BrokerOptions(url=args.url, protocol5=True, timeout_s=30)
     sent_at = time.time()
-    report = publish_payload(
-        data, options=options, group=args.group, max_chunk_bytes=args.max_chunk_bytes
-    )
+    reports = [
+        publish_payload(data, options=options, group=group, max_chunk_bytes=args.max_chunk_bytes)
+        for group in args.group
+    ]
     acked_at = time.time()
-    summary = {"sent_at": sent_at, "acked_at": acked_at, "messages": report.messages}
-    print(json.dumps({**summary, "topics": report.topics}), flush=True)
+    messages = reports[0].messages  # per group: what each device is sent
+    topics = [topic for report in reports for topic in report.topics]
+    summary = {"sent_at": sent_at, "acked_at": acked_at, "messages": messages}
+    print(json.dumps({**summary, "topics": topics}), flush=True)
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from plada.atomic import atomic_path, write_text_atomic
 from tools.trial.report_model import DeviceRow, StageReport, TrialReport
+from tools.trial.rollout_tables import rollout_table
 
 KINDS = ("plada", "images", "weights")
 
@@ -253,7 +254,12 @@ def write_markdown(report: TrialReport, path: Path, *, plots: dict[str, str]) ->
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(report.started_at))
     parts = [f"# Field trial over emulated links ({when})", summary_markdown(report, plots=plots)]
     for stage in report.stages:
-        tables = {"plada": plada_table, "drop": drop_table}
+        tables = {
+            "plada": plada_table,
+            "drop": drop_table,
+            "promote": rollout_table,
+            "abort": rollout_table,
+        }
         table = tables.get(stage.kind, delivery_table)(stage)
         parts += [
             f"## {stage.name}",

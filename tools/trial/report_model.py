@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from builder.fleet.rollout_record import RolloutRecord
 from tools.trial.errors import TrialRunError
 
 REPORT_VERSION = 1
@@ -65,7 +66,7 @@ class DeviceRow(_Record):
 
 class StageReport(_Record):
     name: str
-    kind: str  # plada | images | weights (later: rollout, drop)
+    kind: str  # plada | images | weights | drop | promote | abort
     description: str
     started_at: float
     seconds: float
@@ -73,6 +74,7 @@ class StageReport(_Record):
     rows: list[DeviceRow]
     broker_tcp_retrans_segs: int  # the broker namespace's resends to every device in the stage
     notes: list[str] = []
+    rollout: RolloutRecord | None = None  # a rollout stage's record (verdicts, Home Assistant)
 
 
 class TargetCheck(_Record):

@@ -30,7 +30,7 @@ from tools.trial.broker import NamespaceBroker
 from tools.trial.clients import REPO, Subscriber, publish
 from tools.trial.counters import LinkCounters, tcp_counters
 from tools.trial.errors import TrialRunError
-from tools.trial.fleet_device import GROUP, FleetDevice
+from tools.trial.fleet_device import GROUPS, FleetDevice
 from tools.trial.kit import TaskKit
 from tools.trial.mqtt_client import PUBACK, publish_size
 from tools.trial.network import BROKER, TrialNetwork
@@ -143,9 +143,12 @@ def wait_all(
 
 
 def publish_task(ctx: TrialContext, payload: Path, *, max_chunk_bytes: int | None = None) -> float:
-    """Publish a task payload from the broker namespace; when it was sent (wall clock)."""
+    """Publish a task payload to every trial group (canary and rest) from the broker namespace;
+    when it was sent (wall clock)."""
     argv = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "tools.trial.publish_task"]
-    argv += [str(payload), "--url", ctx.broker.local_url, "--group", GROUP]
+    argv += [str(payload), "--url", ctx.broker.local_url]
+    for group in GROUPS:
+        argv += ["--group", group]
     if max_chunk_bytes is not None:
         argv += ["--max-chunk-bytes", str(max_chunk_bytes)]
     out = ctx.net.run(BROKER, argv, timeout_s=120)

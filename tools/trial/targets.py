@@ -5,6 +5,9 @@
   are given for the task as images and as weights (informative: they are the alternatives).
 - After a link drop in the middle of a chunked update no task message is sent again, and a device
   that was offline during the publish gets the update when it comes back.
+- A staged rollout is promoted when every canary device clears the threshold and then reaches the
+  rest; one of a mislabelled build is aborted, the canary serves the version before it again, and
+  the rest never receive it (their agents' trial logs hold no message of it).
 - The timed part of the trial (links up to links down) takes under 10 minutes.
 """
 
@@ -65,9 +68,49 @@ def drop_checks(stage: StageReport) -> list[TargetCheck]:
     return checks
 
 
+ROLLOUT_KINDS = {"promote": "promoted", "abort": "aborted"}
+
+
+def rollout_checks(stage: StageReport) -> list[TargetCheck]:
+    record = stage.rollout
+    expected = ROLLOUT_KINDS[stage.kind]
+    if record is None:
+        missing = TargetCheck(
+            name=f"staged rollout {expected}", value=None, limit=None, met=False, detail="no record"
+        )
+        return [missing]
+    canary = [d for d in record.devices if d.role == "canary"]
+    rest = [d for d in record.devices if d.role == "rest"]
+    got = {r.device for r in stage.rows if r.delivered}
+    if expected == "promoted":
+        ok = [d for d in record.devices if d.verdict == "pass"]
+        serving = [d for d in ok if d.installed_version == record.version]
+        what = f"{len(serving)} of {len(record.devices)} devices passed and serve v{record.version}"
+        met = record.outcome == "promoted" and len(serving) == len(record.devices) > len(canary)
+    else:
+        back = [d for d in canary if d.installed_version != record.version]
+        leaked = sorted(d.device_id for d in rest if d.device_id in got)
+        what = (
+            f"{len(back)} of {len(canary)} canary devices no longer serve v{record.version}; "
+            f"rest devices that received it: {', '.join(leaked) or 'none'}"
+        )
+        met = record.outcome == "aborted" and len(back) == len(canary) and not leaked and rest != []
+    return [
+        TargetCheck(
+            name=f"staged rollout {expected}",
+            value=float(met),
+            limit=1.0,
+            met=met,
+            detail=f"{record.outcome}: {record.reason}; {what}",
+        )
+    ]
+
+
 def check_targets(stages: list[StageReport], *, timed_s: float, devices: int) -> list[TargetCheck]:
-    checks = [c for stage in stages if stage.kind != "drop" for c in stage_checks(stage)]
+    plain = [s for s in stages if s.kind != "drop" and s.kind not in ROLLOUT_KINDS]
+    checks = [c for stage in plain for c in stage_checks(stage)]
     checks += [c for stage in stages if stage.kind == "drop" for c in drop_checks(stage)]
+    checks += [c for stage in stages if stage.kind in ROLLOUT_KINDS for c in rollout_checks(stage)]
     checks.append(
         TargetCheck(
             name=f"timed part under {TIMED_LIMIT_S / 60:g} minutes",

@@ -54,6 +54,10 @@ def save_report(report: TrialReport, out: Path, name: str) -> dict[str, Path]:
     write_json(report, paths["json"])
     write_sqlite(report, paths["sqlite"])
     write_markdown(report, paths["md"], plots=plots)
+    for stage in report.stages:  # the rollout records beside the report, as the product writes them
+        if stage.rollout is not None:
+            paths[f"rollout {stage.kind}"] = out / f"{name}-rollout-{stage.kind}.json"
+            stage.rollout.save(paths[f"rollout {stage.kind}"])
     return paths | {title: out / file for title, file in plots.items()}
 
 

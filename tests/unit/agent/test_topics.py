@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from paho.mqtt.client import topic_matches_sub
 
 from plada.topics import BrokerUrl, ParsedTopic, TopicKind, TopicScheme, parse_broker_url
 
@@ -138,3 +139,23 @@ def test_scheme_per_task_topics_round_trip() -> None:
 )
 def test_scheme_parse_ignores_malformed_per_task_topics(topic: str) -> None:
     assert TopicScheme().parse(topic) is None
+
+
+def test_device_filters_take_every_task_message_but_chunks() -> None:
+    # The standing filters of the subscription book: a revocation must reach the device (a
+    # staged rollout's abort), a chunk must not (it is subscribed one by one when missing).
+    scheme = TopicScheme()
+    filters = scheme.device_filters("lab")
+
+    def matched(topic: str) -> bool:
+        return any(topic_matches_sub(f, topic) for f in filters)
+
+    for topic in (
+        scheme.task("lab", "bins"),
+        scheme.task_manifest("lab", "bins"),
+        scheme.task_retired("lab", "bins"),
+        scheme.task_revoked("lab", "bins"),
+    ):
+        assert matched(topic), topic
+    assert not matched(scheme.task_chunk("lab", 0, "bins"))
+    assert not matched(scheme.task_revoked("other", "bins"))

@@ -112,6 +112,19 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         help="at most this many proposed views (auto; default 1: the full proposal, 2 adds its "
         "geometry alone at about twice the validation time)",
     )
+    parser.add_argument(
+        "--teacher-search",
+        choices=("auto", "off"),
+        default="auto",
+        help="search teacher candidates on k-fold splits of train: the teacher encoders' "
+        "features together, a small MLP, augmented train images (default auto); the winner "
+        "is validated beside the plain per-encoder teachers",
+    )
+    parser.add_argument(
+        "--no-teacher-augment",
+        action="store_true",
+        help="teacher search without augmented train images (they are embedded once per build)",
+    )
     parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
     parser.add_argument("--temperature", type=float, default=1.0, help="energy temperature")
@@ -192,6 +205,8 @@ def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) ->
         note=args.note,
         views=args.views == "auto" and args.strategy is None,
         max_views=args.max_views,
+        teacher_search=args.teacher_search == "auto",
+        teacher_augment=not args.no_teacher_augment,
     )
 
 

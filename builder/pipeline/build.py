@@ -3,6 +3,9 @@
     features   every device encoder and each teacher encoder: corpus (cached) + target splits
     views      (--auto with views) candidate views from the target's images; corpus features
                under each (cached per corpus, encoder and view)
+    teacher_search  (issue 16 item 3) teacher candidates by k-fold on train: several encoders'
+               features together, an MLP, augmented train images; the winner runs label ->
+               candidates -> validate beside the plain teachers (no view only)
     per view (none first) and teacher encoder:
       label        teacher on the train split -> pseudo-labels and scores of every reference image
       candidates   settings x keeps under the budget, each with its signed size (byte search)
@@ -36,7 +39,7 @@ from builder.features.sources import (
 )
 from builder.pipeline.candidates import make_candidates
 from builder.pipeline.config import TaskConfig
-from builder.pipeline.label import label_reference
+from builder.pipeline.label import label_reference, labelling_for
 from builder.pipeline.leakage import check_leakage
 from builder.pipeline.payload import PayloadFields, sign_payload
 from builder.pipeline.report import report_for
@@ -44,6 +47,8 @@ from builder.pipeline.select import Selection
 from builder.pipeline.simulate import simulate_devices, test_candidates
 from builder.pipeline.sizing import PayloadSizer, check_budget_fits
 from builder.pipeline.targets import TargetTask, read_images
+from builder.pipeline.teachers import hook as teacher_hook
+from builder.pipeline.teachers.choose import TeacherRecipe
 from builder.pipeline.validate import AutoInputs, TeacherRun, validate_candidates
 from builder.pipeline.views import corpus_sample, propose_views
 from builder.report.model import BuildReport, TeacherChoice, ViewChoice, ViewReport
@@ -183,6 +188,8 @@ def _build(
             sample = corpus.images(corpus_sample(len(corpus)))
             views, want, have = propose_views(images.train, sample, max_views=config.max_views)
             looks = {"target": want.to_json(), "corpus_sample": have.to_json()}
+    # issue 16 item 3: the teacher search (builder.pipeline.teachers.hook)
+    searched = teacher_hook.run_search(teacher_sources, teachers, images.train, task, config, clock)
     del images
     build = Build(corpus, task, config, fields, signing_key, clock, progress)
     default = config.default_device
@@ -202,6 +209,10 @@ def _build(
         for v, (maybe_view, device, teachs) in enumerate(options):
             on_view = replace(build, fields=replace(fields, view=maybe_view))
             runs += [(v, t, run_until_validation(x, device, on_view)) for t, x in enumerate(teachs)]
+        if searched is not None and not searched.redundant:  # issue 16 item 3: no view only
+            strong = teacher_hook.searched_features(searched, teachers, clock)
+            run = run_until_validation(strong, devices[default], build, recipe=searched.recipe)
+            runs.append((0, len(teachers), run))
         # ties: no view first, then the teacher listed first
         best = max(range(len(runs)), key=lambda i: (runs[i][2].val_accuracy, -i))
         best_view = options[runs[best][0]][0]
@@ -211,6 +222,7 @@ def _build(
                 val_accuracy=r.val_accuracy,
                 strategy=r.chosen.spec.strategy,
                 chosen=i == best,
+                kind=r.labelling.teacher.kind,
             )
             for i, (v, _, r) in enumerate(runs)
             if v == runs[best][0]
@@ -226,7 +238,11 @@ def _build(
             runs[best][2],
             chosen_devices,
             replace(build, fields=replace(fields, view=best_view)),
-            teacher_choice=choices if choice else None,
+            teacher_choice=choices if choice or searched is not None else None,
+        )
+    if searched is not None:  # issue 16 item 3
+        result = replace(
+            result, record=teacher_hook.with_search(result.record, searched, teachers, task, clock)
         )
     if not views:
         return result
@@ -286,18 +302,29 @@ def _check_inputs(
         )
 
 
-def run_until_validation(teacher: TaskFeatures, device: TaskFeatures, build: Build) -> TeacherRun:
-    """label -> candidates -> validate, for one teacher encoder."""
+def run_until_validation(
+    teacher: TaskFeatures, device: TaskFeatures, build: Build, recipe: TeacherRecipe | None = None
+) -> TeacherRun:
+    """label -> candidates -> validate, for one teacher encoder (or a searched teacher: recipe)."""
     config, task, clock = build.config, build.task, build.clock
     with clock.stage("teacher"):
-        labelling = label_reference(
-            teacher.train,
-            task.train.labels,
-            teacher.reference,
-            num_classes=task.num_classes,
-            temperature=config.temperature,
-            config=config.teacher,
-        )
+        if recipe is None:
+            labelling = label_reference(
+                teacher.train,
+                task.train.labels,
+                teacher.reference,
+                num_classes=task.num_classes,
+                temperature=config.temperature,
+                config=config.teacher,
+            )
+        else:  # issue 16 item 3: fitted as the search chose it
+            labelling = labelling_for(
+                recipe.fit(),
+                teacher.train,
+                task.train.labels,
+                teacher.reference,
+                temperature=config.temperature,
+            )
     with clock.stage("candidates"):
         key_id = build.signing_key.key_id if build.signing_key else None
         one = ((config.strategy, config.params),) if config.strategy is not None else None
@@ -319,6 +346,7 @@ def run_until_validation(teacher: TaskFeatures, device: TaskFeatures, build: Bui
             num_classes=task.num_classes,
             teacher_l2=labelling.teacher.l2,
             temperature=config.temperature,
+            recipe=recipe,
         )
         validation = validate_candidates(
             inputs,

@@ -20,10 +20,11 @@ import numpy as np
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
 from builder.pipeline.candidates import Candidate, CandidateSpec
-from builder.pipeline.label import Labelling, label_reference
+from builder.pipeline.label import Labelling, label_reference, labelling_for
 from builder.pipeline.select import select
 from builder.pipeline.simulate import simulate_selection
 from builder.pipeline.teacher import stratified_folds
+from builder.pipeline.teachers.choose import TeacherRecipe
 from plada.head import HeadHyperParams
 
 # Lower = preferred on a tie: class quotas never collapse onto a few classes, and the
@@ -52,6 +53,8 @@ class AutoInputs:
     num_classes: int
     teacher_l2: float
     temperature: float = 1.0
+    # issue 16 item 3: a searched teacher refits its own kind per fold (None: softmax regression)
+    recipe: TeacherRecipe | None = None
 
 
 @dataclass(frozen=True)
@@ -138,14 +141,23 @@ def validate_candidates(
     total = len(specs) * len(splits)
     for j, val_idx in enumerate(splits):
         train_idx = np.setdiff1d(everything, val_idx)
-        scores = label_reference(
-            inputs.train_teacher[train_idx],
-            labels[train_idx],
-            inputs.reference_teacher,
-            num_classes=inputs.num_classes,
-            temperature=inputs.temperature,
-            l2=inputs.teacher_l2,
-        ).scores
+        if inputs.recipe is None:
+            scores = label_reference(
+                inputs.train_teacher[train_idx],
+                labels[train_idx],
+                inputs.reference_teacher,
+                num_classes=inputs.num_classes,
+                temperature=inputs.temperature,
+                l2=inputs.teacher_l2,
+            ).scores
+        else:  # issue 16 item 3
+            scores = labelling_for(
+                inputs.recipe.fit(train_idx),
+                inputs.train_teacher[train_idx],
+                labels[train_idx],
+                inputs.reference_teacher,
+                temperature=inputs.temperature,
+            ).scores
         for i, spec in enumerate(specs):
             selection = select(
                 scores, strategy=spec.strategy, keep=spec.keep, params=spec.params, seed=seed

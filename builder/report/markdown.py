@@ -85,6 +85,40 @@ def _views_table(report: BuildReport) -> list[str]:
     return lines
 
 
+def _teacher_search_table(report: BuildReport) -> list[str]:
+    """Every teacher candidate's k-fold score, and the teacher beside every device's oracle."""
+    search = report.teacher_search
+    if search is None:
+        return []
+    kind = report.teacher.kind if report.teacher else None
+    lines = [
+        "",
+        "## Teacher",
+        "",
+        f"Teacher kind `{kind or '?'}`. Candidates searched on {search.num_folds}-fold splits "
+        "of the train split (val: mean balanced accuracy on held-out folds; test: refitted on "
+        "the whole train split, for information only).",
+        "",
+        "| candidate | hyperparameters | val | val std | test acc |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in search.candidates:
+        mark = " **(chosen)**" if row.chosen else ""
+        lines.append(
+            f"| {row.name}{mark} | {params_text(row.hyper)} | {pct(row.val_accuracy)} | "
+            f"{pct(row.val_std)} | {pct(row.test_accuracy)} |"
+        )
+    lines += [
+        "",
+        "| teacher (test) vs device-oracle | oracle | teacher - oracle |",
+        "| --- | --- | --- |",
+    ]
+    for device, result in report.devices.items():
+        margin = 100 * (report.teacher_accuracy - result.oracle_accuracy)
+        lines.append(f"| `{device}` | {pct(result.oracle_accuracy)} | {margin:+.1f} points |")
+    return lines
+
+
 def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
     report = BuildReport.parse(report)
     corpus, validation, leak = report.corpus, report.validation, report.leakage
@@ -117,6 +151,7 @@ def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
         "",
         *_candidates_table(report),
         *_views_table(report),
+        *_teacher_search_table(report),
     ]
     if report.timings_s:
         lines += ["", "## Timings", "", "| stage | seconds |", "| --- | --- |"]

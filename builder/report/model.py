@@ -118,6 +118,27 @@ class TeacherChoice(Record):
     val_accuracy: float
     strategy: str
     chosen: bool
+    kind: str | None = None  # the teacher's kind (issue 16 item 3); absent: softmax regression
+
+
+class TeacherCandidate(Record):
+    """One teacher candidate of the k-fold teacher search (builder.pipeline.teachers.choose)."""
+
+    name: str
+    kind: str
+    encoders: list[str]
+    augment: str | None = None
+    hyper: dict[str, float | int] = {}
+    val_accuracy: float  # mean balanced accuracy on the held-out train folds
+    val_std: float
+    test_accuracy: float | None = None  # refitted on the whole train split; never used to choose
+    chosen: bool = False  # chosen by the search (the build then validates it against the others)
+
+
+class TeacherSearchInfo(Record):
+    num_folds: int
+    candidates: list[TeacherCandidate]
+    ran: bool  # False: the choice was a plain one-encoder teacher the build runs anyway
 
 
 class ViewReport(Record):
@@ -180,6 +201,7 @@ class BuildReport(Record):
     total_s: float | None = None
     peak_rss_mb: float | None = None
     teacher_choice: list[TeacherChoice] | None = None  # builds with several teacher encoders
+    teacher_search: TeacherSearchInfo | None = None  # builds with the teacher search
     view: ViewReport | None = None  # the payload's view; absent: none
     view_choice: list[ViewChoice] | None = None  # --auto with views: every candidate view
     looks: dict[str, dict[str, Any]] | None = None  # target and corpus as measured for views

@@ -1,0 +1,153 @@
+"""Teacher candidates (issue 16 item 3) on the real targets: each searched candidate's k-fold
+score and test accuracy beside every Lite device class's oracle, and the default device's
+simulated accuracy at 2 and 8 KiB with the plain teachers (before) and with the search (after).
+
+    nice -n 10 .venv/bin/python -m bench.teacher [--tasks fashion,clipart] [--budgets 2KiB,8KiB]
+        [--skip-builds]
+
+Writes bench/results/teacher.json. Views are off in the builds so the difference is the
+teacher's alone (the search runs on the no-view option only)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import ENCODER_BACKEND, RESULTS, ROOT, log, write_json
+from builder.features.sources import EncoderFeatures, TaskFeatures
+from builder.pipeline.budget import parse_budget
+from builder.pipeline.build import build_task_multi
+from builder.pipeline.config import TaskConfig
+from builder.pipeline.simulate import device_oracle
+from builder.pipeline.targets import load_target, read_images
+from builder.pipeline.teachers.choose import ChoiceConfig
+from builder.pipeline.teachers.stage import candidate_test_accuracies, search_stage
+from plada.corpus import Corpus
+from plada.signing import generate_keypair, load_private_key
+
+TEACHERS = ("lite1-96", "lite0-64-int8")
+DEVICES = ("lite0-64-int8", "lite1-96-int8", "lite1-96", "lite1-128")
+
+
+def _source(spec: str, sources: dict[str, EncoderFeatures]) -> EncoderFeatures:
+    if spec not in sources:
+        sources[spec] = EncoderFeatures(
+            spec, cache_root=ROOT / "data/cache/embeddings", progress=False, backend=ENCODER_BACKEND
+        )
+    return sources[spec]
+
+
+def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[str, Any]:
+    """Candidates and oracles from the target's own images (no corpus needed)."""
+    task = load_target(task_dir)
+    train_images, test_images = read_images(task.train.paths), read_images(task.test.paths)
+    teachers = []
+    for spec in TEACHERS:
+        src = _source(spec, sources)
+        train = src.image_features(train_images)
+        teachers.append(
+            TaskFeatures(spec, np.empty((0, train.shape[1]), np.float32), train,
+                         src.image_features(test_images))
+        )  # fmt: skip
+    start = time.perf_counter()
+    searched = search_stage(
+        [_source(s, sources) for s in TEACHERS], teachers, train_images, task.train.labels,
+        num_classes=task.num_classes, augment=True, config=ChoiceConfig(),
+    )  # fmt: skip
+    search_s = time.perf_counter() - start
+    tests = candidate_test_accuracies(searched, teachers, task.test.labels)
+    encoders = searched.search.data.encoders
+    candidates = [
+        {
+            "name": s.spec.name(encoders), "kind": s.spec.kind, "augment": s.spec.augment,
+            "hyper": s.spec.hyper(), "val_accuracy": s.mean, "val_std": s.std,
+            "test_accuracy": t, "chosen": i == searched.search.chosen,
+        }
+        for i, (s, t) in enumerate(zip(searched.search.scored, tests, strict=True))
+    ]  # fmt: skip
+    oracles = {}
+    for spec in DEVICES:
+        src = _source(spec, sources)
+        oracles[spec] = device_oracle(
+            src.image_features(train_images), task.train.labels,
+            src.image_features(test_images), task.test.labels, num_classes=task.num_classes,
+        ).accuracy  # fmt: skip
+    chosen = candidates[searched.search.chosen]["test_accuracy"]
+    return {
+        "candidates": candidates,
+        "oracles": oracles,
+        "chosen_test_accuracy": chosen,
+        "margin_over_best_oracle": chosen - max(oracles.values()),
+        "search_s_warm_features": search_s,
+    }
+
+
+def builds(
+    task_dir: Path, budget: str, key: Path, sources: dict[str, EncoderFeatures]
+) -> dict[str, Any]:
+    corpus = Corpus.open(ROOT / "data/ref-v1")
+    task = load_target(task_dir)
+    out: dict[str, Any] = {}
+    for label, search in (("before", False), ("after", True)):
+        config = TaskConfig(budget=parse_budget(budget), seed=0, created_at=1_800_000_000,
+                            views=False, teacher_search=search)  # fmt: skip
+        start = time.perf_counter()
+        result = build_task_multi(
+            corpus, task, teacher_sources=[_source(s, sources) for s in TEACHERS],
+            device_sources={"lite0-64-int8": _source("lite0-64-int8", sources)},
+            signing_key=load_private_key(key), config=config,
+        )  # fmt: skip
+        report = result.record
+        out[label] = {
+            "device_accuracy": report.device_accuracy,
+            "device_oracle_accuracy": report.device_oracle_accuracy,
+            "relative_to_oracle": report.device_accuracy / report.device_oracle_accuracy,
+            "teacher_accuracy": report.teacher_accuracy,
+            "teacher_kind": report.teacher.kind if report.teacher else None,
+            "teacher_encoder": report.teacher.encoder if report.teacher else None,
+            "strategy": report.strategy,
+            "keep": report.keep,
+            "payload_bytes": report.payload_bytes,
+            "teacher_choice": [c.model_dump() for c in report.teacher_choice or []],
+            "timings_s": report.timings_s,
+            "wall_s": time.perf_counter() - start,
+        }
+        log(f"{task_dir.name} {budget} {label}: device {report.device_accuracy:.4f} "
+            f"teacher {report.teacher_accuracy:.4f} ({out[label]['teacher_kind']})")  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", default="fashion,clipart,digits")
+    parser.add_argument("--build-tasks", default="fashion,clipart")
+    parser.add_argument("--budgets", default="2KiB,8KiB")
+    parser.add_argument("--skip-builds", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "teacher.json")
+    args = parser.parse_args()
+    sources: dict[str, EncoderFeatures] = {}
+    results: dict[str, Any] = {"teachers": {}, "builds": {}, "seed": 0, "views": False}
+    for name in args.tasks.split(","):
+        log(f"teacher candidates: {name}")
+        results["teachers"][name] = teacher_rows(ROOT / "data/targets" / name, sources)
+        write_json(args.out, results)
+    if not args.skip_builds:
+        keys = ROOT / "build/bench-teacher-keys"
+        if not (keys / "private.pem").exists():
+            generate_keypair(keys)
+        for name in args.build_tasks.split(","):
+            for budget in args.budgets.split(","):
+                results["builds"][f"{name}/{budget}"] = builds(
+                    ROOT / "data/targets" / name, budget, keys / "private.pem", sources
+                )
+                write_json(args.out, results)
+    results["load_average"] = list(__import__("os").getloadavg())
+    write_json(args.out, results)
+
+
+if __name__ == "__main__":
+    main()

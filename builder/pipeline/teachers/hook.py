@@ -1,0 +1,90 @@
+"""The teacher search's hook into the build (builder.pipeline.build): when to run it, its stage
+timings, and its report record. Kept here so the build only gains a few marked lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import Protocol
+
+from PIL import Image
+
+from builder.features.sources import FeatureSource, TaskFeatures
+from builder.pipeline.config import TaskConfig
+from builder.pipeline.targets import TargetTask
+from builder.pipeline.teachers.choose import ChoiceConfig
+from builder.pipeline.teachers.stage import (
+    SearchedTeacher,
+    candidate_test_accuracies,
+    search_stage,
+    teacher_features,
+)
+from builder.report.model import BuildReport, TeacherCandidate, TeacherSearchInfo
+
+
+class Clock(Protocol):
+    timings: dict[str, float]
+
+    def stage(self, name: str) -> AbstractContextManager[None]: ...
+
+
+def run_search(
+    sources: Sequence[FeatureSource],
+    teachers: Sequence[TaskFeatures],
+    train_images: Sequence[Image.Image],
+    task: TargetTask,
+    config: TaskConfig,
+    clock: Clock,
+) -> SearchedTeacher | None:
+    """The search on the train split, or None when the build was asked not to search."""
+    if not config.teacher_search:
+        return None
+    choice = ChoiceConfig(teacher=replace(config.teacher, seed=config.seed))
+    choice = replace(choice, mlp=replace(choice.mlp, seed=config.seed))
+    with clock.stage("teacher_search"):
+        return search_stage(
+            sources, teachers, train_images, task.train.labels, num_classes=task.num_classes,
+            augment=config.teacher_augment, config=choice,
+        )  # fmt: skip
+
+
+def searched_features(
+    searched: SearchedTeacher, teachers: Sequence[TaskFeatures], clock: Clock
+) -> TaskFeatures:
+    with clock.stage("teacher_search"):
+        return teacher_features(searched, teachers)
+
+
+def with_search(
+    record: BuildReport,
+    searched: SearchedTeacher,
+    teachers: Sequence[TaskFeatures],
+    task: TargetTask,
+    clock: Clock,
+) -> BuildReport:
+    """The report with every candidate's validated score and (for information) test accuracy;
+    the test refits are timed apart so the search's own cost stays visible."""
+    with clock.stage("teacher_search_test"):
+        tests = candidate_test_accuracies(searched, teachers, task.test.labels)
+    search = searched.search
+    encoders = search.data.encoders
+    rows = [
+        TeacherCandidate(
+            name=s.spec.name(encoders),
+            kind=s.spec.kind,
+            encoders=[encoders[i] for i in s.spec.encoders],
+            augment=s.spec.augment,
+            hyper=s.spec.hyper(),
+            val_accuracy=round(s.mean, 4),
+            val_std=round(s.std, 4),
+            test_accuracy=round(test, 4),
+            chosen=i == search.chosen,
+        )
+        for i, (s, test) in enumerate(zip(search.scored, tests, strict=True))
+    ]
+    info = TeacherSearchInfo(
+        num_folds=search.num_folds, candidates=rows, ran=not searched.redundant
+    )
+    timings = {**record.timings_s, **clock.timings}
+    return record.model_copy(update={"teacher_search": info, "timings_s": timings})

@@ -125,6 +125,12 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="teacher search without augmented train images (they are embedded once per build)",
     )
+    parser.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="also fine-tune the first teacher encoder on the train split (torch, CPU) and "
+        "re-embed the corpus with it as one more teacher; slow (the report times it)",
+    )
     parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
     parser.add_argument("--temperature", type=float, default=1.0, help="energy temperature")
@@ -207,6 +213,7 @@ def _config(args: argparse.Namespace, *, budget: Budget, default_device: str) ->
         max_views=args.max_views,
         teacher_search=args.teacher_search == "auto",
         teacher_augment=not args.no_teacher_augment,
+        fine_tune=args.fine_tune,
     )
 
 

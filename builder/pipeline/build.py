@@ -181,6 +181,10 @@ def _build(
     with clock.stage("features"):
         devices = {n: extract_features(s, corpus, images) for n, s in device_sources.items()}
         teachers = [extract_features(s, corpus, images) for s in teacher_sources]
+    if config.fine_tune:  # issue 16 item 3: --fine-tune (builder.pipeline.teachers.finetune)
+        teacher_sources, teachers = teacher_hook.add_fine_tuned(
+            teacher_sources, teachers, corpus, images, task, config, clock
+        )
     views: list[View] = []
     looks: dict[str, dict[str, Any]] | None = None
     if config.auto and config.views:

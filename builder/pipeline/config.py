@@ -44,6 +44,8 @@ class TaskConfig:
     # per-encoder teachers (builder.pipeline.teachers)
     teacher_search: bool = True
     teacher_augment: bool = True
+    # --fine-tune: the first teacher encoder fine-tuned on train joins the teachers (costly)
+    fine_tune: bool = False
 
     @property
     def auto(self) -> bool:

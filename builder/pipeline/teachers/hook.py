@@ -10,10 +10,21 @@ from typing import Protocol
 
 from PIL import Image
 
-from builder.features.sources import FeatureSource, TaskFeatures
+from builder.features.sources import (
+    CorpusImages,
+    FeatureSource,
+    TaskFeatures,
+    TaskImages,
+    extract_features,
+)
 from builder.pipeline.config import TaskConfig
 from builder.pipeline.targets import TargetTask
 from builder.pipeline.teachers.choose import ChoiceConfig
+from builder.pipeline.teachers.finetune import (
+    FineTuneConfig,
+    FineTunedFeatures,
+    fine_tune_encoder,
+)
 from builder.pipeline.teachers.stage import (
     SearchedTeacher,
     candidate_test_accuracies,
@@ -27,6 +38,27 @@ class Clock(Protocol):
     timings: dict[str, float]
 
     def stage(self, name: str) -> AbstractContextManager[None]: ...
+
+
+def add_fine_tuned(
+    sources: Sequence[FeatureSource],
+    teachers: Sequence[TaskFeatures],
+    corpus: CorpusImages,
+    images: TaskImages,
+    task: TargetTask,
+    config: TaskConfig,
+    clock: Clock,
+) -> tuple[list[FeatureSource], list[TaskFeatures]]:
+    """`--fine-tune`: the first teacher encoder fine-tuned on train, as one more teacher."""
+    with clock.stage("fine_tune"):
+        encoder = fine_tune_encoder(
+            sources[0].id, images.train, task.train.labels, num_classes=task.num_classes,
+            config=FineTuneConfig(seed=config.seed),
+        )  # fmt: skip
+        source = FineTunedFeatures(encoder)
+    with clock.stage("features"):
+        features = extract_features(source, corpus, images)
+    return [*sources, source], [*teachers, features]
 
 
 def run_search(

@@ -200,3 +200,29 @@ def test_build_runs_the_searched_teacher_on_tiny_data(tmp_path: Path) -> None:
     assert report.teacher.encoder == chosen_run.encoder and report.teacher.kind == chosen_run.kind
     assert "teacher_search" in report.timings_s
     assert "## Teacher" in render_markdown(report)
+
+
+def test_fine_tune_changes_the_encoder_and_embeds_with_it() -> None:
+    # Prepare: the smallest Lite backbone, two classes a few images each
+    from builder.pipeline.teachers.finetune import (
+        FineTuneConfig,
+        FineTunedFeatures,
+        fine_tune_encoder,
+        weights_digest,
+    )
+
+    images = [Image.new("RGB", (32, 32), (255 * (i % 2), 40 * i, 0)) for i in range(8)]
+    labels = np.arange(8) % 2
+    config = FineTuneConfig(epochs=1, batch_size=4)
+    # Execute
+    tuned = fine_tune_encoder("lite0-32", images, labels, num_classes=2, config=config)
+    untouched = fine_tune_encoder(
+        "lite0-32", images, labels, num_classes=2, config=FineTuneConfig(epochs=0)
+    )
+    source = FineTunedFeatures(tuned)
+    # Assert
+    assert weights_digest(tuned.module) != weights_digest(untouched.module)
+    assert source.id.startswith("lite0-32-ft-")
+    features = source.image_features(images)
+    assert features.shape == (8, tuned.feature_dim)
+    assert np.isfinite(features).all()

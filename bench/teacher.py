@@ -61,7 +61,7 @@ def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[st
     search_s = time.perf_counter() - start
     tests = candidate_test_accuracies(searched, teachers, task.test.labels)
     encoders = searched.search.data.encoders
-    candidates = [
+    candidates: list[dict[str, Any]] = [
         {
             "name": s.spec.name(encoders), "kind": s.spec.kind, "augment": s.spec.augment,
             "hyper": s.spec.hyper(), "val_accuracy": s.mean, "val_std": s.std,
@@ -76,13 +76,47 @@ def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[st
             src.image_features(train_images), task.train.labels,
             src.image_features(test_images), task.test.labels, num_classes=task.num_classes,
         ).accuracy  # fmt: skip
-    chosen = candidates[searched.search.chosen]["test_accuracy"]
+    chosen = tests[searched.search.chosen]
     return {
         "candidates": candidates,
         "oracles": oracles,
         "chosen_test_accuracy": chosen,
         "margin_over_best_oracle": chosen - max(oracles.values()),
         "search_s_warm_features": search_s,
+    }
+
+
+def fine_tune_rows(task_dir: Path, spec: str = TEACHERS[0]) -> dict[str, Any]:
+    """--fine-tune's teacher on the target splits (the corpus re-embedding timed on a sample and
+    extrapolated: torch eager over 83,480 images is too slow for this shared machine)."""
+    from builder.pipeline.teacher import fit_teacher
+    from builder.pipeline.teachers.finetune import (
+        FineTuneConfig,
+        FineTunedFeatures,
+        fine_tune_encoder,
+    )
+
+    task = load_target(task_dir)
+    train_images, test_images = read_images(task.train.paths), read_images(task.test.paths)
+    start = time.perf_counter()
+    encoder = fine_tune_encoder(
+        spec, train_images, task.train.labels, num_classes=task.num_classes,
+        config=FineTuneConfig(),
+    )  # fmt: skip
+    tune_s = time.perf_counter() - start
+    source = FineTunedFeatures(encoder)
+    train = source.image_features(train_images)
+    start = time.perf_counter()
+    test = source.image_features(test_images)
+    per_image_s = (time.perf_counter() - start) / len(test_images)
+    teacher = fit_teacher(train, task.train.labels, num_classes=task.num_classes)
+    corpus_size = len(Corpus.open(ROOT / "data/ref-v1"))
+    return {
+        "encoder": spec,
+        "fine_tune_s": tune_s,
+        "teacher_test_accuracy": float(np.mean(teacher.predict(test) == task.test.labels)),
+        "embed_s_per_image": per_image_s,
+        "corpus_embed_s_extrapolated": per_image_s * corpus_size,
     }
 
 
@@ -127,6 +161,7 @@ def main() -> None:
     parser.add_argument("--build-tasks", default="fashion,clipart")
     parser.add_argument("--budgets", default="2KiB,8KiB")
     parser.add_argument("--skip-builds", action="store_true")
+    parser.add_argument("--fine-tune-tasks", default="", help="tasks to measure --fine-tune on")
     parser.add_argument("--out", type=Path, default=RESULTS / "teacher.json")
     args = parser.parse_args()
     sources: dict[str, EncoderFeatures] = {}
@@ -134,6 +169,10 @@ def main() -> None:
     for name in args.tasks.split(","):
         log(f"teacher candidates: {name}")
         results["teachers"][name] = teacher_rows(ROOT / "data/targets" / name, sources)
+        write_json(args.out, results)
+    for name in filter(None, args.fine_tune_tasks.split(",")):
+        log(f"fine-tune: {name}")
+        results.setdefault("fine_tune", {})[name] = fine_tune_rows(ROOT / "data/targets" / name)
         write_json(args.out, results)
     if not args.skip_builds:
         keys = ROOT / "build/bench-teacher-keys"

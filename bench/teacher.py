@@ -20,7 +20,7 @@ import numpy as np
 from bench._common import ENCODER_BACKEND, RESULTS, ROOT, log, write_json
 from builder.features.sources import EncoderFeatures, TaskFeatures
 from builder.pipeline.budget import parse_budget
-from builder.pipeline.build import build_task_multi
+from builder.pipeline.build import build_task_multi, single_blas
 from builder.pipeline.config import TaskConfig
 from builder.pipeline.simulate import device_oracle
 from builder.pipeline.targets import load_target, read_images
@@ -54,12 +54,14 @@ def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[st
                          src.image_features(test_images))
         )  # fmt: skip
     start = time.perf_counter()
-    searched = search_stage(
+    with single_blas():
+        searched = search_stage(
         [_source(s, sources) for s in TEACHERS], teachers, train_images, task.train.labels,
         num_classes=task.num_classes, augment=True, config=ChoiceConfig(),
     )  # fmt: skip
     search_s = time.perf_counter() - start
-    tests = candidate_test_accuracies(searched, teachers, task.test.labels)
+    with single_blas():
+        tests = candidate_test_accuracies(searched, teachers, task.test.labels)
     encoders = searched.search.data.encoders
     candidates: list[dict[str, Any]] = [
         {

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from PIL import Image
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from builder.features.sources import (
     CorpusImages,
@@ -74,7 +75,9 @@ def run_search(
         return None
     choice = ChoiceConfig(teacher=replace(config.teacher, seed=config.seed))
     choice = replace(choice, mlp=replace(choice.mlp, seed=config.seed))
-    with clock.stage("teacher_search"):
+    # one BLAS thread, as the build's later stages (build.single_blas: spinning threads were
+    # measured 30x slower on this loaded 2-core machine)
+    with clock.stage("teacher_search"), threadpool_limits(limits=1, user_api="blas"):
         return search_stage(
             sources, teachers, train_images, task.train.labels, num_classes=task.num_classes,
             augment=config.teacher_augment, config=choice,
@@ -97,7 +100,7 @@ def with_search(
 ) -> BuildReport:
     """The report with every candidate's validated score and (for information) test accuracy;
     the test refits are timed apart so the search's own cost stays visible."""
-    with clock.stage("teacher_search_test"):
+    with clock.stage("teacher_search_test"), threadpool_limits(limits=1, user_api="blas"):
         tests = candidate_test_accuracies(searched, teachers, task.test.labels)
     search = searched.search
     encoders = search.data.encoders

@@ -56,9 +56,9 @@ def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[st
     start = time.perf_counter()
     with single_blas():
         searched = search_stage(
-        [_source(s, sources) for s in TEACHERS], teachers, train_images, task.train.labels,
-        num_classes=task.num_classes, augment=True, config=ChoiceConfig(),
-    )  # fmt: skip
+            [_source(s, sources) for s in TEACHERS], teachers, train_images, task.train.labels,
+            num_classes=task.num_classes, augment=True, config=ChoiceConfig(),
+        )  # fmt: skip
     search_s = time.perf_counter() - start
     with single_blas():
         tests = candidate_test_accuracies(searched, teachers, task.test.labels)

@@ -168,7 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     sources: dict[str, EncoderFeatures] = {}
     results: dict[str, Any] = {"teachers": {}, "builds": {}, "seed": 0, "views": False}
-    for name in args.tasks.split(","):
+    for name in filter(None, args.tasks.split(",")):
         log(f"teacher candidates: {name}")
         results["teachers"][name] = teacher_rows(ROOT / "data/targets" / name, sources)
         write_json(args.out, results)

@@ -144,6 +144,9 @@ class Build:
     signing_key: SigningKey | None
     clock: StageClock
     progress: Progress | None
+    # issue 16 item 3: L2 per teacher encoder as the teacher search already chose it on the same
+    # folds (each plain teacher would otherwise repeat that k-fold path)
+    teacher_l2: Mapping[str, float] = field(default_factory=dict)
 
     def report_progress(self, stage: str) -> Callable[[int, int], None] | None:
         progress = self.progress
@@ -195,7 +198,10 @@ def _build(
     # issue 16 item 3: the teacher search (builder.pipeline.teachers.hook)
     searched = teacher_hook.run_search(teacher_sources, teachers, images.train, task, config, clock)
     del images
-    build = Build(corpus, task, config, fields, signing_key, clock, progress)
+    build = Build(
+        corpus, task, config, fields, signing_key, clock, progress,
+        teacher_hook.known_l2(searched),
+    )  # fmt: skip
     default = config.default_device
     options: list[tuple[View | None, TaskFeatures, list[TaskFeatures]]] = [
         (None, devices[default], teachers)
@@ -320,6 +326,7 @@ def run_until_validation(
                 num_classes=task.num_classes,
                 temperature=config.temperature,
                 config=config.teacher,
+                l2=build.teacher_l2.get(teacher.encoder),
             )
         else:  # issue 16 item 3: fitted as the search chose it
             labelling = labelling_for(

@@ -73,7 +73,9 @@ def run_search(
     """The search on the train split, or None when the build was asked not to search."""
     if not config.teacher_search:
         return None
-    choice = ChoiceConfig(teacher=replace(config.teacher, seed=config.seed))
+    # the teacher's own folds (config.teacher's seed) as the plain teachers' L2 choice uses them,
+    # so known_l2 hands them exactly what they would have chosen
+    choice = ChoiceConfig(teacher=config.teacher)
     choice = replace(choice, mlp=replace(choice.mlp, seed=config.seed))
     # one BLAS thread, as the build's later stages (build.single_blas: spinning threads were
     # measured 30x slower on this loaded 2-core machine)
@@ -82,6 +84,22 @@ def run_search(
             sources, teachers, train_images, task.train.labels, num_classes=task.num_classes,
             augment=config.teacher_augment, config=choice,
         )  # fmt: skip
+
+
+def known_l2(searched: SearchedTeacher | None) -> dict[str, float]:
+    """Each encoder's plain softmax-regression L2 as the search chose it: the same stratified
+    folds (seed, count) and grid as the plain teacher's own choice (teacher.choose_l2)."""
+    if searched is None:
+        return {}
+    search = searched.search
+    return {
+        search.data.encoders[s.spec.encoders[0]]: s.spec.l2
+        for s in search.scored
+        if len(s.spec.encoders) == 1
+        and s.spec.kind == "softmax-regression"
+        and s.spec.augment is None
+        and s.spec.l2 is not None
+    }
 
 
 def searched_features(

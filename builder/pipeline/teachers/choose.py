@@ -5,7 +5,9 @@ augmentation of the train images (none, shifts, mirror and shifts).
 The search is greedy, one question at a time on the same folds, and a step only replaces the
 teacher so far when its mean held-out balanced accuracy is higher: the features first (linear
 probes, the L2 chosen per candidate), then the MLP on the best features, then augmentation of the
-best of those. Every candidate's fold scores are kept for the report. Hyperparameters (L2, or
+best of those, with the hyperparameters already chosen for it (augmented copies multiply the
+training rows, so a second hyperparameter search would multiply the cost too). Every candidate's
+fold scores are kept for the report. Hyperparameters (L2, or
 weight decay and epochs) are chosen on the folds too, and the chosen candidate keeps them when it
 is refitted, on the whole train split or on a validation fold's training part (TeacherRecipe)."""
 
@@ -170,8 +172,10 @@ def fit_spec(
 def _score_linear(
     recipe: TeacherRecipe, folds: list[np.ndarray], config: ChoiceConfig
 ) -> ScoredSpec:
+    spec = recipe.spec
+    teacher = config.teacher if spec.l2 is None else replace(config.teacher, l2_grid=(spec.l2,))
     accs = l2_path_scores(
-        recipe.train, recipe.labels, num_classes=recipe.num_classes, config=config.teacher,
+        recipe.train, recipe.labels, num_classes=recipe.num_classes, config=teacher,
         folds=folds, extra=recipe.extra,
     )  # fmt: skip
     l2 = best_l2(accs)
@@ -181,7 +185,9 @@ def _score_linear(
 def _score_mlp(recipe: TeacherRecipe, folds: list[np.ndarray], config: ChoiceConfig) -> ScoredSpec:
     """Every weight decay trained for max_epochs on each fold; the (decay, epochs) with the best
     mean held-out curve wins (ties: fewer epochs, then the stronger decay)."""
-    mlp = config.mlp
+    mlp, spec = config.mlp, recipe.spec
+    if spec.weight_decay is not None and spec.epochs is not None:
+        mlp = replace(mlp, weight_decays=(spec.weight_decay,), max_epochs=spec.epochs)
     curves: dict[float, list[list[float]]] = {wd: [] for wd in mlp.weight_decays}
     for val_idx in folds:
         tr = np.setdiff1d(np.arange(len(recipe.labels)), val_idx)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,22 @@ def _source(spec: str, sources: dict[str, EncoderFeatures]) -> EncoderFeatures:
     return sources[spec]
 
 
-def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[str, Any]:
-    """Candidates and oracles from the target's own images (no corpus needed)."""
+def teacher_rows(
+    task_dir: Path,
+    sources: dict[str, EncoderFeatures],
+    *,
+    devices: tuple[str, ...] = DEVICES,
+    test_sample: int = 0,
+) -> dict[str, Any]:
+    """Candidates and oracles from the target's own images (no corpus needed); test_sample > 0
+    scores on that many test images (stratified, seed 0) when the whole split is too slow to
+    embed on a loaded machine."""
     task = load_target(task_dir)
+    if test_sample:
+        rng = np.random.default_rng(0)
+        keep = np.sort(rng.permutation(len(task.test))[:test_sample])
+        task = replace(task, test=replace(task.test, paths=tuple(task.test.paths[i] for i in keep),
+                                           labels=task.test.labels[keep]))  # fmt: skip
     train_images, test_images = read_images(task.train.paths), read_images(task.test.paths)
     teachers = []
     for spec in TEACHERS:
@@ -72,7 +86,7 @@ def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[st
         for i, (s, t) in enumerate(zip(searched.search.scored, tests, strict=True))
     ]  # fmt: skip
     oracles = {}
-    for spec in DEVICES:
+    for spec in devices:
         src = _source(spec, sources)
         oracles[spec] = device_oracle(
             src.image_features(train_images), task.train.labels,
@@ -85,6 +99,7 @@ def teacher_rows(task_dir: Path, sources: dict[str, EncoderFeatures]) -> dict[st
         "chosen_test_accuracy": chosen,
         "margin_over_best_oracle": chosen - max(oracles.values()),
         "search_s_warm_features": search_s,
+        "test_images": len(task.test),
     }
 
 
@@ -171,6 +186,8 @@ def main() -> None:
     parser.add_argument("--build-tasks", default="clipart,fashion")
     parser.add_argument("--budgets", default="2KiB,8KiB")
     parser.add_argument("--skip-builds", action="store_true")
+    parser.add_argument("--devices", default=",".join(DEVICES), help="oracles of these classes")
+    parser.add_argument("--test-sample", type=int, default=0, help="score on N test images")
     parser.add_argument("--fine-tune-tasks", default="", help="tasks to measure --fine-tune on")
     parser.add_argument("--out", type=Path, default=RESULTS / "teacher.json")
     args = parser.parse_args()
@@ -178,7 +195,10 @@ def main() -> None:
     results: dict[str, Any] = {"teachers": {}, "builds": {}, "seed": 0, "views": False}
     for name in filter(None, args.tasks.split(",")):
         log(f"teacher candidates: {name}")
-        results["teachers"][name] = teacher_rows(ROOT / "data/targets" / name, sources)
+        results["teachers"][name] = teacher_rows(
+            ROOT / "data/targets" / name, sources, devices=tuple(args.devices.split(",")),
+            test_sample=args.test_sample,
+        )  # fmt: skip
         write_json(args.out, results)
     for name in filter(None, args.fine_tune_tasks.split(",")):
         log(f"fine-tune: {name}")

@@ -50,7 +50,7 @@ def teacher_rows(
     test_sample: int = 0,
 ) -> dict[str, Any]:
     """Candidates and oracles from the target's own images (no corpus needed); test_sample > 0
-    scores on that many test images (stratified, seed 0) when the whole split is too slow to
+    scores on that many test images (drawn at random, seed 0) when the whole split is too slow to
     embed on a loaded machine."""
     task = load_target(task_dir)
     if test_sample:

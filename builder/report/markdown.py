@@ -103,7 +103,7 @@ def _teacher_search_table(report: BuildReport) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for row in search.candidates:
-        mark = " **(chosen)**" if row.chosen else ""
+        mark = " **(search's choice)**" if row.chosen else ""
         lines.append(
             f"| {row.name}{mark} | {params_text(row.hyper)} | {pct(row.val_accuracy)} | "
             f"{pct(row.val_std)} | {pct(row.test_accuracy)} |"

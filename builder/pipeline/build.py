@@ -196,6 +196,7 @@ def _build(
             views, want, have = propose_views(images.train, sample, max_views=config.max_views)
             looks = {"target": want.to_json(), "corpus_sample": have.to_json()}
     # issue 16 item 3: the teacher search (builder.pipeline.teachers.hook)
+    searched_run: TeacherRun | None = None
     searched = teacher_hook.run_search(teacher_sources, teachers, images.train, task, config, clock)
     del images
     build = Build(
@@ -222,7 +223,9 @@ def _build(
         if searched is not None and not searched.redundant:  # issue 16 item 3: no view only
             strong = teacher_hook.searched_features(searched, teachers, clock)
             run = run_until_validation(strong, devices[default], build, recipe=searched.recipe)
-            runs.append((0, len(teachers), run))
+            searched_run = run
+            if teacher_hook.clear_win(run, [r for _, _, r in runs]):
+                runs.append((0, len(teachers), run))
         # ties: no view first, then the teacher listed first
         best = max(range(len(runs)), key=lambda i: (runs[i][2].val_accuracy, -i))
         best_view = options[runs[best][0]][0]
@@ -252,7 +255,10 @@ def _build(
         )
     if searched is not None:  # issue 16 item 3
         result = replace(
-            result, record=teacher_hook.with_search(result.record, searched, teachers, task, clock)
+            result,
+            record=teacher_hook.with_search(
+                result.record, searched, teachers, task, clock, searched_run
+            ),
         )
     if not views:
         return result

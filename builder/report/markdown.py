@@ -108,6 +108,13 @@ def _teacher_search_table(report: BuildReport) -> list[str]:
             f"| {row.name}{mark} | {params_text(row.hyper)} | {pct(row.val_accuracy)} | "
             f"{pct(row.val_std)} | {pct(row.test_accuracy)} |"
         )
+    if search.device_val_accuracy is not None:
+        lines += [
+            "",
+            f"The search's teacher validated {pct(search.device_val_accuracy)} on the device; "
+            f"it is kept only when that beats every plain teacher by more than "
+            f"{pct(search.device_tie_tolerance)}.",
+        ]
     lines += [
         "",
         "| teacher (test) vs device-oracle | oracle | teacher - oracle |",

@@ -139,6 +139,9 @@ class TeacherSearchInfo(Record):
     num_folds: int
     candidates: list[TeacherCandidate]
     ran: bool  # False: the choice was a plain one-encoder teacher the build runs anyway
+    # its run's validated device score, and the margin it had to beat the plain teachers by
+    device_val_accuracy: float | None = None
+    device_tie_tolerance: float | None = None
 
 
 class ViewReport(Record):

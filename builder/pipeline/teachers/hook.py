@@ -148,7 +148,11 @@ def with_search(
         for i, (s, test) in enumerate(zip(search.scored, tests, strict=True))
     ]
     info = TeacherSearchInfo(
-        num_folds=search.num_folds, candidates=rows, ran=not searched.redundant
+        num_folds=search.num_folds,
+        candidates=rows,
+        ran=run is not None,
+        device_val_accuracy=None if run is None else run.val_accuracy,
+        device_tie_tolerance=None if run is None else round(run.validation.tie_tolerance, 4),
     )
     timings = {**record.timings_s, **clock.timings}
     return record.model_copy(update={"teacher_search": info, "timings_s": timings})

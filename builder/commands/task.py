@@ -149,6 +149,26 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         help="at most this many proposed views (auto; default 1: the full proposal, 2 adds its "
         "geometry alone at about twice the validation time)",
     )
+    parser.add_argument(
+        "--teacher-search",
+        choices=("auto", "off"),
+        default="off",
+        help="search teacher candidates on k-fold splits of train: the teacher encoders' "
+        "features together, a small MLP, augmented train images; the winner is validated "
+        "beside the plain per-encoder teachers (default off: measured to cost 50-210 s per "
+        "warm build without yet moving a device's accuracy)",
+    )
+    parser.add_argument(
+        "--no-teacher-augment",
+        action="store_true",
+        help="teacher search without augmented train images (they are embedded once per build)",
+    )
+    parser.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="also fine-tune the first teacher encoder on the train split (torch, CPU) and "
+        "re-embed the corpus with it as one more teacher; slow (the report times it)",
+    )
     parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
     parser.add_argument(
@@ -246,6 +266,9 @@ def _config(args: argparse.Namespace, *, budget: Budget, fleet: FleetChoice) -> 
         note=args.note,
         views=args.views == "auto" and args.strategy is None,
         max_views=args.max_views,
+        teacher_search=args.teacher_search == "auto",
+        teacher_augment=not args.no_teacher_augment,
+        fine_tune=args.fine_tune,
     )
 
 

@@ -3,6 +3,9 @@
     features   every device encoder and each teacher encoder: corpus (cached) + target splits
     views      (--auto with views) candidate views from the target's images; corpus features
                under each (cached per corpus, encoder and view)
+    teacher_search  (issue 16 item 3) teacher candidates by k-fold on train: several encoders'
+               features together, an MLP, augmented train images; the winner runs label ->
+               candidates -> validate beside the plain teachers (no view only)
     per view (none first) and teacher encoder:
       label        teacher on the train split -> pseudo-labels and scores of every reference image
       candidates   settings x keeps under the budget, each with its signed size (byte search)
@@ -37,7 +40,7 @@ from builder.features.sources import (
 )
 from builder.pipeline.candidates import make_candidates
 from builder.pipeline.config import TaskConfig
-from builder.pipeline.label import label_reference
+from builder.pipeline.label import label_reference, labelling_for
 from builder.pipeline.leakage import check_leakage
 from builder.pipeline.payload import PayloadFields, sign_payload
 from builder.pipeline.report import report_for
@@ -45,6 +48,8 @@ from builder.pipeline.select import Selection
 from builder.pipeline.simulate import simulate_devices, test_candidates
 from builder.pipeline.sizing import PayloadSizer, check_budget_fits
 from builder.pipeline.targets import TargetTask, read_images
+from builder.pipeline.teachers import hook as teacher_hook
+from builder.pipeline.teachers.choose import TeacherRecipe
 from builder.pipeline.validate import AutoInputs, DeviceRows, TeacherRun, validate_candidates
 from builder.pipeline.views import corpus_sample, propose_views
 from builder.report.model import BuildReport, TeacherChoice, ViewChoice, ViewReport
@@ -140,6 +145,9 @@ class Build:
     signing_key: SigningKey | None
     clock: StageClock
     progress: Progress | None
+    # issue 16 item 3: L2 per teacher encoder as the teacher search already chose it on the same
+    # folds (each plain teacher would otherwise repeat that k-fold path)
+    teacher_l2: Mapping[str, float] = field(default_factory=dict)
 
     def report_progress(self, stage: str) -> Callable[[int, int], None] | None:
         progress = self.progress
@@ -177,6 +185,10 @@ def _build(
     with clock.stage("features"):
         devices = {n: extract_features(s, corpus, images) for n, s in device_sources.items()}
         teachers = [extract_features(s, corpus, images) for s in teacher_sources]
+    if config.fine_tune:  # issue 16 item 3: --fine-tune (builder.pipeline.teachers.finetune)
+        teacher_sources, teachers = teacher_hook.add_fine_tuned(
+            teacher_sources, teachers, corpus, images, task, config, clock
+        )
     views: list[View] = []
     looks: dict[str, dict[str, Any]] | None = None
     if config.auto and config.views:
@@ -184,8 +196,14 @@ def _build(
             sample = corpus.images(corpus_sample(len(corpus)))
             views, want, have = propose_views(images.train, sample, max_views=config.max_views)
             looks = {"target": want.to_json(), "corpus_sample": have.to_json()}
+    # issue 16 item 3: the teacher search (builder.pipeline.teachers.hook)
+    searched_run: TeacherRun | None = None
+    searched = teacher_hook.run_search(teacher_sources, teachers, images.train, task, config, clock)
     del images
-    build = Build(corpus, task, config, fields, signing_key, clock, progress)
+    build = Build(
+        corpus, task, config, fields, signing_key, clock, progress,
+        teacher_hook.known_l2(searched),
+    )  # fmt: skip
     default = config.default_device
     # Every named device class is validated (the fleet objective); the default one first.
     validated = {default: devices[default]} | {n: f for n, f in devices.items() if n != default}
@@ -210,6 +228,12 @@ def _build(
                 (v, t, run_until_validation(x, classes, on_view_build))
                 for t, x in enumerate(teachs)
             ]
+        if searched is not None and not searched.redundant:  # issue 16 item 3: no view only
+            strong = teacher_hook.searched_features(searched, teachers, clock)
+            run = run_until_validation(strong, validated, build, recipe=searched.recipe)
+            searched_run = run
+            if teacher_hook.clear_win(run, [r for _, _, r in runs]):
+                runs.append((0, len(teachers), run))
         # ties: no view first, then the teacher listed first
         best = max(range(len(runs)), key=lambda i: (runs[i][2].val_score, -i))
         best_view = options[runs[best][0]][0]
@@ -220,6 +244,7 @@ def _build(
                 strategy=r.chosen.spec.strategy,
                 chosen=i == best,
                 val_score=r.val_score,
+                kind=r.labelling.teacher.kind,
             )
             for i, (v, _, r) in enumerate(runs)
             if v == runs[best][0]
@@ -229,7 +254,14 @@ def _build(
             runs[best][2],
             chosen_devices,
             replace(build, fields=replace(fields, view=best_view)),
-            teacher_choice=choices if choice else None,
+            teacher_choice=choices if choice or searched is not None else None,
+        )
+    if searched is not None:  # issue 16 item 3
+        result = replace(
+            result,
+            record=teacher_hook.with_search(
+                result.record, searched, teachers, task, clock, searched_run
+            ),
         )
     if not views:
         return result
@@ -291,20 +323,33 @@ def _check_inputs(
 
 
 def run_until_validation(
-    teacher: TaskFeatures, devices: Mapping[str, TaskFeatures], build: Build
+    teacher: TaskFeatures,
+    devices: Mapping[str, TaskFeatures],
+    build: Build,
+    recipe: TeacherRecipe | None = None,
 ) -> TeacherRun:
-    """label -> candidates -> validate, for one teacher encoder, on every device class in
-    `devices` (the default one first)."""
+    """label -> candidates -> validate, for one teacher encoder (or a searched teacher: recipe),
+    on every device class in `devices` (the default one first)."""
     config, task, clock = build.config, build.task, build.clock
     with clock.stage("teacher"):
-        labelling = label_reference(
-            teacher.train,
-            task.train.labels,
-            teacher.reference,
-            num_classes=task.num_classes,
-            temperature=config.temperature,
-            config=config.teacher,
-        )
+        if recipe is None:
+            labelling = label_reference(
+                teacher.train,
+                task.train.labels,
+                teacher.reference,
+                num_classes=task.num_classes,
+                temperature=config.temperature,
+                config=config.teacher,
+                l2=build.teacher_l2.get(teacher.encoder),
+            )
+        else:  # issue 16 item 3: fitted as the search chose it
+            labelling = labelling_for(
+                recipe.fit(),
+                teacher.train,
+                task.train.labels,
+                teacher.reference,
+                temperature=config.temperature,
+            )
     with clock.stage("candidates"):
         key_id = build.signing_key.key_id if build.signing_key else None
         one = ((config.strategy, config.params),) if config.strategy is not None else None
@@ -330,6 +375,7 @@ def run_until_validation(
             default_device=config.default_device,
             more_devices={n: DeviceRows(f.train, f.reference) for n, f in devices.items()},
             objective=config.objective,
+            recipe=recipe,
         )
         validation = validate_candidates(
             inputs,

@@ -50,6 +50,13 @@ class TaskConfig:
     # one proposal keeps a warm build within 1.5x of one without views (digits 8 KiB: 66 s vs
     # 43 s; two: 116 s, 97.7 % instead of 96.7 % of the oracle): README "Views"
     max_views: int = 1
+    # issue 16 item 3: search teacher candidates (several encoders' features together, an MLP,
+    # augmented train images) by k-fold on train; the winner is validated beside the plain
+    # per-encoder teachers (builder.pipeline.teachers)
+    teacher_search: bool = False  # off by default: costs 50-210 s warm, no device gain yet
+    teacher_augment: bool = True
+    # --fine-tune: the first teacher encoder fine-tuned on train joins the teachers (costly)
+    fine_tune: bool = False
 
     @property
     def auto(self) -> bool:

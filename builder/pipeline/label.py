@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from builder.pipeline.scores import ReferenceScores, score_reference
-from builder.pipeline.teacher import Teacher, TeacherConfig, fit_teacher
+from builder.pipeline.teacher import TeacherConfig, fit_teacher
+from builder.pipeline.teachers.model import TeacherModel
 
 
 @dataclass(frozen=True)
 class Labelling:
-    teacher: Teacher
+    teacher: TeacherModel
     scores: ReferenceScores  # of every reference image, from this teacher
 
 
@@ -31,6 +32,20 @@ def label_reference(
     teacher = fit_teacher(
         train_features, train_labels, num_classes=num_classes, config=config, l2=l2
     )
+    return labelling_for(
+        teacher, train_features, train_labels, reference_features, temperature=temperature
+    )
+
+
+def labelling_for(
+    teacher: TeacherModel,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    reference_features: np.ndarray,
+    *,
+    temperature: float,
+) -> Labelling:
+    """Scores of every reference image from a teacher already fitted (any kind)."""
     scores = score_reference(
         teacher.logits(reference_features),
         temperature=temperature,

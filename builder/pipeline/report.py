@@ -35,8 +35,6 @@ from builder.report.model import (
 from plada.corpus import Corpus
 from plada.head import HeadHyperParams
 
-TEACHER_KIND = "softmax-regression"
-
 
 def energy_histogram(
     energy_all: np.ndarray, kept: np.ndarray, *, bins: int = 50
@@ -110,7 +108,7 @@ def teacher_info(
 ) -> TeacherInfo:
     return TeacherInfo(
         encoder=features.encoder,
-        kind=TEACHER_KIND,
+        kind=labelling.teacher.kind,
         l2=labelling.teacher.l2,
         accuracy=float(np.mean(predictions == test_labels)),
         balanced_accuracy=balanced_accuracy(predictions, test_labels),

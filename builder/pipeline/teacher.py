@@ -41,6 +41,10 @@ class Teacher:
     l2: float
 
     @property
+    def kind(self) -> str:
+        return "softmax-regression"
+
+    @property
     def num_classes(self) -> int:
         return int(self.bias.shape[0])
 
@@ -155,34 +159,61 @@ def balanced_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(recalls)) if recalls else 0.0
 
 
-def choose_l2(
-    features: np.ndarray, labels: np.ndarray, *, num_classes: int, config: TeacherConfig
-) -> float:
-    """The L2 strength with the best mean balanced k-fold accuracy (ties: the stronger L2).
+def l2_path_scores(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    config: TeacherConfig,
+    folds: list[np.ndarray] | None = None,
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> dict[float, list[float]]:
+    """Balanced accuracy on each held-out fold for every L2 of the grid.
 
     Each fold walks the grid from strong to weak L2, warm-starting from the previous solution
-    (a regularisation path): a few L-BFGS iterations per step instead of a cold start."""
-    if len(config.l2_grid) == 0:
-        return config.l2
-    num_folds = max(2, min(config.num_folds, int(np.bincount(labels).min())))
-    folds = stratified_folds(labels, num_folds=num_folds, seed=config.seed)
+    (a regularisation path): a few L-BFGS iterations per step instead of a cold start. `extra`
+    is (features, labels, source index) of training-only rows (augmented copies of train images):
+    a fold trains on the copies of its training images only, so no copy of a held-out image
+    leaks into its own validation."""
+    if folds is None:
+        num_folds = max(2, min(config.num_folds, int(np.bincount(labels).min())))
+        folds = stratified_folds(labels, num_folds=num_folds, seed=config.seed)
     grid = sorted(config.l2_grid, reverse=True)
     accs: dict[float, list[float]] = {l2: [] for l2 in grid}
     for val_idx in folds:
         tr = np.setdiff1d(np.arange(len(labels)), val_idx)
-        x, mean, scale = _standardise(features[tr])
+        x_tr, y_tr = np.asarray(features[tr]), labels[tr]
+        if extra is not None:
+            keep = ~np.isin(extra[2], val_idx)
+            x_tr = np.concatenate([x_tr, extra[0][keep]])
+            y_tr = np.concatenate([y_tr, extra[1][keep]])
+        x, mean, scale = _standardise(x_tr)
         x_val = (np.asarray(features[val_idx], dtype=np.float64) - mean) * scale
         theta: np.ndarray | None = None
         for l2 in grid:
             w, b = _fit_standardised(
-                x, labels[tr], num_classes=num_classes, l2=l2, config=config, init=theta
+                x, y_tr, num_classes=num_classes, l2=l2, config=config, init=theta
             )
             theta = np.concatenate([w.ravel(), b])
             pred = np.argmax(x_val @ w + b, axis=1)
             accs[l2].append(balanced_accuracy(pred, labels[val_idx]))
-    scores = [(float(np.mean(accs[l2])), l2) for l2 in grid]
+    return accs
+
+
+def best_l2(accs: dict[float, list[float]]) -> float:
+    """The L2 with the best mean fold score (ties: the stronger L2)."""
+    scores = [(float(np.mean(v)), l2) for l2, v in accs.items()]
     best = max(s for s, _ in scores)
     return max(l2 for s, l2 in scores if s >= best - 1e-9)
+
+
+def choose_l2(
+    features: np.ndarray, labels: np.ndarray, *, num_classes: int, config: TeacherConfig
+) -> float:
+    """The L2 strength with the best mean balanced k-fold accuracy (ties: the stronger L2)."""
+    if len(config.l2_grid) == 0:
+        return config.l2
+    return best_l2(l2_path_scores(features, labels, num_classes=num_classes, config=config))
 
 
 def fit_teacher(

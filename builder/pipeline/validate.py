@@ -30,12 +30,13 @@ import numpy as np
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
 from builder.pipeline.candidates import Candidate, CandidateSpec
-from builder.pipeline.label import Labelling, label_reference
+from builder.pipeline.label import Labelling, label_reference, labelling_for
 from builder.pipeline.objective import FleetObjective, check_weights, fleet_scores
 from builder.pipeline.scores import ReferenceScores
 from builder.pipeline.select import Selection, select
 from builder.pipeline.simulate import device_oracle, simulate_selection
 from builder.pipeline.teacher import stratified_folds
+from builder.pipeline.teachers.choose import TeacherRecipe
 from plada.head import HeadHyperParams
 
 # Lower = preferred on a tie: class quotas never collapse onto a few classes, and the
@@ -76,6 +77,9 @@ class AutoInputs:
     default_device: str = DEFAULT_DEVICE_NAME
     more_devices: Mapping[str, DeviceRows] = field(default_factory=dict)  # validated too
     objective: FleetObjective = field(default_factory=FleetObjective)
+
+    # issue 16 item 3: a searched teacher refits its own kind per fold (None: softmax regression)
+    recipe: TeacherRecipe | None = None
 
     @property
     def devices(self) -> dict[str, DeviceRows]:
@@ -216,10 +220,16 @@ class _Evaluator:
         if j not in self._teacher:
             train_idx, _ = self._parts(j)
             x = self.inputs
-            self._teacher[j] = label_reference(
-                x.train_teacher[train_idx], x.train_labels[train_idx], x.reference_teacher,
-                num_classes=x.num_classes, temperature=x.temperature, l2=x.teacher_l2,
-            ).scores  # fmt: skip
+            if x.recipe is None:
+                self._teacher[j] = label_reference(
+                    x.train_teacher[train_idx], x.train_labels[train_idx], x.reference_teacher,
+                    num_classes=x.num_classes, temperature=x.temperature, l2=x.teacher_l2,
+                ).scores  # fmt: skip
+            else:  # issue 16 item 3: a searched teacher refits its own kind per fold
+                self._teacher[j] = labelling_for(
+                    x.recipe.fit(train_idx), x.train_teacher[train_idx],
+                    x.train_labels[train_idx], x.reference_teacher, temperature=x.temperature,
+                ).scores  # fmt: skip
         return self._teacher[j]
 
     def _select(self, i: int, j: int) -> Selection:

@@ -149,6 +149,47 @@ def _validation_text(report: BuildReport) -> list[str]:
     return [text, ""]
 
 
+def _teacher_search_table(report: BuildReport) -> list[str]:
+    """Every teacher candidate's k-fold score, and the teacher beside every device's oracle."""
+    search = report.teacher_search
+    if search is None:
+        return []
+    kind = report.teacher.kind if report.teacher else None
+    lines = [
+        "",
+        "## Teacher",
+        "",
+        f"Teacher kind `{kind or '?'}`. Candidates searched on {search.num_folds}-fold splits "
+        "of the train split (val: mean balanced accuracy on held-out folds; test: refitted on "
+        "the whole train split, for information only).",
+        "",
+        "| candidate | hyperparameters | val | val std | test acc |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in search.candidates:
+        mark = " **(search's choice)**" if row.chosen else ""
+        lines.append(
+            f"| {row.name}{mark} | {params_text(row.hyper)} | {pct(row.val_accuracy)} | "
+            f"{pct(row.val_std)} | {pct(row.test_accuracy)} |"
+        )
+    if search.device_val_accuracy is not None:
+        lines += [
+            "",
+            f"The search's teacher validated {pct(search.device_val_accuracy)} on the device; "
+            f"it is kept only when that beats every plain teacher by more than "
+            f"{pct(search.device_tie_tolerance)}.",
+        ]
+    lines += [
+        "",
+        "| teacher (test) vs device-oracle | oracle | teacher - oracle |",
+        "| --- | --- | --- |",
+    ]
+    for device, result in report.devices.items():
+        margin = 100 * (report.teacher_accuracy - result.oracle_accuracy)
+        lines.append(f"| `{device}` | {pct(result.oracle_accuracy)} | {margin:+.1f} points |")
+    return lines
+
+
 def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
     report = BuildReport.parse(report)
     corpus, leak = report.corpus, report.leakage
@@ -176,6 +217,7 @@ def render_markdown(report: BuildReport | Mapping[str, Any]) -> str:
         *_candidates_table(report),
         *_fleet_table(report),
         *_views_table(report),
+        *_teacher_search_table(report),
     ]
     if report.timings_s:
         lines += ["", "## Timings", "", "| stage | seconds |", "| --- | --- |"]

@@ -153,6 +153,30 @@ class TeacherChoice(Record):
     strategy: str
     chosen: bool
     val_score: float | None = None  # what the choice maximised (several classes: the objective)
+    kind: str | None = None  # the teacher's kind (issue 16 item 3); absent: softmax regression
+
+
+class TeacherCandidate(Record):
+    """One teacher candidate of the k-fold teacher search (builder.pipeline.teachers.choose)."""
+
+    name: str
+    kind: str
+    encoders: list[str]
+    augment: str | None = None
+    hyper: dict[str, float | int] = {}
+    val_accuracy: float  # mean balanced accuracy on the held-out train folds
+    val_std: float
+    test_accuracy: float | None = None  # refitted on the whole train split; never used to choose
+    chosen: bool = False  # chosen by the search (the build then validates it against the others)
+
+
+class TeacherSearchInfo(Record):
+    num_folds: int
+    candidates: list[TeacherCandidate]
+    ran: bool  # False: the choice was a plain one-encoder teacher the build runs anyway
+    # its run's validated device score, and the margin it had to beat the plain teachers by
+    device_val_accuracy: float | None = None
+    device_tie_tolerance: float | None = None
 
 
 class ViewReport(Record):
@@ -217,6 +241,7 @@ class BuildReport(Record):
     peak_rss_mb: float | None = None
     teacher_choice: list[TeacherChoice] | None = None  # builds with several teacher encoders
     fleet: FleetInfo | None = None  # builds validating several device classes
+    teacher_search: TeacherSearchInfo | None = None  # builds with the teacher search
     view: ViewReport | None = None  # the payload's view; absent: none
     view_choice: list[ViewChoice] | None = None  # --auto with views: every candidate view
     looks: dict[str, dict[str, Any]] | None = None  # target and corpus as measured for views

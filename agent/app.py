@@ -518,7 +518,8 @@ class AgentApp:
     def on_progress(self, task: str, version: int, fraction: float, stage: str) -> None:
         self.watchdog.tick()
         self.status.training(task=task, version=version, progress=100 * fraction, detail=stage)
-        self.publish_status()
+        if fraction < 1.0:  # at 100 % ready (or a fault) follows at once and says it all
+            self.publish_status()
 
     def on_fault(self, error: LastError) -> None:
         self.status.rejected(error)

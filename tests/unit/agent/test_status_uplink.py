@@ -52,14 +52,14 @@ def test_progress_within_a_state_is_coalesced_and_state_changes_go_at_once(
     assert states == [("training", "starting"), ("error", "")]
 
 
-def test_progress_interval_zero_sends_every_step(tmp_path: Path, keys: Keys) -> None:
+def test_progress_interval_zero_sends_every_step_but_the_last(tmp_path: Path, keys: Keys) -> None:
     # Prepare
     link = FakeLink()
     app = _app(tmp_path, keys, link, progress_interval_s=0)
     # Execute
-    for fraction, stage in ((0.0, "starting"), (0.6, "train")):
+    for fraction, stage in ((0.0, "starting"), (0.6, "train"), (1.0, "done")):
         app.on_progress("shapes", 2, fraction, stage)
-    # Assert
+    # Assert: each step went, but 100 % waits for ready (or a fault), which follows at once
     assert [s["detail"] for s in _statuses(link)] == ["starting", "train"]
 
 

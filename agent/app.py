@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent import systemd
 from agent.applier import PipelineApplier
@@ -42,7 +42,7 @@ from agent.receiver import Complete, Receiver, Source
 from agent.results import ResultPublisher
 from agent.retirement import retire
 from agent.revocation import revoke
-from agent.status import AgentState, LastError, StatusReporter
+from agent.status import AgentState, LastError, StatusReporter, compact_json
 from agent.task_queue import TaskQueue
 from agent.triallog import TrialLog, mqtt_overhead_bytes
 from plada.chunks import Chunk, Manifest, parse_chunk, parse_manifest
@@ -69,7 +69,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STATE_SUBDIR = "fleet"
-_STATUS_MIN_INTERVAL_S = 0.5  # progress updates are rate-limited
 _UNCLEAN_STOP = Fault(
     FaultClass.DEVICE,
     "UncleanStop",
@@ -129,6 +128,11 @@ class AgentApp:
         )
         self.causes = CauseWatch(applier.watch_paths, interval_s=config.recovery.watch_interval_s)
         self._last_status_at = 0.0
+        # What status last went out (its fields but the timestamp): a status that says nothing
+        # new is not sent again (a thin link pays ~1 kB up and an acknowledgement down for it).
+        self._last_status: dict[str, Any] | None = None
+        # Home Assistant task configs sent on this connection: retained, so sent once each.
+        self._announced: dict[str, bytes] = {}
         self._last_periodic = time.monotonic()
         self._last_traffic = time.monotonic()
         self._idle_work = True
@@ -263,9 +267,11 @@ class AgentApp:
         self.watchdog.tick()
         now = time.monotonic()
         if self._store_changed() or now - self._last_periodic >= self.mqtt.status_interval_s:
-            self._last_periodic = now
+            heartbeat = now - self._last_periodic >= self.mqtt.status_interval_s
+            if heartbeat:
+                self._last_periodic = now
             self._refresh_installed()
-            self.publish_status(force=True)
+            self.publish_status(force=True, heartbeat=heartbeat)
         deferred = any(p.failures for p in self.queue.state.pending.values())
         if self.causes.changed(armed=deferred):
             logger.info("corpus or encoder files changed: retrying deferred tasks now")
@@ -316,6 +322,8 @@ class AgentApp:
         )
 
     def _on_connected(self) -> None:
+        # A new connection sends every config again: the broker may have lost its retained ones.
+        self._announced.clear()
         if self.mqtt.home_assistant:
             topic, body = self.status.home_assistant_discovery(
                 prefix=self.mqtt.home_assistant_prefix
@@ -326,16 +334,27 @@ class AgentApp:
                 # shows "none" and the release summary says why; a retired task's goes.
                 revoked_to_none = bool(record.rolled_back) and record.retired is None
                 self._announce_task(task, present=record.installed is not None or revoked_to_none)
-        self.publish_status(force=True)
+        self.publish_status(force=True, heartbeat=True)
         self.results.republish()
 
-    def publish_status(self, *, force: bool = False) -> None:
+    def publish_status(self, *, force: bool = False, heartbeat: bool = False) -> None:
+        """Publish status. Progress within one state (``force`` off) goes out at most once per
+        ``progress_interval_s``; a state change, or a forced one (ready, a fault), at once. A
+        status equal to the last one sent but for its timestamp is skipped unless it is a
+        ``heartbeat`` (the periodic one, and the first on each connection)."""
         now = time.monotonic()
-        if not force and now - self._last_status_at < _STATUS_MIN_INTERVAL_S:
+        self.status.pending = self.queue.view()
+        body = self.status.to_dict()
+        fields = {k: v for k, v in body.items() if k != "updated_at"}
+        last = self._last_status
+        if not heartbeat and last == fields:
+            return
+        same_state = last is not None and last.get("state") == fields["state"]
+        if not force and same_state and now - self._last_status_at < self.mqtt.progress_interval_s:
             return
         self._last_status_at = now
-        self.status.pending = self.queue.view()
-        self.link.publish(self.topics.status(self.config.device_id), self.status.to_json())
+        self._last_status = fields
+        self.link.publish(self.topics.status(self.config.device_id), compact_json(body))
 
     def _announce_task(self, task: str, *, present: bool) -> None:
         """A task's Home Assistant entity: its config, or an empty retained one (removed)."""
@@ -344,7 +363,11 @@ class AgentApp:
         topic, body = self.status.home_assistant_task_discovery(
             task, prefix=self.mqtt.home_assistant_prefix
         )
-        self.link.publish(topic, body if present else b"")
+        body = body if present else b""
+        if self._announced.get(topic) == body:
+            return  # retained on the broker already: every install would resend ~1.4 kB
+        self._announced[topic] = body
+        self.link.publish(topic, body)
 
     # -- receiving ------------------------------------------------------------------------------
     def _handle(self, inbound: Inbound) -> None:
@@ -495,7 +518,8 @@ class AgentApp:
     def on_progress(self, task: str, version: int, fraction: float, stage: str) -> None:
         self.watchdog.tick()
         self.status.training(task=task, version=version, progress=100 * fraction, detail=stage)
-        self.publish_status()
+        if fraction < 1.0:  # at 100 % ready (or a fault) follows at once and says it all
+            self.publish_status()
 
     def on_fault(self, error: LastError) -> None:
         self.status.rejected(error)

@@ -47,6 +47,13 @@ class MqttConfig(BaseModel):
         gt=0,
         description="seconds between periodic status publishes (and watchdog ticks)",
     )
+    progress_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="while a task downloads or trains, its progress is published at most once "
+        "per this many seconds (every state change, and ready or a fault, go out at once): "
+        "each status is ~1 kB up and an acknowledgement down on a thin link",
+    )
     username: str | None = Field(
         default=None, description="broker username (usually the device id)"
     )

@@ -78,7 +78,13 @@ class TaskResult:
     probe_skipped: int = 0  # probe images that could not be read (named in the device's log)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        return compact_json(asdict(self))
+
+
+def compact_json(value: Any) -> bytes:
+    """JSON as the agent publishes it: no spaces after separators (a status is ~8 % smaller;
+    every byte goes up a link that may carry 9.6 kbit/s)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def _version_label(task: str | None, version: int | None) -> str | None:
@@ -255,7 +261,7 @@ class StatusReporter:
         }
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")
+        return compact_json(self.to_dict())
 
     def home_assistant_discovery(self, *, prefix: str) -> tuple[str, bytes]:
         """Topic and config of a Home Assistant MQTT ``update`` entity for this device."""
@@ -280,7 +286,7 @@ class StatusReporter:
             },
         }
         topic = f"{prefix}/update/{object_id}/config"
-        return topic, json.dumps(config, sort_keys=True).encode("utf-8")
+        return topic, compact_json(config)
 
     def home_assistant_task_discovery(self, task: str, *, prefix: str) -> tuple[str, bytes]:
         """Topic and config of one task's Home Assistant ``update`` entity (its installed and
@@ -328,7 +334,7 @@ class StatusReporter:
             "device": {"identifiers": [node_id]},
         }
         topic = f"{prefix}/update/{node_id}/{task}/config"
-        return topic, json.dumps(config, sort_keys=True).encode("utf-8")
+        return topic, compact_json(config)
 
 
 def release_summary(

@@ -223,8 +223,10 @@ class Chaos:
         return self._junk("junk_task", group, topic, choices)
 
     def _junk_chunk(self, group: str) -> Injection:
-        index = self.rng.randrange(900, 1000)  # beyond any real chunk: never overwrites one
-        topic = self.fleet.broker_topics().task_chunk(group, index, self.fleet.task_of(group))
+        # Junk on the chunked-delivery path. Not on a chunk topic: devices subscribe to a chunk
+        # topic only while they miss that chunk, so junk there reaches nobody (the point of the
+        # no-resend scheme); the manifest topic is one every device of the group listens to.
+        topic = self.fleet.broker_topics().task_manifest(group, self.fleet.task_of(group))
         choices = {
             "random": self.rng.randbytes(self.rng.randrange(1, 600)),
             "cbor": cbor2.dumps({"kind": "plada-chunk", "format": 1, "index": -1}),

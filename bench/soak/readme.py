@@ -15,7 +15,7 @@ _WHAT = {
     "broker_restart": "broker restart",
     "corrupt_image": "corrupt corpus image, repaired later",
     "junk_task": "junk on the task topic",
-    "junk_chunk": "junk on a chunk topic",
+    "junk_chunk": "junk on the manifest topic (chunked delivery)",
 }
 _RECOVERY = {k: "kill" for k in KINDS if k.startswith("kill")} | {
     "broker_restart": "broker_restart",

@@ -13,13 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
-from agent.errors import TaskTopicError
-from agent.faults import classify
 from agent.models import ModelStore, RetireOutcome
-from plada.errors import PayloadError
-from plada.payload import payload_digest
+from agent.orders import open_order
 from plada.tombstone import Tombstone, decode_tombstone
 
 if TYPE_CHECKING:
@@ -47,19 +45,16 @@ def retire(
     queue: TaskQueue,
 ) -> Retirement | None:
     """Verify and apply a tombstone; None when it was refused (reported) or already known."""
-    digest = payload_digest(data)
-    if digest in queue.state.rejected:
+    opened = open_order(
+        data,
+        decode=partial(decode_tombstone, trusted_keys=keys, allow_unsigned=allow_unsigned),
+        topic_task=topic_task,
+        names="retire: the tombstone retires",
+        queue=queue,
+    )
+    if opened is None:
         return None
-    try:
-        tombstone = decode_tombstone(data, trusted_keys=keys, allow_unsigned=allow_unsigned)
-        if topic_task is not None and tombstone.task != topic_task:
-            raise TaskTopicError(
-                f"retire: the tombstone retires {tombstone.task!r} but came on the topic of "
-                f"task {topic_task!r}"
-            )
-    except (PayloadError, TaskTopicError) as exc:
-        queue.refuse(classify(exc), payload_id=digest, task=topic_task)
-        return None
+    tombstone, digest = opened
     record = store.task_record(tombstone.task)
     if record is not None and record.retired is not None:
         if record.retired.version >= tombstone.version:

@@ -15,13 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
-from agent.errors import TaskTopicError
-from agent.faults import classify
 from agent.models import ModelStore, RevokeOutcome
-from plada.errors import PayloadError
-from plada.payload import payload_digest
+from agent.orders import open_order
 from plada.revocation import Revocation, decode_revocation
 
 if TYPE_CHECKING:
@@ -49,19 +47,16 @@ def revoke(
     queue: TaskQueue,
 ) -> Revoked | None:
     """Verify and apply a revocation; None when it was refused (reported) or already applied."""
-    digest = payload_digest(data)
-    if digest in queue.state.rejected:
+    opened = open_order(
+        data,
+        decode=partial(decode_revocation, trusted_keys=keys, allow_unsigned=allow_unsigned),
+        topic_task=topic_task,
+        names="revoke: the revocation names",
+        queue=queue,
+    )
+    if opened is None:
         return None
-    try:
-        revocation = decode_revocation(data, trusted_keys=keys, allow_unsigned=allow_unsigned)
-        if topic_task is not None and revocation.task != topic_task:
-            raise TaskTopicError(
-                f"revoke: the revocation names {revocation.task!r} but came on the topic of "
-                f"task {topic_task!r}"
-            )
-    except (PayloadError, TaskTopicError) as exc:
-        queue.refuse(classify(exc), payload_id=digest, task=topic_task)
-        return None
+    revocation, digest = opened
     waiting = queue.state.pending.get(revocation.task)
     if waiting is not None and waiting.payload_id == revocation.payload_id:
         queue.drop(waiting)

@@ -286,17 +286,22 @@ def encode_payload(
     Raises PayloadValueError / PayloadLimitError naming the field if the payload is out of bounds.
     """
     codec, data = _encode_checked_selection(payload, codecs)
-    body = cbor2.dumps(_body_dict(payload, codec, data), canonical=True)
-    envelope: dict[str, Any] = {"format": FORMAT_VERSION, "body": body}
-    if signing_key is not None:
-        envelope["key_id"] = signing_key.key_id
-        envelope["signature"] = sign(body, signing_key)
-    out = cbor2.dumps(envelope, canonical=True)
+    out = _seal(cbor2.dumps(_body_dict(payload, codec, data), canonical=True), signing_key)
     if len(out) > limits.MAX_PAYLOAD_BYTES:
         raise PayloadLimitError(
             f"payload: {len(out)} bytes, over the decode bound {limits.MAX_PAYLOAD_BYTES}"
         )
     return out
+
+
+def _seal(body: bytes, signing_key: SigningKey | None) -> bytes:
+    """The one signed envelope around an encoded body (payloads, tombstones, revocations), so
+    the three wire formats cannot drift apart: signed unless `signing_key` is None (tests)."""
+    envelope: dict[str, Any] = {"format": FORMAT_VERSION, "body": body}
+    if signing_key is not None:
+        envelope["key_id"] = signing_key.key_id
+        envelope["signature"] = sign(body, signing_key)
+    return cbor2.dumps(envelope, canonical=True)
 
 
 def envelope_size(payload: TaskPayload, *, codec: str, data: bytes, key_id: str | None) -> int:
@@ -403,6 +408,25 @@ def _open_envelope(data: bytes) -> _Envelope:
     return _Envelope(body=body, key_id=kid, signature=signature)
 
 
+def _open_bounded(data: bytes, *, bound: int, what: str) -> _Envelope:
+    """`_open_envelope` under a message's own size bound, far below a payload's: a tombstone or
+    revocation is a few hundred bytes, so anything bigger is refused before it is parsed."""
+    if len(data) > bound:
+        raise PayloadLimitError(f"{what}: {len(data)} bytes, bound {bound}")
+    return _open_envelope(data)
+
+
+def _load_body(body: bytes, fields: set[str]) -> dict[str, Any]:
+    """A body map with only `fields` and this build's format, the first check every decoder makes
+    (so no decoder accepts another message's body)."""
+    obj = _load_map(body, where="body")
+    _expect_keys(obj, fields, where="")
+    fmt = _get(obj, "format", int, where="body.")
+    if fmt != FORMAT_VERSION:
+        raise PayloadDecodeError(f"body.format: version {fmt}, this build reads {FORMAT_VERSION}")
+    return obj
+
+
 def _require_signature(
     env: _Envelope,
     trusted_keys: Mapping[str, Ed25519PublicKey],
@@ -439,15 +463,9 @@ def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:
     """(payload, codec name, selection bytes) from body bytes; every field checked and bounded."""
     # Field by field in wire order, each bound checked before the next is read: longer than 60
     # lines because splitting it would scatter the wire format the module docstring draws.
-    obj = _load_map(body, where="body")
-    _expect_keys(
-        obj,
-        {"format", "task", "version", "classes", "corpus", "selection", "provenance", "view"},
-        where="",
+    obj = _load_body(
+        body, {"format", "task", "version", "classes", "corpus", "selection", "provenance", "view"}
     )
-    fmt = _get(obj, "format", int, where="body.")
-    if fmt != FORMAT_VERSION:
-        raise PayloadDecodeError(f"body.format: version {fmt}, this build reads {FORMAT_VERSION}")
     task = _get(obj, "task", str, where="")
     version = _get(obj, "version", int, where="")
     classes = _get(obj, "classes", list, where="")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -37,15 +36,16 @@ from plada.payload import (
     FORMAT_VERSION,
     TASK_NAME_RE,
     SignatureStatus,
-    _expect_keys,
+    _Envelope,
     _get,
-    _load_map,
-    _open_envelope,
+    _load_body,
+    _open_bounded,
     _require_signature,
+    _seal,
     _signature_status,
     payload_digest,
 )
-from plada.signing import SigningKey, sign
+from plada.signing import SigningKey
 
 __all__ = [
     "MAX_REVOCATION_BYTES",
@@ -110,19 +110,11 @@ def encode_revocation(revocation: Revocation, *, signing_key: SigningKey | None)
         },
         canonical=True,
     )
-    envelope: dict[str, Any] = {"format": FORMAT_VERSION, "body": body}
-    if signing_key is not None:
-        envelope["key_id"] = signing_key.key_id
-        envelope["signature"] = sign(body, signing_key)
-    return cbor2.dumps(envelope, canonical=True)
+    return _seal(body, signing_key)
 
 
 def _decode_body(body: bytes) -> Revocation:
-    obj = _load_map(body, where="body")
-    _expect_keys(obj, _FIELDS, where="")
-    fmt = _get(obj, "format", int, where="body.")
-    if fmt != FORMAT_VERSION:
-        raise PayloadDecodeError(f"body.format: version {fmt}, this build reads {FORMAT_VERSION}")
+    obj = _load_body(body, _FIELDS)
     revocation = Revocation(
         task=_get(obj, "revoke", str, where=""),
         version=_get(obj, "version", int, where=""),
@@ -134,10 +126,8 @@ def _decode_body(body: bytes) -> Revocation:
     return revocation
 
 
-def _open(data: bytes) -> Any:
-    if len(data) > MAX_REVOCATION_BYTES:
-        raise PayloadLimitError(f"revocation: {len(data)} bytes, bound {MAX_REVOCATION_BYTES}")
-    return _open_envelope(data)
+def _open(data: bytes) -> _Envelope:
+    return _open_bounded(data, bound=MAX_REVOCATION_BYTES, what="revocation")
 
 
 def decode_revocation(

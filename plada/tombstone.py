@@ -32,15 +32,16 @@ from plada.payload import (
     FORMAT_VERSION,
     TASK_NAME_RE,
     SignatureStatus,
-    _expect_keys,
+    _Envelope,
     _get,
-    _load_map,
-    _open_envelope,
+    _load_body,
+    _open_bounded,
     _require_signature,
+    _seal,
     _signature_status,
     payload_digest,
 )
-from plada.signing import SigningKey, sign
+from plada.signing import SigningKey
 
 __all__ = [
     "MAX_TOMBSTONE_BYTES",
@@ -94,19 +95,11 @@ def _body(tombstone: Tombstone) -> bytes:
 def encode_tombstone(tombstone: Tombstone, *, signing_key: SigningKey | None) -> bytes:
     """Canonical CBOR envelope of `tombstone`, signed unless `signing_key` is None (tests)."""
     body = _body(tombstone)
-    envelope: dict[str, Any] = {"format": FORMAT_VERSION, "body": body}
-    if signing_key is not None:
-        envelope["key_id"] = signing_key.key_id
-        envelope["signature"] = sign(body, signing_key)
-    return cbor2.dumps(envelope, canonical=True)
+    return _seal(body, signing_key)
 
 
 def _decode_body(body: bytes) -> Tombstone:
-    obj = _load_map(body, where="body")
-    _expect_keys(obj, {"format", "retire", "version", "created_at", "note"}, where="")
-    fmt = _get(obj, "format", int, where="body.")
-    if fmt != FORMAT_VERSION:
-        raise PayloadDecodeError(f"body.format: version {fmt}, this build reads {FORMAT_VERSION}")
+    obj = _load_body(body, {"format", "retire", "version", "created_at", "note"})
     task = _get(obj, "retire", str, where="")
     version = _get(obj, "version", int, where="")
     created_at = _get(obj, "created_at", int, where="")
@@ -122,10 +115,8 @@ def _decode_body(body: bytes) -> Tombstone:
     return Tombstone(task=task, version=version, created_at=created_at, note=note)
 
 
-def _open(data: bytes) -> Any:
-    if len(data) > MAX_TOMBSTONE_BYTES:
-        raise PayloadLimitError(f"tombstone: {len(data)} bytes, bound {MAX_TOMBSTONE_BYTES}")
-    return _open_envelope(data)
+def _open(data: bytes) -> _Envelope:
+    return _open_bounded(data, bound=MAX_TOMBSTONE_BYTES, what="tombstone")
 
 
 def decode_tombstone(

@@ -56,6 +56,19 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_trusted_key_argument(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """--trusted-key, the same repeatable flag for every command that checks a signature before
+    it publishes; `what` names what must verify under it."""
+    parser.add_argument(
+        "--trusted-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUB",
+        help=f"public key (PEM) {what}; repeatable",
+    )
+
+
 def broker_options(args: argparse.Namespace) -> Any:
     from builder.fleet.session import USERNAME_ENV, BrokerOptions, read_password
 
@@ -111,14 +124,7 @@ def register(sub: Any) -> None:
         help=f"split payloads larger than this (default 131072, the AWS IoT Core limit; at "
         f"least {_MIN_CHUNK_BYTES})",
     )
-    parser.add_argument(
-        "--trusted-key",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PUB",
-        help="public key (PEM) the payload must verify under, e.g. the builder's; repeatable",
-    )
+    add_trusted_key_argument(parser, what="the payload must verify under, e.g. the builder's")
     parser.add_argument(
         "--force",
         action="store_true",

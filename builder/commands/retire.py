@@ -27,6 +27,7 @@ from builder.commands.publish import (
     EXIT_NOINPUT,
     EXIT_OK,
     add_broker_arguments,
+    add_trusted_key_argument,
     broker_options,
     on_broker,
 )
@@ -52,14 +53,7 @@ def register(sub: Any) -> None:
         "--tombstone", type=Path, metavar="FILE", help="publish this signed tombstone instead"
     )
     parser.add_argument("--group", required=True, help="fleet group, [a-z0-9_-]")
-    parser.add_argument(
-        "--trusted-key",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PUB",
-        help="public key (PEM) the tombstone must verify under; repeatable",
-    )
+    add_trusted_key_argument(parser, what="the tombstone must verify under")
     add_broker_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=handler)

@@ -45,6 +45,7 @@ from builder.commands.publish import (
     EXIT_USAGE,
     _chunk_bytes,
     add_broker_arguments,
+    add_trusted_key_argument,
     broker_options,
     on_broker,
 )
@@ -96,14 +97,7 @@ def register(sub: Any) -> None:
         help="a device of GROUP that does not report its group; repeatable",
     )
     parser.add_argument("--record", type=Path, help="write the rollout record (JSON) here")
-    parser.add_argument(
-        "--trusted-key",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PUB",
-        help="public key (PEM) payload and revocation must verify under; repeatable",
-    )
+    add_trusted_key_argument(parser, what="payload and revocation must verify under")
     parser.add_argument("--ha-prefix", default="homeassistant", help="HA discovery prefix")
     parser.add_argument("--max-chunk-bytes", type=_chunk_bytes, default=131_072)
     parser.add_argument("--force", action="store_true", help="as publish --force")

@@ -7,13 +7,14 @@ older version than the one retained would replace the real task for every late d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from builder.errors import PublishRefusedError
 from plada.chunks import Reassembler
 from plada.errors import PayloadError
-from plada.payload import PayloadInfo, inspect_payload
+from plada.payload import PayloadInfo, SignatureStatus, inspect_payload
 from plada.revocation import RevocationInfo, inspect_revocation
 from plada.tombstone import TombstoneInfo, inspect_tombstone
 from plada.topics import TopicKind, TopicScheme
@@ -70,6 +71,50 @@ def retained_task(retained: Mapping[str, bytes], topics: TopicScheme) -> Payload
     return None
 
 
+class _SignedInfo(Protocol):
+    @property
+    def signature(self) -> SignatureStatus: ...
+
+    @property
+    def key_id(self) -> str | None: ...
+
+
+InfoT = TypeVar("InfoT", bound=_SignedInfo)
+
+
+def _check_order(inspect: Callable[[], InfoT], *, what: str, checked: bool) -> InfoT:
+    """The one publish check of a signed order (retirement, revocation): it must decode, be
+    signed, and verify when keys were given (`checked`); `what` names it in the refusal."""
+    try:
+        info = inspect()
+    except PayloadError as exc:
+        raise PublishRefusedError(f"not a {what}: {type(exc).__name__}: {exc}") from exc
+    if info.signature == "unsigned":
+        raise PublishRefusedError(f"the {what} is unsigned: devices refuse it")
+    if checked and info.signature != "valid":
+        raise PublishRefusedError(
+            f"{what} signature {info.signature} under the --trusted-key(s) (key id {info.key_id})"
+        )
+    return info
+
+
+def _retained_order(
+    retained: Mapping[str, bytes],
+    topics: TopicScheme,
+    kind: TopicKind,
+    decode: Callable[[bytes], InfoT],
+) -> InfoT | None:
+    """The first retained message on a `kind` topic that `decode` decodes (signature unchecked:
+    what matters here is what the group's devices were told)."""
+    for topic, body in retained.items():
+        if body and _kind(topics, topic) is kind:
+            try:
+                return decode(body)
+            except PayloadError:
+                continue
+    return None
+
+
 def _kind(topics: TopicScheme, topic: str) -> TopicKind | None:
     parsed = topics.parse(topic)
     return parsed.kind if parsed else None
@@ -93,29 +138,18 @@ def check_retirement(
 ) -> TombstoneInfo:
     """Refuse (PublishRefusedError) a retirement no device would accept: not a tombstone,
     unsigned, or not verifying under the given keys."""
-    try:
-        info = inspect_tombstone(data, trusted_keys=trusted_keys or {})
-    except PayloadError as exc:
-        raise PublishRefusedError(f"not a retirement: {type(exc).__name__}: {exc}") from exc
-    if info.signature == "unsigned":
-        raise PublishRefusedError("the retirement is unsigned: devices refuse it")
-    if trusted_keys and info.signature != "valid":
-        raise PublishRefusedError(
-            f"retirement signature {info.signature} under the --trusted-key(s) "
-            f"(key id {info.key_id})"
-        )
-    return info
+    return _check_order(
+        lambda: inspect_tombstone(data, trusted_keys=trusted_keys or {}),
+        what="retirement",
+        checked=bool(trusted_keys),
+    )
 
 
 def retained_tombstone(retained: Mapping[str, bytes], topics: TopicScheme) -> TombstoneInfo | None:
     """The retirement retained among a task's topics, if one decodes."""
-    for topic, body in retained.items():
-        if body and _kind(topics, topic) is TopicKind.RETIRED:
-            try:
-                return inspect_tombstone(body, trusted_keys={})
-            except PayloadError:
-                continue
-    return None
+    return _retained_order(
+        retained, topics, TopicKind.RETIRED, partial(inspect_tombstone, trusted_keys={})
+    )
 
 
 def check_not_retired(new: PayloadInfo, retired: TombstoneInfo | None, *, force: bool) -> None:
@@ -136,31 +170,20 @@ def check_revocation(
     """Refuse (PublishRefusedError) a revocation no device would accept: not a revocation,
     unsigned, or not verifying under the given keys (a forged one must not clear a group's
     retained task either)."""
-    try:
-        info = inspect_revocation(data, trusted_keys=trusted_keys or {})
-    except PayloadError as exc:
-        raise PublishRefusedError(f"not a revocation: {type(exc).__name__}: {exc}") from exc
-    if info.signature == "unsigned":
-        raise PublishRefusedError("the revocation is unsigned: devices refuse it")
-    if trusted_keys and info.signature != "valid":
-        raise PublishRefusedError(
-            f"revocation signature {info.signature} under the --trusted-key(s) "
-            f"(key id {info.key_id})"
-        )
-    return info
+    return _check_order(
+        lambda: inspect_revocation(data, trusted_keys=trusted_keys or {}),
+        what="revocation",
+        checked=bool(trusted_keys),
+    )
 
 
 def retained_revocation(
     retained: Mapping[str, bytes], topics: TopicScheme
 ) -> RevocationInfo | None:
     """The revocation retained among a task's topics, if one decodes."""
-    for topic, body in retained.items():
-        if body and _kind(topics, topic) is TopicKind.REVOKED:
-            try:
-                return inspect_revocation(body, trusted_keys={})
-            except PayloadError:
-                continue
-    return None
+    return _retained_order(
+        retained, topics, TopicKind.REVOKED, partial(inspect_revocation, trusted_keys={})
+    )
 
 
 def check_not_revoked(new: PayloadInfo, revoked: RevocationInfo | None, *, force: bool) -> None:

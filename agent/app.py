@@ -131,6 +131,8 @@ class AgentApp:
         # What status last went out (its fields but the timestamp): a status that says nothing
         # new is not sent again (a thin link pays ~1 kB up and an acknowledgement down for it).
         self._last_status: dict[str, Any] | None = None
+        self._progress_since: float | None = None  # when the current install's progress began
+        self._progress_held = False  # a progress status is waiting for its interval
         # Home Assistant task configs sent on this connection: retained, so sent once each.
         self._announced: dict[str, bytes] = {}
         self._last_periodic = time.monotonic()
@@ -272,6 +274,8 @@ class AgentApp:
                 self._last_periodic = now
             self._refresh_installed()
             self.publish_status(force=True, heartbeat=heartbeat)
+        elif self._progress_held:
+            self.publish_status()
         deferred = any(p.failures for p in self.queue.state.pending.values())
         if self.causes.changed(armed=deferred):
             logger.info("corpus or encoder files changed: retrying deferred tasks now")
@@ -328,7 +332,7 @@ class AgentApp:
             topic, body = self.status.home_assistant_discovery(
                 prefix=self.mqtt.home_assistant_prefix
             )
-            self.link.publish(topic, body)
+            self.link.publish(topic, body, qos=0)  # sent again on every connection, as status
             for task, record in sorted(self.status.records.items()):
                 # A task rolled back to no head by a revocation keeps its entity: Home Assistant
                 # shows "none" and the release summary says why; a retired task's goes.
@@ -338,23 +342,32 @@ class AgentApp:
         self.results.republish()
 
     def publish_status(self, *, force: bool = False, heartbeat: bool = False) -> None:
-        """Publish status. Progress within one state (``force`` off) goes out at most once per
-        ``progress_interval_s``; a state change, or a forced one (ready, a fault), at once. A
-        status equal to the last one sent but for its timestamp is skipped unless it is a
-        ``heartbeat`` (the periodic one, and the first on each connection)."""
+        """Publish status. Progress (``force`` off: receiving, training) goes out at most once
+        per ``progress_interval_s``, counted from the start of the install too, so an install
+        that finishes within it sends only its ready status; ready, a fault or another forced
+        one go at once. A status equal to the last one sent but for its timestamp is skipped
+        unless it is a ``heartbeat`` (the periodic one, and the first on each connection)."""
         now = time.monotonic()
+        if not force:
+            if self._progress_since is None:
+                self._progress_since = now
+            since = max(self._progress_since, self._last_status_at)
+            if now - since < self.mqtt.progress_interval_s:
+                self._progress_held = True  # the loop's tick sends it once it is due
+                return
+        else:
+            self._progress_since = None
+        self._progress_held = False
         self.status.pending = self.queue.view()
         body = self.status.to_dict()
         fields = {k: v for k, v in body.items() if k != "updated_at"}
-        last = self._last_status
-        if not heartbeat and last == fields:
-            return
-        same_state = last is not None and last.get("state") == fields["state"]
-        if not force and same_state and now - self._last_status_at < self.mqtt.progress_interval_s:
+        if not heartbeat and self._last_status == fields:
             return
         self._last_status_at = now
         self._last_status = fields
-        self.link.publish(self.topics.status(self.config.device_id), compact_json(body))
+        # QoS 0: a retained snapshot that the next one supersedes and every connect sends again;
+        # QoS 1 would cost a PUBACK frame down the link besides the TCP acknowledgement.
+        self.link.publish(self.topics.status(self.config.device_id), compact_json(body), qos=0)
 
     def _announce_task(self, task: str, *, present: bool) -> None:
         """A task's Home Assistant entity: its config, or an empty retained one (removed)."""
@@ -367,7 +380,7 @@ class AgentApp:
         if self._announced.get(topic) == body:
             return  # retained on the broker already: every install would resend ~1.4 kB
         self._announced[topic] = body
-        self.link.publish(topic, body)
+        self.link.publish(topic, body, qos=0)  # every connection announces all tasks again
 
     # -- receiving ------------------------------------------------------------------------------
     def _handle(self, inbound: Inbound) -> None:

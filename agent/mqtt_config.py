@@ -51,8 +51,9 @@ class MqttConfig(BaseModel):
         default=5.0,
         ge=0,
         description="while a task downloads or trains, its progress is published at most once "
-        "per this many seconds (every state change, and ready or a fault, go out at once): "
-        "each status is ~1 kB up and an acknowledgement down on a thin link",
+        "per this many seconds, counted from the start of the install (ready or a fault go out "
+        "at once, so a shorter install sends only its outcome): each status is ~1 kB up and an "
+        "acknowledgement down on a thin link",
     )
     username: str | None = Field(
         default=None, description="broker username (usually the device id)"

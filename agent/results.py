@@ -68,15 +68,18 @@ class ResultPublisher:
         body = result.to_json()
         self.folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.folder / f"{pending.task}.json", body)
-        self.link.publish(self.topics.result(self.config.device_id, pending.task), body)
+        # QoS 0, like status: every connection publishes the kept results again, so a result the
+        # link lost with its connection still arrives; QoS 1 would add a PUBACK frame down.
+        self.link.publish(self.topics.result(self.config.device_id, pending.task), body, qos=0)
 
     def clear(self, task: str) -> None:
         """A retired task: its kept result goes, and its retained result topic is cleared."""
         (self.folder / f"{task}.json").unlink(missing_ok=True)
+        # QoS 1: a lost clear is not repeated on the next connection (no kept result is left).
         self.link.publish(self.topics.result(self.config.device_id, task), b"")
 
     def republish(self) -> None:
         for path in sorted(self.folder.glob("*.json")):
             self.link.publish(
-                self.topics.result(self.config.device_id, path.stem), path.read_bytes()
+                self.topics.result(self.config.device_id, path.stem), path.read_bytes(), qos=0
             )

@@ -36,7 +36,7 @@ def _statuses(link: FakeLink) -> list[dict[str, Any]]:
     return [json.loads(body) for topic, body in link.published if topic == STATUS_TOPIC]
 
 
-def test_progress_within_a_state_is_coalesced_and_state_changes_go_at_once(
+def test_an_install_shorter_than_the_interval_sends_only_its_outcome(
     tmp_path: Path, keys: Keys
 ) -> None:
     # Prepare
@@ -46,10 +46,40 @@ def test_progress_within_a_state_is_coalesced_and_state_changes_go_at_once(
     # Execute: four progress steps of one training, then a fault
     for fraction, stage in ((0.0, "starting"), (0.1, "features"), (0.6, "train"), (0.9, "store")):
         app.on_progress("shapes", 2, fraction, stage)
+    app._tick()  # nothing is due yet
     app.on_fault(fault)
-    # Assert: the move into training and the fault went out, the steps in between did not
-    states = [(s["state"], s["detail"]) for s in _statuses(link)]
-    assert states == [("training", "starting"), ("error", "")]
+    # Assert: only the fault went out; the progress never did
+    assert [(s["state"], s["detail"]) for s in _statuses(link)] == [("error", "")]
+
+
+def test_a_long_install_shows_its_progress_once_per_interval(
+    tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a clock the test moves
+    now = [1000.0]
+    monkeypatch.setattr("agent.app.time.monotonic", lambda: now[0])
+    link = FakeLink()
+    app = _app(tmp_path, keys, link, progress_interval_s=5)
+    # Execute: progress at 0, 2, 6 (due: 5 s after the start), 8 and 12 s (due again)
+    for at, (fraction, stage) in zip(
+        (0, 2, 6, 8, 12),
+        ((0.0, "starting"), (0.2, "features"), (0.4, "train"), (0.6, "train"), (0.9, "store")),
+        strict=True,
+    ):
+        now[0] = 1000.0 + at
+        app.on_progress("shapes", 2, fraction, stage)
+    held_before_tick = [s["detail"] for s in _statuses(link)]
+    now[0] = 1000.0 + 30  # no more progress: the loop's tick sends what was held, once
+    app._tick()
+    app._tick()
+    # Assert
+    assert held_before_tick == ["train", "store"]
+    assert [s["detail"] for s in _statuses(link)] == ["train", "store"]
+    app.on_progress("shapes", 2, 0.95, "store")  # long after the last send: goes at once
+    now[0] += 1
+    app.on_progress("shapes", 2, 0.97, "store")  # 1 s after it: held
+    assert [s["detail"] for s in _statuses(link)][2:] == ["store"]
+    assert [s["progress"] for s in _statuses(link)][2:] == [95.0]
 
 
 def test_progress_interval_zero_sends_every_step_but_the_last(tmp_path: Path, keys: Keys) -> None:

@@ -95,3 +95,18 @@ def test_task_args_parse_repeated_params_and_types() -> None:
     assert args.strategy == "safety-net" and args.auto is False
     assert args.max_views == 2 and args.temperature == 0.5 and args.no_progress is True
     assert args.corpus == Path("c") and args.budget == "2KiB"
+
+
+def test_task_args_help_reads_by_group() -> None:
+    # Prepare
+    parser = _parser()
+    # Execute
+    titled = {
+        g.title: [a.option_strings[0] for a in g._group_actions] for g in parser._action_groups
+    }
+    # Assert: every flag sits in a topic group, none is left in the catch-all "options"
+    assert titled["options"] == ["-h"]
+    assert titled["selection and budget"][:3] == ["--budget", "--auto", "--strategy"]
+    assert "--teacher-encoder" in titled["teachers"] and "--views" in titled["views"]
+    assert "--fleet-status" in titled["device classes (fleet)"]
+    assert sorted(f for t, fs in titled.items() if t != "options" for f in fs) == sorted(_PINNED)

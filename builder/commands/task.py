@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.commands.embed import DEFAULT_CACHE  # one cache: `embed` fills what builds read
 from plada.encoders import DEFAULT_DEVICE_ENCODER
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 # clipart, a teacher on the device's own lite0-64-int8 features is far better on digits; with both
 # listed, each build keeps the teacher whose choice validates best on the train folds.
 DEFAULT_TEACHER_ENCODER = "lite1-96,lite0-64-int8"
-DEFAULT_CACHE = Path("data/cache/embeddings")
 EXIT_ERROR = 1
 
 

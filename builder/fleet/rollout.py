@@ -274,16 +274,11 @@ class _Rollout:
             return decide(verdicts, on_timeout=on_timeout, timed_out=timed_out) is not None
 
         canaries = self._canaries
-        verdicts, timed_out = _await_verdicts(
-            self._watch,
-            self._topics,
-            self._target,
+        verdicts, timed_out = self._await_verdicts(
             canaries,
-            self._required,
-            deadline,
-            certain,
-            self._plan.poll_s,
-            lambda done: self._report(PHASES[0], done, len(canaries)),
+            deadline=deadline,
+            finished=certain,
+            tick=lambda done: self._report(PHASES[0], done, len(canaries)),
         )
         decision = decide(verdicts, on_timeout=on_timeout, timed_out=timed_out)
         assert decision is not None  # noqa: S101 (the wait ends only once it is certain)
@@ -293,16 +288,11 @@ class _Rollout:
         """The payload to the rest group(s); their results are awaited for the record."""
         self.publish(self._plan.rest)
         others = [d for d in self._fleet.values() if d.role == "rest"]
-        _await_verdicts(
-            self._watch,
-            self._topics,
-            self._target,
+        self._await_verdicts(
             others,
-            self._required,
-            deadline,
-            _all_judged,
-            self._plan.poll_s,
-            lambda done: self._report(PHASES[1], done, len(others)),
+            deadline=deadline,
+            finished=_all_judged,
+            tick=lambda done: self._report(PHASES[1], done, len(others)),
         )
 
     def abort(
@@ -322,15 +312,8 @@ class _Rollout:
             )
             for g in plan.canary
         ]
-        _await_rollback(
-            self._watch,
-            self._topics,
-            self._target,
-            self._canaries,
-            self._required,
-            deadline,
-            plan.poll_s,
-            lambda done, total: self._report(PHASES[2], done, total),
+        self._await_rollback(
+            deadline=deadline, tick=lambda done, total: self._report(PHASES[2], done, total)
         )
         return revoked
 
@@ -374,6 +357,68 @@ class _Rollout:
             ],
             devices=outcomes,
         )
+
+    def _update(self, device: _Device, retained: Mapping[str, bytes], *, timed_out: bool) -> None:
+        """Judge the device on what it reported so far; its result is kept once seen."""
+        topics, target = self._topics, self._target
+        obs = _observe(retained, topics, device.device_id, target)
+        if device.result is not None:  # answered before (its result may be cleared since)
+            obs = Observation(answered=True, accuracy=device.result.probe_accuracy)
+        device.verdict = judge(obs, required=self._required(device), timed_out=timed_out)
+        if obs.answered and device.result is None:
+            device.result = _result(retained, topics, device.device_id, target)
+            device.answered_at = self._watch.arrived_at.get(
+                topics.result(device.device_id, target.task)
+            )
+
+    def _await_verdicts(
+        self,
+        devices: Sequence[_Device],
+        *,
+        deadline: float,
+        finished: Callable[[Mapping[str, Verdict | None], bool], bool],
+        tick: Callable[[int], None],
+    ) -> tuple[dict[str, Verdict | None], bool]:
+        """Judge ``devices`` as their results come in until ``finished(verdicts, timed_out)``;
+        each device's verdict, result and the time its answer arrived are kept on it. Returns the
+        last verdicts and whether the deadline had passed."""
+        while True:
+            retained = self._watch.messages()
+            timed_out = time.time() >= deadline
+            for device in devices:
+                self._update(device, retained, timed_out=timed_out)
+            tick(sum(d.verdict is not None for d in devices))
+            verdicts = {d.device_id: d.verdict for d in devices}
+            if finished(verdicts, timed_out):
+                return verdicts, timed_out
+            self._watch.wait(min(self._plan.poll_s, max(0.0, deadline - time.time())))
+
+    def _await_rollback(self, *, deadline: float, tick: Callable[[int, int], None]) -> None:
+        """Until no canary device serves or installs the revoked version (their status says so),
+        or the deadline. A device still installing it when the abort was decided may yet answer:
+        it is judged too. An offline one rolls back when it reconnects (the revocation is
+        retained); it is left with ``rolled_back_at`` None. ``rolled_back_at``: when the status
+        of a device that had installed the version showed it serving something else."""
+        canaries, topics, target = self._canaries, self._topics, self._target
+        while True:
+            retained = self._watch.messages()
+            for device in canaries:
+                if device.verdict is None:
+                    self._update(device, retained, timed_out=False)
+            clean = {d.device_id: _clean(retained, topics, d.device_id, target) for d in canaries}
+            for device in canaries:
+                if device.result is not None and clean[device.device_id]:
+                    if device.rolled_back_at is None:
+                        device.rolled_back_at = self._watch.arrived_at.get(
+                            topics.status(device.device_id)
+                        )
+            tick(sum(clean.values()), len(canaries))
+            if all(clean.values()) or time.time() >= deadline:
+                for device in canaries:
+                    if device.verdict is None:
+                        device.verdict = "not_judged"
+                return
+            self._watch.wait(min(self._plan.poll_s, max(0.0, deadline - time.time())))
 
     def _required(self, device: _Device) -> float | None:
         """The accuracy the device must report: the threshold applied to its class's simulation."""
@@ -465,52 +510,6 @@ def _observe(
     )
 
 
-def _update(
-    device: _Device,
-    watch: FleetWatch,
-    retained: Mapping[str, bytes],
-    topics: TopicScheme,
-    target: _Target,
-    required: Callable[[_Device], float | None],
-    *,
-    timed_out: bool,
-) -> None:
-    """Judge the device on what it reported so far; its result is kept once seen."""
-    obs = _observe(retained, topics, device.device_id, target)
-    if device.result is not None:  # answered before (its result may be cleared since)
-        obs = Observation(answered=True, accuracy=device.result.probe_accuracy)
-    device.verdict = judge(obs, required=required(device), timed_out=timed_out)
-    if obs.answered and device.result is None:
-        device.result = _result(retained, topics, device.device_id, target)
-        device.answered_at = watch.arrived_at.get(topics.result(device.device_id, target.task))
-
-
-def _await_verdicts(
-    watch: FleetWatch,
-    topics: TopicScheme,
-    target: _Target,
-    devices: Sequence[_Device],
-    required: Callable[[_Device], float | None],
-    deadline: float,
-    finished: Callable[[Mapping[str, Verdict | None], bool], bool],
-    poll_s: float,
-    tick: Callable[[int], None],
-) -> tuple[dict[str, Verdict | None], bool]:
-    """Judge ``devices`` as their results come in until ``finished(verdicts, timed_out)``;
-    each device's verdict, result and the time its answer arrived are kept on it. Returns the
-    last verdicts and whether the deadline had passed."""
-    while True:
-        retained = watch.messages()
-        timed_out = time.time() >= deadline
-        for device in devices:
-            _update(device, watch, retained, topics, target, required, timed_out=timed_out)
-        tick(sum(d.verdict is not None for d in devices))
-        verdicts = {d.device_id: d.verdict for d in devices}
-        if finished(verdicts, timed_out):
-            return verdicts, timed_out
-        watch.wait(min(poll_s, max(0.0, deadline - time.time())))
-
-
 def _all_judged(verdicts: Mapping[str, Verdict | None], timed_out: bool) -> bool:
     """The rest's wait: every device judged (or the deadline); no failure ends it early."""
     return timed_out or all(v is not None for v in verdicts.values())
@@ -540,40 +539,6 @@ def _clean(
     return entry.version != target.version and entry.latest_version != (
         f"{target.task}@{target.version}"
     )
-
-
-def _await_rollback(
-    watch: FleetWatch,
-    topics: TopicScheme,
-    target: _Target,
-    canaries: Sequence[_Device],
-    required: Callable[[_Device], float | None],
-    deadline: float,
-    poll_s: float,
-    tick: Callable[[int, int], None],
-) -> None:
-    """Until no canary device serves or installs the revoked version (their status says so), or
-    the deadline. A device still installing it when the abort was decided may yet answer: it is
-    judged too. An offline one rolls back when it reconnects (the revocation is retained); it
-    is left with ``rolled_back_at`` None. ``rolled_back_at``: when the status of a device that
-    had installed the version showed it serving something else."""
-    while True:
-        retained = watch.messages()
-        for device in canaries:
-            if device.verdict is None:
-                _update(device, watch, retained, topics, target, required, timed_out=False)
-        clean = {d.device_id: _clean(retained, topics, d.device_id, target) for d in canaries}
-        for device in canaries:
-            if device.result is not None and clean[device.device_id]:
-                if device.rolled_back_at is None:
-                    device.rolled_back_at = watch.arrived_at.get(topics.status(device.device_id))
-        tick(sum(clean.values()), len(canaries))
-        if all(clean.values()) or time.time() >= deadline:
-            for device in canaries:
-                if device.verdict is None:
-                    device.verdict = "not_judged"
-            return
-        watch.wait(min(poll_s, max(0.0, deadline - time.time())))
 
 
 def _outcome(

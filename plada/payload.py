@@ -434,7 +434,7 @@ def _require_signature(
     allow_unsigned: bool,
     unsigned: str,
 ) -> None:
-    """The one signature policy of every signed envelope (payloads and tombstones): a bad
+    """The one signature policy of every signed envelope (payloads, tombstones, revocations): a bad
     signature under a trusted key is always refused; unsigned or untrusted only when allowed."""
     status = _signature_status(env, trusted_keys)
     if status == "unsigned" and not allow_unsigned:
@@ -457,6 +457,55 @@ def _signature_status(
     except PayloadSignatureError:
         return "invalid"
     return "valid"
+
+
+@dataclass(frozen=True)
+class _SmallMessage:
+    """A small signed message beside payloads (tombstone, revocation): its own size bound and
+    how errors name it, so its decode and inspect are the same steps as every other's."""
+
+    what: str  # names it in the size error ("tombstone")
+    unsigned: str  # names it in the unsigned error ("retirement")
+    bound: int  # bytes
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What an inspect learns of a small message's envelope, whether or not the signature holds."""
+
+    body: bytes
+    signature: SignatureStatus
+    key_id: str | None
+    digest: str
+
+
+def _verified_body(
+    data: bytes,
+    kind: _SmallMessage,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    *,
+    allow_unsigned: bool,
+) -> bytes:
+    """The body of a small message once its signature holds (checked before the body is read)."""
+    env = _open_bounded(data, bound=kind.bound, what=kind.what)
+    _require_signature(
+        env,
+        trusted_keys,
+        allow_unsigned=allow_unsigned,
+        unsigned=f"{kind.unsigned} is unsigned and unsigned messages are not allowed",
+    )
+    return env.body
+
+
+def _seen(data: bytes, kind: _SmallMessage, trusted_keys: Mapping[str, Ed25519PublicKey]) -> _Seen:
+    """A small message's body and signature status, never raising on the signature (tools)."""
+    env = _open_bounded(data, bound=kind.bound, what=kind.what)
+    return _Seen(
+        body=env.body,
+        signature=_signature_status(env, trusted_keys),
+        key_id=env.key_id,
+        digest=payload_digest(bytes(data)),
+    )
 
 
 def _decode_body(body: bytes) -> tuple[TaskPayload, str, int]:

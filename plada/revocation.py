@@ -36,14 +36,12 @@ from plada.payload import (
     FORMAT_VERSION,
     TASK_NAME_RE,
     SignatureStatus,
-    _Envelope,
     _get,
     _load_body,
-    _open_bounded,
-    _require_signature,
     _seal,
-    _signature_status,
-    payload_digest,
+    _seen,
+    _SmallMessage,
+    _verified_body,
 )
 from plada.signing import SigningKey
 
@@ -61,6 +59,7 @@ MAX_REVOCATION_BYTES = 4096  # a revocation is a few hundred bytes; anything big
 _MAX_INT = 2**63 - 1
 _DIGEST_CHARS = 64
 _FIELDS = {"format", "revoke", "version", "payload", "created_at", "note"}
+_KIND = _SmallMessage(what="revocation", unsigned="revocation", bound=MAX_REVOCATION_BYTES)
 
 
 @dataclass(frozen=True)
@@ -126,35 +125,24 @@ def _decode_body(body: bytes) -> Revocation:
     return revocation
 
 
-def _open(data: bytes) -> _Envelope:
-    return _open_bounded(data, bound=MAX_REVOCATION_BYTES, what="revocation")
-
-
 def decode_revocation(
     data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey], allow_unsigned: bool = False
 ) -> Revocation:
     """Verify and decode a revocation, exactly as decode_payload verifies a payload: a
     PayloadError subclass names what is wrong. The signature is checked before the body is read."""
-    env = _open(data)
-    _require_signature(
-        env,
-        trusted_keys,
-        allow_unsigned=allow_unsigned,
-        unsigned="revocation is unsigned and unsigned messages are not allowed",
-    )
-    return _decode_body(env.body)
+    return _decode_body(_verified_body(data, _KIND, trusted_keys, allow_unsigned=allow_unsigned))
 
 
 def inspect_revocation(
     data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey]
 ) -> RevocationInfo:
     """Decode whatever the signature says and report its status (tools, never devices)."""
-    env = _open(data)
+    seen = _seen(data, _KIND, trusted_keys)
     return RevocationInfo(
-        revocation=_decode_body(env.body),
-        signature=_signature_status(env, trusted_keys),
-        key_id=env.key_id,
-        digest=payload_digest(bytes(data)),
+        revocation=_decode_body(seen.body),
+        signature=seen.signature,
+        key_id=seen.key_id,
+        digest=seen.digest,
     )
 
 

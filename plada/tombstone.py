@@ -32,14 +32,12 @@ from plada.payload import (
     FORMAT_VERSION,
     TASK_NAME_RE,
     SignatureStatus,
-    _Envelope,
     _get,
     _load_body,
-    _open_bounded,
-    _require_signature,
     _seal,
-    _signature_status,
-    payload_digest,
+    _seen,
+    _SmallMessage,
+    _verified_body,
 )
 from plada.signing import SigningKey
 
@@ -55,6 +53,7 @@ __all__ = [
 
 MAX_TOMBSTONE_BYTES = 4096  # a tombstone is a few hundred bytes; anything bigger is not one
 _MAX_INT = 2**63 - 1
+_KIND = _SmallMessage(what="tombstone", unsigned="retirement", bound=MAX_TOMBSTONE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -115,35 +114,24 @@ def _decode_body(body: bytes) -> Tombstone:
     return Tombstone(task=task, version=version, created_at=created_at, note=note)
 
 
-def _open(data: bytes) -> _Envelope:
-    return _open_bounded(data, bound=MAX_TOMBSTONE_BYTES, what="tombstone")
-
-
 def decode_tombstone(
     data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey], allow_unsigned: bool = False
 ) -> Tombstone:
     """Verify and decode a tombstone, exactly as decode_payload verifies a payload: a
     PayloadError subclass names what is wrong. The signature is checked before the body is read."""
-    env = _open(data)
-    _require_signature(
-        env,
-        trusted_keys,
-        allow_unsigned=allow_unsigned,
-        unsigned="retirement is unsigned and unsigned messages are not allowed",
-    )
-    return _decode_body(env.body)
+    return _decode_body(_verified_body(data, _KIND, trusted_keys, allow_unsigned=allow_unsigned))
 
 
 def inspect_tombstone(
     data: bytes, *, trusted_keys: Mapping[str, Ed25519PublicKey]
 ) -> TombstoneInfo:
     """Decode whatever the signature says and report its status (tools, never devices)."""
-    env = _open(data)
+    seen = _seen(data, _KIND, trusted_keys)
     return TombstoneInfo(
-        tombstone=_decode_body(env.body),
-        signature=_signature_status(env, trusted_keys),
-        key_id=env.key_id,
-        digest=payload_digest(bytes(data)),
+        tombstone=_decode_body(seen.body),
+        signature=seen.signature,
+        key_id=seen.key_id,
+        digest=seen.digest,
     )
 
 

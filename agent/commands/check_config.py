@@ -19,10 +19,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.commands._common import DEFAULT_CONFIG
+
 if TYPE_CHECKING:
     from agent.config import AgentConfig
-
-DEFAULT_CONFIG = Path("/etc/plada/agent.toml")
 
 
 def register(sub: Any) -> None:

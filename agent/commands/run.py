@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = Path("/etc/plada/agent.toml")
+from agent.commands._common import DEFAULT_CONFIG
 
 
 def register(sub: Any) -> None:

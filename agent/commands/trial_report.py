@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = Path("/etc/plada/agent.toml")
-EXIT_NOINPUT = 66
+from agent.commands._common import DEFAULT_CONFIG, EXIT_NOINPUT
 
 
 def register(sub: Any) -> None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from builder.commands.embed import DEFAULT_CACHE  # one cache: `embed` fills what builds read
 from plada.encoders import DEFAULT_DEVICE_ENCODER
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 # clipart, a teacher on the device's own lite0-64-int8 features is far better on digits; with both
 # listed, each build keeps the teacher whose choice validates best on the train folds.
 DEFAULT_TEACHER_ENCODER = "lite1-96,lite0-64-int8"
-DEFAULT_CACHE = Path("data/cache/embeddings")
 EXIT_ERROR = 1
 
 
@@ -40,37 +40,59 @@ def register(sub: Any) -> None:
 
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    # One flat list of flags, longer than 60 lines on purpose: argparse reads best in one place.
-    from builder.pipeline.select import STRATEGIES
+    """Every flag of `plada-build task`, in argument groups so that --help reads by topic."""
+    _add_io_arguments(parser)
+    _add_selection_arguments(parser)
+    _add_fleet_arguments(parser)
+    _add_teacher_arguments(parser)
+    _add_view_arguments(parser)
+    _add_validation_arguments(parser)
+    _add_feature_arguments(parser)
+    _add_payload_arguments(parser)
 
-    parser.add_argument("--corpus", type=Path, required=True, help="reference corpus folder")
-    parser.add_argument(
+
+def _add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inputs and outputs")
+    group.add_argument("--corpus", type=Path, required=True, help="reference corpus folder")
+    group.add_argument(
         "--target", type=Path, required=True, help="target task: DIR/{train,test}/<class>/<image>"
     )
-    parser.add_argument(
+    group.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
+    group.add_argument("--out", type=Path, required=True, help="payload file to write")
+    group.add_argument("--report", type=Path, required=True, help="report folder to write")
+
+
+def _add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    from builder.pipeline.select import STRATEGIES
+
+    group = parser.add_argument_group("selection and budget")
+    group.add_argument(
         "--budget",
         required=True,
         help="payload budget: bytes (2KiB, 8kB, 1500B: a cap), a keep ratio (1%%, 0.01) or a "
         "keep count (834)",
     )
-    mode = parser.add_mutually_exclusive_group()
+    mode = group.add_mutually_exclusive_group()
     mode.add_argument(
         "--auto",
         action="store_true",
         help="choose strategy, parameters and keep count on k-fold splits of train (default)",
     )
     mode.add_argument("--strategy", choices=STRATEGIES, help="use this strategy only")
-    parser.add_argument(
+    group.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="NAME=VALUE",
         help="strategy parameter, repeatable (safety-net: s=0.5, alpha=0.5)",
     )
-    parser.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
-    parser.add_argument("--out", type=Path, required=True, help="payload file to write")
-    parser.add_argument("--report", type=Path, required=True, help="report folder to write")
-    parser.add_argument(
+    group.add_argument("--temperature", type=float, default=1.0, help="energy temperature")
+
+
+def _add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    # builder.commands.fleet_args turns these into the validated classes and the objective.
+    group = parser.add_argument_group("device classes (fleet)")
+    group.add_argument(
         "--devices",
         default=None,
         help=f"device classes (encoder specs or device-class profile names) to simulate and "
@@ -78,7 +100,7 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         f"accuracy estimate); with several, --auto chooses for all of them (--fleet-objective) "
         f"(default {DEFAULT_DEVICE_ENCODER}, or the classes of --fleet-weights / --fleet-status)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--fleet-objective",
         choices=("worst", "weighted", "default"),
         default=None,
@@ -87,14 +109,14 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         "--fleet-weights, or the device counts of --fleet-status), or the default class's "
         "accuracy alone as before fleets (default: the others are validated for the report)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--fleet-weights",
         default=None,
         metavar="CLASS=W,...",
         help="per-class weights of the weighted objective, e.g. lite0-64-int8=8,lite1-96=2 "
         "(classes: encoder specs or device-class profile names)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--fleet-status",
         default=None,
         metavar="URL|FILE",
@@ -102,54 +124,34 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         "(mqtt[s]://host:port: its retained statuses; credentials from $PLADA_MQTT_USERNAME / "
         "$PLADA_MQTT_PASSWORD) or a file written by `plada-build fleet status --json`",
     )
-    parser.add_argument(
+    group.add_argument(
         "--fleet-base-topic", default="plada", help="--fleet-status URL: the fleet's topic prefix"
     )
-    parser.add_argument(
+    group.add_argument(
         "--profiles",
         type=Path,
         default=Path("firmware_configs"),
         help="device-class profiles (<class>.toml with a [device] table naming its encoder) "
         "that map fleet class names to encoders (default firmware_configs)",
     )
-    parser.add_argument(
+
+
+def _add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("teachers")
+    group.add_argument(
         "--teacher-encoder",
         default=DEFAULT_TEACHER_ENCODER,
         help=f"teacher encoder spec(s), comma-separated: with several, the build whose choice "
         f"validates best on the train folds is kept (default {DEFAULT_TEACHER_ENCODER})",
     )
-    parser.add_argument(
+    group.add_argument(
         "--teacher-backend",
         choices=("onnx", "torch", "auto"),
         default="onnx",
         help="run the teacher encoder on ONNX Runtime (default: an fp32 export, same features as "
         "torch to 1e-4 and measured 10x+ faster on this shared CPU) or PyTorch",
     )
-    parser.add_argument(
-        "--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache root folder"
-    )
-    parser.add_argument(
-        "--encoder-dir", type=Path, default=None, help="folder of exported device encoders"
-    )
-    parser.add_argument("--task-name", default=None, help="payload task name (default: folder)")
-    parser.add_argument("--version", type=int, default=1, help="payload version (>= 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed: folds, random, head")
-    parser.add_argument(
-        "--views",
-        choices=("auto", "off"),
-        default="auto",
-        help="--auto: propose views (how devices look at the kept reference images) from the "
-        "target's train images and choose one, or none, on the train folds (default auto; "
-        "each proposed view embeds the corpus once more per encoder, cached)",
-    )
-    parser.add_argument(
-        "--max-views",
-        type=int,
-        default=1,
-        help="at most this many proposed views (auto; default 1: the full proposal, 2 adds its "
-        "geometry alone at about twice the validation time)",
-    )
-    parser.add_argument(
+    group.add_argument(
         "--teacher-search",
         choices=("auto", "off"),
         default="off",
@@ -158,39 +160,78 @@ def add_task_arguments(parser: argparse.ArgumentParser) -> None:
         "beside the plain per-encoder teachers (default off: measured to cost 50-210 s per "
         "warm build without yet moving a device's accuracy)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--no-teacher-augment",
         action="store_true",
         help="teacher search without augmented train images (they are embedded once per build)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--fine-tune",
         action="store_true",
         help="also fine-tune the first teacher encoder on the train split (torch, CPU) and "
         "re-embed the corpus with it as one more teacher; slow (the report times it)",
     )
-    parser.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
-    parser.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
-    parser.add_argument(
+
+
+def _add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("views")
+    group.add_argument(
+        "--views",
+        choices=("auto", "off"),
+        default="auto",
+        help="--auto: propose views (how devices look at the kept reference images) from the "
+        "target's train images and choose one, or none, on the train folds (default auto; "
+        "each proposed view embeds the corpus once more per encoder, cached)",
+    )
+    group.add_argument(
+        "--max-views",
+        type=int,
+        default=1,
+        help="at most this many proposed views (auto; default 1: the full proposal, 2 adds its "
+        "geometry alone at about twice the validation time)",
+    )
+
+
+def _add_validation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("validation")
+    group.add_argument("--folds", type=int, default=3, help="validation folds (auto)")
+    group.add_argument("--repeats", type=int, default=1, help="repeats of the k-fold split")
+    group.add_argument(
         "--finalists",
         type=int,
         default=4,
         help="the best candidates of the first round validated on more splits (0: none)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--finalist-repeats",
         type=int,
         default=2,
         help="extra k-fold splits for the finalists before the choice (steadier choice)",
     )
-    parser.add_argument("--temperature", type=float, default=1.0, help="energy temperature")
-    parser.add_argument(
+    group.add_argument("--seed", type=int, default=0, help="seed: folds, random, head")
+    group.add_argument(
         "--leakage-threshold", type=float, default=0.99, help="cosine above which to flag"
     )
-    parser.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
-    parser.add_argument("--note", default="", help="free text stored in the payload provenance")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _add_feature_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("features")
+    group.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache root folder"
+    )
+    group.add_argument(
+        "--encoder-dir", type=Path, default=None, help="folder of exported device encoders"
+    )
+    group.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
+
+
+def _add_payload_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("payload and summary")
+    group.add_argument("--task-name", default=None, help="payload task name (default: folder)")
+    group.add_argument("--version", type=int, default=1, help="payload version (>= 1)")
+    group.add_argument("--note", default="", help="free text stored in the payload provenance")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def _parse_params(items: list[str]) -> dict[str, str | int | float | bool]:

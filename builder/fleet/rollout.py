@@ -37,6 +37,7 @@ from builder.fleet.publish import publish_payload
 from builder.fleet.publish_check import check_publishable, check_revocation
 from builder.fleet.revoke import RevokeReport, retained_payload, revoke_version
 from builder.fleet.rollout_policy import (
+    Decision,
     Observation,
     OnTimeout,
     Threshold,
@@ -112,10 +113,80 @@ def run_rollout(
     record. ``simulated``: device class -> the builder's simulated accuracy (report.json
     ``devices``). Raises RolloutError when it cannot start (nothing is published then),
     PublishRefusedError / PublishError like `publish_payload`."""
-    threshold = threshold or Threshold()
-    _check_groups(canary, rest)
-    if timeout_s <= 0:
-        raise RolloutError(f"timeout {timeout_s:g} s: must be positive")
+    plan = _Plan(
+        options=options,
+        canary=canary,
+        rest=rest,
+        threshold=threshold or Threshold(),
+        timeout_s=timeout_s,
+        on_timeout=on_timeout,
+        simulated=dict(simulated or {}),
+        base_topic=base_topic,
+        ha_prefix=ha_prefix,
+        max_chunk_bytes=max_chunk_bytes,
+        trusted_keys=trusted_keys,
+        force=force,
+        poll_s=poll_s,
+    )
+    _check_plan(plan)
+    target, revocation = _prepare(payload, signing_key=signing_key, trusted_keys=trusted_keys)
+    started = time.time()
+    with FleetWatch(options) as watch:
+        run = _Rollout(payload, plan, target, watch, progress)
+        run.enrol(devices)
+        restore = run.retained_payloads()  # the canary groups' previous payload: an abort's restore
+        run.publish(plan.canary)
+        decision = run.judge_canary(deadline=time.time() + timeout_s)
+        decided_at = time.time()
+        revoked: list[RevokeReport] = []
+        if decision.outcome == "promoted":
+            run.promote(deadline=decided_at + timeout_s)
+        else:
+            revoked = run.abort(revocation, restore, deadline=decided_at + timeout_s)
+        retained = watch.messages()
+    return run.record(
+        retained,
+        decision,
+        started_at=started,
+        decided_at=decided_at,
+        revocation_id=payload_digest(revocation) if revoked else None,
+        revoked=revoked,
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """run_rollout's settings, as every stage reads them."""
+
+    options: BrokerOptions
+    canary: Sequence[str]
+    rest: Sequence[str]
+    threshold: Threshold
+    timeout_s: float
+    on_timeout: OnTimeout
+    simulated: Mapping[str, float]  # device class -> the builder's simulated accuracy
+    base_topic: str
+    ha_prefix: str
+    max_chunk_bytes: int
+    trusted_keys: Mapping[str, Ed25519PublicKey] | None
+    force: bool
+    poll_s: float
+
+
+def _check_plan(plan: _Plan) -> None:
+    _check_groups(plan.canary, plan.rest)
+    if plan.timeout_s <= 0:
+        raise RolloutError(f"timeout {plan.timeout_s:g} s: must be positive")
+
+
+def _prepare(
+    payload: bytes,
+    *,
+    signing_key: SigningKey,
+    trusted_keys: Mapping[str, Ed25519PublicKey] | None,
+) -> tuple[_Target, bytes]:
+    """The payload checked as `plada-build publish` would, and the signed revocation an abort
+    needs, made first so that a missing or wrong key fails before anything is published."""
     info = check_publishable(payload, trusted_keys=trusted_keys)
     target = _Target(info.payload.task, info.payload.version, info.digest)
     revocation = encode_revocation(
@@ -123,123 +194,236 @@ def run_rollout(
         signing_key=signing_key,
     )
     check_revocation(revocation, trusted_keys=trusted_keys)  # the key the devices trust
-    topics = TopicScheme(base_topic)
-    report = progress or (lambda phase, done, total: None)
-    started = time.time()
-    sim = dict(simulated or {})
-    with FleetWatch(options) as watch:
-        watch.follow(
+    return target, revocation
+
+
+class _Rollout:
+    """One rollout's stages on a live FleetWatch; each device's progress is kept on its _Device."""
+
+    def __init__(
+        self,
+        payload: bytes,
+        plan: _Plan,
+        target: _Target,
+        watch: FleetWatch,
+        progress: ProgressFn | None,
+    ) -> None:
+        self._payload = payload
+        self._plan = plan
+        self._target = target
+        self._watch = watch
+        self._topics = TopicScheme(plan.base_topic)
+        self._report = progress or (lambda phase, done, total: None)
+        self._fleet: dict[str, _Device] = {}
+        self._canaries: list[_Device] = []
+
+    def enrol(self, listed: Mapping[str, Sequence[str]] | None) -> None:
+        """Follow the fleet's topics and take its devices of the rollout's groups."""
+        plan, topics = self._plan, self._topics
+        self._watch.follow(
             topics.all_status_filter(),
             topics.all_availability_filter(),
-            topics.all_results_filter(target.task),
-            discovery_filter(ha_prefix),
+            topics.all_results_filter(self._target.task),
+            discovery_filter(plan.ha_prefix),
         )
-        members = _members(watch.messages(), topics, [*canary, *rest], devices)
-        fleet = {d: _Device(d, g, "canary" if g in canary else "rest") for d, g in members.items()}
-        canaries = [d for d in fleet.values() if d.role == "canary"]
-        if not canaries:
-            raise RolloutError(
-                f"no device in the canary group(s) {', '.join(canary)}: no retained status names "
-                "them (agents report their group) and none was listed"
-            )
-        restore = {
-            g: retained_payload(options, group=g, task=target.task, base_topic=base_topic)
-            for g in canary
+        members = _members(self._watch.messages(), topics, [*plan.canary, *plan.rest], listed)
+        self._fleet = {
+            d: _Device(d, g, "canary" if g in plan.canary else "rest") for d, g in members.items()
         }
-        for group in canary:
-            _publish(
-                payload, group, fleet, options, base_topic, max_chunk_bytes, trusted_keys, force
+        self._canaries = [d for d in self._fleet.values() if d.role == "canary"]
+        if not self._canaries:
+            raise RolloutError(
+                f"no device in the canary group(s) {', '.join(plan.canary)}: no retained status "
+                "names them (agents report their group) and none was listed"
             )
-        deadline = time.time() + timeout_s
 
-        def required(device: _Device) -> float | None:
-            return threshold.required(sim.get(_device_class(watch, topics, device) or ""))
+    def retained_payloads(self) -> dict[str, dict[str, bytes]]:
+        """Canary group -> what it retains of the task now."""
+        plan = self._plan
+        return {
+            g: retained_payload(
+                plan.options, group=g, task=self._target.task, base_topic=plan.base_topic
+            )
+            for g in plan.canary
+        }
+
+    def publish(self, groups: Sequence[str]) -> None:
+        """The payload to ``groups`` exactly as `plada-build publish` does (same checks)."""
+        plan = self._plan
+        for group in groups:
+            publish_payload(
+                self._payload,
+                options=plan.options,
+                group=group,
+                base_topic=plan.base_topic,
+                max_chunk_bytes=plan.max_chunk_bytes,
+                check=True,
+                trusted_keys=plan.trusted_keys,
+                force=plan.force,
+            )
+            now = time.time()
+            for device in self._fleet.values():
+                if device.group == group:
+                    device.published_at = now
+
+    def judge_canary(self, *, deadline: float) -> Decision:
+        """Wait on the canary devices until the decision is certain (or the deadline)."""
+        on_timeout = self._plan.on_timeout
 
         def certain(verdicts: Mapping[str, Verdict | None], timed_out: bool) -> bool:
             return decide(verdicts, on_timeout=on_timeout, timed_out=timed_out) is not None
 
-        verdicts, timed_out = _await_verdicts(
-            watch,
-            topics,
-            target,
+        canaries = self._canaries
+        verdicts, timed_out = self._await_verdicts(
             canaries,
-            required,
-            deadline,
-            certain,
-            poll_s,
-            lambda done: report(PHASES[0], done, len(canaries)),
+            deadline=deadline,
+            finished=certain,
+            tick=lambda done: self._report(PHASES[0], done, len(canaries)),
         )
         decision = decide(verdicts, on_timeout=on_timeout, timed_out=timed_out)
         assert decision is not None  # noqa: S101 (the wait ends only once it is certain)
-        decided_at = time.time()
-        revoked: list[RevokeReport] = []
-        if decision.outcome == "promoted":
-            for group in rest:
-                _publish(
-                    payload, group, fleet, options, base_topic, max_chunk_bytes, trusted_keys, force
-                )
-            others = [d for d in fleet.values() if d.role == "rest"]
-            _await_verdicts(
-                watch,
-                topics,
-                target,
-                others,
-                required,
-                decided_at + timeout_s,
-                _all_judged,
-                poll_s,
-                lambda done: report(PHASES[1], done, len(others)),
+        return decision
+
+    def promote(self, *, deadline: float) -> None:
+        """The payload to the rest group(s); their results are awaited for the record."""
+        self.publish(self._plan.rest)
+        others = [d for d in self._fleet.values() if d.role == "rest"]
+        self._await_verdicts(
+            others,
+            deadline=deadline,
+            finished=_all_judged,
+            tick=lambda done: self._report(PHASES[1], done, len(others)),
+        )
+
+    def abort(
+        self, revocation: bytes, restore: Mapping[str, Mapping[str, bytes]], *, deadline: float
+    ) -> list[RevokeReport]:
+        """Revoke the version in the canary group(s), put back what they retained before, and
+        wait until their devices no longer serve it. The rest never receive the task."""
+        plan = self._plan
+        revoked = [
+            revoke_version(
+                revocation,
+                options=plan.options,
+                group=g,
+                base_topic=plan.base_topic,
+                trusted_keys=plan.trusted_keys,
+                restore=restore[g],
             )
-        else:
-            revoked = [
-                revoke_version(
-                    revocation,
-                    options=options,
-                    group=g,
-                    base_topic=base_topic,
-                    trusted_keys=trusted_keys,
-                    restore=restore[g],
-                )
-                for g in canary
-            ]
-            _await_rollback(
-                watch,
-                topics,
-                target,
-                canaries,
-                required,
-                decided_at + timeout_s,
-                poll_s,
-                lambda done, total: report(PHASES[2], done, total),
+            for g in plan.canary
+        ]
+        self._await_rollback(
+            deadline=deadline, tick=lambda done, total: self._report(PHASES[2], done, total)
+        )
+        return revoked
+
+    def record(
+        self,
+        retained: Mapping[str, bytes],
+        decision: Decision,
+        *,
+        started_at: float,
+        decided_at: float,
+        revocation_id: str | None,
+        revoked: Sequence[RevokeReport],
+    ) -> RolloutRecord:
+        plan, target = self._plan, self._target
+        outcomes = [
+            _outcome(
+                d, retained, self._topics, target, plan.simulated, plan.threshold, plan.ha_prefix
             )
-        retained = watch.messages()
-    outcomes = [
-        _outcome(d, retained, topics, target, sim, threshold, ha_prefix)
-        for d in sorted(fleet.values(), key=lambda d: (d.role != "canary", d.device_id))
-    ]
-    return RolloutRecord(
-        task=target.task,
-        version=target.version,
-        payload_id=target.digest,
-        canary_groups=list(canary),
-        rest_groups=list(rest),
-        threshold=ThresholdRecord(
-            min_accuracy=threshold.min_accuracy, min_fraction=threshold.min_fraction
-        ),
-        timeout_s=timeout_s,
-        on_timeout=on_timeout,
-        outcome=decision.outcome,
-        reason=decision.reason,
-        started_at=started,
-        decided_at=decided_at,
-        finished_at=time.time(),
-        revocation_id=payload_digest(revocation) if revoked else None,
-        revoked=[
-            RevokedGroup(group=r.group, topic=r.topic, cleared=r.cleared, restored=r.restored)
-            for r in revoked
-        ],
-        devices=outcomes,
-    )
+            for d in sorted(self._fleet.values(), key=lambda d: (d.role != "canary", d.device_id))
+        ]
+        return RolloutRecord(
+            task=target.task,
+            version=target.version,
+            payload_id=target.digest,
+            canary_groups=list(plan.canary),
+            rest_groups=list(plan.rest),
+            threshold=ThresholdRecord(
+                min_accuracy=plan.threshold.min_accuracy, min_fraction=plan.threshold.min_fraction
+            ),
+            timeout_s=plan.timeout_s,
+            on_timeout=plan.on_timeout,
+            outcome=decision.outcome,
+            reason=decision.reason,
+            started_at=started_at,
+            decided_at=decided_at,
+            finished_at=time.time(),
+            revocation_id=revocation_id,
+            revoked=[
+                RevokedGroup(group=r.group, topic=r.topic, cleared=r.cleared, restored=r.restored)
+                for r in revoked
+            ],
+            devices=outcomes,
+        )
+
+    def _update(self, device: _Device, retained: Mapping[str, bytes], *, timed_out: bool) -> None:
+        """Judge the device on what it reported so far; its result is kept once seen."""
+        topics, target = self._topics, self._target
+        obs = _observe(retained, topics, device.device_id, target)
+        if device.result is not None:  # answered before (its result may be cleared since)
+            obs = Observation(answered=True, accuracy=device.result.probe_accuracy)
+        device.verdict = judge(obs, required=self._required(device), timed_out=timed_out)
+        if obs.answered and device.result is None:
+            device.result = _result(retained, topics, device.device_id, target)
+            device.answered_at = self._watch.arrived_at.get(
+                topics.result(device.device_id, target.task)
+            )
+
+    def _await_verdicts(
+        self,
+        devices: Sequence[_Device],
+        *,
+        deadline: float,
+        finished: Callable[[Mapping[str, Verdict | None], bool], bool],
+        tick: Callable[[int], None],
+    ) -> tuple[dict[str, Verdict | None], bool]:
+        """Judge ``devices`` as their results come in until ``finished(verdicts, timed_out)``;
+        each device's verdict, result and the time its answer arrived are kept on it. Returns the
+        last verdicts and whether the deadline had passed."""
+        while True:
+            retained = self._watch.messages()
+            timed_out = time.time() >= deadline
+            for device in devices:
+                self._update(device, retained, timed_out=timed_out)
+            tick(sum(d.verdict is not None for d in devices))
+            verdicts = {d.device_id: d.verdict for d in devices}
+            if finished(verdicts, timed_out):
+                return verdicts, timed_out
+            self._watch.wait(min(self._plan.poll_s, max(0.0, deadline - time.time())))
+
+    def _await_rollback(self, *, deadline: float, tick: Callable[[int, int], None]) -> None:
+        """Until no canary device serves or installs the revoked version (their status says so),
+        or the deadline. A device still installing it when the abort was decided may yet answer:
+        it is judged too. An offline one rolls back when it reconnects (the revocation is
+        retained); it is left with ``rolled_back_at`` None. ``rolled_back_at``: when the status
+        of a device that had installed the version showed it serving something else."""
+        canaries, topics, target = self._canaries, self._topics, self._target
+        while True:
+            retained = self._watch.messages()
+            for device in canaries:
+                if device.verdict is None:
+                    self._update(device, retained, timed_out=False)
+            clean = {d.device_id: _clean(retained, topics, d.device_id, target) for d in canaries}
+            for device in canaries:
+                if device.result is not None and clean[device.device_id]:
+                    if device.rolled_back_at is None:
+                        device.rolled_back_at = self._watch.arrived_at.get(
+                            topics.status(device.device_id)
+                        )
+            tick(sum(clean.values()), len(canaries))
+            if all(clean.values()) or time.time() >= deadline:
+                for device in canaries:
+                    if device.verdict is None:
+                        device.verdict = "not_judged"
+                return
+            self._watch.wait(min(self._plan.poll_s, max(0.0, deadline - time.time())))
+
+    def _required(self, device: _Device) -> float | None:
+        """The accuracy the device must report: the threshold applied to its class's simulation."""
+        device_class = _device_class(self._watch, self._topics, device)
+        return self._plan.threshold.required(self._plan.simulated.get(device_class or ""))
 
 
 def _check_groups(canary: Sequence[str], rest: Sequence[str]) -> None:
@@ -277,32 +461,6 @@ def _members(
         for device_id in ids:
             members[device_id] = group
     return members
-
-
-def _publish(
-    payload: bytes,
-    group: str,
-    fleet: Mapping[str, _Device],
-    options: BrokerOptions,
-    base_topic: str,
-    max_chunk_bytes: int,
-    trusted_keys: Mapping[str, Ed25519PublicKey] | None,
-    force: bool,
-) -> None:
-    publish_payload(
-        payload,
-        options=options,
-        group=group,
-        base_topic=base_topic,
-        max_chunk_bytes=max_chunk_bytes,
-        check=True,
-        trusted_keys=trusted_keys,
-        force=force,
-    )
-    now = time.time()
-    for device in fleet.values():
-        if device.group == group:
-            device.published_at = now
 
 
 def _status(
@@ -352,52 +510,6 @@ def _observe(
     )
 
 
-def _update(
-    device: _Device,
-    watch: FleetWatch,
-    retained: Mapping[str, bytes],
-    topics: TopicScheme,
-    target: _Target,
-    required: Callable[[_Device], float | None],
-    *,
-    timed_out: bool,
-) -> None:
-    """Judge the device on what it reported so far; its result is kept once seen."""
-    obs = _observe(retained, topics, device.device_id, target)
-    if device.result is not None:  # answered before (its result may be cleared since)
-        obs = Observation(answered=True, accuracy=device.result.probe_accuracy)
-    device.verdict = judge(obs, required=required(device), timed_out=timed_out)
-    if obs.answered and device.result is None:
-        device.result = _result(retained, topics, device.device_id, target)
-        device.answered_at = watch.arrived_at.get(topics.result(device.device_id, target.task))
-
-
-def _await_verdicts(
-    watch: FleetWatch,
-    topics: TopicScheme,
-    target: _Target,
-    devices: Sequence[_Device],
-    required: Callable[[_Device], float | None],
-    deadline: float,
-    finished: Callable[[Mapping[str, Verdict | None], bool], bool],
-    poll_s: float,
-    tick: Callable[[int], None],
-) -> tuple[dict[str, Verdict | None], bool]:
-    """Judge ``devices`` as their results come in until ``finished(verdicts, timed_out)``;
-    each device's verdict, result and the time its answer arrived are kept on it. Returns the
-    last verdicts and whether the deadline had passed."""
-    while True:
-        retained = watch.messages()
-        timed_out = time.time() >= deadline
-        for device in devices:
-            _update(device, watch, retained, topics, target, required, timed_out=timed_out)
-        tick(sum(d.verdict is not None for d in devices))
-        verdicts = {d.device_id: d.verdict for d in devices}
-        if finished(verdicts, timed_out):
-            return verdicts, timed_out
-        watch.wait(min(poll_s, max(0.0, deadline - time.time())))
-
-
 def _all_judged(verdicts: Mapping[str, Verdict | None], timed_out: bool) -> bool:
     """The rest's wait: every device judged (or the deadline); no failure ends it early."""
     return timed_out or all(v is not None for v in verdicts.values())
@@ -427,40 +539,6 @@ def _clean(
     return entry.version != target.version and entry.latest_version != (
         f"{target.task}@{target.version}"
     )
-
-
-def _await_rollback(
-    watch: FleetWatch,
-    topics: TopicScheme,
-    target: _Target,
-    canaries: Sequence[_Device],
-    required: Callable[[_Device], float | None],
-    deadline: float,
-    poll_s: float,
-    tick: Callable[[int, int], None],
-) -> None:
-    """Until no canary device serves or installs the revoked version (their status says so), or
-    the deadline. A device still installing it when the abort was decided may yet answer: it is
-    judged too. An offline one rolls back when it reconnects (the revocation is retained); it
-    is left with ``rolled_back_at`` None. ``rolled_back_at``: when the status of a device that
-    had installed the version showed it serving something else."""
-    while True:
-        retained = watch.messages()
-        for device in canaries:
-            if device.verdict is None:
-                _update(device, watch, retained, topics, target, required, timed_out=False)
-        clean = {d.device_id: _clean(retained, topics, d.device_id, target) for d in canaries}
-        for device in canaries:
-            if device.result is not None and clean[device.device_id]:
-                if device.rolled_back_at is None:
-                    device.rolled_back_at = watch.arrived_at.get(topics.status(device.device_id))
-        tick(sum(clean.values()), len(canaries))
-        if all(clean.values()) or time.time() >= deadline:
-            for device in canaries:
-                if device.verdict is None:
-                    device.verdict = "not_judged"
-            return
-        watch.wait(min(poll_s, max(0.0, deadline - time.time())))
 
 
 def _outcome(

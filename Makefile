@@ -21,7 +21,7 @@ PROFILE ?= full
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale soak trial clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale soak trial trial-repeat clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -137,6 +137,10 @@ soak: setup ## 24 agent processes, 20 minutes of chaos -> bench/results/soak.jso
 # the timed part (10 devices over 4 profiles: under 10 minutes on 2 cores).
 trial: data ## field trial: 10 agents on emulated thin links -> bench/results/trial.* + README
 	nice -n 10 $(PY) -m tools.trial --data $(DATA_DIR) --out bench/results --readme
+
+# The PLADA delivery on lora alone, 5 runs of 6 devices: the wire-bytes ratio as a distribution.
+trial-repeat: data ## 5 x 6 PLADA deliveries on lora -> bench/results/trial_repeat.*
+	nice -n 10 $(PY) -m tools.trial.repeat --runs 5 --data $(DATA_DIR) --out bench/results
 
 clean: ## remove environments, caches and build outputs (keeps data/)
 	rm -rf $(VENV) $(ORT_VENV) $(LITERT_VENV) $(PY310_VENV) $(BUILD_DIR) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -50,6 +50,11 @@ class OnnxEncoder:
             )
         self.path = path
         self.max_batch = max_batch
+        self.threads = threads  # None: ONNX Runtime's default (one per core)
+
+    def with_threads(self, threads: int) -> OnnxEncoder:
+        """Another session of the same file with ``threads`` intra-op threads (a lane)."""
+        return OnnxEncoder(self.path, threads=threads, max_batch=self.max_batch)
 
     @property
     def id(self) -> str:

@@ -23,7 +23,9 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +35,7 @@ from PIL import Image
 
 from builder.encoders.load import Encoder
 from builder.errors import EmbeddingCacheError, EncoderError
+from builder.features.lanes import lane_encoders, split_contiguous
 from plada.atomic import atomic_path, save_npy_atomic, write_bytes_atomic
 from plada.encoders import PREPROCESS_TF
 from plada.prefetch import prefetched_batches
@@ -259,6 +262,41 @@ def _spans(meta: CacheMeta, blocks: Sequence[int], batch_size: int) -> list[rang
     return spans
 
 
+def _embed_blocks(
+    corpus: CorpusLike,
+    encoder: Encoder,
+    meta: CacheMeta,
+    directory: Path,
+    blocks: Sequence[int],
+    batch_size: int,
+    advance: Callable[[int], None],
+) -> None:
+    """Embed ``blocks`` and write each as it completes (atomic rename: a block file is whole)."""
+
+    # one prefetching stream over the blocks, so no block starts with a cold pipe
+    def load(span: Sequence[int], buffer: np.ndarray | None) -> np.ndarray:
+        return preprocess_for(encoder, corpus.images(list(span)), out=buffer)
+
+    block, rows = -1, range(0)
+    out = np.empty((0, meta.feature_dim), dtype=np.float32)
+    for span, batch in prefetched_batches(load, _spans(meta, blocks, batch_size)):
+        if span[0] // meta.block_size != block:
+            block = span[0] // meta.block_size
+            rows = meta.block_rows(block)
+            out = np.empty((len(rows), meta.feature_dim), dtype=np.float32)  # (rows, D)
+        features = encoder.embed(batch)  # (b, D)
+        if features.shape != (len(span), meta.feature_dim):
+            raise EncoderError(
+                f"{encoder.id}: embed returned {features.shape}, "
+                f"expected ({len(span)}, {meta.feature_dim})"
+            )
+        first = span[0] - rows.start
+        out[first : first + len(span)] = features
+        advance(len(span))
+        if span[-1] == rows[-1]:  # the block is complete
+            save_npy_atomic(_block_path(directory, block), out)
+
+
 def embed_corpus(
     corpus: CorpusLike,
     encoder: Encoder,
@@ -302,36 +340,36 @@ def embed_corpus(
     )
     from tqdm import tqdm
 
+    lanes = lane_encoders(encoder, len(todo))
     with tqdm(
         total=total_rows,
         initial=done_rows,
         disable=not progress,
         unit="img",
-        desc=f"embed {encoder.id}",
+        desc=f"embed {encoder.id}" + (f" ({len(lanes)} lanes)" if len(lanes) > 1 else ""),
         dynamic_ncols=True,
     ) as bar:
-        # one prefetching stream over every block to do, so no block starts with a cold pipe
-        def load(span: Sequence[int], buffer: np.ndarray | None) -> np.ndarray:
-            return preprocess_for(encoder, corpus.images(list(span)), out=buffer)
+        progress_lock = threading.Lock()
+        halt = threading.Event()  # set when one lane fails or the caller is interrupted
 
-        block, rows = -1, range(0)
-        out = np.empty((0, meta.feature_dim), dtype=np.float32)
-        for span, batch in prefetched_batches(load, _spans(meta, todo, batch_size)):
-            if span[0] // meta.block_size != block:
-                block = span[0] // meta.block_size
-                rows = meta.block_rows(block)
-                out = np.empty((len(rows), meta.feature_dim), dtype=np.float32)  # (rows, D)
-            features = encoder.embed(batch)  # (b, D)
-            if features.shape != (len(span), meta.feature_dim):
-                raise EncoderError(
-                    f"{encoder.id}: embed returned {features.shape}, "
-                    f"expected ({len(span)}, {meta.feature_dim})"
-                )
-            first = span[0] - rows.start
-            out[first : first + len(span)] = features
-            bar.update(len(span))
-            if span[-1] == rows[-1]:  # the block is complete
-                save_npy_atomic(_block_path(directory, block), out)
+        def advance(rows: int) -> None:
+            if halt.is_set():
+                raise EmbeddingCacheError("embedding stopped: another lane failed")
+            with progress_lock:
+                bar.update(rows)
+
+        parts = split_contiguous(todo, len(lanes))
+        with ThreadPoolExecutor(len(lanes), thread_name_prefix="embed-lane") as pool:
+            runs = [
+                pool.submit(_embed_blocks, corpus, lane, meta, directory, part, batch_size, advance)
+                for lane, part in zip(lanes, parts, strict=True)
+            ]
+            try:
+                for run in as_completed(runs):  # the first failure, whichever lane it is in
+                    run.result()  # a lane's failure is the embedding's; finished blocks stay
+            except BaseException:
+                halt.set()  # the other lanes stop at their next batch instead of finishing
+                raise
     if shard is None:
         return merge_embeddings(corpus, encoder, cache_root=cache_root)
     if not blocks:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import mmap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ class Corpus:
         # raw 32-byte digests; never index the S32 field directly (numpy strips trailing NULs)
         self._digests = np.ascontiguousarray(index["sha256"]).tobytes()
         self._maps: dict[int, mmap.mmap] = {}
+        self._maps_lock = threading.Lock()  # reads are thread-safe; mapping a shard once is not
         self.sources = source_runs(manifest_lines)
 
     # ---------------------------------------------------------------- opening
@@ -266,16 +268,20 @@ class Corpus:
 
     def shard_map(self, shard: int, index: int) -> mmap.mmap:
         m = self._maps.get(shard)
-        if m is None:
-            p = self.path / self.shards[shard].file
-            try:
-                with p.open("rb") as f:
-                    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except FileNotFoundError as exc:
-                raise CorpusNotFoundError(f"image {index}: shard {p} is missing") from exc
-            except ValueError as exc:  # empty file cannot be mapped
-                raise CorpusCorruptError(f"image {index}: shard {p} is empty") from exc
-            self._maps[shard] = m
+        if m is not None:
+            return m
+        with self._maps_lock:  # embedding lanes read from several threads
+            m = self._maps.get(shard)
+            if m is None:
+                p = self.path / self.shards[shard].file
+                try:
+                    with p.open("rb") as f:
+                        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                except FileNotFoundError as exc:
+                    raise CorpusNotFoundError(f"image {index}: shard {p} is missing") from exc
+                except ValueError as exc:  # empty file cannot be mapped
+                    raise CorpusCorruptError(f"image {index}: shard {p} is empty") from exc
+                self._maps[shard] = m
         return m
 
 

@@ -31,10 +31,8 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from plada import limits
-from plada.errors import PayloadDecodeError, PayloadLimitError
-from plada.payload import (
+from plada.envelope import (
     FORMAT_VERSION,
-    TASK_NAME_RE,
     SignatureStatus,
     _get,
     _load_body,
@@ -42,6 +40,10 @@ from plada.payload import (
     _seen,
     _SmallMessage,
     _verified_body,
+)
+from plada.errors import PayloadDecodeError, PayloadLimitError
+from plada.payload import (
+    TASK_NAME_RE,
 )
 from plada.signing import SigningKey
 

@@ -18,8 +18,6 @@ from plada.corpus import Corpus
 from tools.tiny.corpus import make_tiny_corpus
 from tools.tiny.encoder import make_tiny_onnx_encoder
 
-pytest.importorskip("onnxruntime")
-
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Corpus:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from builder.features.image_cache import cached_image_features, entry_path
@@ -82,9 +81,7 @@ def test_a_malformed_entry_is_embedded_again_and_replaced(tmp_path: Path) -> Non
 
 
 def test_a_second_build_reads_the_task_images_features_from_disk(tmp_path: Path) -> None:
-    # Prepare: the same images seen by two sources over one cache root (two builds); the
-    # encoder runs in onnxruntime, which the builder-only environment (.venv-litert) lacks
-    pytest.importorskip("onnxruntime")
+    # Prepare: the same images seen by two sources over one cache root (two builds)
     onnx = make_tiny_onnx_encoder(tmp_path / "enc", size=32, feature_dim=16)
     corpus = make_tiny_corpus(tmp_path / "corpus", num_images=40)
     images: list[Image.Image] = corpus.images(list(range(25)))

@@ -79,6 +79,13 @@ def _connections(broker: NamespaceBroker, client_id: str) -> int:
     return broker.log_text().count(f" as {client_id} ")
 
 
+def _disconnects(broker: NamespaceBroker, client_id: str) -> int:
+    log = broker.log_text()
+    return log.count(f"Client {client_id} disconnected") + log.count(
+        f"Client {client_id} closed its connection"
+    )
+
+
 def _make_device(
     net: TrialNetwork,
     broker: NamespaceBroker,
@@ -132,6 +139,9 @@ def _play(
     """Publish and disturb the link as the scenario says; (topics held at the drop, drop s)."""
     if kind == "offline":
         device.stop()
+        # Its DISCONNECT may still wait in the slow link's queue: publishing before the broker
+        # has seen it sends the task to a device on its way out (unacked, so sent again later).
+        _wait(lambda: _disconnects(broker, device.client_id) >= 1, timeout_s=60, what="offline")
         publish()
         device.start()
         return [], 0.0

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,14 @@ from builder.datasets import fetch, sources
 from builder.datasets.info import INFO_FILE, BuildInfo, read_build_info
 from builder.datasets.sources import ClipartItem
 from plada.atomic import write_text_atomic
-from plada.corpus import ArraySource, Corpus, GeneratorSource, ImageSource, build_corpus
+from plada.corpus import (
+    ArraySource,
+    Corpus,
+    DeferredImage,
+    GeneratorSource,
+    ImageSource,
+    build_corpus,
+)
 from plada.corpus.leakage import (
     DEFAULT_NEAR_THRESHOLD,
     LeakIndex,
@@ -109,11 +117,12 @@ def corpus_sources(
         )
         mnist_sel, mnist_keys = mnist[idx], [str(int(i)) for i in idx]
 
-    def clipart() -> Iterator[tuple[str, Image.Image]]:
+    def clipart() -> Iterator[tuple[str, DeferredImage]]:
+        # decoded and resized in build_corpus's worker threads
         for item in clipart_ref:
-            yield item.canonical, sources.load_clipart(item)
+            yield item.canonical, DeferredImage(partial(sources.load_clipart, item))
 
-    def crops() -> Iterator[tuple[str, Image.Image]]:
+    def crops() -> Iterator[tuple[str, DeferredImage]]:
         return sources.iter_crops(photos, count=profile.crops, seed=profile.crop_seed)
 
     return [

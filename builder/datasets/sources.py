@@ -11,13 +11,14 @@ import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from builder.errors import DatasetFetchError
-from plada.corpus import normalize_image, read_idx
+from plada.corpus import DeferredImage, normalize_image, read_idx
 
 FASHION_DIR = "usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = (
@@ -244,14 +245,17 @@ def crop_params(index: int, *, seed: int, photos: list[Photo]) -> tuple[int, int
     return p, x, y, side, flip
 
 
-def iter_crops(photos: list[Photo], *, count: int, seed: int) -> Iterator[tuple[str, Image.Image]]:
-    """`count` 64x64 crops; key = photo name and crop parameters."""
+def iter_crops(
+    photos: list[Photo], *, count: int, seed: int
+) -> Iterator[tuple[str, DeferredImage]]:
+    """`count` 64x64 crops, made when loaded (in build_corpus's worker threads); key = photo
+    name and crop parameters."""
     for i in range(count):
         p, x, y, side, flip = crop_params(i, seed=seed, photos=photos)
-        crop = photos[p].image.resize(
-            (CROP_PX, CROP_PX), Image.Resampling.BILINEAR, box=(x, y, x + side, y + side)
-        )
-        if flip:
-            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         key = f"{photos[p].name}:x{x}:y{y}:s{side}:f{int(flip)}"
-        yield key, crop
+        yield key, DeferredImage(partial(_crop, photos[p].image, (x, y, x + side, y + side), flip))
+
+
+def _crop(photo: Image.Image, box: tuple[int, int, int, int], flip: bool) -> Image.Image:
+    crop = photo.resize((CROP_PX, CROP_PX), Image.Resampling.BILINEAR, box=box)
+    return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else crop

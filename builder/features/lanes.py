@@ -10,19 +10,12 @@ Lite1-96), with the same features. A session's intra-op threads meet at every op
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from builder.encoders.load import Encoder
+from plada.ordered_pool import available_cores
 
 MAX_LANES = 4  # past this, each lane's sessions and decode buffers cost more than they return
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def lane_encoders(encoder: Encoder, blocks: int, *, cores: int | None = None) -> list[Encoder]:

@@ -9,6 +9,7 @@ from plada.corpus.header import FORMAT_VERSION, ShardInfo
 from plada.corpus.importers import (
     ArraySource,
     CorpusSource,
+    DeferredImage,
     FileListSource,
     GeneratorSource,
     ImageFolderSource,
@@ -27,6 +28,7 @@ __all__ = [
     "Corpus",
     "CorpusSource",
     "CorpusWriter",
+    "DeferredImage",
     "FileListSource",
     "GeneratorSource",
     "ImageFolderSource",

@@ -11,6 +11,7 @@ import io
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,21 @@ from plada.corpus.writer import CorpusWriter
 from plada.errors import CorpusBuildError, CorpusError, ImageError
 from plada.files import is_image_file
 from plada.images import decode_image
+
+
+@dataclass(frozen=True)
+class DeferredImage:
+    """An image a source names but does not make: build_corpus calls `load` in a worker thread,
+    so decoding files and resizing run on every core while the corpus is written in order."""
+
+    load: Callable[[], Image.Image]
+
+
+SourceImage = Image.Image | DeferredImage  # what a source yields beside each key
+
+
+def resolve_image(image: SourceImage) -> Image.Image:
+    return image.load() if isinstance(image, DeferredImage) else image
 
 
 def open_image_file(path: Path) -> Image.Image:
@@ -49,9 +65,9 @@ class ImageFolderSource:
     root: Path
     name: str = "imagefolder"
 
-    def __iter__(self) -> Iterator[tuple[str, Image.Image]]:
+    def __iter__(self) -> Iterator[tuple[str, SourceImage]]:
         for p in list_image_files(Path(self.root)):
-            yield p.relative_to(self.root).as_posix(), open_image_file(p)
+            yield p.relative_to(self.root).as_posix(), DeferredImage(partial(open_image_file, p))
 
 
 @dataclass
@@ -77,15 +93,19 @@ class FileListSource:
             raise CorpusBuildError(f"{list_file}: the file list is empty")
         return cls(paths=paths, base=list_file.parent, name=name)
 
-    def __iter__(self) -> Iterator[tuple[str, Image.Image]]:
+    def __iter__(self) -> Iterator[tuple[str, SourceImage]]:
         for i, rel in enumerate(self.paths):
             p = Path(rel)
             if not p.is_absolute():
                 p = self.base / p
-            try:
-                yield rel, open_image_file(p)
-            except CorpusBuildError as exc:
-                raise CorpusBuildError(f"file list line {i + 1}: {exc}") from exc
+            yield rel, DeferredImage(partial(_open_listed, p, line=i + 1))
+
+
+def _open_listed(path: Path, *, line: int) -> Image.Image:
+    try:
+        return open_image_file(path)
+    except CorpusBuildError as exc:
+        raise CorpusBuildError(f"file list line {line}: {exc}") from exc
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -157,9 +177,9 @@ class GeneratorSource:
     """Any deterministic generator function of (key, image) pairs."""
 
     name: str
-    make: Callable[[], Iterator[tuple[str, Image.Image]]]
+    make: Callable[[], Iterator[tuple[str, SourceImage]]]
 
-    def __iter__(self) -> Iterator[tuple[str, Image.Image]]:
+    def __iter__(self) -> Iterator[tuple[str, SourceImage]]:
         return self.make()
 
 

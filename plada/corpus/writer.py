@@ -13,6 +13,7 @@ import os
 import shutil
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -79,6 +80,22 @@ def encode_png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """One image ready to append: its PNG bytes, the normalised image and its pixel hash."""
+
+    data: bytes
+    image: Image.Image
+    pixel_sha256: str
+
+
+def encode_image(image: Image.Image) -> EncodedImage:
+    """Normalise, encode and hash one image: the part of appending that needs no writer state,
+    so it can run in worker threads (Pillow's encoder and hashlib release the GIL)."""
+    img = normalize_image(image)
+    return EncodedImage(encode_png(img), img, pixel_digest(img))
+
+
 def _check_field(value: str, what: str) -> str:
     if not value or any(c in value for c in "\t\n\r"):
         raise CorpusBuildError(f"{what} {value!r} must be non-empty without tabs or newlines")
@@ -142,8 +159,17 @@ class CorpusWriter:
 
     def add_image(self, image: Image.Image, *, source: str, key: str) -> int:
         """Normalise, encode and append one image; returns its index."""
-        img = normalize_image(image)
-        return self.add_encoded(encode_png(img), source=source, key=key, image=img)
+        return self.add_prepared(encode_image(image), source=source, key=key)
+
+    def add_prepared(self, encoded: EncodedImage, *, source: str, key: str) -> int:
+        """Append an image `encode_image` made; returns its index."""
+        return self.add_encoded(
+            encoded.data,
+            source=source,
+            key=key,
+            image=encoded.image,
+            pixel_sha256=encoded.pixel_sha256,
+        )
 
     def add_encoded(
         self,

@@ -86,7 +86,7 @@ def test_datasets_crop_params_depend_only_on_seed_and_index() -> None:
     for p, x, y, side, _ in first:
         w, h = photos[p].image.size
         assert 64 <= side <= min(w, h) and 0 <= x <= w - side and 0 <= y <= h - side
-    assert [im.size for _, im in crops] == [(64, 64)] * 3
+    assert [im.load().size for _, im in crops] == [(64, 64)] * 3
     assert crops[0][0].startswith(("a:x", "b:x"))
 
 

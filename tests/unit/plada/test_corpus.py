@@ -285,6 +285,29 @@ def test_corpus_build_overwrite_replaces_and_refuses_without_flag(tmp_path: Path
     assert len(Corpus.open(first.path)) == 2 and second.fingerprint != first.fingerprint
 
 
+def test_corpus_build_on_several_threads_writes_what_one_thread_writes(tmp_path: Path) -> None:
+    # Prepare: RGB and gray images, several shards, a second source
+    images, _ = tiny_arrays(300, seed=3)
+    gray = images[:40].mean(axis=3).astype(np.uint8)
+
+    def sources() -> list[ArraySource]:
+        return [ArraySource(images, name="rgb"), ArraySource(gray, name="gray")]
+
+    # Execute
+    one = build_corpus(sources(), tmp_path / "one", images_per_shard=64, workers=1)
+    two = build_corpus(sources(), tmp_path / "two", images_per_shard=64, workers=3)
+    # Assert: same fingerprint, index and shard bytes
+    assert two.fingerprint == one.fingerprint and len(two) == 340
+    for name in ("index.bin", "corpus.json"):
+        assert (one.path / name).read_bytes() == (two.path / name).read_bytes()
+    shards = sorted(p.name for p in (one.path / "shards").iterdir())
+    assert len(shards) == 6
+    for shard in shards:
+        assert (one.path / "shards" / shard).read_bytes() == (
+            two.path / "shards" / shard
+        ).read_bytes()
+
+
 def test_corpus_imagefolder_orders_by_path_and_composites_alpha_over_white(
     tmp_path: Path,
 ) -> None:

@@ -36,7 +36,31 @@ def run_step(cmd: list[str], *, what: str) -> None:
     log(f"{what}: done in {time.monotonic() - started:.1f} s")
 
 
+def run_steps_together(steps: list[tuple[list[str], str]], logs: Path) -> None:
+    """Run independent CLI steps side by side (each mostly one core's work), each one's output
+    into its own log file under `logs`; stop, naming the step and its log, if any fails."""
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    running: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    for cmd, what in steps:
+        log_path = logs / f"{what.replace(' ', '-')}.log"
+        log(f"{what}: {' '.join(str(c) for c in cmd[2:])} (output: {log_path})")
+        with log_path.open("wb") as out:
+            running.append(
+                (subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=out), what, log_path)
+            )
+    finished = [(what, path, proc.wait()) for proc, what, path in running]
+    for what, path, code in finished:
+        if code != 0:
+            tail = path.read_text("utf-8", errors="replace").splitlines()[-15:]
+            print("\n".join(tail), file=sys.stderr)
+            raise SystemExit(f"demo: {what} failed (exit {code}); its output: {path}")
+    log(f"{', '.join(what for _, what in steps)}: done in {time.monotonic() - started:.1f} s")
+
+
 def ensure_encoders(specs: list[str], out: Path, corpus: Path) -> None:
+    """Export the encoders not exported yet, side by side (about a third faster than in turn)."""
+    steps: list[tuple[list[str], str]] = []
     for spec in specs:
         if (out / f"{spec}.onnx").exists() and (out / f"{spec}.json").exists():
             log(f"encoder {spec}: cached")
@@ -46,7 +70,9 @@ def ensure_encoders(specs: list[str], out: Path, corpus: Path) -> None:
         cmd += ["--size", str(parsed.size), *(["--int8"] if parsed.int8 else []), "--out", str(out)]
         if parsed.int8:
             cmd += ["--calibration-corpus", str(corpus)]
-        run_step(cmd, what=f"export encoder {spec}")
+        steps.append((cmd, f"export encoder {spec}"))
+    if steps:
+        run_steps_together(steps, out / "logs")
 
 
 class TaskStamp(BaseModel):

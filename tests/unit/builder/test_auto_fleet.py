@@ -8,7 +8,7 @@ import numpy as np
 
 from builder.pipeline.candidates import CandidateSpec
 from builder.pipeline.objective import FleetObjective
-from builder.pipeline.validate import DeviceRows, validate_candidates
+from builder.pipeline.validate import DeviceRows, ValidationResult, validate_candidates
 from plada.head import HeadHyperParams
 from tests.unit.builder.test_auto import _inputs
 
@@ -96,3 +96,31 @@ def test_pruning_never_changes_the_choice() -> None:
         for i in range(len(SPECS)):
             if not np.isnan(pruned.objective[i]).any():
                 np.testing.assert_allclose(pruned.objective[i], full.objective[i])
+
+
+def test_heads_on_several_threads_give_the_one_thread_result() -> None:
+    # Prepare: two classes, finalists, so every kind of work goes through the pool
+    inputs = _inputs()
+    rot = np.linalg.qr(np.random.default_rng(9).normal(size=(4, 4)))[0]
+    other = DeviceRows(inputs.train_teacher @ rot, inputs.reference_teacher @ rot)
+    fleet = replace(inputs, default_device="a", more_devices={"b": other})
+    seen: list[tuple[int, int]] = []
+
+    def run(workers: int) -> ValidationResult:
+        return validate_candidates(
+            fleet, SPECS, num_folds=3, repeats=2, finalists=2, finalist_repeats=1, hp=HP,
+            workers=workers, progress=lambda done, total: seen.append((done, total)),
+        )  # fmt: skip
+
+    # Execute
+    one, three = run(1), run(3)
+    # Assert
+    assert three.chosen == one.chosen and three.finalists == one.finalists
+    np.testing.assert_array_equal(three.scores, one.scores)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(three.oracle[name], one.oracle[name])
+        for mine, theirs in zip(three.per_class[name], one.per_class[name], strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+    for mine, theirs in zip(three.objective, one.objective, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert seen[-1] == (len(SPECS) * 6, len(SPECS) * 6) and len(seen) == 2 * len(SPECS) * 6

@@ -29,6 +29,7 @@ from plada.corpus.importers import list_image_files, open_image_file
 from plada.corpus.manifest import pixel_digest
 from plada.corpus.writer import normalize_image
 from plada.errors import CorpusBuildError
+from plada.ordered_pool import available_cores, map_ordered
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +122,17 @@ def corpus_phashes(
                 return cached
             logger.warning("ignoring stale leakage cache %s", cache_file)
     out = np.empty((len(corpus), _WORDS), dtype=np.uint64)
-    for start in range(0, len(corpus), batch_size):
-        stop = min(start + batch_size, len(corpus))
-        out[start:stop] = phash_batch([img for _, img in corpus.iter_images(start, stop)])
+    spans = [range(i, min(i + batch_size, len(corpus))) for i in range(0, len(corpus), batch_size)]
+
+    def hashes(span: range) -> np.ndarray:  # decoding, resizing and the DCT release the GIL
+        return phash_batch([img for _, img in corpus.iter_images(span.start, span.stop)])
+
+    for span, batch in zip(
+        spans, map_ordered(hashes, spans, workers=available_cores(), name="phash"), strict=True
+    ):
+        out[span.start : span.stop] = batch
         if progress is not None:
-            progress(stop, len(corpus))
+            progress(span.stop, len(corpus))
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         save_npy_atomic(cache_file, out)

@@ -43,7 +43,7 @@ def device_profile(device_class: str) -> DeviceProfile:
 
 
 def plan_agents(spec: str, out: Path) -> list[AgentPlan]:
-    """`raspberry-pi-4:2,x86-dev:1` -> rpi-4-1, rpi-4-2, x86-dev-1."""
+    """`raspberry-pi-4:2,raspberry-pi-5:1` -> rpi-4-1, rpi-4-2, rpi-5-1."""
     plans: list[AgentPlan] = []
     for item in spec.split(","):
         device_class, _, count = item.partition(":")

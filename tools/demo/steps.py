@@ -84,6 +84,7 @@ class TaskStamp(BaseModel):
     task: str
     budget: str
     devices: list[str]
+    teachers: list[str]
     key: str
 
     @classmethod
@@ -107,6 +108,7 @@ def ensure_task(
         task=task,
         budget=args.budget,
         devices=specs,
+        teachers=specs,
         key=sha256_file(key),
     )
     stamp_path = out / f"task-stamp-{task}.json"
@@ -118,6 +120,9 @@ def ensure_task(
         cmd += ["--target", str(args.data / "targets" / task), "--budget", args.budget]
         cmd += ["--auto", "--key", str(key), "--out", str(payload), "--report", str(report_dir)]
         cmd += ["--devices", ",".join(specs), "--encoder-dir", str(out / "encoders")]
+        # the fleet's own encoders teach (the builder keeps the better one on the train folds):
+        # the corpus is embedded once per device encoder, never with a third, teacher-only one
+        cmd += ["--teacher-encoder", ",".join(specs)]
         run_step(cmd, what=f"build task {task} at {args.budget}")
         write_text_atomic(stamp_path, stamp.model_dump_json())
     try:

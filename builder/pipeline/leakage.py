@@ -21,11 +21,13 @@ import numpy as np
 
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
+from builder.features.stream import row_chunks
 
 DEFAULT_THRESHOLD = 0.99
 _PCA_DIM = 128
 _RERANK = 4
 _PCA_SAMPLE = 4096
+_APPROX_FLOATS = 1 << 25  # at most this many approximate similarities per batch (128 MB)
 # The candidate search finds each test image's best _RERANK columns among blocks of this many
 # (_top_columns); padding columns score this, below any approximate cosine.
 _BLOCK = 64
@@ -83,9 +85,9 @@ def _projection(reference_features: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     padded = -(-n // _BLOCK) * _BLOCK
     ref_p = np.zeros((padded, basis.shape[1] + 1), dtype=np.float32)  # (N padded, P + 1)
     ref_p[n:, -1] = _PAD_SCORE
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
-        unit = _unit(reference_features[start:stop])
+    for start, chunk in row_chunks(reference_features, _CHUNK):  # pages released as it goes
+        stop = start + chunk.shape[0]
+        unit = _unit(chunk)
         ref_p[start:stop, :-1] = (unit - center) @ basis
         ref_p[start:stop, -1] = unit @ center
     _PROJECTION[:] = [(reference_features, (center, basis, ref_p))]
@@ -119,8 +121,8 @@ def _exact_nearest(test: np.ndarray, reference_features: np.ndarray) -> tuple[np
     """(nearest (T,), cosine (T,)) by brute force over reference chunks."""
     nearest = np.zeros(test.shape[0], dtype=np.int64)
     best = np.full(test.shape[0], -np.inf, dtype=np.float32)
-    for start in range(0, reference_features.shape[0], _CHUNK):
-        sims = test @ _unit(reference_features[start : start + _CHUNK]).T  # (T, chunk)
+    for start, chunk in row_chunks(reference_features, _CHUNK):
+        sims = test @ _unit(chunk).T  # (T, chunk)
         arg = sims.argmax(axis=1)
         top = sims[np.arange(test.shape[0]), arg]
         better = top > best
@@ -160,6 +162,9 @@ def find_leakage(
     nearest = np.empty(test.shape[0], dtype=np.int64)
     best = np.empty(test.shape[0], dtype=np.float32)
     k = min(_RERANK, n)
+    # the (B, N) approximate similarities are the largest temporary: 1 GB for 256 test images
+    # against 1M references, so the batch shrinks as the corpus grows (same result, by row)
+    batch_size = max(1, min(batch_size, _APPROX_FLOATS // ref_p.shape[0]))
     for start in range(0, test.shape[0], batch_size):
         t = test[start : start + batch_size]
         t_p = np.concatenate([(t - center) @ basis, np.ones((t.shape[0], 1), np.float32)], axis=1)

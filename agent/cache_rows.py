@@ -96,10 +96,8 @@ class RowFiles:
             hit = (pos < segment.indices.size) & (segment.indices[pos_clipped] == indices[wanted])
             if not hit.any():
                 continue
-            rows = self._read_rows(segment, pos[hit])
-            if rows is None:
-                continue  # dropped: its rows stay missing
-            out[wanted[hit]] = rows
+            if not self._read_rows(segment, pos[hit], out, wanted[hit]):
+                continue  # dropped: its rows stay missing (any written are overwritten later)
             have[wanted[hit]] = True
             filled += int(hit.sum())
         return filled
@@ -109,47 +107,61 @@ class RowFiles:
             with path.open("rb") as file:
                 head = file.read(len(_MAGIC) + _HEADER.size)
                 if len(head) < len(_MAGIC) + _HEADER.size or not head.startswith(_MAGIC):
-                    return self._drop(path, "no segment header")
+                    self._drop(path, "no segment header")
+                    return None
                 count, dim, itemsize = _HEADER.unpack_from(head, len(_MAGIC))
                 if dim != self._dim or itemsize != self._dtype.itemsize:
-                    return self._drop(path, f"rows of {dim} x {itemsize} bytes are not expected")
+                    self._drop(path, f"rows of {dim} x {itemsize} bytes are not expected")
+                    return None
                 table_bytes = count * (8 + _ROW_DIGEST)
                 size = file.seek(0, os.SEEK_END)
                 features_at = len(head) + table_bytes + 32
                 if size != features_at + count * self._row_bytes:
-                    return self._drop(path, f"{size} bytes do not fit {count} rows")
+                    self._drop(path, f"{size} bytes do not fit {count} rows")
+                    return None
                 file.seek(len(head))
                 table = file.read(table_bytes + 32)
         except OSError as exc:
-            return self._drop(path, f"unreadable ({exc})")
+            self._drop(path, f"unreadable ({exc})")
+            return None
         if hashlib.sha256(head[len(_MAGIC) :] + table[:-32]).digest() != table[-32:]:
-            return self._drop(path, "its index table does not match its checksum")
+            self._drop(path, "its index table does not match its checksum")
+            return None
         indices = np.frombuffer(table, dtype="<u8", count=count).astype(np.int64)
         if count > 1 and not bool((np.diff(indices) > 0).all()):
-            return self._drop(path, "its indices are not ascending")
+            self._drop(path, "its indices are not ascending")
+            return None
         return _Segment(path, indices, table[8 * count : table_bytes], features_at)
 
-    def _read_rows(self, segment: _Segment, positions: np.ndarray) -> np.ndarray | None:
-        """(len(positions), D) float32 of the segment's rows at `positions`, each checked."""
-        rows = np.empty((positions.size, self._dim), dtype=np.float32)
+    def _read_rows(
+        self, segment: _Segment, positions: np.ndarray, out: np.ndarray, targets: np.ndarray
+    ) -> bool:
+        """out[targets[j]] = the segment's row positions[j] (float32), each checked; written
+        straight into `out` (a 20,000-row temporary would be another 100 MB on a device).
+        False if the segment was dropped."""
         size = self._row_bytes
         try:
             fd = os.open(segment.path, os.O_RDONLY)
         except OSError as exc:
-            return self._drop(segment.path, f"unreadable ({exc})")
+            self._drop(segment.path, f"unreadable ({exc})")
+            return False
         try:
-            for j, p in enumerate(positions.tolist()):
+            for p, t in zip(positions.tolist(), targets.tolist(), strict=True):
                 data = os.pread(fd, size, segment.features_at + p * size)
                 if _row_digest(data) != segment.digests[p * _ROW_DIGEST : (p + 1) * _ROW_DIGEST]:
-                    return self._drop(segment.path, f"row {p} does not match its checksum")
-                rows[j] = np.frombuffer(data, dtype=self._dtype)
+                    self._drop(segment.path, f"row {p} does not match its checksum")
+                    return False
+                row = out[t]
+                row[:] = np.frombuffer(data, dtype=self._dtype)
+                if not bool(np.isfinite(row).all()):
+                    self._drop(segment.path, "it holds NaN or infinite features")
+                    return False
         except OSError as exc:
-            return self._drop(segment.path, f"unreadable ({exc})")
+            self._drop(segment.path, f"unreadable ({exc})")
+            return False
         finally:
             os.close(fd)
-        if not bool(np.isfinite(rows).all()):
-            return self._drop(segment.path, "it holds NaN or infinite features")
-        return rows
+        return True
 
     # ------------------------------------------------------------------ write
     def write(self, indices: np.ndarray, features: np.ndarray) -> Path | None:

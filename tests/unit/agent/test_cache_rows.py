@@ -35,9 +35,13 @@ class _Counting:
         return self.inner.embed(batch)
 
 
-def _cache(corpus: Corpus, encoder_path: Path, root: Path, **kwargs: int) -> FeatureCache:
+def _cache(
+    corpus: Corpus, encoder_path: Path, root: Path, *, max_row_segments: int = 8
+) -> FeatureCache:
     extractor = _Counting(load_extractor(encoder_path))
-    return FeatureCache(root, corpus, extractor, block_size=16, batch_size=8, **kwargs)
+    return FeatureCache(
+        root, corpus, extractor, block_size=16, batch_size=8, max_row_segments=max_row_segments
+    )
 
 
 def _segments(cache: FeatureCache) -> list[Path]:

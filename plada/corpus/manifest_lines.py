@@ -120,11 +120,10 @@ class _Scan:
 
 def scan_manifest(
     path: Path, header: bytes
-) -> tuple[str, ManifestLines, list[tuple[str, int, int]]]:
-    """(sha256 hex of the file, its image lines, source runs (name, count, start)).
-
-    Raises CorpusNotFoundError if the file is missing, CorpusCorruptError if the first line is
-    not `header` or a line has no source field."""
+) -> tuple[str, str | None, ManifestLines, list[tuple[str, int, int]]]:
+    """(sha256 hex of the file, its first structural problem or None (the first line is not
+    `header`, a line has no source field), its image lines, source runs (name, count, start)).
+    Raises CorpusNotFoundError if the file is missing."""
     scan = _Scan(path, header)
     try:
         file = path.open("rb")

@@ -79,7 +79,7 @@ def test_bad_arguments_are_named(base: Path, kwargs: dict[str, object], field: s
 
 
 def test_a_missing_base_corpus_is_named(tmp_path: Path) -> None:
-    with pytest.raises(CorpusBuildError, match="base corpus .*nowhere"):
+    with pytest.raises(CorpusBuildError, match=r"base corpus .*nowhere"):
         DerivedSource(tmp_path / "nowhere", 5)
 
 
@@ -113,8 +113,7 @@ def test_manifest_scan_gives_the_same_lines_and_runs_at_any_chunk_size(
     base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     # Prepare: three sources, the middle one a derived corpus, so runs cross chunk boundaries
-    from plada.corpus import CorpusSource
-    from plada.corpus import manifest_lines
+    from plada.corpus import CorpusSource, manifest_lines
 
     built = build_corpus(
         [CorpusSource(base), DerivedSource(base, 17, name="mid"), CorpusSource(base)],

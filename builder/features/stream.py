@@ -47,6 +47,29 @@ def release(view: np.ndarray) -> None:
         mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
+def take_rows(features: np.ndarray, indices: np.ndarray, rows: int = DEFAULT_ROWS) -> np.ndarray:
+    """(len(indices), D) float32 = features[indices], in bounded memory for a mapped matrix.
+
+    A gather of 20,000 scattered rows from a mapping faults in their pages and the kernel maps
+    the cached pages around each fault too, so it left most of the file resident. The indices are
+    taken one window of `rows` rows at a time, and each window's pages are released after it."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if not isinstance(getattr(features, "_mmap", None), mmap.mmap):
+        out: np.ndarray = np.asarray(features[idx], dtype=np.float32)
+        return out
+    gathered = np.empty((idx.size, features.shape[1]), dtype=np.float32)
+    order = np.argsort(idx, kind="stable")
+    ordered = idx[order]
+    edges = np.searchsorted(ordered, np.arange(0, features.shape[0] + rows, rows))
+    for window in range(edges.size - 1):
+        lo, hi = int(edges[window]), int(edges[window + 1])
+        if lo == hi:
+            continue
+        gathered[order[lo:hi]] = features[ordered[lo:hi]]
+        release(features[window * rows : (window + 1) * rows])
+    return gathered
+
+
 def column_mean(features: np.ndarray, rows: int = DEFAULT_ROWS) -> np.ndarray:
     """(D,) float64 mean of the rows, streamed."""
     total = np.zeros(features.shape[1], dtype=np.float64)

@@ -21,7 +21,7 @@ import numpy as np
 
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
-from builder.features.stream import row_chunks
+from builder.features.stream import row_chunks, take_rows
 
 DEFAULT_THRESHOLD = 0.99
 _PCA_DIM = 128
@@ -77,7 +77,8 @@ def _projection(reference_features: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         center, basis, ref_p = _PROJECTION[0][1]
         return center, basis, ref_p
     n = reference_features.shape[0]
-    sample = _unit(reference_features[:: max(1, n // _PCA_SAMPLE)])  # even stride: deterministic
+    stride = np.arange(0, n, max(1, n // _PCA_SAMPLE))  # even stride: deterministic
+    sample = _unit(take_rows(reference_features, stride))
     center = sample.mean(axis=0)
     _, _, vt = np.linalg.svd(sample - center, full_matrices=False)
     basis = vt[:_PCA_DIM].T.astype(np.float32)  # (D, P)
@@ -174,7 +175,7 @@ def find_leakage(
         else:
             cand = np.sort(_top_columns(approx, k), axis=1)  # (B, k); ties: lowest index
         rows_needed = np.unique(cand)
-        unit = _unit(reference_features[rows_needed])  # only the candidates, (U, D)
+        unit = _unit(take_rows(reference_features, rows_needed))  # only the candidates, (U, D)
         exact_sims = np.einsum("bd,bkd->bk", t, unit[np.searchsorted(rows_needed, cand)])
         pick = exact_sims.argmax(axis=1)
         rows = np.arange(t.shape[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.features.stream import column_mean, release, row_chunks
+from builder.features.stream import column_mean, release, row_chunks, take_rows
 from builder.pipeline.scores import prototype_cosine
 from builder.pipeline.teacher import Teacher
 
@@ -77,3 +77,17 @@ def test_scoring_a_mapped_corpus_gives_what_an_in_memory_one_gives(mapped: np.nd
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_take_rows_gathers_in_the_given_order_and_releases_the_pages(mapped: np.ndarray) -> None:
+    # Prepare: scattered, unsorted, one index twice
+    indices = np.random.default_rng(3).choice(24_000, size=3000, replace=False)
+    indices[5] = indices[9]
+    before = _rss_file_mb()
+    # Execute
+    got = take_rows(mapped, indices, rows=2000)
+    after = _rss_file_mb() - before
+    # Assert
+    np.testing.assert_array_equal(got, np.asarray(mapped)[indices])
+    np.testing.assert_array_equal(take_rows(np.asarray(mapped), indices[:7]), mapped[indices[:7]])
+    assert got.dtype == np.float32 and after < 12, after

@@ -27,7 +27,9 @@ def _row(r: SizeRow) -> list[str]:
         "n/a" if r.reads is None else f"{r.reads.open_s:.2f} / {r.reads.images_per_s:,.0f}",
         f"{_t(e)} / {_mem(e)}" + (f" ({e.images_per_s:,.0f}/s)" if e else ""),
         f"{_t(bu)} / {_mem(bu)}",
-        "n/a" if w is None else f"{w.payload_to_model_s:.2f} / {w.wall_s:.2f} / {_mem(w)}",
+        "n/a"
+        if w is None
+        else f"{w.payload_to_model_s:.2f} / {w.user_s + w.sys_s:.2f} / {w.wall_s:.2f} / {_mem(w)}",
         "n/a" if c is None else f"{c.payload_to_model_s:.1f} / {_mem(c)}",
         _load(r),
     ]
@@ -68,17 +70,21 @@ def corpus_scale_lines(
         f"from the image cache). Apply: `plada-agent apply` of that {s.kept:,}-index payload "
         "on a device with an empty feature cache (cold: every kept image embedded on demand), "
         "then again (warm: the rows the first apply stored, `agent/cache_rows.py`; the faster "
-        f"of two runs). Machine: {m.cpu_model}, {m.nproc or '?'} cores, {m.ram_gib or '?'} GiB, "
-        "shared with other jobs (load column: 1-minute load average at the stages' starts).",
+        "of two runs; s = payload to stored model inside the agent, CPU s = user + system of the "
+        "whole process, interpreter start and imports included, wall s = the same in wall "
+        f"time). Machine: {m.cpu_model}, {m.nproc or '?'} cores, {m.ram_gib or '?'} GiB, shared "
+        "with other jobs and every stage at niceness 19, so wall times carry the load (load "
+        "column: 1-minute load average at the stages' starts).",
         "",
     ]
     header = ["images", "build s / MB / GB", "verify s", "open s / random reads/s"]
-    header += ["embed s / MB", "builder s / MB", "apply warm s / wall s / MB"]
+    header += ["embed s / MB", "builder s / MB", "apply warm s / CPU s / wall s / MB"]
     header += ["apply cold s / MB", "load"]
     lines += table(header, [_row(r) for r in result.sizes])
     if "corpus_scale" in plot_paths:
         lines += [f"![corpus size]({plot_paths['corpus_scale']})", ""]
     lines += _targets(result, t.builder_peak_rss_mb, t.apply_warm_s, t.apply_warm_rss_mb)
+    lines += _builder_stages(result)
     if result.extrapolation:
         lines += [
             f"**Extrapolated to ImageNet-21K's {result.extrapolation[0].at_images:,} images** "
@@ -114,6 +120,21 @@ def _targets(result: CorpusScaleResults, rss_mb: float, warm_s: float, warm_mb: 
             f"{c.payload_to_model_s:.1f} s, {c.peak_rss_mb:,.0f} MB"
         )
     return ["; ".join(out) + ".", ""] if out else []
+
+
+def _builder_stages(result: CorpusScaleResults) -> list[str]:
+    """The builder's own stage timings (report.json) at each size."""
+    timed = [(r.images, r.builder.stage_seconds) for r in result.sizes if r.builder is not None]
+    timed = [(n, stages) for n, stages in timed if stages]
+    if not timed:
+        return []
+    names = list(timed[-1][1])
+    body = [[f"{n:,}", *(f"{stages.get(s, 0.0):.1f}" for s in names)] for n, stages in timed]
+    return [
+        "Builder stages (s, from each build's report.json):",
+        "",
+        *table(["images", *names], body),
+    ]
 
 
 AT_SCALE_LINES = [

@@ -75,6 +75,7 @@ def _time(cmd: Sequence[str], *, stdout: Path | None = None) -> dict[str, Any]:
         "sys_s": sys_s,
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "loadavg_1m": load,
+        "git_commit": git_commit(),
         "stdout": done.stdout,
     }
 

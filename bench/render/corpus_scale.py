@@ -83,6 +83,7 @@ def corpus_scale_lines(
     lines += table(header, [_row(r) for r in result.sizes])
     if "corpus_scale" in plot_paths:
         lines += [f"![corpus size]({plot_paths['corpus_scale']})", ""]
+    lines += _commits(result)
     lines += _targets(result, t.builder_peak_rss_mb, t.apply_warm_s, t.apply_warm_rss_mb)
     lines += _builder_stages(result)
     if result.extrapolation:
@@ -120,6 +121,20 @@ def _targets(result: CorpusScaleResults, rss_mb: float, warm_s: float, warm_mb: 
             f"{c.payload_to_model_s:.1f} s, {c.peak_rss_mb:,.0f} MB"
         )
     return ["; ".join(out) + ".", ""] if out else []
+
+
+def _commits(result: CorpusScaleResults) -> list[str]:
+    """Which commit measured which stages, when a re-run left more than one."""
+    by_commit: dict[str, list[str]] = {}
+    for r in result.sizes:
+        for name in ("build", "verify", "reads", "embed", "builder", "apply_cold", "apply_warm"):
+            m = getattr(r, name)
+            if m is not None:
+                by_commit.setdefault(m.git_commit or "?", []).append(f"{name} {r.images:,}")
+    if len(by_commit) < 2:
+        return []
+    parts = [f"`{c}`: {', '.join(stages)}" for c, stages in by_commit.items()]
+    return ["Stages by the commit that measured them: " + "; ".join(parts) + ".", ""]
 
 
 def _builder_stages(result: CorpusScaleResults) -> list[str]:

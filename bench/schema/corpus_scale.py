@@ -16,6 +16,7 @@ class Measured(Model):
     sys_s: float = Field(ge=0)
     peak_rss_mb: float = Field(ge=0)
     loadavg_1m: float  # at the start of the stage
+    git_commit: str | None = None  # of the code that ran this stage
 
 
 class BuildStage(Measured):

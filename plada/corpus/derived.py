@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from plada.corpus.format import Corpus
+from plada.corpus.importers import DeferredImage, SourceImage
 from plada.errors import CorpusBuildError, CorpusError
 
 OUTPUT_SIDES = (24, 32, 48, 64)  # long side of a derived image, px
@@ -134,11 +136,16 @@ class DerivedSource:
         entry = corpus.entry(b)
         return derived_params(index, seed=self.seed, base_index=b, size=(entry.width, entry.height))
 
-    def __iter__(self) -> Iterator[tuple[str, Image.Image]]:
-        corpus = self._open()
+    def __iter__(self) -> Iterator[tuple[str, SourceImage]]:
+        """(key, image made later): build_corpus reads, transforms and encodes the images on
+        every core, in order (the parameters are drawn here, in index order)."""
+        for i in range(self.num_images):
+            p = self.params(i)
+            yield p.key(), DeferredImage(partial(self._make, p))
+
+    def _make(self, p: DerivedParams) -> Image.Image:
         try:
-            for i in range(self.num_images):
-                p = self.params(i)
-                yield p.key(), apply_params(corpus.image(p.base), p)
+            base = self._open().image(p.base)  # thread-safe (one pread per image)
         except CorpusError as exc:  # a corrupt base image (verify_reads) stops the build, named
             raise CorpusBuildError(f"derived source: base corpus {self.base}: {exc}") from exc
+        return apply_params(base, p)

@@ -21,7 +21,7 @@ PROFILE ?= full
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale soak trial trial-repeat clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale bench-corpus-scale soak trial trial-repeat clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -123,9 +123,19 @@ bench: data setup-ort-training setup-litert ## all benchmarks -> bench/results/,
 	$(PY) -m bench.run --data $(DATA_DIR)
 
 # bench.fleet alone (also a module of `make bench`): 100, 300 and 1,000 agents in a few worker
-# processes against a mosquitto of its own; then the README's Results are rendered from the JSON.
-bench-scale: setup ## fleet of 100, 300 and 1,000 agents -> bench/results/fleet.json, fleet.png, README Results
+# processes against a mosquitto of its own; then the corpus-scale benchmark; then the README's
+# Results are rendered from the JSON.
+bench-scale: setup bench-corpus-scale ## fleet of 100-1,000 agents and corpora of 100k-1M images -> bench/results/fleet.json, corpus_scale.json, PNGs, README Results
 	$(PY) -m bench.fleet --data $(DATA_DIR)
+	$(PY) -m bench.run --render-only
+
+# Derived corpora of 100k, 300k and 1M images (~4 GB, features ~7 GB, under SCALE_DIR) through
+# build, verify, reads, embed, builder and agent apply; about an hour on 2 cores.
+SCALE_DIR ?= build/corpus-scale
+bench-corpus-scale: data ## corpora of 100k, 300k, 1M images -> bench/results/corpus_scale.json, .png, README Results
+	test -f $(BUILD_DIR)/encoders/lite0-64-int8.onnx || \
+		$(PY) -m builder export-encoder --model lite0 --size 64 --int8 --out $(BUILD_DIR)/encoders
+	$(PY) -m bench.corpus_scale --data $(DATA_DIR) --work $(SCALE_DIR) --encoder-dir $(BUILD_DIR)/encoders
 	$(PY) -m bench.run --render-only
 
 # The short version (a few minutes, 8 agents) runs inside `make test` (tests/integration/test_soak.py).

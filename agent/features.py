@@ -10,6 +10,9 @@ Feature cache layout, one folder per (corpus fingerprint, encoder file hash, vie
         meta.json               what the folder belongs to (checked on open)
         block-000000.npy        features of images [0, block_size), float16 or float32
         block-000001.npy        ...
+        rows-<16 hex>.bin       features computed on demand for one payload, by index
+                                (agent.cache_rows: a payload's few thousand random indices
+                                touch most blocks of a large corpus)
 
 Blocks are written to a temporary file and renamed into place, so a crash leaves whole blocks
 or none: `warm` resumes from the blocks that are missing. Each block carries a checksum and is
@@ -34,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from agent.cache_blocks import BlockFiles
+from agent.cache_rows import DEFAULT_MAX_SEGMENTS, RowFiles
 from agent.errors import EncoderBackendError, FeatureCacheError
 from plada.atomic import write_bytes_atomic
 from plada.corpus import Corpus
@@ -275,6 +279,7 @@ class FeatureCache:
         block_size: int = 1024,
         batch_size: int = 32,
         view: View | None = None,
+        max_row_segments: int = DEFAULT_MAX_SEGMENTS,
     ) -> None:
         if dtype not in ("float16", "float32"):
             raise FeatureCacheError(f"cache dtype must be float16 or float32, got {dtype!r}")
@@ -308,6 +313,12 @@ class FeatureCache:
         }
         if view is not None:  # absent without a view: existing caches stay valid
             self._meta["view_digest"] = view.digest
+        self._rows = RowFiles(
+            self.path,
+            dim=extractor.info.feature_dim,
+            dtype=self.dtype,
+            max_segments=max_row_segments,
+        )
         self._prepare()
 
     # ------------------------------------------------------------------ layout
@@ -424,8 +435,9 @@ class FeatureCache:
     def features(self, indices: np.ndarray) -> tuple[np.ndarray, int]:
         """(k, D) float32 features of corpus `indices` and how many had to be computed.
 
-        Cached blocks serve what they can; the rest is embedded now (not stored: a partial
-        block is never written, `warm` fills whole blocks).
+        Whole blocks serve what they can (a warmed device), then the row segments of earlier
+        payloads (agent.cache_rows); the rest is embedded now and stored as a new segment, so
+        the next apply of the same or overlapping indices embeds nothing.
         """
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_images):
@@ -436,15 +448,23 @@ class FeatureCache:
         have = np.zeros(indices.size, dtype=bool)
         blocks = indices // self.block_size
         for block in np.unique(blocks):
+            if not self._block_path(int(block)).is_file():
+                continue  # (a stat, not a read: most blocks of a large corpus are absent)
             data = self._load_block(int(block))
             if data is None:
                 continue
             where = np.flatnonzero(blocks == block)
             out[where] = data[indices[where] - int(block) * self.block_size]
             have[where] = True
+        if not have.all():
+            self._rows.read(indices, out, have)
         missing = np.flatnonzero(~have)
         if missing.size:
             # through the cache dtype too, so results never depend on what was cached
-            computed = self._embed_indices(indices[missing].tolist())
-            out[missing] = computed.astype(self.dtype)  # widened to float32 on assignment
+            computed = self._embed_indices(indices[missing].tolist()).astype(self.dtype)
+            out[missing] = computed  # widened to float32 on assignment
+            try:
+                self._rows.write(indices[missing], computed)
+            except OSError as exc:  # a full disk must not fail the apply: the rows are in hand
+                logger.warning("feature cache rows not stored (%s): recomputed next time", exc)
         return out, int(missing.size)

@@ -181,7 +181,8 @@ def install_payload(
     num_classes = len(payload.class_names)
     hp = config.head.hyper_params()
     train_start = time.perf_counter()
-    result = trainer.train(features, payload.labels, num_classes=num_classes, hp=hp)
+    # the features are not read again: standardised in place, one (k, D) matrix in memory
+    result = trainer.train(features, payload.labels, num_classes=num_classes, hp=hp, consume=True)
     train_seconds = time.perf_counter() - train_start
     report(0.9, "store")
     info = cache.extractor.info

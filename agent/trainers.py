@@ -49,12 +49,19 @@ _IR_VERSION = 8
 
 
 class HeadTrainer(Protocol):
-    """Trains a linear softmax head over frozen features."""
+    """Trains a linear softmax head over frozen features; with `consume` the caller hands the
+    features over and they may be overwritten (standardised in place)."""
 
     name: str
 
     def train(
-        self, features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        num_classes: int,
+        hp: HeadHyperParams,
+        consume: bool = False,
     ) -> HeadTrainResult: ...
 
 
@@ -64,9 +71,15 @@ class NumpyTrainer:
     name = "numpy"
 
     def train(
-        self, features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        num_classes: int,
+        hp: HeadHyperParams,
+        consume: bool = False,
     ) -> HeadTrainResult:
-        return train_head(features, labels, num_classes=num_classes, hp=hp)
+        return train_head(features, labels, num_classes=num_classes, hp=hp, consume=consume)
 
 
 def _loss_nodes() -> list[pb.Node]:
@@ -170,9 +183,15 @@ class OrtGraphTrainer:
         self.threads = threads
 
     def train(
-        self, features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        num_classes: int,
+        hp: HeadHyperParams,
+        consume: bool = False,
     ) -> HeadTrainResult:
-        plan = plan_training(features, labels, num_classes=num_classes, hp=hp)
+        plan = plan_training(features, labels, num_classes=num_classes, hp=hp, consume=consume)
         session = self._session(plan)
         from onnxruntime import OrtValue
 
@@ -316,9 +335,15 @@ class OrtTrainingTrainer:
         self._artifacts, self._api = _import_ort_training()
 
     def train(
-        self, features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        *,
+        num_classes: int,
+        hp: HeadHyperParams,
+        consume: bool = False,
     ) -> HeadTrainResult:
-        plan = plan_training(features, labels, num_classes=num_classes, hp=hp)
+        plan = plan_training(features, labels, num_classes=num_classes, hp=hp, consume=consume)
         api = self._api
         with tempfile.TemporaryDirectory(prefix="plada-ort-artifacts-") as tmp:
             directory = Path(tmp) / "artifacts"

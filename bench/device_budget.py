@@ -17,8 +17,8 @@ from a fixed random projection of their features, a signed payload as the builde
 
 - warm: payload -> stored model with every kept image's features in the device cache
   (`plada-agent warm-cache` ran before, unconstrained: that is a device's idle-time job);
-- cold: the same payload with an empty cache, every kept image embedded on demand (partial
-  blocks are never stored, so repeated cold runs stay cold);
+- cold: the same payload with an empty cache, every kept image embedded on demand (the rows an
+  apply computes are kept, agent/cache_rows.py, so the cold cache is emptied before each run);
 - predict: per-image latency of `Predictor.predict_proba` on single images of a target's test
   split (decode + preprocess + encoder + head), and per image in batches of the profile's size.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,6 +133,16 @@ def apply_once(config: Path, payload: Path, *, cap_mb: int, code: Path = ROOT) -
         "process_cpu_s": result.get("cpu_s"),
         "process_wall_s": round(time.perf_counter() - start, 2),
     }
+
+
+def _cold_apply(
+    config: Path, cache: Path, payload: Path, cap_mb: int, code: Path
+) -> dict[str, Any]:
+    """apply_once with the feature cache emptied first: the rows an apply computes are kept
+    (agent/cache_rows.py), so a second run would otherwise be warm."""
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    return apply_once(config, payload, cap_mb=cap_mb, code=code)
 
 
 def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,7 +254,7 @@ def run_budget(data: Path, work: Path, encoder: Path, *, code: Path = ROOT) -> d
         warm_run = best_of(runs)
         cold_runs = 1 if kept > 5000 else 2  # 20,000 on-demand embeddings take a while
         cold_run = best_of(
-            [apply_once(configs["cold"], payload, cap_mb=cap, code=code) for _ in range(cold_runs)]
+            [_cold_apply(configs["cold"], cold_cache, payload, cap, code) for _ in range(cold_runs)]
         )
         rows.append({"kept_images": kept, "cap_mb": cap, "warm": warm_run, "cold": cold_run})
     if code != ROOT:

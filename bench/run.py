@@ -12,7 +12,9 @@ Modules, in order: codec (bench/codec.py), corpus (bench/corpus.py), accuracy, a
 hetero, device (reusing bench/agent.py), budget (the device on one core and a memory cap,
 bench/device_budget.py), builder_warm (one task on a warm cache, stage by stage), embed
 (bench/embed_pipeline.py), multitask (predict latency with 1, 2 and 5 installed tasks), fleet
-(bench/fleet: 100, 300 and 1,000 agents; `make bench-scale` runs it alone). A module that fails
+(bench/fleet: 100, 300 and 1,000 agents; `make bench-scale` runs it alone). The corpus-scale
+section (bench/corpus_scale.py, 100k to 1M images, about an hour) has its own target,
+`make bench-corpus-scale`; its JSON is rendered here when present. A module that fails
 is reported in the summary with its error; the others still run. Every number in the outputs
 comes from the JSON files.
 """

@@ -141,6 +141,9 @@ def validate_training_set(features: np.ndarray, labels: np.ndarray, *, num_class
         raise HeadTrainingError(f"features of example {bad} are not finite")
 
 
+_STATS_ROWS = 1024  # rows per chunk of feature_stats' variance pass (5 MB at D = 1280)
+
+
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standardisation from the training features: (mean (D,), scale = 1/std (D,)), float32.
 
@@ -148,15 +151,27 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a device: 5,000 x 1280 would be a 51 MB temporary).
     """
     mean = features.mean(axis=0, dtype=np.float64).astype(np.float32)
-    centred = np.subtract(features, mean, dtype=np.float32)  # (N, D), the only temporary
-    np.square(centred, out=centred)
-    std = np.sqrt(centred.mean(axis=0, dtype=np.float64))
+    # squared deviations summed a chunk of rows at a time: a whole (N, D) temporary was 102 MB
+    # for a 20,000-image payload, most of the gap to a device's 300 MB budget
+    total = np.zeros(features.shape[1], dtype=np.float64)
+    for start in range(0, features.shape[0], _STATS_ROWS):
+        centred = np.subtract(features[start : start + _STATS_ROWS], mean, dtype=np.float32)
+        np.square(centred, out=centred)
+        total += centred.sum(axis=0, dtype=np.float64)
+    std = np.sqrt(total / features.shape[0])
     scale = np.where(std > _MIN_STD, 1.0 / np.maximum(std, _MIN_STD), 1.0)
     return mean, scale.astype(np.float32)
 
 
-def standardize(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """(N, D) -> (N, D) float32, (features - mean) * scale."""
+def standardize(
+    features: np.ndarray, mean: np.ndarray, scale: np.ndarray, *, in_place: bool = False
+) -> np.ndarray:
+    """(N, D) -> (N, D) float32, (features - mean) * scale. `in_place` overwrites `features`
+    when it is a writable float32 array (no second (N, D) copy), else makes one."""
+    if in_place and features.dtype == np.float32 and features.flags.writeable:
+        np.subtract(features, mean, out=features)
+        features *= scale
+        return features
     out: np.ndarray = np.subtract(features, mean, dtype=np.float32)
     out *= scale
     return out
@@ -324,9 +339,16 @@ class TrainingPlan:
 
 
 def plan_training(
-    features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    hp: HeadHyperParams,
+    consume: bool = False,
 ) -> TrainingPlan:
-    """Validate the inputs and derive the shared standardisation, targets, batches and rates."""
+    """Validate the inputs and derive the shared standardisation, targets, batches and rates.
+    `consume`: the caller hands `features` over, and they are standardised in place (a device
+    applying a 20,000-image payload then holds one (N, D) matrix, not two)."""
     labels = np.asarray(labels)
     validate_training_set(features, labels, num_classes=num_classes)
     labels = labels.astype(np.int64)
@@ -334,7 +356,7 @@ def plan_training(
     batches = batch_schedule(labels, num_classes=num_classes, hp=hp)
     weight0, bias0 = initial_weights(features.shape[1], num_classes, seed=hp.seed)
     return TrainingPlan(
-        x=standardize(features, mean, scale),
+        x=standardize(features, mean, scale, in_place=consume),
         targets=smoothed_targets(labels, num_classes=num_classes, smoothing=hp.label_smoothing),
         batches=batches,
         rates=learning_rate_schedule(len(batches), hp),
@@ -389,10 +411,16 @@ def adam_bias_corrections(step: int) -> tuple[np.float32, np.float32]:
 
 
 def train_head(
-    features: np.ndarray, labels: np.ndarray, *, num_classes: int, hp: HeadHyperParams
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    hp: HeadHyperParams,
+    consume: bool = False,
 ) -> HeadTrainResult:
-    """Train a linear softmax head on (N, D) features and (N,) labels; deterministic for hp.seed."""
-    plan = plan_training(features, labels, num_classes=num_classes, hp=hp)
+    """Train a linear softmax head on (N, D) features and (N,) labels; deterministic for hp.seed.
+    `consume`: `features` may be overwritten (plan_training)."""
+    plan = plan_training(features, labels, num_classes=num_classes, hp=hp, consume=consume)
     weight = plan.weight0.copy()  # (D, C)
     bias = plan.bias0.copy()  # (C,)
     optimizer = _AdamW([weight, bias], weight_decay=hp.weight_decay)

@@ -14,6 +14,7 @@ from bench.render.accuracy import accuracy_lines
 from bench.render.alternatives import alternatives_lines
 from bench.render.builder_warm import builder_warm_lines
 from bench.render.codec import codec_lines
+from bench.render.corpus_scale import corpus_scale_lines
 from bench.render.device import device_lines
 from bench.render.device_budget import device_budget_lines
 from bench.render.embed import embed_lines
@@ -46,6 +47,8 @@ def render_markdown(results: Mapping[str, Any], plot_paths: Mapping[str, str]) -
         lines += embed_lines(typed.embed)
     lines += multitask_lines(typed.multitask)
     lines += fleet_lines(typed.fleet, plot_paths, nproc=typed.meta.machine.nproc)
+    if typed.corpus_scale is not None:  # shown once bench.corpus_scale has run
+        lines += corpus_scale_lines(typed.corpus_scale, plot_paths)
     return "\n".join(lines).rstrip() + "\n"
 
 

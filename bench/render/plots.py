@@ -12,6 +12,7 @@ from bench.schema import BenchResults
 from bench.schema.accuracy import AccuracyResults, AccuracyTask
 from bench.schema.common import Stat, metric_name
 from bench.schema.comparisons import AlternativesResults, AltTask, HeteroResults
+from bench.schema.corpus_scale import CorpusScaleResults
 from bench.schema.fleet import FleetResults
 
 T = TypeVar("T")
@@ -179,6 +180,49 @@ def plot_fleet(fleet: FleetResults, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+_SCALE_STAGES = (  # (label, SizeRow field, time attribute)
+    ("corpus build", "build", "wall_s"),
+    ("verify", "verify", "wall_s"),
+    ("embed (lite0-64-int8)", "embed", "wall_s"),
+    ("builder task", "builder", "wall_s"),
+    ("apply cold", "apply_cold", "payload_to_model_s"),
+    ("apply warm", "apply_warm", "payload_to_model_s"),
+)
+
+
+def plot_corpus_scale(result: CorpusScaleResults, path: Path) -> Path | None:
+    """Seconds (left) and peak RSS (right) of every stage against corpus size, log-log."""
+    rows = sorted(result.sizes, key=lambda r: r.images)
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, field, attr in _SCALE_STAGES:
+        points = [(r.images, getattr(r, field)) for r in rows if getattr(r, field) is not None]
+        if not points:
+            continue
+        xs = [x for x, _ in points]
+        line = left.plot(xs, [getattr(m, attr) for _, m in points], marker="o", label=label)[0]
+        right.plot(xs, [m.peak_rss_mb for _, m in points], marker="o", label=label,
+                   color=line.get_color())  # fmt: skip
+    t = result.targets
+    right.axhline(t.builder_peak_rss_mb, color="red", linestyle=":", label="builder target")
+    right.axhline(t.apply_warm_rss_mb, color="purple", linestyle=":", label="apply warm target")
+    left.axhline(t.apply_warm_s, color="purple", linestyle=":", label="apply warm target")
+    for ax, ylabel, title in (
+        (left, "seconds", "time"),
+        (right, "peak RSS (MB)", "peak resident memory"),
+    ):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("corpus images")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
     """PNG plots of whichever sections exist; {name: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,4 +243,8 @@ def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
         fleet = plot_fleet(results.fleet, out_dir / "fleet.png")
         if fleet is not None:
             paths["fleet"] = fleet
+    if isinstance(results.corpus_scale, CorpusScaleResults):
+        scale = plot_corpus_scale(results.corpus_scale, out_dir / "corpus_scale.png")
+        if scale is not None:
+            paths["corpus_scale"] = scale
     return paths

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from bench.schema.accuracy import AccuracyResults
 from bench.schema.common import Model
 from bench.schema.comparisons import AlternativesResults, HeteroResults
+from bench.schema.corpus_scale import CorpusScaleResults
 from bench.schema.embed import EmbedResults
 from bench.schema.fleet import FleetResults
 from bench.schema.system import (
@@ -64,6 +65,7 @@ class BenchResults(Model):
     embed: EmbedResults | SectionError | None = None
     builder_warm: BuilderWarmResults | SectionError | None = None
     budget: DeviceBudgetResults | SectionError | None = None
+    corpus_scale: CorpusScaleResults | SectionError | None = None
 
     @classmethod
     def parse(cls, results: Mapping[str, Any]) -> BenchResults:
@@ -87,4 +89,5 @@ class BenchResults(Model):
             embed=section(EmbedResults, results.get("embed"), "embed"),
             builder_warm=section(BuilderWarmResults, results.get("builder_warm"), "builder_warm"),
             budget=section(DeviceBudgetResults, results.get("budget"), "budget"),
+            corpus_scale=section(CorpusScaleResults, results.get("corpus_scale"), "corpus_scale"),
         )

@@ -402,15 +402,17 @@ def merge_embeddings(
                 f"{meta.num_blocks} blocks missing ({shown}); run the remaining shards "
                 "or `plada-build embed` without --shard"
             )
-        with atomic_path(final) as tmp:
-            merged = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float32, shape=(meta.corpus_size, meta.feature_dim)
-            )  # (N, D)
-            for block in range(meta.num_blocks):
-                rows = meta.block_rows(block)
-                merged[rows.start : rows.stop] = _load_block(directory, meta, block)
-            merged.flush()
-            del merged
+        # Written block by block with plain writes: a writable mapping of the whole (N, D)
+        # file kept every dirty page resident (5 GB at 1M images x 1280).
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+            "fortran_order": False,
+            "shape": (meta.corpus_size, meta.feature_dim),
+        }
+        with atomic_path(final) as tmp, tmp.open("wb") as out:
+            np.lib.format.write_array_header_1_0(out, header)
+            for block in range(meta.num_blocks):  # each (rows, D), checked by _load_block
+                out.write(np.ascontiguousarray(_load_block(directory, meta, block), "<f4").data)
     if not keep_blocks:
         for path in (directory / "blocks").glob("*"):
             path.unlink(missing_ok=True)

@@ -21,11 +21,13 @@ import numpy as np
 
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
+from builder.features.stream import row_chunks, take_rows
 
 DEFAULT_THRESHOLD = 0.99
 _PCA_DIM = 128
 _RERANK = 4
 _PCA_SAMPLE = 4096
+_APPROX_FLOATS = 1 << 25  # at most this many approximate similarities per batch (128 MB)
 # The candidate search finds each test image's best _RERANK columns among blocks of this many
 # (_top_columns); padding columns score this, below any approximate cosine.
 _BLOCK = 64
@@ -75,7 +77,8 @@ def _projection(reference_features: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         center, basis, ref_p = _PROJECTION[0][1]
         return center, basis, ref_p
     n = reference_features.shape[0]
-    sample = _unit(reference_features[:: max(1, n // _PCA_SAMPLE)])  # even stride: deterministic
+    stride = np.arange(0, n, max(1, n // _PCA_SAMPLE))  # even stride: deterministic
+    sample = _unit(take_rows(reference_features, stride))
     center = sample.mean(axis=0)
     _, _, vt = np.linalg.svd(sample - center, full_matrices=False)
     basis = vt[:_PCA_DIM].T.astype(np.float32)  # (D, P)
@@ -83,9 +86,9 @@ def _projection(reference_features: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     padded = -(-n // _BLOCK) * _BLOCK
     ref_p = np.zeros((padded, basis.shape[1] + 1), dtype=np.float32)  # (N padded, P + 1)
     ref_p[n:, -1] = _PAD_SCORE
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
-        unit = _unit(reference_features[start:stop])
+    for start, chunk in row_chunks(reference_features, _CHUNK):  # pages released as it goes
+        stop = start + chunk.shape[0]
+        unit = _unit(chunk)
         ref_p[start:stop, :-1] = (unit - center) @ basis
         ref_p[start:stop, -1] = unit @ center
     _PROJECTION[:] = [(reference_features, (center, basis, ref_p))]
@@ -119,8 +122,8 @@ def _exact_nearest(test: np.ndarray, reference_features: np.ndarray) -> tuple[np
     """(nearest (T,), cosine (T,)) by brute force over reference chunks."""
     nearest = np.zeros(test.shape[0], dtype=np.int64)
     best = np.full(test.shape[0], -np.inf, dtype=np.float32)
-    for start in range(0, reference_features.shape[0], _CHUNK):
-        sims = test @ _unit(reference_features[start : start + _CHUNK]).T  # (T, chunk)
+    for start, chunk in row_chunks(reference_features, _CHUNK):
+        sims = test @ _unit(chunk).T  # (T, chunk)
         arg = sims.argmax(axis=1)
         top = sims[np.arange(test.shape[0]), arg]
         better = top > best
@@ -160,6 +163,9 @@ def find_leakage(
     nearest = np.empty(test.shape[0], dtype=np.int64)
     best = np.empty(test.shape[0], dtype=np.float32)
     k = min(_RERANK, n)
+    # the (B, N) approximate similarities are the largest temporary: 1 GB for 256 test images
+    # against 1M references, so the batch shrinks as the corpus grows (same result, by row)
+    batch_size = max(1, min(batch_size, _APPROX_FLOATS // ref_p.shape[0]))
     for start in range(0, test.shape[0], batch_size):
         t = test[start : start + batch_size]
         t_p = np.concatenate([(t - center) @ basis, np.ones((t.shape[0], 1), np.float32)], axis=1)
@@ -169,7 +175,7 @@ def find_leakage(
         else:
             cand = np.sort(_top_columns(approx, k), axis=1)  # (B, k); ties: lowest index
         rows_needed = np.unique(cand)
-        unit = _unit(reference_features[rows_needed])  # only the candidates, (U, D)
+        unit = _unit(take_rows(reference_features, rows_needed))  # only the candidates, (U, D)
         exact_sims = np.einsum("bd,bkd->bk", t, unit[np.searchsorted(rows_needed, cand)])
         pick = exact_sims.argmax(axis=1)
         rows = np.arange(t.shape[0])

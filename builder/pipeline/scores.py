@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from builder.errors import BuilderError
+from builder.features.stream import column_mean, row_chunks
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def prototype_cosine(
     """(N, C) cosine between centred features and unit prototypes, batched."""
     out = np.empty((features.shape[0], prototypes.shape[0]), dtype=np.float32)
     c32 = center.astype(np.float32)
-    for start in range(0, features.shape[0], batch_size):
-        x = np.asarray(features[start : start + batch_size], dtype=np.float32) - c32
+    for start, chunk in row_chunks(features, batch_size):  # pages released as it goes
+        x = chunk - c32
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         out[start : start + batch_size] = x @ prototypes.T
     return out
@@ -103,7 +104,7 @@ def score_reference(
             raise BuilderError(
                 f"{reference_features.shape[0]} reference features for {logits.shape[0]} logits"
             )
-        center = np.asarray(reference_features.mean(axis=0, dtype=np.float64))
+        center = column_mean(reference_features)  # streamed: (N, D) may be a 5 GB mapping
         protos = class_prototypes(
             target_features, target_labels, num_classes=logits.shape[1], center=center
         )

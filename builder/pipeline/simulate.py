@@ -16,6 +16,7 @@ import numpy as np
 
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
+from builder.features.stream import take_rows
 from builder.pipeline.select import Selection
 from builder.pipeline.teacher import balanced_accuracy
 from plada.head import HeadHyperParams, HeadWeights, predict_proba, train_head
@@ -55,9 +56,13 @@ def train_on_selection(
             f"selection index {int(selection.indices.max())} is outside the "
             f"{reference_features.shape[0]} reference features"
         )
-    features = np.asarray(reference_features[selection.indices], dtype=np.float32)
+    features = take_rows(reference_features, selection.indices)  # (k, D), a copy we own
     result = train_head(
-        features, selection.labels, num_classes=num_classes, hp=hp or HeadHyperParams()
+        features,
+        selection.labels,
+        num_classes=num_classes,
+        hp=hp or HeadHyperParams(),
+        consume=True,
     )
     return result.weights
 

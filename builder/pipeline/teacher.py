@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import minimize  # type: ignore[import-untyped]
 
 from builder.errors import BuilderError
+from builder.features.stream import row_chunks
 
 DEFAULT_L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 
@@ -53,8 +54,7 @@ class Teacher:
         out = np.empty((features.shape[0], self.num_classes), dtype=np.float32)
         w = (self.weight * self.scale[:, None]).astype(np.float32)  # fold standardisation in
         b = (self.bias - (self.mean * self.scale) @ self.weight).astype(np.float32)
-        for start in range(0, features.shape[0], batch_size):
-            chunk = np.asarray(features[start : start + batch_size], dtype=np.float32)
+        for start, chunk in row_chunks(features, batch_size):  # pages released as it goes
             out[start : start + batch_size] = chunk @ w + b
         return out
 

@@ -63,8 +63,20 @@ def register(sub: Any) -> None:
         ("--idx", "idx", "an IDX image file (MNIST style, .gz allowed)"),
         ("--list", "filelist", "a text file naming image files, one per line"),
         ("--corpus", "corpus", "all images of an existing corpus (keeps its source names)"),
+        (
+            "--derive",
+            "derive",
+            "--derive-count images made from an existing corpus by index-seeded crops, flips, "
+            "rotations and rescales (plada/corpus/derived.py; key = base index + transform)",
+        ),
     ):
         build.add_argument(flag, dest=dest, action=_SourceAction, metavar="[NAME=]PATH", help=what)
+    build.add_argument(
+        "--derive-count", type=int, default=None, metavar="N", help="images per --derive source"
+    )
+    build.add_argument(
+        "--derive-seed", type=int, default=0, metavar="S", help="seed of --derive (default 0)"
+    )
     build.add_argument(
         "--images-per-shard", type=int, default=10_000, help="images per zip shard (default 10000)"
     )
@@ -136,6 +148,7 @@ def _fail(command: str, exc: Exception) -> int:
 def handle_build(args: argparse.Namespace) -> int:
     from plada.corpus import (
         CorpusSource,
+        DerivedSource,
         FileListSource,
         ImageFolderSource,
         ImageSource,
@@ -146,7 +159,16 @@ def handle_build(args: argparse.Namespace) -> int:
 
     if not args.sources:
         print(
-            "plada corpus build: give at least one of --imagefolder, --idx, --list, --corpus",
+            "plada corpus build: give at least one of --imagefolder, --idx, --list, --corpus, "
+            "--derive",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    derives = any(kind == "derive" for kind, _, _ in args.sources)
+    if derives != (args.derive_count is not None):
+        print(
+            "plada corpus build: --derive-count is "
+            + ("required with --derive" if derives else "only meaningful with --derive"),
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
@@ -160,6 +182,10 @@ def handle_build(args: argparse.Namespace) -> int:
                 sources.append(idx_source(path, name=name or "idx"))
             elif kind == "filelist":
                 sources.append(FileListSource.from_list_file(path, name=name or "filelist"))
+            elif kind == "derive":
+                sources.append(
+                    DerivedSource(path, args.derive_count, seed=args.derive_seed, name=name)
+                )
             else:
                 sources.append(CorpusSource(path))
         corpus = build_corpus(

@@ -4,6 +4,7 @@ Everything a device or the builder needs is re-exported here; see format.py for 
 """
 
 from plada.corpus.build import ImageSource, build_corpus
+from plada.corpus.derived import DerivedSource
 from plada.corpus.format import Corpus, check_fingerprint
 from plada.corpus.header import FORMAT_VERSION, ShardInfo
 from plada.corpus.importers import (
@@ -29,6 +30,7 @@ __all__ = [
     "CorpusSource",
     "CorpusWriter",
     "DeferredImage",
+    "DerivedSource",
     "FileListSource",
     "GeneratorSource",
     "ImageFolderSource",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import mmap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,7 +72,7 @@ class StoredImages(Protocol):
 
     def stored_digest(self, i: int) -> bytes: ...
 
-    def shard_map(self, shard: int, index: int) -> mmap.mmap: ...
+    def read_stored(self, shard: int, offset: int, length: int, index: int) -> bytes: ...
 
     def shard_file_problem(self, number: int) -> VerifyProblem | None: ...
 
@@ -104,12 +103,11 @@ def _check_shards(corpus: StoredImages, report: VerifyReport, *, hashes: bool) -
 def _image_problem(corpus: StoredImages, i: int, *, deep: bool) -> VerifyProblem | None:
     snum, offset, length = corpus.stored_at(i)
     sfile = corpus.shards[snum].file
-    m = corpus.shard_map(snum, i)
-    if offset + length > len(m):
+    data = corpus.read_stored(snum, offset, length, i)
+    if len(data) < length:
         return VerifyProblem(
             "truncated", f"image {i}: beyond the end of truncated {sfile}", i, sfile
         )
-    data = m[offset : offset + length]
     if hashlib.sha256(data).digest() != corpus.stored_digest(i):
         return VerifyProblem(
             "hash", f"image {i}: stored bytes in {sfile} do not match their sha256", i, sfile

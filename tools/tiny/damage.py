@@ -34,8 +34,8 @@ def corrupt_corpus_image(corpus_dir: Path, index: int, *, num_bytes: int = 8) ->
     """XOR `num_bytes` bytes of deflate data inside image `index`'s IDAT chunk, in its shard."""
     with Corpus.open(corpus_dir) as corpus:
         data = corpus.read_bytes(index)
-        shard = corpus.path / corpus.shards[int(corpus._shard_of[index])].file
-        start = int(corpus._offset[index])
+        number, start, _ = corpus.stored_at(index)
+        shard = corpus.path / corpus.shards[number].file
     idat = data.find(b"IDAT")
     if idat < 0:
         raise ValueError(f"image {index} has no IDAT chunk")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from builder.errors import BuilderError
+from builder.features.stream import row_chunks
 from builder.pipeline.teacher import balanced_accuracy
 
 
@@ -57,8 +58,7 @@ class MlpTeacher:
 
     def logits(self, features: np.ndarray, *, batch_size: int = 8192) -> np.ndarray:
         out = np.empty((features.shape[0], self.num_classes), dtype=np.float32)
-        for start in range(0, features.shape[0], batch_size):
-            chunk = np.asarray(features[start : start + batch_size], dtype=np.float32)
+        for start, chunk in row_chunks(features, batch_size):  # pages released as it goes
             hidden = np.maximum(chunk @ self.w1 + self.b1, 0.0)
             out[start : start + batch_size] = hidden @ self.w2 + self.b2
         return out

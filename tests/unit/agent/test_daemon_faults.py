@@ -56,6 +56,10 @@ def test_corrupt_corpus_image_is_a_device_fault_retried_until_repaired(
     app = _app(device, link)
     link.deliver(TASK_TOPIC, device.payload(version=1))
     run_app_until(app, lambda: _installed(device) == ("shapes", 1))
+    # v1's features were kept as rows (agent/cache_rows.py) and would serve v2 without reading
+    # a single image: forget them, so v2 reads image 7 from the corpus again
+    for rows in Path(device.config.cache.dir).rglob("rows-*.bin"):
+        rows.unlink()
     damage = corrupt_corpus_image(device.config.corpus.path, index=7)
     v2 = device.payload(version=2)
     link2 = FakeLink()

@@ -269,3 +269,19 @@ def test_the_in_place_adamw_step_is_bit_for_bit_the_textbook_one() -> None:
         np.testing.assert_array_equal(p, ref_p)
     np.testing.assert_array_equal(optimizer.m[0], ref_m)
     np.testing.assert_array_equal(optimizer.v[0], ref_v)
+
+
+def test_a_consumed_feature_matrix_trains_the_same_head_in_place() -> None:
+    # Prepare
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(300, 12)).astype(np.float32) * 3 + 1
+    labels = rng.integers(0, 3, size=300)
+    hp = HeadHyperParams(epochs=3)
+    kept = features.copy()
+    # Execute
+    copied = train_head(features, labels, num_classes=3, hp=hp)
+    consumed = train_head(features, labels, num_classes=3, hp=hp, consume=True)
+    # Assert: the same head, and the matrix it was given is now the standardised one
+    np.testing.assert_array_equal(copied.weights.weight, consumed.weights.weight)
+    assert not np.array_equal(features, kept)
+    np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-5)

@@ -39,6 +39,7 @@ _MAGIC = b"\x00plada-rows-1\x00"
 _HEADER = struct.Struct("<QII")
 _ROW_DIGEST = 8
 DEFAULT_MAX_SEGMENTS = 8
+SEGMENT_GLOB = "rows-*.bin"  # every segment file's name
 
 
 def _row_digest(row: bytes | memoryview) -> bytes:
@@ -76,7 +77,7 @@ class RowFiles:
 
     def segments(self) -> list[Path]:
         """Segment files, newest first (by modification time, then name)."""
-        found = [p for p in self.folder.glob("rows-*.bin") if p.is_file()]
+        found = [p for p in self.folder.glob(SEGMENT_GLOB) if p.is_file()]
         return sorted(found, key=lambda p: (-p.stat().st_mtime_ns, p.name))
 
     # ------------------------------------------------------------------ read

@@ -204,6 +204,8 @@ class Chaos:
             return injection
         index = self.rng.randrange(self.fleet.size)
         damage = corrupt_corpus_image(device.corpus, index)
+        # the features of earlier installs would serve the next one without reading any image
+        device.forget_feature_rows()
         injection.device_id, injection.detail["index"] = device.device_id, index
         # Publish soon, so the device has to read the damaged image while it is damaged.
         self.publish(group)

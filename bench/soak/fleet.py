@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.cache_rows import SEGMENT_GLOB
 from agent.config import parse_config
 from agent.profiles import dump_toml
 from bench._common import ROOT
@@ -51,6 +52,13 @@ class Device:
     @property
     def state_dir(self) -> Path:
         return self.root / "state"
+
+    def forget_feature_rows(self) -> None:
+        """Delete the features the agent kept from earlier installs (agent/cache_rows.py), as a
+        device whose cache never held them: its next install reads every kept image again. The
+        running agent treats a segment that vanishes as missing rows."""
+        for rows in (self.root / "cache").rglob(SEGMENT_GLOB):
+            rows.unlink(missing_ok=True)
 
     @property
     def alive(self) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.cache_rows import SEGMENT_GLOB
 from agent.features import FeatureCache, FeatureExtractor, load_extractor
 from plada.corpus import Corpus
 from tools.tiny.corpus import make_tiny_corpus
@@ -45,7 +46,7 @@ def _cache(
 
 
 def _segments(cache: FeatureCache) -> list[Path]:
-    return sorted(cache.path.glob("rows-*.bin"))
+    return sorted(cache.path.glob(SEGMENT_GLOB))
 
 
 def _flip(path: Path, offset: int) -> None:

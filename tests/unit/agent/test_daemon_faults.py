@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from agent.app import AgentApp, PipelineApplier
+from agent.cache_rows import SEGMENT_GLOB
 from agent.cli import main as agent_main
 from agent.models import ModelStore
 from plada.payload import payload_digest
@@ -58,7 +59,7 @@ def test_corrupt_corpus_image_is_a_device_fault_retried_until_repaired(
     run_app_until(app, lambda: _installed(device) == ("shapes", 1))
     # v1's features were kept as rows (agent/cache_rows.py) and would serve v2 without reading
     # a single image: forget them, so v2 reads image 7 from the corpus again
-    for rows in Path(device.config.cache.dir).rglob("rows-*.bin"):
+    for rows in Path(device.config.cache.dir).rglob(SEGMENT_GLOB):
         rows.unlink()
     damage = corrupt_corpus_image(device.config.corpus.path, index=7)
     v2 = device.payload(version=2)

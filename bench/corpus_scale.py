@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.profiles import dump_toml
 from bench._common import ROOT, log, write_json
 from bench.runlog import git_commit, machine_info
 from bench.schema.corpus_scale import CorpusScaleResults
@@ -85,20 +86,17 @@ def _json_out(measured: dict[str, Any]) -> Any:
 
 
 def _agent_toml(work: Path, corpus: Path, encoder: Path) -> str:
-    return f"""device_id = "bench-scale"
-device_class = "bench"
-[corpus]
-path = "{corpus}"
-[encoder]
-file = "{encoder}"
-threads = 2
-[state]
-dir = "{work / "state"}"
-[cache]
-dir = "{work / "cache"}"
-[trust]
-public_keys = ["{work.parent / "keys" / "public.pem"}"]
-"""
+    return dump_toml(
+        {
+            "device_id": "bench-scale",
+            "device_class": "bench",
+            "corpus": {"path": corpus},
+            "encoder": {"file": encoder, "threads": 2},
+            "state": {"dir": work / "state"},
+            "cache": {"dir": work / "cache"},
+            "trust": {"public_keys": [work.parent / "keys" / "public.pem"]},
+        }
+    )
 
 
 class Scale:

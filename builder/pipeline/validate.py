@@ -357,6 +357,39 @@ def _objective_row(
     return row
 
 
+def _first_round(
+    ev: _Evaluator,
+    order: Sequence[int],
+    first: Sequence[int],
+    objective: FleetObjective,
+    names: Sequence[str],
+    *,
+    prune: bool,
+) -> tuple[dict[int, np.ndarray], list[int]]:
+    """The objective rows of the candidates in `order` that can still win or tie (all of them
+    without `prune`), and the class order the bound uses: the default class first, then the
+    others worst-first as the first scored candidate shows them."""
+    class_order = list(range(len(names)))
+    rows: dict[int, np.ndarray] = {}
+    best = -np.inf
+    for i in order:
+        row = _objective_row(
+            ev, i, first, objective, names, class_order=class_order,
+            floor=best - MAX_TIE_TOLERANCE if prune else -np.inf,
+        )  # fmt: skip
+        if row is None:
+            continue
+        rows[i] = row
+        best = max(best, float(row.mean()))
+        if len(rows) == 1 and len(names) > 1:
+            ratio = {
+                c: float((ev.row(c, i, first) / ev.oracles(c, first)).mean())
+                for c in range(1, len(names))
+            }
+            class_order = [0, *sorted(ratio, key=lambda c: ratio[c])]
+    return rows, class_order
+
+
 def validate_candidates(
     inputs: AutoInputs,
     specs: Sequence[CandidateSpec],
@@ -417,24 +450,7 @@ def validate_candidates(
         # shows which they are: both make the bound bite early
         oracle0 = np.maximum(ev.oracles(0, first), 1e-9) if fleet else np.ones(len(first))
         order = sorted(range(n_specs), key=lambda i: (-float((default[i] / oracle0).mean()), i))
-        class_order = list(range(len(names)))
-        rows: dict[int, np.ndarray] = {}
-        best = -np.inf
-        for i in order:
-            row = _objective_row(
-                ev, i, first, inputs.objective, names, class_order=class_order,
-                floor=best - MAX_TIE_TOLERANCE if prune else -np.inf,
-            )  # fmt: skip
-            if row is None:
-                continue
-            rows[i] = row
-            best = max(best, float(row.mean()))
-            if len(rows) == 1 and fleet:
-                ratio = {
-                    c: float((ev.row(c, i, first) / ev.oracles(c, first)).mean())
-                    for c in range(1, len(names))
-                }
-                class_order = [0, *sorted(ratio, key=lambda c: ratio[c])]
+        rows, class_order = _first_round(ev, order, first, inputs.objective, names, prune=prune)
         evaluated = sorted(rows)
         chosen_among = evaluated
         if more:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from plada.payload import payload_digest
+from tools.trial.counters import interface_stats
 from tools.trial.drops import DropPlayer, DropWindow, drop_plan
 from tools.trial.fleet_device import GROUP, FleetDevice
 from tools.trial.report_model import StageReport
@@ -143,19 +144,34 @@ class LinkDropStage:
     def _cut(
         self, ctx: TrialContext, device: FleetDevice, digest: str, events: dict[str, str]
     ) -> None:
-        """Take the link down once part of the chunks is on the device's disk."""
+        """Take the link down once part of the update has reached the device: a chunk on its disk
+        or, at the kernel, a chunk's worth of bytes on its link since the publish. The wire is
+        the trigger that cannot be missed: on a lossy link TCP holds the segments after a lost
+        one until it is sent again and then hands the agent every chunk at once, so a poll of the
+        disk alone saw the update go from no chunk to complete (a flaky trial)."""
+        start = _received_bytes(ctx, device)
         deadline = time.monotonic() + ctx.timeout_s
         while time.monotonic() < deadline and not is_ready(device, ctx.kit.task, digest):
             held = _chunks_held(device, digest)
-            if held >= 1:
+            got = _received_bytes(ctx, device) - start
+            if held >= 1 or got >= self.max_chunk_bytes:
                 DropPlayer(
                     device.name, [DropWindow(0.0, self.drop_s)], _setter(ctx, device.name)
                 ).start().wait()
-                events[device.name] = f"link down {self.drop_s:g} s with {held} chunk(s) on disk"
+                events[device.name] = (
+                    f"link down {self.drop_s:g} s with {held} chunk(s) on disk and {got} bytes "
+                    "received on the link since the publish"
+                )
                 ctx.log(f"{device.name}: {events[device.name]}")
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
         events[device.name] = "no drop: the update was complete before a chunk was seen"
+
+
+def _received_bytes(ctx: TrialContext, device: FleetDevice) -> int:
+    """Bytes the device's end of its link has received (the kernel's interface counter)."""
+    link = ctx.net.record.device(device.name)
+    return int(interface_stats(link.namespace, link.device_if)["stats64"]["rx"]["bytes"])
 
 
 def _setter(ctx: TrialContext, device: str) -> Callable[[bool], None]:

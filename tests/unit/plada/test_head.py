@@ -19,6 +19,7 @@ from plada.head import (
     predict_proba,
     smoothed_targets,
     train_head,
+    train_head_weights,
 )
 
 
@@ -285,3 +286,38 @@ def test_a_consumed_feature_matrix_trains_the_same_head_in_place() -> None:
     np.testing.assert_array_equal(copied.weights.weight, consumed.weights.weight)
     assert not np.array_equal(features, kept)
     np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-5)
+
+
+def test_the_weights_alone_are_the_head_train_head_trains() -> None:
+    # Prepare: the builder scores heads with train_head_weights (no train accuracy); the agent
+    # installs train_head's: one flat buffer for weight and bias must give both bit for bit
+    features, labels = _blobs(400, 24, 5, seed=8)
+    hp = HeadHyperParams(epochs=4, seed=3)
+    # Execute
+    full = train_head(features, labels, num_classes=5, hp=hp)
+    alone = train_head_weights(features.copy(), labels, num_classes=5, hp=hp, consume=True)
+    # Assert
+    for name in ("weight", "bias", "mean", "scale"):
+        np.testing.assert_array_equal(getattr(alone, name), getattr(full.weights, name))
+    assert alone.weight.flags.c_contiguous and alone.bias.flags.c_contiguous
+
+
+def test_one_adamw_pass_over_weight_and_bias_is_two_passes_bit_for_bit() -> None:
+    # Prepare: the textbook optimiser over two arrays, and the same values as one flat buffer
+    from plada.head import _AdamW
+
+    rng = np.random.default_rng(4)
+    weight = rng.normal(size=(30, 4)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    flat = np.concatenate([weight.ravel(), bias])
+    apart = _AdamW([weight, bias], weight_decay=0.01)
+    together = _AdamW([flat], weight_decay=0.01)
+    for step in range(1, 20):
+        g_weight = rng.normal(size=weight.shape).astype(np.float32)
+        g_bias = rng.normal(size=bias.shape).astype(np.float32)
+        lr = np.float32(1e-3 * step)
+        # Execute
+        apart.step([g_weight, g_bias], lr)
+        together.step([np.concatenate([g_weight.ravel(), g_bias])], lr)
+        # Assert
+        np.testing.assert_array_equal(flat, np.concatenate([weight.ravel(), bias]))

@@ -19,7 +19,8 @@ from builder.features.sources import TaskFeatures
 from builder.features.stream import take_rows
 from builder.pipeline.select import Selection
 from builder.pipeline.teacher import balanced_accuracy
-from plada.head import HeadHyperParams, HeadWeights, predict_proba, train_head
+from plada.head import HeadHyperParams, HeadWeights, predict_proba, train_head_weights
+from plada.ordered_pool import available_cores, map_ordered
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,13 @@ def train_on_selection(
             f"{reference_features.shape[0]} reference features"
         )
     features = take_rows(reference_features, selection.indices)  # (k, D), a copy we own
-    result = train_head(
+    return train_head_weights(
         features,
         selection.labels,
         num_classes=num_classes,
         hp=hp or HeadHyperParams(),
         consume=True,
     )
-    return result.weights
 
 
 def simulate_selection(
@@ -91,13 +91,13 @@ def device_oracle(
     hp: HeadHyperParams | None = None,
 ) -> EvalResult:
     """The same device head trained on the whole labelled train split."""
-    result = train_head(
+    weights = train_head_weights(
         np.asarray(train_features, dtype=np.float32),
         train_labels,
         num_classes=num_classes,
         hp=hp or HeadHyperParams(),
     )
-    return evaluate_head(result.weights, test_features, test_labels)
+    return evaluate_head(weights, test_features, test_labels)
 
 
 @dataclass(frozen=True)
@@ -141,21 +141,22 @@ def test_candidates(
     num_classes: int,
     hp: HeadHyperParams,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> list[EvalResult]:
     """Every candidate on the test split of the default device class (for the report only: the
-    choice was made on the train split before)."""
-    results = []
-    for i, selection in enumerate(selections):
-        results.append(
-            simulate_selection(
-                device.reference,
-                selection,
-                device.test,
-                test_labels,
-                num_classes=num_classes,
-                hp=hp,
-            )
+    choice was made on the train split before). The heads train on `workers` threads (default: one
+    per core; their NumPy work runs mostly outside the GIL); the results are the same for any
+    number."""
+
+    def run(selection: Selection) -> EvalResult:
+        return simulate_selection(
+            device.reference, selection, device.test, test_labels, num_classes=num_classes, hp=hp
         )
+
+    threads = available_cores() if workers is None else workers
+    results = []
+    for i, result in enumerate(map_ordered(run, selections, workers=threads, name="simulate")):
+        results.append(result)
         if progress is not None:
             progress(i + 1, len(selections))
     return results

@@ -16,6 +16,7 @@ its size, so the signed bytes never exceed what was checked against the budget.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
@@ -37,12 +38,14 @@ SIZE_PROBE_ACCURACY = 0.123456789012345
 
 
 class PayloadSizer:
-    """Exact signed payload sizes of selections, per codec, each codec run once per selection."""
+    """Exact signed payload sizes of selections, per codec, each codec run once per selection.
+    Safe to share between threads (the candidates stage sizes its settings side by side)."""
 
     def __init__(self, fields: PayloadFields, *, key_id: str | None) -> None:
         self._fields = fields
         self._key_id = key_id
         self._sizes: dict[tuple[bytes, str], int] = {}
+        self._lock = threading.Lock()  # guards the counts; sizes are only ever set to one value
         self.codec_runs: Counter[str] = Counter()  # encodings per codec (the costly part)
 
     def sizes(self, selection: Selection, codecs: Iterable[str]) -> dict[str, int]:
@@ -60,10 +63,10 @@ class PayloadSizer:
                     n=self._fields.corpus.size,
                     num_classes=len(self._fields.class_names),
                 )
-                self.codec_runs[codec] += 1
-                self._sizes[key, codec] = envelope_size(
-                    payload, codec=codec, data=data, key_id=self._key_id
-                )
+                size = envelope_size(payload, codec=codec, data=data, key_id=self._key_id)
+                with self._lock:
+                    self.codec_runs[codec] += 1
+                    self._sizes[key, codec] = size
             out[codec] = self._sizes[key, codec]
         return out
 

@@ -60,3 +60,28 @@ def test_evaluate_head_rejects_empty_eval_set() -> None:
     weights = train_on_selection(ref, Selection(np.arange(15), labels, "random"), num_classes=3)
     with pytest.raises(BuilderError, match="non-empty"):
         evaluate_head(weights, ref[:0], labels[:0])
+
+
+def test_candidates_tested_on_threads_give_the_one_thread_results() -> None:
+    # Prepare: several selections of one reference, the default class's test split
+    from builder.features.sources import TaskFeatures
+    from builder.pipeline.simulate import test_candidates as on_test  # not a pytest test
+
+    ref, ref_labels = _clusters(60, seed=0)
+    test, test_labels = _clusters(20, seed=1)
+    device = TaskFeatures("enc", ref, test[:10], test)
+    rng = np.random.default_rng(2)
+    selections = [
+        Selection(np.sort(rng.choice(180, k, replace=False)), ref_labels[:k], "random")
+        for k in (12, 30, 45, 90, 120)
+    ]
+    seen: list[tuple[int, int]] = []
+    # Execute
+    one = on_test(selections, device, test_labels=test_labels, num_classes=3, hp=_HP, workers=1)
+    three = on_test(
+        selections, device, test_labels=test_labels, num_classes=3, hp=_HP, workers=3,
+        progress=lambda i, n: seen.append((i, n)),
+    )  # fmt: skip
+    # Assert: the same results in the selections' order, progress counted to the end
+    assert three == one
+    assert seen == [(i, 5) for i in range(1, 6)]

@@ -110,3 +110,33 @@ def test_sign_payload_refuses_a_payload_over_its_budget(key: tuple[SigningKey, P
             codec="paper",
             max_bytes=100,
         )
+
+
+def test_candidates_sized_on_threads_are_the_candidates_of_one_thread(
+    key: tuple[SigningKey, Path],
+) -> None:
+    # Prepare: every default setting at two keeps under a byte budget, one shared sizer each
+    from builder.pipeline.budget import parse_budget
+    from builder.pipeline.candidates import DEFAULT_SETTINGS, make_candidates
+
+    settings = [s for s in DEFAULT_SETTINGS if s[0] != "prototype"]  # needs target features
+
+    scores = _scores(seed=3)
+
+    def run(workers: int) -> tuple[list[object], PayloadSizer]:
+        sizer = PayloadSizer(_fields(), key_id=key[0].key_id)
+        found = make_candidates(
+            scores, settings=settings, budget=parse_budget("2KiB"),
+            keep_fractions=(1.0, 0.5), seed=0, sizer=sizer, workers=workers,
+        )  # fmt: skip
+        return found, sizer
+
+    # Execute
+    (one, one_sizer), (three, three_sizer) = run(1), run(3)
+    # Assert: same settings in the same order, same selections, sizes and codecs
+    assert [c.spec for c in three] == [c.spec for c in one]
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_array_equal(a.selection.indices, b.selection.indices)
+        np.testing.assert_array_equal(a.selection.labels, b.selection.labels)
+        assert (a.payload_bytes, a.codec) == (b.payload_bytes, b.codec)
+    assert three_sizer.codec_runs == one_sizer.codec_runs

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import ROOT, BenchContext, atomic_write_text, log, write_json
+from bench.peak_memory import PeakMeter
 from bench.render import make_plots, render_markdown, replace_between_markers
 from bench.runlog import (
     MODULES,
@@ -207,10 +208,13 @@ def _run_modules(
     results: dict[str, Any],
     timings: dict[str, float],
     errors: dict[str, str],
+    peaks: dict[str, float],
 ) -> None:
     """Run each module; a failing one is recorded and the others still run."""
+    meter = PeakMeter()
     for name in chosen:
         log(f"== {name}")
+        meter.start()
         t0 = time.perf_counter()
         try:
             results[name] = _runner(name, results)(ctx)
@@ -220,12 +224,16 @@ def _run_modules(
             errors[name] = f"{type(exc).__name__}: {exc}"
             results[name] = {"error": errors[name]}
         timings[name] = round(time.perf_counter() - t0, 1)
-        record_timing(ctx.out, name, timings[name], errors.get(name))
-        log(f"== {name} done in {timings[name]:.0f} s")
+        peak = meter.stop()
+        peaks[name] = round(peak.peak_mb, 1)
+        record_timing(ctx.out, name, timings[name], errors.get(name), peak)
+        log(f"== {name} done in {timings[name]:.0f} s, peak RSS {peak.peak_mb:,.0f} MB")
     # Other invocations may have run modules meanwhile (in parallel): take their timings.
     for name, row in read_timings(ctx.out).items():
         if name not in chosen:
             timings[name] = row.seconds
+            if row.peak_rss_mb is not None:
+                peaks[name] = max(row.peak_rss_mb, row.child_peak_rss_mb or 0.0)
             if row.error:
                 errors[name] = row.error
             else:
@@ -241,6 +249,7 @@ def _meta(
     *,
     timings: dict[str, float],
     errors: dict[str, str],
+    peaks: dict[str, float],
     seconds: float,
 ) -> dict[str, Any]:
     """run.json of this invocation (merged with the previous one when only some modules ran)."""
@@ -259,6 +268,7 @@ def _meta(
         "teacher_encoder": ctx.teacher_encoder,
         "device": ctx.device,
         "timings": timings,
+        "peak_rss_mb": peaks,
         "total_seconds": round(sum(timings.values()), 1),
         "this_invocation_seconds": round(seconds, 1),
         "modules_run": chosen,
@@ -281,13 +291,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown module {name!r}; choose from {', '.join(MODULES)}")
     results, previous = load_previous(args.out)
     timings, errors = dict(previous.timings), dict(previous.errors)
+    peaks = dict(previous.peak_rss_mb)
     started = time.perf_counter()
     if not args.render_only:
         log(f"bench: {', '.join(chosen)} on {args.data} (seeds {ctx.seeds}, quick={args.quick})")
-        _run_modules(chosen, ctx, results, timings, errors)
+        _run_modules(chosen, ctx, results, timings, errors, peaks)
         meta = _meta(
             args, argv, ctx, chosen, previous,
-            timings=timings, errors=errors, seconds=time.perf_counter() - started,
+            timings=timings, errors=errors, peaks=peaks, seconds=time.perf_counter() - started,
         )  # fmt: skip
         write_json(args.out / "run.json", meta)
     else:

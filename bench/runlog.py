@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import ROOT, BenchContext, write_json
+from bench.peak_memory import ModulePeak
 from bench.schema.system import RunMeta, Timing
 
 MODULES = (
@@ -96,11 +97,18 @@ def read_timings(out: Path) -> dict[str, Timing]:
     return {name: Timing.model_validate(row) for name, row in data.items()}
 
 
-def record_timing(out: Path, name: str, seconds: float, error: str | None) -> None:
-    """Per-module run time (and error) merged into timings.json right away, so invocations that
-    run different modules side by side all end up in the README's run time."""
+def record_timing(
+    out: Path, name: str, seconds: float, error: str | None, peak: ModulePeak | None = None
+) -> None:
+    """Per-module run time (and error, and peak memory) merged into timings.json right away, so
+    invocations that run different modules side by side all end up in the README's run time."""
     timings = read_timings(out)
-    timings[name] = Timing(seconds=seconds, error=error)
+    timings[name] = Timing(
+        seconds=seconds,
+        error=error,
+        peak_rss_mb=None if peak is None else peak.own_mb,
+        child_peak_rss_mb=None if peak is None else peak.child_mb,
+    )
     write_json(out / "timings.json", {k: v.model_dump() for k, v in timings.items()})
 
 

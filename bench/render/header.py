@@ -24,6 +24,7 @@ def header_lines(meta: RunMeta) -> list[str]:
             if meta.invocations > 1
             else ""
         ),
+        *_memory_lines(meta),
         "",
         f"Data: `{meta.data}` ({meta.corpus_size or '?'} reference images). "
         f"Seeds: {', '.join(map(str, meta.seeds))}. Teacher encoder "
@@ -36,3 +37,17 @@ def header_lines(meta: RunMeta) -> list[str]:
     if meta.reduced:
         lines.append("")
     return lines
+
+
+def _memory_lines(meta: RunMeta) -> list[str]:
+    """Peak resident memory per module (bench.peak_memory), where the run recorded it."""
+    if not meta.peak_rss_mb:
+        return []
+    peaks = ", ".join(f"{k} {v / 1024:.2f}" for k, v in meta.peak_rss_mb.items())
+    top = max(meta.peak_rss_mb, key=lambda k: meta.peak_rss_mb[k])
+    return [
+        "",
+        f"Peak resident memory per module in GB (the bench process during the module, or the "
+        f"largest child it ran if larger): {peaks}; the largest, {top}, "
+        f"**{meta.peak_rss_mb[top] / 1024:.2f} GB**.",
+    ]

@@ -120,6 +120,8 @@ class RunMeta(Model):
     teacher_encoder: str = "?"
     device: str = "?"
     timings: dict[str, float] = Field(default_factory=dict)
+    # per module: the larger of the bench process's own peak and its largest child's (MB)
+    peak_rss_mb: dict[str, float] = Field(default_factory=dict)
     total_seconds: float = 0.0
     invocations: int = 1
     errors: dict[str, str] = Field(default_factory=dict)
@@ -131,3 +133,7 @@ class Timing(Model):
 
     seconds: float
     error: str | None = None
+    # bench.peak_memory: the bench process's peak during the module, and the largest child the
+    # module waited for (None: no child raised the run's maximum); absent in older runs
+    peak_rss_mb: float | None = None
+    child_peak_rss_mb: float | None = None

@@ -22,6 +22,7 @@ import numpy as np
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
 from builder.features.stream import row_chunks, take_rows
+from plada.ordered_pool import available_cores, map_ordered
 
 DEFAULT_THRESHOLD = 0.99
 _PCA_DIM = 128
@@ -139,8 +140,10 @@ def find_leakage(
     threshold: float = DEFAULT_THRESHOLD,
     batch_size: int = 256,
     exact: bool | None = None,
+    workers: int | None = None,
 ) -> LeakageResult:
-    """Nearest reference image (cosine) of every test image; exact when small or asked."""
+    """Nearest reference image (cosine) of every test image; exact when small or asked. The
+    approximate search runs its batches on `workers` threads (default: one per core)."""
     if test_features.ndim != 2 or reference_features.ndim != 2:
         raise BuilderError("leakage check needs 2-D feature arrays")
     if test_features.shape[1] != reference_features.shape[1]:
@@ -160,13 +163,12 @@ def find_leakage(
         nearest, best = _RESULT[0][2]  # another budget or seed of the same task
         return LeakageResult(threshold, nearest, best)
     center, basis, ref_p = _projection(reference_features)
-    nearest = np.empty(test.shape[0], dtype=np.int64)
-    best = np.empty(test.shape[0], dtype=np.float32)
     k = min(_RERANK, n)
     # the (B, N) approximate similarities are the largest temporary: 1 GB for 256 test images
     # against 1M references, so the batch shrinks as the corpus grows (same result, by row)
     batch_size = max(1, min(batch_size, _APPROX_FLOATS // ref_p.shape[0]))
-    for start in range(0, test.shape[0], batch_size):
+
+    def search(start: int) -> tuple[np.ndarray, np.ndarray]:
         t = test[start : start + batch_size]
         t_p = np.concatenate([(t - center) @ basis, np.ones((t.shape[0], 1), np.float32)], axis=1)
         approx = t_p @ ref_p.T  # (B, N)
@@ -179,8 +181,15 @@ def find_leakage(
         exact_sims = np.einsum("bd,bkd->bk", t, unit[np.searchsorted(rows_needed, cand)])
         pick = exact_sims.argmax(axis=1)
         rows = np.arange(t.shape[0])
-        nearest[start : start + batch_size] = cand[rows, pick]
-        best[start : start + batch_size] = exact_sims[rows, pick]
+        return cand[rows, pick], exact_sims[rows, pick]
+
+    # batches on a thread per core: the builder runs its stages with one BLAS thread, and the
+    # matmuls and partial sorts release the GIL (each batch's rows are computed as on one thread)
+    starts = range(0, test.shape[0], batch_size)
+    threads = available_cores() if workers is None else workers
+    found = list(map_ordered(search, starts, workers=threads, ahead=threads, name="leakage"))
+    nearest = np.concatenate([f[0] for f in found]) if found else np.empty(0, np.int64)
+    best = np.concatenate([f[1] for f in found]) if found else np.empty(0, np.float32)
     _RESULT[:] = [(reference_features, key, (nearest, best))]
     return LeakageResult(threshold, nearest, best)
 

@@ -71,3 +71,23 @@ def test_the_block_search_leaves_the_leakage_result_as_a_full_sort_gives_it(
     np.testing.assert_array_equal(blocks.nearest_index, full.nearest_index)
     np.testing.assert_array_equal(blocks.nearest_cosine, full.nearest_cosine)
     assert blocks.flagged.tolist() == list(range(20))
+
+
+def test_the_search_on_threads_gives_the_one_thread_result() -> None:
+    # Prepare: several batches of test images against one reference
+    import builder.pipeline.leakage as leakage
+
+    rng = np.random.default_rng(4)
+    ref = rng.normal(0, 1, (3000, 160)).astype(np.float32)
+    test = rng.normal(0, 1, (700, 160)).astype(np.float32)
+    test[::50] = ref[:14]  # near copies spread over the batches
+    # Execute
+    leakage._RESULT.clear()
+    one = find_leakage(test, ref, exact=False, batch_size=64, workers=1)
+    leakage._RESULT.clear()
+    three = find_leakage(test, ref, exact=False, batch_size=64, workers=3)
+    # Assert
+    np.testing.assert_array_equal(three.nearest_index, one.nearest_index)
+    np.testing.assert_array_equal(three.nearest_cosine, one.nearest_cosine)
+    assert three.nearest_index.dtype == np.int64 and three.nearest_cosine.dtype == np.float32
+    assert three.flagged.tolist() == list(range(0, 700, 50))

@@ -35,6 +35,7 @@ from PIL import Image, ImageOps
 from agent.config import load_config
 from agent.features import embed_images, load_extractor
 from agent.pipeline import open_corpus, open_feature_cache
+from agent.profiles import dump_toml
 from plada.corpus import Corpus, CorpusSource, GeneratorSource, ImageSource, build_corpus
 from plada.head import HeadHyperParams, accuracy, train_head
 from plada.payload import CorpusRef, Provenance, TaskPayload, encode_payload
@@ -108,23 +109,18 @@ def bench_corpus(src: Path, work: Path) -> Corpus:
 
 
 def _config_toml(work: Path, corpus: Path, encoder: Path, backend: str) -> str:
-    return f"""
-device_id = "bench"
-device_class = "bench"
-[corpus]
-path = "{corpus}"
-[encoder]
-file = "{encoder}"
-threads = 2
-[state]
-dir = "{work / ("state-" + backend)}"
-[cache]
-dir = "{work / "cache"}"
-[trust]
-public_keys = ["{work / "keys" / "public.pem"}"]
-[head]
-backend = "{backend}"
-"""
+    return dump_toml(
+        {
+            "device_id": "bench",
+            "device_class": "bench",
+            "corpus": {"path": corpus},
+            "encoder": {"file": encoder, "threads": 2},
+            "state": {"dir": work / ("state-" + backend)},
+            "cache": {"dir": work / "cache"},
+            "trust": {"public_keys": [work / "keys" / "public.pem"]},
+            "head": {"backend": backend},
+        }
+    )
 
 
 def _payload(corpus: Corpus, features: np.ndarray, work: Path, *, version: int) -> Path:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.profiles import dump_toml
 from bench._common import ROOT, log
 
 if sys.version_info >= (3, 11):
@@ -74,28 +75,18 @@ def pi4_settings(profile: Path = PROFILE) -> dict[str, Any]:
 
 def config_toml(work: Path, *, corpus: Path, encoder: Path, cache: Path, name: str) -> str:
     s = pi4_settings()
-    return f"""
-device_id = "pi4-budget"
-device_class = "raspberry-pi-4"
-[corpus]
-path = "{corpus}"
-verify_reads = {str(s["verify_reads"]).lower()}
-[encoder]
-file = "{encoder}"
-threads = 1
-batch_size = {s["batch_size"]}
-[state]
-dir = "{work / ("state-" + name)}"
-[cache]
-dir = "{cache}"
-dtype = "{s["dtype"]}"
-block_size = {s["block_size"]}
-[trust]
-public_keys = ["{work / "keys" / "public.pem"}"]
-[head]
-backend = "{s["head_backend"]}"
-threads = {s["head_threads"]}
-"""
+    return dump_toml(
+        {
+            "device_id": "pi4-budget",
+            "device_class": "raspberry-pi-4",
+            "corpus": {"path": corpus, "verify_reads": s["verify_reads"]},
+            "encoder": {"file": encoder, "threads": 1, "batch_size": s["batch_size"]},
+            "state": {"dir": work / ("state-" + name)},
+            "cache": {"dir": cache, "dtype": s["dtype"], "block_size": s["block_size"]},
+            "trust": {"public_keys": [work / "keys" / "public.pem"]},
+            "head": {"backend": s["head_backend"], "threads": s["head_threads"]},
+        }
+    )
 
 
 def constrained(cmd: list[str], *, cap_mb: int) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -33,10 +34,6 @@ from tools.trial.drops import DropPlayer, drop_plan
 from tools.trial.errors import ProfileError, TrialError
 from tools.trial.network import DeviceSpec, TrialNetwork
 from tools.trial.profiles import DEFAULT_PROFILES, LinkProfile, get_profile, load_profiles
-
-EX_USAGE = 64
-EX_SOFTWARE = 70
-EX_CONFIG = 78
 
 
 def parse_devices(specs: list[str], profiles: dict[str, LinkProfile]) -> list[DeviceSpec]:
@@ -214,15 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "down" and not (args.all or args.trials):
         print("down: name trials or pass --all", file=sys.stderr)
-        return EX_USAGE
+        return os.EX_USAGE
     try:
         return _COMMANDS[args.command](args)
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
     except TrialError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EX_SOFTWARE
+        return os.EX_SOFTWARE
 
 
 if __name__ == "__main__":

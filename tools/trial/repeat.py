@@ -33,8 +33,6 @@ from tools.trial.errors import TrialError
 from tools.trial.report_model import TrialReport
 from tools.trial.targets import THIN_PROFILE, WIRE_LIMIT
 
-EX_SOFTWARE = 70
-
 
 class Delivery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -178,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {run}/{args.runs}: {len(rows)} deliveries so far", file=sys.stderr)
     if not rows:
         print(f"error: no device on profile {args.profile!r} in --fleet", file=sys.stderr)
-        return EX_SOFTWARE
+        return os.EX_SOFTWARE
     result = RepeatReport(
         profile=args.profile,
         limit=WIRE_LIMIT,

@@ -16,6 +16,7 @@ checkout's tools/ package (the link emulation), which the installed builder does
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +39,6 @@ from tools.trial.report_files import summary_markdown, write_json, write_markdow
 from tools.trial.report_model import TrialReport
 
 START, END = "<!-- trial:start -->", "<!-- trial:end -->"
-EX_SOFTWARE = 70
 DATA_CLASSES = "raspberry-pi-4,x86-dev"  # two encoders: Lite0 int8 at 64 px, Lite1 at 96 px
 
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             update_readme(args.readme, report, args.out, args.name)
     except TrialError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EX_SOFTWARE
+        return os.EX_SOFTWARE
     print(summary_markdown(report, plots={}))
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0

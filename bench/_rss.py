@@ -13,15 +13,7 @@ import resource
 import runpy
 import sys
 
-
-def _vm_hwm_mb() -> float:
-    """Peak resident set of this process (VmHWM). ru_maxrss is not used: on Linux it carries
-    the parent's peak across fork + exec, so a child of a big process would report the parent."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from bench.peak_memory import own_peak_mb
 
 
 def main() -> int:
@@ -37,7 +29,7 @@ def main() -> int:
             runpy.run_module(module, run_name="__main__", alter_sys=True)
         except SystemExit as exc:
             code = int(exc.code or 0)
-    peak_mb = _vm_hwm_mb()
+    peak_mb = own_peak_mb()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out = {"applied": json.loads(captured.getvalue()), "peak_rss_mb": peak_mb}
     print(json.dumps({**out, "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}))

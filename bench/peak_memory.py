@@ -22,7 +22,10 @@ CLEAR_REFS = Path("/proc/self/clear_refs")
 STATUS = Path("/proc/self/status")
 
 
-def _own_peak_mb() -> float:
+def own_peak_mb() -> float:
+    """Peak resident set of this process (VmHWM). ru_maxrss only where /proc is missing: on
+    Linux it carries the parent's peak across fork + exec, so a child of a big process would
+    report the parent."""
     with contextlib.suppress(OSError):
         for line in STATUS.read_text(encoding="ascii").splitlines():
             if line.startswith("VmHWM:"):
@@ -63,7 +66,7 @@ class PeakMeter:
     def stop(self) -> ModulePeak:
         children = _children_peak_mb()
         return ModulePeak(
-            own_mb=round(_own_peak_mb(), 1),
+            own_mb=round(own_peak_mb(), 1),
             child_mb=round(children, 1) if children > self._children else None,
             own_reset=self._reset,
         )

@@ -225,15 +225,14 @@ def _run_modules(
             results[name] = {"error": errors[name]}
         timings[name] = round(time.perf_counter() - t0, 1)
         peak = meter.stop()
-        peaks[name] = round(peak.peak_mb, 1)
         record_timing(ctx.out, name, timings[name], errors.get(name), peak)
         log(f"== {name} done in {timings[name]:.0f} s, peak RSS {peak.peak_mb:,.0f} MB")
     # Other invocations may have run modules meanwhile (in parallel): take their timings.
     for name, row in read_timings(ctx.out).items():
+        if row.peak_mb is not None:
+            peaks[name] = round(row.peak_mb, 1)
         if name not in chosen:
             timings[name] = row.seconds
-            if row.peak_rss_mb is not None:
-                peaks[name] = max(row.peak_rss_mb, row.child_peak_rss_mb or 0.0)
             if row.error:
                 errors[name] = row.error
             else:

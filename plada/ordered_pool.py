@@ -30,23 +30,30 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def worker_count(workers: int | None) -> int:
+    """`workers`, or one per core the process may run on when it is None."""
+    return available_cores() if workers is None else workers
+
+
 def map_ordered(
     fn: Callable[[T], R],
     items: Iterable[T],
     *,
-    workers: int,
+    workers: int | None = None,
     ahead: int | None = None,
     chunk: int = 1,
     name: str = "ordered",
 ) -> Generator[R, None, None]:
     """fn(item) for each item, in order; `workers` threads, at most `ahead` tasks of `chunk`
-    items each submitted and not yet yielded (default 4 per worker). workers <= 1 runs inline,
+    items each submitted and not yet yielded (default 4 per worker); `workers` None: one per core
+    (`available_cores`). workers <= 1 runs inline,
     without threads. A chunk of many items makes cheap items worth a thread: each task costs a
     future and a hand-over of the GIL.
 
     The first exception (from fn or from the stream) is raised at its item's place; work
     submitted after it is cancelled or discarded. Closing the generator early stops the pool.
     """
+    workers = worker_count(workers)
     if workers <= 1:
         yield from map(fn, items)
         return

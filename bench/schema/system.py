@@ -137,3 +137,10 @@ class Timing(Model):
     # module waited for (None: no child raised the run's maximum); absent in older runs
     peak_rss_mb: float | None = None
     child_peak_rss_mb: float | None = None
+
+    @property
+    def peak_mb(self) -> float | None:
+        """The larger of the two (the README's per-module figure); None if not recorded."""
+        if self.peak_rss_mb is None:
+            return None
+        return max(self.peak_rss_mb, self.child_peak_rss_mb or 0.0)

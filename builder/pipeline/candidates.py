@@ -10,7 +10,7 @@ from builder.pipeline.budget import Budget
 from builder.pipeline.scores import ReferenceScores
 from builder.pipeline.select import ParamValue, Selection, select
 from builder.pipeline.sizing import PayloadSizer, largest_fitting
-from plada.ordered_pool import available_cores, map_ordered
+from plada.ordered_pool import map_ordered
 
 Setting = tuple[str, Mapping[str, ParamValue]]
 # The default --auto grid: every family once (measured on the three default targets: the second
@@ -64,13 +64,12 @@ def make_candidates(
     are sized on `workers` threads (default: one per core): the byte search is mostly Zstd and
     rANS encoding, which run outside the GIL (a 32 KiB build spent 49 s here on one core). The
     candidates are the same for any number of threads."""
-    threads = available_cores() if workers is None else workers
     per_setting = map_ordered(
         lambda setting: _setting_candidates(
             scores, setting, budget=budget, keep_fractions=keep_fractions, seed=seed, sizer=sizer
         ),
         settings,
-        workers=min(threads, len(settings)),
+        workers=workers,
         name="candidates",
     )
     return [candidate for found in per_setting for candidate in found]

@@ -22,7 +22,7 @@ import numpy as np
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
 from builder.features.stream import row_chunks, take_rows
-from plada.ordered_pool import available_cores, map_ordered
+from plada.ordered_pool import map_ordered, worker_count
 
 DEFAULT_THRESHOLD = 0.99
 _PCA_DIM = 128
@@ -186,7 +186,7 @@ def find_leakage(
     # batches on a thread per core: the builder runs its stages with one BLAS thread, and the
     # matmuls and partial sorts release the GIL (each batch's rows are computed as on one thread)
     starts = range(0, test.shape[0], batch_size)
-    threads = available_cores() if workers is None else workers
+    threads = worker_count(workers)
     found = list(map_ordered(search, starts, workers=threads, ahead=threads, name="leakage"))
     nearest = np.concatenate([f[0] for f in found]) if found else np.empty(0, np.int64)
     best = np.concatenate([f[1] for f in found]) if found else np.empty(0, np.float32)

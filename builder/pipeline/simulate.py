@@ -20,7 +20,7 @@ from builder.features.stream import take_rows
 from builder.pipeline.select import Selection
 from builder.pipeline.teacher import balanced_accuracy
 from plada.head import HeadHyperParams, HeadWeights, predict_proba, train_head_weights
-from plada.ordered_pool import available_cores, map_ordered
+from plada.ordered_pool import map_ordered
 
 
 @dataclass(frozen=True)
@@ -153,9 +153,8 @@ def test_candidates(
             device.reference, selection, device.test, test_labels, num_classes=num_classes, hp=hp
         )
 
-    threads = available_cores() if workers is None else workers
     results = []
-    for i, result in enumerate(map_ordered(run, selections, workers=threads, name="simulate")):
+    for i, result in enumerate(map_ordered(run, selections, workers=workers, name="simulate")):
         results.append(result)
         if progress is not None:
             progress(i + 1, len(selections))

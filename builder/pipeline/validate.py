@@ -40,7 +40,7 @@ from builder.pipeline.simulate import device_oracle, simulate_selection
 from builder.pipeline.teacher import stratified_folds
 from builder.pipeline.teachers.choose import TeacherRecipe
 from plada.head import HeadHyperParams
-from plada.ordered_pool import available_cores
+from plada.ordered_pool import worker_count
 
 # Lower = preferred on a tie: class quotas never collapse onto a few classes, and the
 # energy-only rules were measured to collapse at small budgets.
@@ -434,7 +434,7 @@ def validate_candidates(
             for fold in stratified_folds(labels, num_folds=num_folds, seed=seed + 1000 * r)
         ]
     extra = list(range(len(first), len(splits)))
-    threads = available_cores() if workers is None else workers
+    threads = worker_count(workers)
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="validate") as pool:
         ev = _Evaluator(inputs, specs, splits, seed=seed, hp=hp, pool=pool)
         n_specs = len(specs)

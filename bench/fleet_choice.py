@@ -17,6 +17,7 @@ rewritten after every build, so a long run leaves what it measured. Not part of 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def row(report: dict[str, Any]) -> dict[str, Any]:
         "payload_bytes": report["payload_bytes"],
         "view": view["description"] if view else None,
         "teacher": report["teacher"]["encoder"],
+        "teacher_accuracy": report["teacher"]["accuracy"],
+        "teacher_balanced_accuracy": report["teacher"]["balanced_accuracy"],
         "classes": {
             name: {
                 "val_accuracy": c["val_accuracy"],
@@ -76,6 +79,8 @@ def row(report: dict[str, Any]) -> dict[str, Any]:
                 "test_balanced_ratio": c["test_ratio"],
                 "test_accuracy": report["devices"][name]["accuracy"],
                 "test_ratio": report["devices"][name]["relative_to_oracle"],
+                "oracle_accuracy": report["devices"][name]["oracle_accuracy"],
+                "oracle_balanced_accuracy": report["devices"][name]["oracle_balanced_accuracy"],
             }
             for name, c in fleet["classes"].items()
         },
@@ -105,13 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default=LITE_CLASSES, help="device classes to validate")
     parser.add_argument("--views", choices=("auto", "off"), default="auto")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="keep payloads and reports here (default: a temp dir)",
+    )
     args = parser.parse_args(argv)
     from plada.signing import generate_keypair
 
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-fleet-choice-") as tmp:
-        work = Path(tmp)
-        generate_keypair(work / "keys")
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-")))
+        if not (work / "keys" / "private.pem").exists():
+            generate_keypair(work / "keys")
         for task in args.tasks.split(","):
             for budget in args.budgets.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):

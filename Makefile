@@ -21,7 +21,7 @@ PROFILE ?= full
 DATA_DIR := $(if $(filter small,$(PROFILE)),data/small,data)
 BUILD_DIR ?= build
 
-.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale bench-corpus-scale soak trial trial-repeat clean
+.PHONY: help setup setup-ort-training setup-litert setup-py310 fmt lint typecheck test test-fast check data builder demo bench bench-codec bench-scale bench-corpus-scale bench-fleet soak trial trial-repeat clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -136,6 +136,16 @@ bench-corpus-scale: data ## corpora of 100k, 300k, 1M images -> bench/results/co
 	test -f $(BUILD_DIR)/encoders/lite0-64-int8.onnx || \
 		$(PY) -m builder export-encoder --model lite0 --size 64 --int8 --out $(BUILD_DIR)/encoders
 	$(PY) -m bench.corpus_scale --data $(DATA_DIR) --work $(SCALE_DIR) --encoder-dir $(BUILD_DIR)/encoders
+	$(PY) -m bench.run --render-only
+
+# Issue 16's targets in their own configuration: --auto validating the four Lite device classes,
+# views on, 3 tasks x 2 budgets x 3 seeds; each class's corpus embedding under every proposed
+# view is cached under data/cache/embeddings (hours on 2 cores the first time).
+FLEET_SEEDS ?= 0,1,2
+bench-fleet: data ## --auto for the four Lite classes with views -> bench/results/fleet_targets.json, README Results
+	$(PY) -m bench.fleet_choice --data $(DATA_DIR) --tasks digits,fashion,clipart \
+		--budgets 2KiB,8KiB --seeds $(FLEET_SEEDS) --modes after --cache $(DATA_DIR)/cache/embeddings \
+		--out bench/results/fleet_targets.json
 	$(PY) -m bench.run --render-only
 
 # The short version (a few minutes, 8 agents) runs inside `make test` (tests/integration/test_soak.py).

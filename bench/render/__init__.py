@@ -19,6 +19,7 @@ from bench.render.device import device_lines
 from bench.render.device_budget import device_budget_lines
 from bench.render.embed import embed_lines
 from bench.render.fleet import fleet_lines
+from bench.render.fleet_targets import fleet_targets_lines
 from bench.render.header import header_lines
 from bench.render.hetero import hetero_lines
 from bench.render.multitask import multitask_lines
@@ -36,6 +37,7 @@ def render_markdown(results: Mapping[str, Any], plot_paths: Mapping[str, str]) -
     lines += reading_lines(typed)
     lines += accuracy_lines(typed.accuracy, plot_paths)
     lines += hetero_lines(typed.hetero, plot_paths)
+    lines += fleet_targets_lines(typed.fleet_targets, plot_paths)  # once make bench-fleet ran
     lines += alternatives_lines(typed.alternatives, plot_paths)
     lines += codec_lines(typed.codec, typed.accuracy)
     lines += device_lines(typed.device, typed.corpus, typed.accuracy)

@@ -14,6 +14,7 @@ from bench.schema.common import Stat, metric_name
 from bench.schema.comparisons import AlternativesResults, AltTask, HeteroResults
 from bench.schema.corpus_scale import CorpusScaleResults
 from bench.schema.fleet import FleetResults
+from bench.schema.fleet_targets import FleetTargetsResults
 
 T = TypeVar("T")
 
@@ -223,6 +224,34 @@ def plot_corpus_scale(result: CorpusScaleResults, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_fleet_targets(res: FleetTargetsResults, path: Path) -> Path | None:
+    """Per task, per budget: every class's device / own-oracle ratio (mean over seeds)."""
+    from bench.render.fleet_targets import class_ratios, groups
+
+    grouped = groups(res)
+    tasks = list(dict.fromkeys(task for task, _ in grouped))
+    if not tasks:
+        return None
+    classes = res.classes
+    fig, axes = _pyplot().subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4), squeeze=False)
+    width = 0.8 / len(classes)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        budgets = [b for t, b in grouped if t == task]
+        for i, name in enumerate(classes):
+            ratios = [class_ratios(grouped[(task, b)], name) for b in budgets]
+            heights = [100 * sum(r) / len(r) if r else 0.0 for r in ratios]
+            xs = [j + (i - (len(classes) - 1) / 2) * width for j in range(len(budgets))]
+            ax.bar(xs, heights, width=width, label=name)
+        ax.axhline(100, color="black", linestyle=":", linewidth=1)
+        ax.set_xticks(range(len(budgets)))
+        ax.set_xticklabels(budgets)
+        ax.set_title(f"{task} ({metric_name(task)})")
+        ax.set_ylabel("device / own oracle (%)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    return _save(fig, path)
+
+
 def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
     """PNG plots of whichever sections exist; {name: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -243,6 +272,10 @@ def make_plots(results: BenchResults, out_dir: Path) -> dict[str, Path]:
         fleet = plot_fleet(results.fleet, out_dir / "fleet.png")
         if fleet is not None:
             paths["fleet"] = fleet
+    if isinstance(results.fleet_targets, FleetTargetsResults):
+        targets = plot_fleet_targets(results.fleet_targets, out_dir / "fleet_targets.png")
+        if targets is not None:
+            paths["fleet_targets"] = targets
     if isinstance(results.corpus_scale, CorpusScaleResults):
         scale = plot_corpus_scale(results.corpus_scale, out_dir / "corpus_scale.png")
         if scale is not None:

@@ -21,6 +21,7 @@ from bench.schema.comparisons import AlternativesResults, HeteroResults
 from bench.schema.corpus_scale import CorpusScaleResults
 from bench.schema.embed import EmbedResults
 from bench.schema.fleet import FleetResults
+from bench.schema.fleet_targets import FleetTargetsResults
 from bench.schema.system import (
     CodecRow,
     CorpusResults,
@@ -66,6 +67,7 @@ class BenchResults(Model):
     builder_warm: BuilderWarmResults | SectionError | None = None
     budget: DeviceBudgetResults | SectionError | None = None
     corpus_scale: CorpusScaleResults | SectionError | None = None
+    fleet_targets: FleetTargetsResults | SectionError | None = None
 
     @classmethod
     def parse(cls, results: Mapping[str, Any]) -> BenchResults:
@@ -90,4 +92,7 @@ class BenchResults(Model):
             builder_warm=section(BuilderWarmResults, results.get("builder_warm"), "builder_warm"),
             budget=section(DeviceBudgetResults, results.get("budget"), "budget"),
             corpus_scale=section(CorpusScaleResults, results.get("corpus_scale"), "corpus_scale"),
+            fleet_targets=section(
+                FleetTargetsResults, results.get("fleet_targets"), "fleet_targets"
+            ),
         )

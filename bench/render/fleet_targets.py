@@ -1,0 +1,202 @@
+"""### Choosing for the fleet with views: issue 16's targets, in the configuration they are set in
+(`--auto` validating the four Lite device classes, views on, 3 seeds)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from bench.render.text import budget_bytes, error_line, table
+from bench.schema import SectionError
+from bench.schema.common import metric_name
+from bench.schema.fleet_targets import FleetBuildRow, FleetTargetsResults
+
+TASK_ORDER = ("digits", "fashion", "clipart")
+
+
+@dataclass(frozen=True)
+class RatioTarget:
+    """Issue 16: device / its own oracle at least `at_least` (`every` class, or the default one)."""
+
+    task: str
+    budget: str
+    every_class: bool
+    at_least: float
+    max_sd_points: float | None = None  # spread over seeds of the default class's score
+
+
+# Issue 16's "Targets" (reported against, never used to choose anything).
+RATIO_TARGETS = (
+    RatioTarget("digits", "2KiB", False, 0.85),
+    RatioTarget("digits", "8KiB", False, 0.88),
+    RatioTarget("fashion", "2KiB", False, 0.98),
+    RatioTarget("fashion", "8KiB", False, 1.02),
+    RatioTarget("clipart", "8KiB", False, 0.95, max_sd_points=1.5),
+    RatioTarget("digits", "8KiB", True, 0.80),
+    RatioTarget("fashion", "8KiB", True, 0.90),
+    RatioTarget("clipart", "8KiB", True, 0.90),
+)
+TEACHER_MARGIN_TASKS = ("fashion", "clipart")
+TEACHER_MARGIN = 0.03
+
+
+def groups(res: FleetTargetsResults) -> dict[tuple[str, str], list[FleetBuildRow]]:
+    """The defaults' builds (mode `after`) per (task, budget), tasks in the usual order."""
+    out: dict[tuple[str, str], list[FleetBuildRow]] = {}
+    for row in res.rows:
+        if row.mode == "after":
+            out.setdefault((row.task, row.budget), []).append(row)
+    order = {t: i for i, t in enumerate(TASK_ORDER)}
+    return dict(
+        sorted(out.items(), key=lambda kv: (order.get(kv[0][0], 99), budget_bytes(kv[0][1])))
+    )
+
+
+def _spread(values: Sequence[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def class_ratios(rows: Iterable[FleetBuildRow], name: str) -> list[float]:
+    return [r for row in rows if (r := row.classes[name].ratio(row.task)) is not None]
+
+
+def _ratio_cell(values: Sequence[float]) -> str:
+    if not values:
+        return "n/a"
+    mean, sd = _spread(values)
+    return f"{100 * mean:.0f} %" + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+
+def teacher_margins(rows: Iterable[FleetBuildRow]) -> list[float]:
+    """Per build: the teacher's score minus the best device class's own oracle."""
+    out = []
+    for row in rows:
+        teacher = row.teacher_score()
+        oracles = [o for c in row.classes.values() if (o := c.oracle(row.task)) is not None]
+        if teacher is not None and oracles:
+            out.append(teacher - max(oracles))
+    return out
+
+
+def view_labels(res: FleetTargetsResults) -> dict[str, str]:
+    """Each distinct chosen view -> `V1`, `V2`, ... (described once under the table)."""
+    views = dict.fromkeys(row.view for row in res.rows if row.view)
+    return {view: f"V{i + 1}" for i, view in enumerate(views) if view}
+
+
+def _chosen(rows: Sequence[FleetBuildRow], labels: Mapping[str, str]) -> str:
+    return ", ".join(
+        f"{labels.get(r.view, 'no view') if r.view else 'no view'} / `{r.strategy}` / {r.teacher}"
+        for r in rows
+    )
+
+
+def _worst(rows: Sequence[FleetBuildRow], classes: Sequence[str]) -> str:
+    means = {n: statistics.fmean(v) for n in classes if (v := class_ratios(rows, n))}
+    if not means:
+        return "n/a"
+    name = min(means, key=means.__getitem__)
+    return f"`{name}` {100 * means[name]:.0f} %"
+
+
+def _teacher_cell(rows: Sequence[FleetBuildRow]) -> str:
+    margins = teacher_margins(rows)
+    if not margins:
+        return "n/a"
+    return f"{100 * statistics.fmean(margins):+.1f}"
+
+
+def target_rows(res: FleetTargetsResults) -> list[list[str]]:
+    """Each of issue 16's targets that this run measures: what it asks, what was measured, met."""
+    by_group = groups(res)
+    default = res.classes[0]
+    rows: list[list[str]] = []
+    for t in RATIO_TARGETS:
+        builds = by_group.get((t.task, t.budget))
+        who = "every Lite class" if t.every_class else f"`{default}`"
+        asked = f"{t.task} {t.budget}: {who} >= {100 * t.at_least:.0f} % of its own oracle"
+        if t.max_sd_points is not None:
+            asked += f", sd over seeds <= {t.max_sd_points} points"
+        if not builds:
+            rows.append([asked, "not run", "n/a"])
+            continue
+        names = res.classes if t.every_class else [default]
+        means = {n: statistics.fmean(v) for n in names if (v := class_ratios(builds, n))}
+        name = min(means, key=means.__getitem__)
+        met = means[name] >= t.at_least
+        measured = f"{100 * means[name]:.1f} %" + (f" (`{name}`)" if t.every_class else "")
+        if t.max_sd_points is not None:
+            scores = [s for b in builds if (s := b.classes[default].accuracy(b.task)) is not None]
+            sd = statistics.stdev(scores) * 100 if len(scores) > 1 else None
+            measured += ", sd " + ("n/a (one seed)" if sd is None else f"{sd:.1f} points")
+            met = met and sd is not None and sd <= t.max_sd_points
+        rows.append([asked, measured + f", {len(builds)} seed(s)", "met" if met else "missed"])
+    for task in TEACHER_MARGIN_TASKS:
+        builds = [b for (name, _), bs in by_group.items() if name == task for b in bs]
+        asked = f"{task}: teacher >= every class's oracle + {100 * TEACHER_MARGIN:.0f} points"
+        margins = teacher_margins(builds)
+        if not margins:
+            rows.append([asked, "not run", "n/a"])
+            continue
+        worst = min(margins)
+        rows.append(
+            [
+                asked,
+                f"{100 * worst:+.1f} points (the worst of {len(margins)} builds)",
+                "met" if worst >= TEACHER_MARGIN else "missed",
+            ]
+        )
+    return rows
+
+
+def fleet_targets_lines(
+    res: FleetTargetsResults | SectionError | None, plots: Mapping[str, str]
+) -> list[str]:
+    title = "### Choosing for the fleet with views (issue 16's targets)"
+    if res is None:
+        return []
+    if not isinstance(res, FleetTargetsResults):
+        return [title, "", *error_line("fleet_targets", res)]
+    classes = res.classes
+    grouped = groups(res)
+    seeds = sorted({row.seed for rows in grouped.values() for row in rows})
+    labels = view_labels(res)
+    lines = [
+        title,
+        "",
+        "`make bench-fleet` (`bench/fleet_choice.py`): `plada-build task --auto --devices "
+        f"{res.devices} --views {res.views or 'auto'}` with the builder's defaults otherwise "
+        "(worst class's validated ratio to its own oracle, finalists on repeated folds), seeds "
+        f"{', '.join(map(str, seeds))}. Per class: the payload's simulated test score over the "
+        "class's own oracle (the same head on the labelled train split), mean ± sample standard "
+        "deviation over seeds in ratio points; clipart in balanced accuracy. *teacher - best "
+        "oracle*: the chosen teacher's test score minus the best class's oracle, in points.",
+        "",
+    ]
+    if "fleet_targets" in plots:
+        lines += [f"![every Lite class against its own oracle]({plots['fleet_targets']})", ""]
+    header = ["task", "budget", "chosen (per seed: view / strategy / teacher)", "keep", "bytes"]
+    header += [f"`{c}`" for c in classes] + ["worst class", "teacher - best oracle", "build s"]
+    body = []
+    for (task, budget), rows in grouped.items():
+        body.append(
+            [
+                task,
+                budget,
+                _chosen(rows, labels),
+                f"{statistics.fmean(r.keep for r in rows):,.0f}",
+                f"{statistics.fmean(r.payload_bytes for r in rows):,.0f}",
+                *(_ratio_cell(class_ratios(rows, c)) for c in classes),
+                _worst(rows, classes),
+                _teacher_cell(rows),
+                f"{statistics.fmean(r.wall_s for r in rows):,.0f}",
+            ]
+        )
+    lines += table(header, body)
+    lines += [f"- {label}: `{view}`" for view, label in labels.items()]
+    if labels:
+        lines.append("")
+    lines += [f"Issue 16's targets measured here ({metric_name('clipart')} for clipart):", ""]
+    lines += table(["target", "measured", ""], target_rows(res))
+    return lines

@@ -1,0 +1,159 @@
+"""make bench-fleet's section: issue 16's targets judged from fleet_targets.json rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.fleet_choice import row
+from bench.render import make_plots, render_markdown
+from bench.render.fleet_targets import target_rows
+from bench.schema import BenchResults
+from bench.schema.fleet_targets import FleetTargetsResults
+
+CLASSES = ("lite0-64-int8", "lite1-96")
+VIEW = "grayscale() > resize(filter=box, size=8)"
+
+
+def _class(ratio: float, *, oracle: float = 0.9) -> dict[str, Any]:
+    return {
+        "val_ratio": ratio,
+        "test_accuracy": ratio * oracle,
+        "test_ratio": ratio,
+        "test_balanced_accuracy": ratio * oracle,
+        "test_balanced_ratio": ratio,
+        "oracle_accuracy": oracle,
+        "oracle_balanced_accuracy": oracle,
+    }
+
+
+def _build(
+    task: str, budget: str, seed: int, ratios: tuple[float, float], **kw: Any
+) -> dict[str, Any]:
+    return {
+        "task": task,
+        "budget": budget,
+        "seed": seed,
+        "mode": "after",
+        "strategy": "prototype",
+        "keep": 1000 + seed,
+        "payload_bytes": 2000,
+        "view": kw.get("view"),
+        "teacher": "lite1-96",
+        "teacher_accuracy": kw.get("teacher", 0.95),
+        "teacher_balanced_accuracy": kw.get("teacher", 0.95),
+        "classes": {name: _class(r) for name, r in zip(CLASSES, ratios, strict=True)},
+        "worst_class": CLASSES[1],
+        "worst_val_ratio": min(ratios),
+        "wall_s": 100.0 + seed,
+    }
+
+
+def _results() -> dict[str, Any]:
+    return {
+        "devices": ",".join(CLASSES),
+        "views": "auto",
+        "rows": [
+            _build("digits", "8KiB", 0, (0.97, 0.82), view=VIEW),
+            _build("digits", "8KiB", 1, (0.95, 0.84), view=VIEW),
+            _build("clipart", "8KiB", 0, (0.96, 0.91), teacher=0.92),
+            _build("clipart", "8KiB", 1, (0.90, 0.95), teacher=0.92),
+            {**_build("clipart", "8KiB", 2, (0.1, 0.1)), "mode": "before"},  # not the defaults
+        ],
+    }
+
+
+def test_targets_are_judged_on_the_mean_over_seeds_and_the_worst_class() -> None:
+    # Execute
+    rows = {r[0]: r[1:] for r in target_rows(FleetTargetsResults.model_validate(_results()))}
+    # Assert: digits 8 KiB default class 0.96 >= 0.88; every class: lite1-96 at 0.83 >= 0.80
+    assert rows["digits 8KiB: `lite0-64-int8` >= 88 % of its own oracle"] == [
+        "96.0 %, 2 seed(s)",
+        "met",
+    ]
+    assert rows["digits 8KiB: every Lite class >= 80 % of its own oracle"][1] == "met"
+    assert "`lite1-96`" in rows["digits 8KiB: every Lite class >= 80 % of its own oracle"][0]
+    # clipart: the default class's mean is 0.93 (< 0.95), and its spread is 3 points
+    clipart = rows[
+        "clipart 8KiB: `lite0-64-int8` >= 95 % of its own oracle, sd over seeds <= 1.5 points"
+    ]
+    assert clipart[0].startswith("93.0 %, sd 3.8 points") and clipart[1] == "missed"
+    # teacher 0.92 against oracles of 0.9: +2 points, short of 3
+    assert rows["clipart: teacher >= every class's oracle + 3 points"] == [
+        "+2.0 points (the worst of 2 builds)",
+        "missed",
+    ]
+    assert rows["fashion 2KiB: `lite0-64-int8` >= 98 % of its own oracle"] == ["not run", "n/a"]
+
+
+def test_section_names_the_view_the_worst_class_and_draws_the_plot(tmp_path: Path) -> None:
+    # Prepare
+    results = {"fleet_targets": _results()}
+    # Execute
+    plots = make_plots(results, tmp_path)
+    text = render_markdown(results, {k: str(v) for k, v in plots.items()})
+    # Assert
+    assert plots["fleet_targets"].exists()
+    assert "### Choosing for the fleet with views (issue 16's targets)" in text
+    assert f"- V1: `{VIEW}`" in text
+    assert "| digits | 8KiB | V1 / `prototype` / lite1-96, V1 / `prototype` / lite1-96 |" in text
+    assert "`lite1-96` 83 %" in text  # the worst class, mean over seeds
+    assert "96 % ± 1.4" in text
+
+
+def test_a_bad_row_is_named() -> None:
+    results = _results()
+    results["rows"][0]["classes"]["lite1-96"]["test_accuracy"] = "high"
+    with pytest.raises(ValueError, match="test_accuracy"):
+        BenchResults.parse({"fleet_targets": results})
+
+
+def test_row_takes_the_teacher_and_every_oracle_from_the_report() -> None:
+    # Prepare: the fields of report.json that row() reads
+    device = {
+        "accuracy": 0.7,
+        "relative_to_oracle": 0.8,
+        "oracle_accuracy": 0.875,
+        "oracle_balanced_accuracy": 0.86,
+    }
+    report = {
+        "strategy": "prototype",
+        "num_indices": 10,
+        "payload_bytes": 100,
+        "view": None,
+        "teacher": {"encoder": "lite1-96", "accuracy": 0.9, "balanced_accuracy": 0.89},
+        "fleet": {
+            "classes": {
+                "lite1-96": {
+                    "val_accuracy": 0.6,
+                    "val_oracle": 0.8,
+                    "val_ratio": 0.75,
+                    "test_accuracy": 0.69,
+                    "test_ratio": 0.8,
+                }
+            },
+            "worst_class": "lite1-96",
+            "worst_val_ratio": 0.75,
+            "worst_test_class": "lite1-96",
+        },
+        "devices": {"lite1-96": device},
+        "validation": {},
+        "accuracy_estimate": 0.6,
+        "wall_s": 3.0,
+        "total_s": 2.0,
+        "timings_s": {},
+    }
+    # Execute
+    out = row(report)
+    # Assert: the row parses as the renderer reads it
+    parsed = FleetTargetsResults.model_validate(
+        {
+            "devices": "lite1-96",
+            "rows": [{"task": "digits", "budget": "2KiB", "seed": 0, "mode": "after"} | out],
+        }
+    )
+    assert parsed.rows[0].teacher_accuracy == 0.9
+    assert parsed.rows[0].classes["lite1-96"].oracle("digits") == 0.875
+    assert parsed.rows[0].classes["lite1-96"].oracle("clipart") == 0.86

@@ -47,6 +47,7 @@ def teacher_rows(
     sources: dict[str, EncoderFeatures],
     *,
     devices: tuple[str, ...] = DEVICES,
+    teacher_specs: tuple[str, ...] = TEACHERS,
     test_sample: int = 0,
 ) -> dict[str, Any]:
     """Candidates and oracles from the target's own images (no corpus needed); test_sample > 0
@@ -60,7 +61,7 @@ def teacher_rows(
                                            labels=task.test.labels[keep]))  # fmt: skip
     train_images, test_images = read_images(task.train.paths), read_images(task.test.paths)
     teachers = []
-    for spec in TEACHERS:
+    for spec in teacher_specs:
         src = _source(spec, sources)
         train = src.image_features(train_images)
         teachers.append(
@@ -70,7 +71,7 @@ def teacher_rows(
     start = time.perf_counter()
     with single_blas():
         searched = search_stage(
-            [_source(s, sources) for s in TEACHERS], teachers, train_images, task.train.labels,
+            [_source(s, sources) for s in teacher_specs], teachers, train_images, task.train.labels,
             num_classes=task.num_classes, augment=True, config=ChoiceConfig(),
         )  # fmt: skip
     search_s = time.perf_counter() - start
@@ -187,17 +188,23 @@ def main() -> None:
     parser.add_argument("--budgets", default="2KiB,8KiB")
     parser.add_argument("--skip-builds", action="store_true")
     parser.add_argument("--devices", default=",".join(DEVICES), help="oracles of these classes")
+    parser.add_argument(
+        "--teachers", default=",".join(TEACHERS), help="teacher encoders the search concatenates"
+    )
     parser.add_argument("--test-sample", type=int, default=0, help="score on N test images")
     parser.add_argument("--fine-tune-tasks", default="", help="tasks to measure --fine-tune on")
     parser.add_argument("--out", type=Path, default=RESULTS / "teacher.json")
     args = parser.parse_args()
     sources: dict[str, EncoderFeatures] = {}
-    results: dict[str, Any] = {"teachers": {}, "builds": {}, "seed": 0, "views": False}
+    results: dict[str, Any] = {
+        "teachers": {}, "builds": {}, "seed": 0, "views": False,
+        "teacher_encoders": args.teachers.split(","),
+    }  # fmt: skip
     for name in filter(None, args.tasks.split(",")):
         log(f"teacher candidates: {name}")
         results["teachers"][name] = teacher_rows(
             ROOT / "data/targets" / name, sources, devices=tuple(args.devices.split(",")),
-            test_sample=args.test_sample,
+            teacher_specs=tuple(args.teachers.split(",")), test_sample=args.test_sample,
         )  # fmt: skip
         write_json(args.out, results)
     for name in filter(None, args.fine_tune_tasks.split(",")):

@@ -183,7 +183,7 @@ def _sweep(
 ) -> None:
     """Every setting at every keep ratio, and the device-oracle, for one seed."""
     from builder.pipeline.candidates import DEFAULT_SETTINGS
-    from builder.pipeline.select import select
+    from builder.pipeline.select import FLEET_STRATEGIES, select
     from builder.pipeline.simulate import device_oracle, simulate_selection
 
     name = task.name
@@ -199,6 +199,8 @@ def _sweep(
         }
     )
     for strategy, params in DEFAULT_SETTINGS:
+        if strategy in FLEET_STRATEGIES:  # one device class here: no agreement to draw from
+            continue
         for ratio in ratios:
             keep = max(num_classes, round(ratio * n_ref))
             sel = select(scores, strategy=strategy, keep=keep, params=params, seed=seed)

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from builder.errors import BudgetError, BuilderError
@@ -38,13 +39,15 @@ from builder.features.sources import (
     make_test_features,
     viewed_features,
 )
-from builder.pipeline.candidates import make_candidates
+from builder.pipeline.candidates import Setting, make_candidates
 from builder.pipeline.config import TaskConfig
+from builder.pipeline.consensus import agreement, class_l2
 from builder.pipeline.label import label_reference, labelling_for
 from builder.pipeline.leakage import check_leakage
 from builder.pipeline.payload import PayloadFields, sign_payload
 from builder.pipeline.report import report_for
-from builder.pipeline.select import Selection
+from builder.pipeline.scores import ReferenceScores
+from builder.pipeline.select import FLEET_STRATEGIES, Selection
 from builder.pipeline.simulate import simulate_devices, test_candidates
 from builder.pipeline.sizing import PayloadSizer, check_budget_fits
 from builder.pipeline.targets import TargetTask, read_images
@@ -148,6 +151,9 @@ class Build:
     # issue 16 item 3: L2 per teacher encoder as the teacher search already chose it on the same
     # folds (each plain teacher would otherwise repeat that k-fold path)
     teacher_l2: Mapping[str, float] = field(default_factory=dict)
+    # issue 16 item 2: each device class teacher's L2 for the consensus strategy, chosen on the
+    # first teacher run that needs it (the classes' train features do not change with the view)
+    class_l2: dict[str, float] = field(default_factory=dict)
 
     def report_progress(self, stage: str) -> Callable[[int, int], None] | None:
         progress = self.progress
@@ -350,12 +356,16 @@ def run_until_validation(
                 teacher.reference,
                 temperature=config.temperature,
             )
+        one = ((config.strategy, config.params),) if config.strategy is not None else None
+        settings = one or config.settings
+        class_l2 = _class_l2(devices, build, settings)
+        if class_l2:  # issue 16 item 2: the consensus strategy's agreement, whole train split
+            labelling = replace(labelling, scores=_with_agreement(labelling.scores, devices, build))
     with clock.stage("candidates"):
         key_id = build.signing_key.key_id if build.signing_key else None
-        one = ((config.strategy, config.params),) if config.strategy is not None else None
         candidates = make_candidates(
             labelling.scores,
-            settings=one or config.settings,
+            settings=settings,
             budget=config.budget,
             keep_fractions=None if one else config.keep_fractions,
             seed=config.seed,
@@ -376,6 +386,7 @@ def run_until_validation(
             more_devices={n: DeviceRows(f.train, f.reference) for n, f in devices.items()},
             objective=config.objective,
             recipe=recipe,
+            class_l2=class_l2,
         )
         validation = validate_candidates(
             inputs,
@@ -389,6 +400,33 @@ def run_until_validation(
             progress=build.report_progress("validate"),
         )
     return TeacherRun(teacher, labelling, candidates, validation)
+
+
+def _class_l2(
+    devices: Mapping[str, TaskFeatures], build: Build, settings: Sequence[Setting]
+) -> dict[str, float]:
+    """Each device class teacher's L2 when the build validates several classes and a fleet
+    strategy is asked for (else empty: no agreement is computed)."""
+    if len(devices) < 2 or not any(name in FLEET_STRATEGIES for name, _ in settings):
+        return {}
+    missing = {n: f for n, f in devices.items() if n not in build.class_l2}
+    if missing:
+        build.class_l2.update(
+            class_l2(missing, build.task.train.labels, num_classes=build.task.num_classes,
+                     config=build.config.teacher)
+        )  # fmt: skip
+    return {n: build.class_l2[n] for n in devices}
+
+
+def _with_agreement(
+    scores: ReferenceScores, devices: Mapping[str, TaskFeatures], build: Build
+) -> ReferenceScores:
+    labels = build.task.train.labels
+    agree = agreement(
+        scores.labels, devices, labels, np.arange(labels.shape[0]),
+        num_classes=build.task.num_classes, l2=build.class_l2, config=build.config.teacher,
+    )  # fmt: skip
+    return replace(scores, agreement=agree)
 
 
 def finish(

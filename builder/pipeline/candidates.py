@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from builder.pipeline.budget import Budget
 from builder.pipeline.scores import ReferenceScores
-from builder.pipeline.select import ParamValue, Selection, select
+from builder.pipeline.select import FLEET_STRATEGIES, ParamValue, Selection, select
 from builder.pipeline.sizing import PayloadSizer, largest_fitting
 from plada.ordered_pool import map_ordered
 
@@ -23,6 +23,7 @@ DEFAULT_SETTINGS: tuple[Setting, ...] = (
     ("prototype", {}),
     ("random", {}),
     ("random-balanced", {}),
+    ("consensus", {}),  # only where several device classes are validated (FLEET_STRATEGIES)
 )
 DEFAULT_KEEP_FRACTIONS = (1.0, 0.5)
 
@@ -63,7 +64,10 @@ def make_candidates(
     """Per setting, its largest keep first (keep_fractions None: that keep only). The settings
     are sized on `workers` threads (default: one per core): the byte search is mostly Zstd and
     rANS encoding, which run outside the GIL (a 32 KiB build spent 49 s here on one core). The
-    candidates are the same for any number of threads."""
+    candidates are the same for any number of threads. Fleet-only strategies are skipped when the
+    scores carry no agreement (one device class)."""
+    if scores.agreement is None:
+        settings = [s for s in settings if s[0] not in FLEET_STRATEGIES]
     per_setting = map_ordered(
         lambda setting: _setting_candidates(
             scores, setting, budget=budget, keep_fractions=keep_fractions, seed=seed, sizer=sizer

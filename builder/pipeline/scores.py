@@ -27,6 +27,9 @@ class ReferenceScores:
     prototype_cos: np.ndarray | None  # (N, C) float32, or None when no prototypes were given
     temperature: float
     num_classes: int
+    # (N,) bool, builds validating several device classes: every class's own teacher gives the
+    # image this label (builder.pipeline.consensus); None otherwise
+    agreement: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -12,6 +12,8 @@ Strategies (every one keeps exactly `keep` images when the corpus has that many)
 - `random`: uniformly random images with the teacher's labels.
 - `random-balanced`: random images with equal quotas per pseudo-label (an addition: random wins
   when much of the corpus looks like the target; quotas stop it from skipping rare classes).
+- `consensus`: `random-balanced` among the images every validated device class's own teacher
+  labels as the build teacher does (builder.pipeline.consensus; builds with several classes).
 
 How many images to keep comes from the budget (budget.py; a byte budget through sizing.py).
 """
@@ -36,7 +38,10 @@ STRATEGIES = (
     "prototype",
     "random",
     "random-balanced",
+    "consensus",
 )
+# Strategies that need ReferenceScores.agreement (several device classes validated).
+FLEET_STRATEGIES = frozenset({"consensus"})
 SAFETY_NET_DEFAULTS: dict[str, ParamValue] = {"s": 0.5, "alpha": 0.5}
 
 
@@ -157,6 +162,15 @@ def select(
     elif strategy == "random-balanced":
         noise = np.random.default_rng(seed).random(n)
         chosen = _per_class(labels, noise, _balanced(labels, c, keep))
+        params = {"seed": seed}
+    elif strategy == "consensus":
+        if scores.agreement is None:
+            raise BuilderError("the consensus strategy needs several device classes' agreement")
+        noise = np.random.default_rng(seed).random(n)
+        pool = np.where(scores.agreement, labels, -1)  # -1: no class's quota draws from it
+        chosen = _per_class(pool, noise, _balanced(labels[scores.agreement], c, keep))
+        if len(chosen) == 0:
+            raise BudgetError("no reference image is labelled alike by every device class")
         params = {"seed": seed}
     else:
         raise BuilderError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")

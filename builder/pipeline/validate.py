@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -32,12 +32,13 @@ import numpy as np
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
 from builder.pipeline.candidates import Candidate, CandidateSpec
+from builder.pipeline.consensus import agreement
 from builder.pipeline.label import Labelling, label_reference, labelling_for
 from builder.pipeline.objective import FleetObjective, check_weights, fleet_scores
 from builder.pipeline.scores import ReferenceScores
-from builder.pipeline.select import Selection, select
+from builder.pipeline.select import FLEET_STRATEGIES, Selection, select
 from builder.pipeline.simulate import device_oracle, simulate_selection
-from builder.pipeline.teacher import stratified_folds
+from builder.pipeline.teacher import TeacherConfig, stratified_folds
 from builder.pipeline.teachers.choose import TeacherRecipe
 from plada.head import HeadHyperParams
 from plada.ordered_pool import worker_count
@@ -48,10 +49,11 @@ ROBUSTNESS_RANK: Mapping[str, int] = {
     "safety-net": 0,
     "class-top-k": 1,
     "random-balanced": 2,
-    "prototype": 3,
-    "random": 4,
-    "low-energy": 5,
-    "high-energy": 6,
+    "consensus": 3,
+    "prototype": 4,
+    "random": 5,
+    "low-energy": 6,
+    "high-energy": 7,
 }
 MAX_TIE_TOLERANCE = 0.02
 _K = TypeVar("_K")
@@ -85,6 +87,8 @@ class AutoInputs:
 
     # issue 16 item 3: a searched teacher refits its own kind per fold (None: softmax regression)
     recipe: TeacherRecipe | None = None
+    # issue 16 item 2: each class teacher's L2 (builder.pipeline.consensus); empty: no agreement
+    class_l2: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def devices(self) -> dict[str, DeviceRows]:
@@ -229,19 +233,27 @@ class _Evaluator:
         return self._teacher[j]
 
     def _fit_split(self, j: int) -> ReferenceScores:
-        """The fold teacher of split j, scoring the whole reference corpus."""
+        """The fold teacher of split j, scoring the whole reference corpus (and, when the
+        candidates need it, the class teachers' agreement, fitted on the same training part)."""
         train_idx, _ = self._parts(j)
         x = self.inputs
         if x.recipe is None:
-            return label_reference(
+            scores = label_reference(
                 x.train_teacher[train_idx], x.train_labels[train_idx], x.reference_teacher,
                 num_classes=x.num_classes, temperature=x.temperature, l2=x.teacher_l2,
             ).scores  # fmt: skip
-        # issue 16 item 3: a searched teacher refits its own kind per fold
-        return labelling_for(
-            x.recipe.fit(train_idx), x.train_teacher[train_idx],
-            x.train_labels[train_idx], x.reference_teacher, temperature=x.temperature,
-        ).scores  # fmt: skip
+        else:  # issue 16 item 3: a searched teacher refits its own kind per fold
+            scores = labelling_for(
+                x.recipe.fit(train_idx), x.train_teacher[train_idx],
+                x.train_labels[train_idx], x.reference_teacher, temperature=x.temperature,
+            ).scores  # fmt: skip
+        if not x.class_l2 or not any(s.strategy in FLEET_STRATEGIES for s in self.specs):
+            return scores
+        agree = agreement(
+            scores.labels, x.devices, x.train_labels[train_idx], train_idx,
+            num_classes=x.num_classes, l2=x.class_l2, config=TeacherConfig(),
+        )  # fmt: skip
+        return replace(scores, agreement=agree)
 
     def _select(self, i: int, j: int) -> Selection:
         if (i, j) not in self._selection:

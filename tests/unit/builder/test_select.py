@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from builder.errors import BudgetError, BuilderError
 from builder.pipeline.budget import Budget, parse_budget
 from builder.pipeline.scores import ReferenceScores, score_reference
-from builder.pipeline.select import STRATEGIES, Selection, allocate_quotas, select
+from builder.pipeline.select import (
+    FLEET_STRATEGIES,
+    STRATEGIES,
+    Selection,
+    allocate_quotas,
+    select,
+)
 from builder.pipeline.sizing import fit_to_bytes, refine_upward
 
 
@@ -31,6 +39,8 @@ def _scores(n: int = 200, num_classes: int = 4, seed: int = 0) -> ReferenceScore
 def test_select_keeps_exactly_keep_sorted_unique(strategy: str) -> None:
     # Prepare
     scores = _scores()
+    if strategy in FLEET_STRATEGIES:  # every image agreed on by every device class
+        scores = replace(scores, agreement=np.ones(len(scores), dtype=bool))
     # Execute
     sel = select(scores, strategy=strategy, keep=37, seed=3)
     # Assert
@@ -158,3 +168,32 @@ def test_refine_upward_grows_while_the_exact_size_fits() -> None:
 def test_refine_upward_rejects_a_start_over_budget() -> None:
     with pytest.raises(BudgetError, match="over the 10 budget"):
         refine_upward(_fake_make, lambda s: s.keep, start=_fake_make(20), max_bytes=10, max_keep=50)
+
+
+def test_consensus_draws_equal_quotas_from_the_agreeing_images_only() -> None:
+    # Prepare: every other image is agreed on
+    scores = _scores()
+    agree = np.arange(len(scores)) % 2 == 0
+    scores = replace(scores, agreement=agree)
+    # Execute
+    sel = select(scores, strategy="consensus", keep=20, seed=1)
+    # Assert
+    assert sel.keep == 20 and np.all(agree[sel.indices])
+    assert np.all(sel.labels == scores.labels[sel.indices])
+    assert np.bincount(sel.labels, minlength=4).tolist() == [5, 5, 5, 5]
+
+
+def test_consensus_takes_at_most_the_agreeing_images() -> None:
+    scores = _scores()
+    agree = np.zeros(len(scores), dtype=bool)
+    agree[:7] = True
+    sel = select(replace(scores, agreement=agree), strategy="consensus", keep=50, seed=0)
+    assert sel.indices.tolist() == list(range(7))
+
+
+def test_consensus_needs_the_device_classes_agreement() -> None:
+    with pytest.raises(BuilderError, match="several device classes"):
+        select(_scores(), strategy="consensus", keep=10)
+    none = replace(_scores(), agreement=np.zeros(200, dtype=bool))
+    with pytest.raises(BudgetError, match="labelled alike by every device class"):
+        select(none, strategy="consensus", keep=10)

@@ -117,13 +117,13 @@ def test_candidates_sized_on_threads_are_the_candidates_of_one_thread(
 ) -> None:
     # Prepare: every default setting at two keeps under a byte budget, one shared sizer each
     from builder.pipeline.budget import parse_budget
-    from builder.pipeline.candidates import DEFAULT_SETTINGS, make_candidates
+    from builder.pipeline.candidates import DEFAULT_SETTINGS, Candidate, make_candidates
 
     settings = [s for s in DEFAULT_SETTINGS if s[0] != "prototype"]  # needs target features
 
     scores = _scores(seed=3)
 
-    def run(workers: int) -> tuple[list[object], PayloadSizer]:
+    def run(workers: int) -> tuple[list[Candidate], PayloadSizer]:
         sizer = PayloadSizer(_fields(), key_id=key[0].key_id)
         found = make_candidates(
             scores, settings=settings, budget=parse_budget("2KiB"),
@@ -140,3 +140,31 @@ def test_candidates_sized_on_threads_are_the_candidates_of_one_thread(
         np.testing.assert_array_equal(a.selection.labels, b.selection.labels)
         assert (a.payload_bytes, a.codec) == (b.payload_bytes, b.codec)
     assert three_sizer.codec_runs == one_sizer.codec_runs
+
+
+def test_fleet_strategies_are_candidates_only_where_the_scores_carry_agreement(
+    key: tuple[SigningKey, Path],
+) -> None:
+    # Prepare
+    from dataclasses import replace
+
+    from builder.pipeline.budget import parse_budget
+    from builder.pipeline.candidates import Setting, make_candidates
+
+    scores = _scores(seed=3)
+    settings: list[Setting] = [("consensus", {}), ("random", {})]
+    agree = np.arange(len(scores)) % 3 != 0
+
+    def strategies(s: ReferenceScores) -> list[str]:
+        found = make_candidates(
+            s, settings=settings, budget=parse_budget("2KiB"), keep_fractions=None, seed=0,
+            sizer=PayloadSizer(_fields(), key_id=key[0].key_id),
+        )  # fmt: skip
+        assert all(
+            agree[c.selection.indices].all() for c in found if c.spec.strategy == "consensus"
+        )
+        return [c.spec.strategy for c in found]
+
+    # Execute / Assert
+    assert strategies(scores) == ["random"]
+    assert strategies(replace(scores, agreement=agree)) == ["consensus", "random"]

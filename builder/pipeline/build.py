@@ -41,7 +41,7 @@ from builder.features.sources import (
 )
 from builder.pipeline.candidates import Setting, make_candidates
 from builder.pipeline.config import TaskConfig
-from builder.pipeline.consensus import agreement, class_l2
+from builder.pipeline.consensus import ClassLabels, agreement, class_l2
 from builder.pipeline.label import label_reference, labelling_for
 from builder.pipeline.leakage import check_leakage
 from builder.pipeline.payload import PayloadFields, sign_payload
@@ -154,6 +154,7 @@ class Build:
     # issue 16 item 2: each device class teacher's L2 for the consensus strategy, chosen on the
     # first teacher run that needs it (the classes' train features do not change with the view)
     class_l2: dict[str, float] = field(default_factory=dict)
+    class_labels: ClassLabels = field(default_factory=ClassLabels)
 
     def report_progress(self, stage: str) -> Callable[[int, int], None] | None:
         progress = self.progress
@@ -387,6 +388,7 @@ def run_until_validation(
             objective=config.objective,
             recipe=recipe,
             class_l2=class_l2,
+            class_labels=build.class_labels,
         )
         validation = validate_candidates(
             inputs,
@@ -425,6 +427,7 @@ def _with_agreement(
     agree = agreement(
         scores.labels, devices, labels, np.arange(labels.shape[0]),
         num_classes=build.task.num_classes, l2=build.class_l2, config=build.config.teacher,
+        memo=build.class_labels,
     )  # fmt: skip
     return replace(scores, agreement=agree)
 

@@ -44,6 +44,37 @@ def class_l2(
     }
 
 
+class ClassLabels:
+    """Class teachers' labels of the reference corpus, remembered per (class, reference features,
+    training rows): a build's teacher runs share the validation splits and, per view, the
+    classes' reference features, so each class teacher is fitted once per split and view instead
+    of once per teacher encoder. Thread-safe enough for the evaluator's threads (a race fits the
+    same teacher twice; CPython's dict keeps one)."""
+
+    def __init__(self) -> None:
+        # key -> (the reference array, kept alive so its id stays unique; the labels)
+        self._memo: dict[tuple[str, int, bytes], tuple[np.ndarray, np.ndarray]] = {}
+
+    def labels(
+        self,
+        name: str,
+        rows: ClassRows,
+        train_rows: np.ndarray,
+        train_labels: np.ndarray,
+        *,
+        num_classes: int,
+        l2: float,
+        config: TeacherConfig,
+    ) -> np.ndarray:  # (N,) int16
+        key = (name, id(rows.reference), np.asarray(train_rows, dtype=np.int64).tobytes())
+        if key not in self._memo:
+            teacher = fit_teacher(
+                rows.train[train_rows], train_labels, num_classes=num_classes, config=config, l2=l2
+            )
+            self._memo[key] = (rows.reference, teacher.predict(rows.reference).astype(np.int16))
+        return self._memo[key][1]
+
+
 def agreement(
     labels: np.ndarray,  # (N,) the build teacher's pseudo-labels of the reference corpus
     classes: Mapping[str, ClassRows],
@@ -53,13 +84,14 @@ def agreement(
     num_classes: int,
     l2: Mapping[str, float],
     config: TeacherConfig,
+    memo: ClassLabels | None = None,
 ) -> np.ndarray:
     """(N,) bool: every class's teacher gives the image the build teacher's label."""
+    memo = memo or ClassLabels()
     agree = np.ones(labels.shape[0], dtype=bool)
     for name, rows in classes.items():
-        teacher = fit_teacher(
-            rows.train[train_rows], train_labels, num_classes=num_classes, config=config,
-            l2=l2[name],
-        )  # fmt: skip
-        agree &= teacher.predict(rows.reference) == labels
+        agree &= memo.labels(
+            name, rows, train_rows, train_labels, num_classes=num_classes, l2=l2[name],
+            config=config,
+        ) == labels  # fmt: skip
     return agree

@@ -32,7 +32,7 @@ import numpy as np
 from builder.errors import BuilderError
 from builder.features.sources import TaskFeatures
 from builder.pipeline.candidates import Candidate, CandidateSpec
-from builder.pipeline.consensus import agreement
+from builder.pipeline.consensus import ClassLabels, agreement
 from builder.pipeline.label import Labelling, label_reference, labelling_for
 from builder.pipeline.objective import FleetObjective, check_weights, fleet_scores
 from builder.pipeline.scores import ReferenceScores
@@ -89,6 +89,7 @@ class AutoInputs:
     recipe: TeacherRecipe | None = None
     # issue 16 item 2: each class teacher's L2 (builder.pipeline.consensus); empty: no agreement
     class_l2: Mapping[str, float] = field(default_factory=dict)
+    class_labels: ClassLabels = field(default_factory=ClassLabels)  # shared by a build's runs
 
     @property
     def devices(self) -> dict[str, DeviceRows]:
@@ -251,7 +252,7 @@ class _Evaluator:
             return scores
         agree = agreement(
             scores.labels, x.devices, x.train_labels[train_idx], train_idx,
-            num_classes=x.num_classes, l2=x.class_l2, config=TeacherConfig(),
+            num_classes=x.num_classes, l2=x.class_l2, config=TeacherConfig(), memo=x.class_labels,
         )  # fmt: skip
         return replace(scores, agreement=agree)
 

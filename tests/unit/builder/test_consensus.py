@@ -4,11 +4,13 @@ training part only, labels a reference image as the build teacher does."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
+import pytest
 
 from builder.pipeline.candidates import CandidateSpec
-from builder.pipeline.consensus import agreement, class_l2
+from builder.pipeline.consensus import ClassLabels, agreement, class_l2
 from builder.pipeline.teacher import TeacherConfig
 from builder.pipeline.validate import DeviceRows, _Evaluator, validate_candidates
 from plada.head import HeadHyperParams
@@ -93,3 +95,36 @@ def test_no_agreement_is_computed_without_a_fleet_strategy() -> None:
         inputs, [CandidateSpec("random", {}, 20)], [np.arange(0, 30, 3)], seed=0, hp=None
     )
     assert ev._reference_scores(0).agreement is None
+
+
+def test_class_teachers_are_fitted_once_per_split_and_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: count the fits
+    import builder.pipeline.consensus as consensus
+
+    classes, y_train, y_ref = _classes()
+    fits: list[int] = []
+    from builder.pipeline.teacher import fit_teacher as real
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        fits.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(consensus, "fit_teacher", counted)
+    memo = ClassLabels()
+    l2 = {"a": 1e-2, "b": 1e-2}
+    rows = np.arange(30)
+
+    def run(cls: dict[str, DeviceRows], labels: np.ndarray) -> np.ndarray:
+        return agreement(labels, cls, y_train, rows, num_classes=3, l2=l2, config=CONFIG, memo=memo)
+
+    # Execute: a second teacher's labels on the same split, then another view of the corpus
+    first = run(classes, y_ref)
+    second = run(classes, (y_ref + 1) % 3)
+    viewed = {n: DeviceRows(c.train, c.reference.copy()) for n, c in classes.items()}
+    third = run(viewed, y_ref)
+    # Assert: two fits for the first teacher, none for the second, two for the new reference
+    assert len(fits) == 4
+    assert not second.any()
+    np.testing.assert_array_equal(first, third)

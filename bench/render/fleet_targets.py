@@ -171,8 +171,9 @@ def fleet_targets_lines(
         f"{', '.join(map(str, seeds))}. Per class: the payload's simulated test score over the "
         "class's own oracle (the same head on the labelled train split), mean ± sample standard "
         "deviation over seeds in ratio points; clipart in balanced accuracy. *teacher - best "
-        "oracle*: the chosen teacher's test score minus the best class's oracle, in points. *build s*: "
-        "wall time of `plada-build task`, the median over seeds (the first build of a task also "
+        "oracle*: the chosen teacher's test score minus the best class's oracle, in points. "
+        "*build s*: wall time of `plada-build task`, the median over seeds (a task's first build "
+        "also "
         "embeds the corpus under its view for every class).",
         "",
     ]

@@ -8,7 +8,12 @@ import numpy as np
 
 from builder.pipeline.candidates import CandidateSpec
 from builder.pipeline.objective import FleetObjective
-from builder.pipeline.validate import DeviceRows, ValidationResult, validate_candidates
+from builder.pipeline.validate import (
+    AutoInputs,
+    DeviceRows,
+    ValidationResult,
+    validate_candidates,
+)
 from plada.head import HeadHyperParams
 from tests.unit.builder.test_auto import _inputs
 
@@ -44,13 +49,19 @@ def test_without_finalists_the_choice_is_the_first_round_one() -> None:
     assert result.finalists == [] and all(result.num_splits(i) == 3 for i in range(4))
 
 
-def test_every_class_is_validated_against_its_own_oracle() -> None:
-    # Prepare: a second class that sees the same images through another random rotation
+def rotated_fleet() -> AutoInputs:
+    """Two classes: `a` (test_auto's inputs) and `b`, which sees the same images through another
+    random rotation."""
     inputs = _inputs()
     rng = np.random.default_rng(5)
     rot = np.linalg.qr(rng.normal(size=(4, 4)))[0]
     other = DeviceRows(inputs.train_teacher @ rot, inputs.reference_teacher @ rot)
-    fleet = replace(inputs, default_device="a", more_devices={"b": other})
+    return replace(inputs, default_device="a", more_devices={"b": other})
+
+
+def test_every_class_is_validated_against_its_own_oracle() -> None:
+    # Prepare
+    fleet = rotated_fleet()
     # Execute
     result = validate_candidates(
         fleet, SPECS, num_folds=3, repeats=1, finalists=2, finalist_repeats=1, hp=HP

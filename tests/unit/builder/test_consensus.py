@@ -15,6 +15,7 @@ from builder.pipeline.teacher import TeacherConfig
 from builder.pipeline.validate import DeviceRows, _Evaluator, validate_candidates
 from plada.head import HeadHyperParams
 from tests.unit.builder.test_auto import _inputs
+from tests.unit.builder.test_auto_fleet import rotated_fleet
 
 CONFIG = TeacherConfig(l2_grid=())
 
@@ -63,12 +64,8 @@ def test_class_teachers_learn_from_the_given_rows_only() -> None:
 
 
 def test_validation_refits_the_agreement_on_each_split_s_training_part() -> None:
-    # Prepare: a second class that sees the same images through another random rotation
-    inputs = _inputs()
-    rng = np.random.default_rng(5)
-    rot = np.linalg.qr(rng.normal(size=(4, 4)))[0]
-    other = DeviceRows(inputs.train_teacher @ rot, inputs.reference_teacher @ rot)
-    fleet = replace(inputs, default_device="a", more_devices={"b": other})
+    # Prepare
+    fleet = rotated_fleet()
     l2 = class_l2(fleet.devices, fleet.train_labels, num_classes=fleet.num_classes, config=CONFIG)
     fleet = replace(fleet, class_l2=l2)
     specs = [CandidateSpec("consensus", {}, 20), CandidateSpec("random-balanced", {}, 20)]

@@ -65,8 +65,8 @@ def make_candidates(
     are sized on `workers` threads (default: one per core): the byte search is mostly Zstd and
     rANS encoding, which run outside the GIL (a 32 KiB build spent 49 s here on one core). The
     candidates are the same for any number of threads. Fleet-only strategies are skipped when the
-    scores carry no agreement (one device class)."""
-    if scores.agreement is None:
+    scores carry no agreement (one device class) or no image is agreed on."""
+    if scores.agreement is None or not scores.agreement.any():
         settings = [s for s in settings if s[0] not in FLEET_STRATEGIES]
     per_setting = map_ordered(
         lambda setting: _setting_candidates(

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from builder.errors import BuilderError
+from builder.errors import BudgetError, BuilderError
 from builder.features.sources import TaskFeatures
 from builder.pipeline.candidates import Candidate, CandidateSpec
 from builder.pipeline.consensus import ClassLabels, agreement
@@ -279,8 +279,14 @@ class _Evaluator:
         c, i, j = key
         _, val_idx = self._parts(j)
         rows, labels = self.devices[c], self.inputs.train_labels
+        try:
+            selection = self._select(i, j)
+        except BudgetError:
+            if self.specs[i].strategy not in FLEET_STRATEGIES:
+                raise
+            return 0.0  # no image agreed on by every class on this split: nothing to teach
         return simulate_selection(
-            rows.reference, self._select(i, j), rows.train[val_idx], labels[val_idx],
+            rows.reference, selection, rows.train[val_idx], labels[val_idx],
             num_classes=self.inputs.num_classes, hp=self.hp,
         ).balanced_accuracy  # fmt: skip
 

@@ -18,6 +18,7 @@ from tests.unit.builder.test_auto import _inputs
 from tests.unit.builder.test_auto_fleet import rotated_fleet
 
 CONFIG = TeacherConfig(l2_grid=())
+HP = HeadHyperParams(epochs=5, learning_rate=1e-2, min_steps=50)
 
 
 def _classes() -> tuple[dict[str, DeviceRows], np.ndarray, np.ndarray]:
@@ -69,7 +70,7 @@ def test_validation_refits_the_agreement_on_each_split_s_training_part() -> None
     l2 = class_l2(fleet.devices, fleet.train_labels, num_classes=fleet.num_classes, config=CONFIG)
     fleet = replace(fleet, class_l2=l2)
     specs = [CandidateSpec("consensus", {}, 20), CandidateSpec("random-balanced", {}, 20)]
-    hp = HeadHyperParams(epochs=5, learning_rate=1e-2, min_steps=50)
+    hp = HP
     # Execute
     result = validate_candidates(fleet, specs, num_folds=3, repeats=1, hp=hp)
     ev = _Evaluator(fleet, specs, [np.arange(0, fleet.train_labels.shape[0], 3)], seed=0, hp=hp)
@@ -125,3 +126,15 @@ def test_class_teachers_are_fitted_once_per_split_and_reference(
     assert len(fits) == 4
     assert not second.any()
     np.testing.assert_array_equal(first, third)
+
+
+def test_a_split_without_agreed_images_scores_the_consensus_candidate_zero() -> None:
+    # Prepare: the split's scores as a fleet whose classes agree on no image would give them
+    fleet = replace(rotated_fleet(), class_l2={"a": 1e-2, "b": 1e-2})
+    specs = [CandidateSpec("consensus", {}, 20), CandidateSpec("random-balanced", {}, 20)]
+    ev = _Evaluator(fleet, specs, [np.arange(0, 36, 3)], seed=0, hp=HP)
+    scores = ev._reference_scores(0)
+    ev._teacher[0] = replace(scores, agreement=np.zeros(len(scores), dtype=bool))
+    # Execute / Assert: the candidate loses, the other is scored as usual
+    assert ev.score(0, 0, 0) == 0.0
+    assert ev.score(0, 1, 0) > 0.0

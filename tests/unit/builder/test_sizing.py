@@ -168,3 +168,4 @@ def test_fleet_strategies_are_candidates_only_where_the_scores_carry_agreement(
     # Execute / Assert
     assert strategies(scores) == ["random"]
     assert strategies(replace(scores, agreement=agree)) == ["consensus", "random"]
+    assert strategies(replace(scores, agreement=np.zeros(len(scores), dtype=bool))) == ["random"]

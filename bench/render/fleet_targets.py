@@ -61,6 +61,19 @@ def class_ratios(rows: Iterable[FleetBuildRow], name: str) -> list[float]:
     return [r for row in rows if (r := row.classes[name].ratio(row.task)) is not None]
 
 
+def class_means(rows: Sequence[FleetBuildRow], names: Iterable[str]) -> dict[str, float]:
+    """Each class's ratio to its own oracle, mean over the builds that measured it."""
+    return {n: statistics.fmean(v) for n in names if (v := class_ratios(rows, n))}
+
+
+def worst_class(rows: Sequence[FleetBuildRow], names: Iterable[str]) -> tuple[str, float] | None:
+    means = class_means(rows, names)
+    if not means:
+        return None
+    name = min(means, key=means.__getitem__)
+    return name, means[name]
+
+
 def _ratio_cell(values: Sequence[float]) -> str:
     if not values:
         return "n/a"
@@ -93,11 +106,8 @@ def _chosen(rows: Sequence[FleetBuildRow], labels: Mapping[str, str]) -> str:
 
 
 def _worst(rows: Sequence[FleetBuildRow], classes: Sequence[str]) -> str:
-    means = {n: statistics.fmean(v) for n in classes if (v := class_ratios(rows, n))}
-    if not means:
-        return "n/a"
-    name = min(means, key=means.__getitem__)
-    return f"`{name}` {100 * means[name]:.0f} %"
+    worst = worst_class(rows, classes)
+    return "n/a" if worst is None else f"`{worst[0]}` {100 * worst[1]:.0f} %"
 
 
 def _teacher_cell(rows: Sequence[FleetBuildRow]) -> str:
@@ -121,11 +131,13 @@ def target_rows(res: FleetTargetsResults) -> list[list[str]]:
         if not builds:
             rows.append([asked, "not run", "n/a"])
             continue
-        names = res.classes if t.every_class else [default]
-        means = {n: statistics.fmean(v) for n in names if (v := class_ratios(builds, n))}
-        name = min(means, key=means.__getitem__)
-        met = means[name] >= t.at_least
-        measured = f"{100 * means[name]:.1f} %" + (f" (`{name}`)" if t.every_class else "")
+        worst = worst_class(builds, res.classes if t.every_class else [default])
+        if worst is None:
+            rows.append([asked, "not measured", "n/a"])
+            continue
+        name, mean = worst
+        met = mean >= t.at_least
+        measured = f"{100 * mean:.1f} %" + (f" (`{name}`)" if t.every_class else "")
         if t.max_sd_points is not None:
             scores = [s for b in builds if (s := b.classes[default].accuracy(b.task)) is not None]
             sd = statistics.stdev(scores) * 100 if len(scores) > 1 else None
@@ -139,12 +151,12 @@ def target_rows(res: FleetTargetsResults) -> list[list[str]]:
         if not margins:
             rows.append([asked, "not run", "n/a"])
             continue
-        worst = min(margins)
+        lowest = min(margins)
         rows.append(
             [
                 asked,
-                f"{100 * worst:+.1f} points (the worst of {len(margins)} builds)",
-                "met" if worst >= TEACHER_MARGIN else "missed",
+                f"{100 * lowest:+.1f} points (the worst of {len(margins)} builds)",
+                "met" if lowest >= TEACHER_MARGIN else "missed",
             ]
         )
     return rows
@@ -173,8 +185,7 @@ def fleet_targets_lines(
         "deviation over seeds in ratio points; clipart in balanced accuracy. *teacher - best "
         "oracle*: the chosen teacher's test score minus the best class's oracle, in points. "
         "*build s*: wall time of `plada-build task`, the median over seeds (a task's first build "
-        "also "
-        "embeds the corpus under its view for every class).",
+        "also embeds the corpus under its view for every class).",
         "",
     ]
     if "fleet_targets" in plots:

@@ -226,7 +226,7 @@ def plot_corpus_scale(result: CorpusScaleResults, path: Path) -> Path | None:
 
 def plot_fleet_targets(res: FleetTargetsResults, path: Path) -> Path | None:
     """Per task, per budget: every class's device / own-oracle ratio (mean over seeds)."""
-    from bench.render.fleet_targets import class_ratios, groups
+    from bench.render.fleet_targets import class_means, groups
 
     grouped = groups(res)
     tasks = list(dict.fromkeys(task for task, _ in grouped))
@@ -237,9 +237,9 @@ def plot_fleet_targets(res: FleetTargetsResults, path: Path) -> Path | None:
     width = 0.8 / len(classes)
     for ax, task in zip(axes[0], tasks, strict=True):
         budgets = [b for t, b in grouped if t == task]
+        means = [class_means(grouped[(task, b)], classes) for b in budgets]
         for i, name in enumerate(classes):
-            ratios = [class_ratios(grouped[(task, b)], name) for b in budgets]
-            heights = [100 * sum(r) / len(r) if r else 0.0 for r in ratios]
+            heights = [100 * m.get(name, 0.0) for m in means]
             xs = [j + (i - (len(classes) - 1) / 2) * width for j in range(len(budgets))]
             ax.bar(xs, heights, width=width, label=name)
         ax.axhline(100, color="black", linestyle=":", linewidth=1)

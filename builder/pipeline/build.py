@@ -359,7 +359,8 @@ def run_until_validation(
             )
         one = ((config.strategy, config.params),) if config.strategy is not None else None
         settings = one or config.settings
-        class_l2 = _class_l2(devices, build, settings)
+        plain = (teacher.train, labelling.teacher.l2) if recipe is None else None
+        class_l2 = _class_l2(devices, build, settings, plain_teacher=plain)
         if class_l2:  # issue 16 item 2: the consensus strategy's agreement, whole train split
             labelling = replace(labelling, scores=_with_agreement(labelling.scores, devices, build))
     with clock.stage("candidates"):
@@ -405,12 +406,23 @@ def run_until_validation(
 
 
 def _class_l2(
-    devices: Mapping[str, TaskFeatures], build: Build, settings: Sequence[Setting]
+    devices: Mapping[str, TaskFeatures],
+    build: Build,
+    settings: Sequence[Setting],
+    *,
+    plain_teacher: tuple[np.ndarray, float] | None,  # (its train features, its chosen L2)
 ) -> dict[str, float]:
     """Each device class teacher's L2 when the build validates several classes and a fleet
-    strategy is asked for (else empty: no agreement is computed)."""
+    strategy is asked for (else empty: no agreement is computed). A class whose train features
+    are a plain (not searched) teacher's own takes the L2 that teacher chose (the same k-fold
+    path, not run twice)."""
     if len(devices) < 2 or not any(name in FLEET_STRATEGIES for name, _ in settings):
         return {}
+    if plain_teacher is not None:
+        train, l2 = plain_teacher
+        for name, features in devices.items():
+            if features.train is train:
+                build.class_l2.setdefault(name, l2)
     missing = {n: f for n, f in devices.items() if n not in build.class_l2}
     if missing:
         build.class_l2.update(

@@ -60,7 +60,7 @@ class ClassLabels:
         name: str,
         rows: ClassRows,
         train_rows: np.ndarray,
-        train_labels: np.ndarray,
+        train_labels: np.ndarray,  # (n,) the whole train split's
         *,
         num_classes: int,
         l2: float,
@@ -69,8 +69,9 @@ class ClassLabels:
         key = (name, id(rows.reference), np.asarray(train_rows, dtype=np.int64).tobytes())
         if key not in self._memo:
             teacher = fit_teacher(
-                rows.train[train_rows], train_labels, num_classes=num_classes, config=config, l2=l2
-            )
+                rows.train[train_rows], train_labels[train_rows], num_classes=num_classes,
+                config=config, l2=l2,
+            )  # fmt: skip
             self._memo[key] = (rows.reference, teacher.predict(rows.reference).astype(np.int16))
         return self._memo[key][1]
 
@@ -78,8 +79,8 @@ class ClassLabels:
 def agreement(
     labels: np.ndarray,  # (N,) the build teacher's pseudo-labels of the reference corpus
     classes: Mapping[str, ClassRows],
-    train_labels: np.ndarray,  # (m,) labels of the rows in train_rows
-    train_rows: np.ndarray,  # (m,) which train images the class teachers learn from
+    train_labels: np.ndarray,  # (n,) labels of the whole train split
+    train_rows: np.ndarray,  # (m,) which of its images the class teachers learn from
     *,
     num_classes: int,
     l2: Mapping[str, float],

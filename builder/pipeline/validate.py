@@ -251,7 +251,7 @@ class _Evaluator:
         if not x.class_l2 or not any(s.strategy in FLEET_STRATEGIES for s in self.specs):
             return scores
         agree = agreement(
-            scores.labels, x.devices, x.train_labels[train_idx], train_idx,
+            scores.labels, x.devices, x.train_labels, train_idx,
             num_classes=x.num_classes, l2=x.class_l2, config=TeacherConfig(), memo=x.class_labels,
         )  # fmt: skip
         return replace(scores, agreement=agree)

@@ -57,7 +57,7 @@ def test_class_teachers_learn_from_the_given_rows_only() -> None:
     rows = np.flatnonzero(y_train < 2)
     # Execute
     agree = agreement(
-        y_ref, classes, y_train[rows], rows, num_classes=3, l2={"a": 1e-2, "b": 1e-2},
+        y_ref, classes, y_train, rows, num_classes=3, l2={"a": 1e-2, "b": 1e-2},
         config=CONFIG,
     )  # fmt: skip
     # Assert
@@ -78,7 +78,7 @@ def test_validation_refits_the_agreement_on_each_split_s_training_part() -> None
     # Assert: the split's agreement is the class teachers' on that split's training part
     train_idx, _ = ev._parts(0)
     expected = agreement(
-        scores.labels, fleet.devices, fleet.train_labels[train_idx], train_idx,
+        scores.labels, fleet.devices, fleet.train_labels, train_idx,
         num_classes=fleet.num_classes, l2=l2, config=TeacherConfig(),
     )  # fmt: skip
     assert scores.agreement is not None

@@ -134,7 +134,11 @@ def train_mlp(
         raise BuilderError(f"MLP teacher: {x.shape[0]} feature rows for {labels.shape[0]} labels")
     transform = _Input.fit(x, config.max_components)
     curve: list[float] = []
-    with _torch_threads(1):
+    # Dropout draws from torch's global generator: a forked, seeded one makes the teacher depend on
+    # its data and config alone (not on what ran before in the process) and leaves the caller's
+    # global state as it was.
+    with _torch_threads(1), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
         xt = torch.from_numpy(transform(x))
         yt = torch.from_numpy(np.asarray(labels, dtype=np.int64))

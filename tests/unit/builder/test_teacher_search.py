@@ -60,6 +60,26 @@ def test_mlp_learns_what_a_linear_teacher_cannot() -> None:
     assert len(curve) == 30 // _FAST_MLP.eval_every and model.kind == "mlp"
 
 
+def test_mlp_teacher_does_not_depend_on_or_move_torch_global_random_state() -> None:
+    # Prepare: two different global states, as other code in the same process leaves them
+    import torch
+
+    x, y = _xor(200, seed=4)
+    models = []
+    for global_seed in (1, 12345):
+        torch.manual_seed(global_seed)
+        expected_next = torch.rand(3)
+        torch.manual_seed(global_seed)
+        # Execute
+        model, _ = train_mlp(x, y, num_classes=2, weight_decay=1e-3, epochs=5, config=_FAST_MLP)
+        models.append(model)
+        # Assert: the caller's global generator is where it was
+        assert torch.equal(torch.rand(3), expected_next)
+    # Assert: the same data and config train the same weights, dropout included
+    for name in ("w1", "b1", "w2", "b2"):
+        np.testing.assert_array_equal(getattr(models[0], name), getattr(models[1], name))
+
+
 def test_search_prefers_the_mlp_on_a_nonlinear_task_and_keeps_its_hyperparameters() -> None:
     # Prepare
     x, y = _xor(300, seed=2)

@@ -138,15 +138,13 @@ bench-corpus-scale: data ## corpora of 100k, 300k, 1M images -> bench/results/co
 	$(PY) -m bench.corpus_scale --data $(DATA_DIR) --work $(SCALE_DIR) --encoder-dir $(BUILD_DIR)/encoders
 	$(PY) -m bench.run --render-only
 
-# Issue 16's targets in their own configuration: --auto validating the four Lite device classes,
-# views on, 3 tasks x 2 budgets x 3 seeds; each class's corpus embedding under every proposed
-# view is cached under data/cache/embeddings (hours on 2 cores the first time).
+# bench.run's fleet_targets module alone (also a module of `make bench`): --auto validating the
+# four Lite device classes, views on, 3 tasks x 2 budgets x FLEET_SEEDS; each class's corpus
+# embedding under every proposed view is cached under data/cache/embeddings (about an hour on 2
+# cores the first time, 45 minutes warm).
 FLEET_SEEDS ?= 0,1,2
 bench-fleet: data ## --auto for the four Lite classes with views -> bench/results/fleet_targets.json, README Results
-	$(PY) -m bench.fleet_choice --data $(DATA_DIR) --tasks digits,fashion,clipart \
-		--budgets 2KiB,8KiB --seeds $(FLEET_SEEDS) --modes after --cache $(DATA_DIR)/cache/embeddings \
-		--out bench/results/fleet_targets.json
-	$(PY) -m bench.run --render-only
+	$(PY) -m bench.run --data $(DATA_DIR) --only fleet_targets --seeds $(FLEET_SEEDS)
 
 # The short version (a few minutes, 8 agents) runs inside `make test` (tests/integration/test_soak.py).
 soak: setup ## 24 agent processes, 20 minutes of chaos -> bench/results/soak.json + README table

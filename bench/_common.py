@@ -18,6 +18,7 @@ from PIL import Image
 from builder.features.sources import images_digest
 from plada.atomic import save_npy_atomic, write_text_atomic
 from plada.encoders import DEFAULT_DEVICE_ENCODER
+from plada.views import View, apply_view_all, view_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -226,14 +227,19 @@ class BenchContext:
         save_npy_atomic(path, out)
         return out
 
-    def reference_rows(self, spec: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """(len(indices), D) features of corpus images under `spec`, for an encoder with no
-        whole-corpus cache: each image is embedded once per run, however many payloads (seeds,
-        budgets, tasks) keep it, and the embedded batch is cached on disk."""
-        rows = self._reference_rows.setdefault(spec, {})
+    def reference_rows(
+        self, spec: str, indices: Sequence[int] | np.ndarray, view: View | None = None
+    ) -> np.ndarray:
+        """(len(indices), D) features of corpus images under `spec`, as a payload's `view` shows
+        them (plada.views; None: as stored), for an encoder with no whole-corpus cache: each
+        image is embedded once per run and view, however many payloads (seeds, budgets, tasks)
+        keep it, and the embedded batch is cached on disk."""
+        key = spec if view is None else f"{spec}|{view_digest(view)}"
+        rows = self._reference_rows.setdefault(key, {})
         missing = sorted({int(i) for i in indices} - rows.keys())
         if missing:
-            features = self.cached_image_features(spec, self.corpus().images(missing))
+            images = apply_view_all(view, self.corpus().images(missing))
+            features = self.cached_image_features(spec, images)
             rows.update(zip(missing, features, strict=True))
         return np.stack([rows[int(i)] for i in indices]).astype(np.float32, copy=False)
 

@@ -1,17 +1,21 @@
-"""Choosing for the fleet vs for the default device class -> bench/results/fleet_choice.json.
+"""Choosing for the fleet -> bench/results/fleet_targets.json (`make bench`'s `fleet_targets`
+module) and bench/results/fleet_choice.json (the before/after comparison, run by hand).
 
+    .venv/bin/python -m bench.run --data data --only fleet_targets      # as `make bench` does
     .venv/bin/python -m bench.fleet_choice --data data [--tasks digits,fashion]
         [--budgets 2KiB,8KiB] [--seeds 0,1,2] [--modes before,after]
         [--cache data/cache/embeddings] [--out bench/results/fleet_choice.json]
 
-Per task, budget and seed, `plada-build task --auto` on the four Lite device classes twice:
-`before` chooses for the default class alone as builds did before issue 16 (`--fleet-objective
-default --finalists 0`: the same choice, the other classes validated for the report only) and
-`after` with the defaults (the worst class's validated ratio to its own oracle, finalists on more
-splits). Each row: per class the validated (expected) balanced accuracy, its validated oracle and
-their ratio, the simulated test accuracy and its ratio to the class's own oracle; the worst class;
-the chosen candidate's validated spread; wall time and the report's per-stage timings. The file is
-rewritten after every build, so a long run leaves what it measured. Not part of `make bench`.
+Per task, budget and seed, `plada-build task --auto` on the four Lite device classes with views
+on: `after` with the defaults (the worst class's validated ratio to its own oracle, finalists on
+more splits) and, for the comparison, `before`, choosing for the default class alone as builds did
+before issue 16 (`--fleet-objective default --finalists 0`: the same choice, the other classes
+validated for the report only). Each row: per class the validated (expected) balanced accuracy,
+its validated oracle and their ratio, the simulated test accuracy and its ratio to the class's own
+oracle; the worst class; the teacher's test score; the chosen candidate's validated spread; wall
+time and the report's per-stage timings. In `make bench` the payloads are then applied to the
+classes no build validated (bench.fleet_unvalidated: the ResNet-50). The file is rewritten after
+every build, so a long run leaves what it measured.
 """
 
 from __future__ import annotations
@@ -23,38 +27,62 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import log, write_json
+from bench._common import BenchContext, log, write_json
 
 RESULTS = Path("bench/results/fleet_choice.json")
 LITE_CLASSES = "lite0-64-int8,lite1-96-int8,lite1-96,lite1-128"
+BUDGETS = ("2KiB", "8KiB")
+QUICK_BUDGETS = ("8KiB",)
 MODES: dict[str, list[str]] = {
     "before": ["--fleet-objective", "default", "--finalists", "0"],
     "after": [],
 }
 
 
-def build(
-    data: Path, task: str, budget: str, seed: int, mode: str, args: argparse.Namespace, work: Path
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FleetBuilds:
+    """Where and how the builds run: `plada-build task` arguments shared by every build."""
+
+    data: Path
+    cache: Path
+    work: Path  # payloads, reports
+    key: Path  # the signing key's private.pem
+    devices: str = LITE_CLASSES
+    views: str = "auto"
+
+    def payload(self, task: str, budget: str, seed: int, mode: str) -> Path:
+        return self.work / f"{task}-{budget}-s{seed}-{mode}.plada"
+
+
+def build(builds: FleetBuilds, task: str, budget: str, seed: int, mode: str) -> dict[str, Any]:
     """One `plada-build task` run; its report.json with the wall time."""
-    name = f"{task}-{budget}-s{seed}-{mode}"
-    cache = args.cache
+    out = builds.payload(task, budget, seed, mode)
+    report_dir = out.with_suffix("")
     command = [
-        sys.executable, "-m", "builder", "task", "--corpus", str(data / "ref-v1"),
-        "--target", str(data / "targets" / task), "--budget", budget, "--auto",
-        "--devices", args.devices, "--views", args.views,
-        "--key", str(work / "keys" / "private.pem"),
-        "--out", str(work / f"{name}.plada"), "--report", str(work / name),
-        "--cache", str(cache), "--seed", str(seed), "--no-progress", *MODES[mode],
+        sys.executable, "-m", "builder", "task", "--corpus", str(builds.data / "ref-v1"),
+        "--target", str(builds.data / "targets" / task), "--budget", budget, "--auto",
+        "--devices", builds.devices, "--views", builds.views, "--key", str(builds.key),
+        "--out", str(out), "--report", str(report_dir),
+        "--cache", str(builds.cache), "--seed", str(seed), "--no-progress", *MODES[mode],
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    report: dict[str, Any] = json.loads((work / name / "report.json").read_text(encoding="utf-8"))
+    report: dict[str, Any] = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     report["wall_s"] = time.perf_counter() - start
     return report
+
+
+def measured(builds: FleetBuilds, task: str, budget: str, seed: int, mode: str) -> dict[str, Any]:
+    """One build as a results row."""
+    log(f"fleet choice: {task} {budget} seed {seed} {mode}")
+    entry = {"task": task, "budget": budget, "seed": seed, "mode": mode}
+    out = entry | row(build(builds, task, budget, seed, mode))
+    log(f"  worst {mode} {out['worst_class']} {out['worst_val_ratio']:.3f}, {out['wall_s']:.0f} s")
+    return out
 
 
 def row(report: dict[str, Any]) -> dict[str, Any]:
@@ -99,11 +127,57 @@ def row(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run(ctx: BenchContext) -> dict[str, Any]:
+    """`make bench`'s fleet_targets module: the defaults (`after`) for ctx's tasks and seeds at
+    2 and 8 KiB, each task's payloads then applied to the classes no build validated."""
+    from bench.fleet_unvalidated import apply_unvalidated, unvalidated_classes
+    from bench.hetero import MAX_TEST
+
+    budgets: tuple[str, ...] = QUICK_BUDGETS if ctx.quick else BUDGETS
+    if ctx.budgets is not None:
+        budgets = tuple(b for b in budgets if b in ctx.budgets) or budgets
+    ctx.signing_key()  # the builds sign with the bench's key, so hetero's verifier trusts them
+    builds = FleetBuilds(
+        data=ctx.data,
+        cache=ctx.cache_root,
+        work=ctx.work / "fleet",
+        key=ctx.work / "keys" / "private.pem",
+    )
+    validated = LITE_CLASSES.split(",")
+    out: dict[str, Any] = {
+        "what": "--auto choosing for the worst of the four Lite classes, views on",
+        "devices": builds.devices,
+        "views": builds.views,
+        "applied": [spec for _, spec in unvalidated_classes(validated)],
+        "max_test_images": MAX_TEST,
+        "rows": [],
+        "unavailable": {},
+    }
+    started = time.perf_counter()
+    for task in ctx.tasks:
+        done: list[tuple[dict[str, Any], Path]] = []
+        for budget in budgets:
+            for seed in ctx.seeds:
+                done.append(
+                    (
+                        measured(builds, task, budget, seed, "after"),
+                        builds.payload(task, budget, seed, "after"),
+                    )
+                )
+                out["rows"].append(done[-1][0])
+                write_json(ctx.out / "fleet_targets.json", out)
+        out["unavailable"] |= apply_unvalidated(ctx, task, done, validated=validated)
+        write_json(ctx.out / "fleet_targets.json", out)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(ctx.out / "fleet_targets.json", out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--tasks", default="digits,fashion")
-    parser.add_argument("--budgets", default="2KiB,8KiB")
+    parser.add_argument("--budgets", default=",".join(BUDGETS))
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--modes", default="before,after")
     parser.add_argument("--cache", type=Path, default=Path("data/cache/embeddings"))
@@ -124,18 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-")))
         if not (work / "keys" / "private.pem").exists():
             generate_keypair(work / "keys")
+        builds = FleetBuilds(
+            data=args.data,
+            cache=args.cache,
+            work=work,
+            key=work / "keys" / "private.pem",
+            devices=args.devices,
+            views=args.views,
+        )
         for task in args.tasks.split(","):
             for budget in args.budgets.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     for mode in args.modes.split(","):
-                        log(f"fleet choice: {task} {budget} seed {seed} {mode}")
-                        report = build(args.data, task, budget, seed, mode, args, work)
-                        entry = {"task": task, "budget": budget, "seed": seed, "mode": mode}
-                        rows.append(entry | row(report))
-                        log(
-                            f"  worst {entry['mode']} {rows[-1]['worst_class']} "
-                            f"{rows[-1]['worst_val_ratio']:.3f}, {rows[-1]['wall_s']:.0f} s"
-                        )
+                        rows.append(measured(builds, task, budget, seed, mode))
                         write_json(
                             args.out,
                             {

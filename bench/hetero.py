@@ -62,7 +62,8 @@ def test_subset(labels: np.ndarray, limit: int, *, seed: int = 0) -> np.ndarray:
 QUICK_BUDGETS = ("8KiB",)
 
 
-def _decode(ctx: BenchContext, path: Path) -> Any:
+def verified_payload(ctx: BenchContext, path: Path) -> Any:
+    """The payload at `path`, verified and checked against the corpus as an agent would."""
     from plada.payload import check_corpus, decode_payload
     from plada.signing import load_trusted_keys
 
@@ -86,10 +87,22 @@ def class_budgets(spec: str, budgets: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(b for b in budgets if b in limit) or budgets[:1]
 
 
+def class_features(
+    ctx: BenchContext, name: str, spec: str, test_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train (N, D), test (len(test_rows), D)) features of task `name` under encoder `spec`."""
+    if spec in (ctx.device, ctx.teacher_encoder):  # whole-task cache already built
+        feats = ctx.features(name, spec)
+        return feats.train, feats.test[test_rows]
+    images = ctx.images(name)
+    test = ctx.cached_image_features(spec, [images.test[int(i)] for i in test_rows])
+    return ctx.cached_image_features(spec, images.train), test
+
+
 def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str, Any]:
     task = ctx.target(name)
     payloads = {
-        (budget, seed): _decode(ctx, payload_path(ctx, name, budget, seed))
+        (budget, seed): verified_payload(ctx, payload_path(ctx, name, budget, seed))
         for budget in budgets
         for seed in (ctx.auto_seeds if ctx.auto_seeds is not None else ctx.seeds)
         if payload_path(ctx, name, budget, seed).exists()
@@ -105,16 +118,7 @@ def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str
     for device_class, spec in DEVICE_CLASSES:
         started = time.perf_counter()
         try:
-            feats = ctx.features(name, spec) if spec in (ctx.device, ctx.teacher_encoder) else None
-            images = ctx.images(name)
-            train = (
-                feats.train if feats is not None else ctx.cached_image_features(spec, images.train)
-            )
-            test = (
-                feats.test[test_rows]
-                if feats is not None
-                else ctx.cached_image_features(spec, [images.test[int(i)] for i in test_rows])
-            )
+            train, test = class_features(ctx, name, spec, test_rows)
             applied = {k: p for k, p in payloads.items() if k[0] in class_budgets(spec, budgets)}
             kept = {k: _kept_features(ctx, name, spec, p.indices) for k, p in applied.items()}
         except Exception as exc:  # an encoder this machine cannot load: report why
@@ -123,7 +127,7 @@ def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str
             continue
         with single_blas():
             runs.extend(
-                _apply_all(
+                apply_payloads(
                     task,
                     applied,
                     kept,
@@ -137,7 +141,7 @@ def run_task(ctx: BenchContext, name: str, budgets: tuple[str, ...]) -> dict[str
     return _summarise(runs, errors, budgets)
 
 
-def _apply_all(
+def apply_payloads(
     task: Any,
     payloads: dict[tuple[str, int], Any],
     kept: dict[tuple[str, int], np.ndarray],
@@ -147,7 +151,8 @@ def _apply_all(
     device: tuple[str, str],
     sizes: dict[tuple[str, int], int],
 ) -> list[dict[str, Any]]:
-    """Each payload applied on one device class: its head vs its own device-oracle."""
+    """Each payload applied on one device class: its head vs its own device-oracle. `kept`:
+    each payload's (keep, D) features of its kept reference images on this class."""
     from builder.pipeline.simulate import device_oracle, evaluate_head
     from plada.head import HeadHyperParams, train_head
 

@@ -9,10 +9,12 @@ regenerate the README's Results section (between `<!-- results:start -->` and
     .venv/bin/python -m bench.run --render-only          # re-render from the JSON files
 
 Modules, in order: codec (bench/codec.py), corpus (bench/corpus.py), accuracy, alternatives,
-hetero, device (reusing bench/agent.py), budget (the device on one core and a memory cap,
-bench/device_budget.py), builder_warm (one task on a warm cache, stage by stage), embed
-(bench/embed_pipeline.py), multitask (predict latency with 1, 2 and 5 installed tasks), fleet
-(bench/fleet: 100, 300 and 1,000 agents; `make bench-scale` runs it alone). The corpus-scale
+hetero, fleet_targets (`--auto` validating the four Lite classes with views,
+bench/fleet_choice.py; `make bench-fleet` runs it alone), device (reusing bench/agent.py), budget
+(the device on one core and a memory cap, bench/device_budget.py), builder_warm (one task on a
+warm cache, stage by stage), embed (bench/embed_pipeline.py), multitask (predict latency with
+1, 2 and 5 installed tasks), fleet (bench/fleet: 100, 300 and 1,000 agents; `make bench-scale`
+runs it alone). The corpus-scale
 section (bench/corpus_scale.py, 100k to 1M images, about an hour) has its own target,
 `make bench-corpus-scale`; its JSON is rendered here when present. A module that fails
 is reported in the summary with its error; the others still run. Every number in the outputs
@@ -92,6 +94,10 @@ def _runner(name: str, results: dict[str, Any]) -> Callable[[BenchContext], Any]
         from bench import hetero
 
         return hetero.run
+    if name == "fleet_targets":
+        from bench import fleet_choice
+
+        return fleet_choice.run
     if name == "device":
         from bench import device
 

@@ -25,6 +25,7 @@ from bench.render.hetero import hetero_lines
 from bench.render.multitask import multitask_lines
 from bench.render.reading import reading_lines
 from bench.schema import BenchResults
+from bench.schema.comparisons import AlternativesResults
 
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
@@ -37,7 +38,10 @@ def render_markdown(results: Mapping[str, Any], plot_paths: Mapping[str, str]) -
     lines += reading_lines(typed)
     lines += accuracy_lines(typed.accuracy, plot_paths)
     lines += hetero_lines(typed.hetero, plot_paths)
-    lines += fleet_targets_lines(typed.fleet_targets, plot_paths)  # once make bench-fleet ran
+    alternatives = (
+        typed.alternatives if isinstance(typed.alternatives, AlternativesResults) else None
+    )
+    lines += fleet_targets_lines(typed.fleet_targets, plot_paths, alternatives)
     lines += alternatives_lines(typed.alternatives, plot_paths)
     lines += codec_lines(typed.codec, typed.accuracy)
     lines += device_lines(typed.device, typed.corpus, typed.accuracy)

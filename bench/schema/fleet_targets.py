@@ -1,5 +1,6 @@
 """fleet_targets.json: `--auto` choosing for the four Lite device classes with views on
-(`make bench-fleet`, bench/fleet_choice.py), the configuration issue 16's targets are set in."""
+(`make bench`'s fleet_targets module, bench/fleet_choice.py), the configuration issue 16's
+targets are set in."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from bench.schema.common import BALANCED_TASKS, Model
 
 
 class FleetClassRow(Model):
-    """One device class in one build: validated on train folds, simulated on the test split."""
+    """One device class in one build: validated on train folds (val_ratio; None for a class the
+    build did not validate, applied afterwards by bench.fleet_unvalidated), simulated on the test
+    split."""
 
-    val_ratio: float
+    val_ratio: float | None = None
     test_accuracy: float
     test_ratio: float | None = None
     test_balanced_accuracy: float | None = None
@@ -58,9 +61,12 @@ class FleetBuildRow(Model):
 
 
 class FleetTargetsResults(Model):
-    devices: str  # comma-separated, the default class first
+    devices: str  # comma-separated validated classes, the default class first
     views: str | None = None
+    applied: list[str] = Field(default_factory=list)  # classes applied to, not validated
+    max_test_images: int | None = None  # the test subset of the applied classes
     rows: list[FleetBuildRow] = Field(default_factory=list)
+    unavailable: dict[str, str] = Field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:

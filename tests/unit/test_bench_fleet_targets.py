@@ -1,4 +1,4 @@
-"""make bench-fleet's section: issue 16's targets judged from fleet_targets.json rows."""
+"""make bench's fleet_targets section: issue 16's targets judged from fleet_targets.json rows."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from bench.fleet_choice import row
 from bench.render import make_plots, render_markdown
-from bench.render.fleet_targets import target_rows
+from bench.render.fleet_targets import fleet_targets_lines, target_rows
 from bench.schema import BenchResults
+from bench.schema.comparisons import AlternativesResults
 from bench.schema.fleet_targets import FleetTargetsResults
 
 CLASSES = ("lite0-64-int8", "lite1-96")
@@ -157,3 +158,62 @@ def test_row_takes_the_teacher_and_every_oracle_from_the_report() -> None:
     assert parsed.rows[0].teacher_accuracy == 0.9
     assert parsed.rows[0].classes["lite1-96"].oracle("digits") == 0.875
     assert parsed.rows[0].classes["lite1-96"].oracle("clipart") == 0.86
+
+
+def _with_resnet(build: dict[str, Any], ratio: float) -> dict[str, Any]:
+    classes = build["classes"] | {"opennsfw-224": {**_class(ratio), "val_ratio": None}}
+    return build | {"classes": classes}
+
+
+def _alternatives(task: str, budget: str, images: float) -> dict[str, Any]:
+    """bench.alternatives' summary row for one task and budget, as its JSON has it."""
+    row = {
+        "budget": budget,
+        "budget_bytes": 2048,
+        "plada_auto": 0.9,
+        "random_reference": 0.8,
+        "images_accuracy": {"mean": images, "sd": 0.0},
+    }
+    fl = {"bytes_per_device": 1, "accuracy": 0.5}
+    return {
+        "device": CLASSES[0],
+        "teacher_encoder": "lite1-96",
+        "formats": ["png"],
+        "tasks": {task: {"summary": {"budgets": [row], "fl": fl}, "weights": {}, "fl": []}},
+    }
+
+
+def test_an_applied_class_is_reported_and_judged_but_never_the_worst_validated_class() -> None:
+    # Prepare: fashion 2 KiB, the ResNet-50 applied at 0.80 and 0.88 (mean 0.84 < 0.85)
+    results = {
+        "devices": ",".join(CLASSES),
+        "applied": ["opennsfw-224"],
+        "max_test_images": 2000,
+        "rows": [
+            _with_resnet(_build("fashion", "2KiB", 0, (0.99, 0.97)), 0.80),
+            _with_resnet(_build("fashion", "2KiB", 1, (0.99, 0.97)), 0.88),
+        ],
+    }
+    alternatives = _alternatives("fashion", "2KiB", images=0.95)
+    # Execute
+    parsed = FleetTargetsResults.model_validate(results)
+    rows = {r[0]: r[1:] for r in target_rows(parsed, None)}
+    text = "\n".join(
+        fleet_targets_lines(parsed, {}, AlternativesResults.model_validate(alternatives))
+    )
+    # Assert: judged against its own target, not as the fleet's worst validated class
+    assert rows["fashion 2KiB: `opennsfw-224` >= 85 % of its own oracle"] == [
+        "84.0 %, 2 seed(s)",
+        "missed",
+    ]
+    assert "| `opennsfw-224` (applied) |" in text and "`lite1-96` 97 %" in text
+    # the default class scores 0.99 x 0.9 = 89.1 %, behind 95 % of real images at the same bytes
+    assert "89.1 vs 95.0" in text
+    assert (
+        "| `lite0-64-int8` ahead of real images at equal bytes | ahead in 0 of 1 cases "
+        "(behind: fashion 2KiB) | missed |"
+    ) in text
+    assert rows["`lite0-64-int8` ahead of real images at equal bytes"] == [
+        "not measured (no alternatives.json)",
+        "n/a",
+    ]

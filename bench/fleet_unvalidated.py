@@ -1,0 +1,96 @@
+"""Fleet payloads on the device classes their build did not validate -> rows of fleet_targets.json.
+
+`bench.fleet_choice` validates the four Lite classes; the ResNet-50 class (`opennsfw-224`) is too
+costly to embed the whole corpus with on 2 cores, so, as in bench.hetero, each payload is applied
+to it the way an agent would: the kept reference images, under the payload's view, embedded with
+the class's own encoder, the agent's head trained on them with the payload's labels, tested on
+bench.hetero's test subset against the class's own oracle (the same head on the labelled train
+split). Budgets follow bench.hetero's per-encoder limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._common import BenchContext, log
+from bench.hetero import (
+    DEVICE_CLASSES,
+    MAX_TEST,
+    apply_payloads,
+    class_budgets,
+    class_features,
+    test_subset,
+    verified_payload,
+)
+from builder.pipeline.build import single_blas
+
+
+def unvalidated_classes(validated: Sequence[str]) -> list[tuple[str, str]]:
+    """(device class, encoder spec) of bench.hetero's classes that no build validated."""
+    return [(name, spec) for name, spec in DEVICE_CLASSES if spec not in validated]
+
+
+def class_row(run: Mapping[str, Any]) -> dict[str, Any]:
+    """One bench.hetero run as a fleet_targets class entry (no validated score: not validated)."""
+    oracle, oracle_bal = run["oracle_accuracy"], run["oracle_balanced_accuracy"]
+    return {
+        "val_ratio": None,
+        "test_accuracy": run["accuracy"],
+        "test_ratio": run["accuracy"] / oracle if oracle else None,
+        "test_balanced_accuracy": run["balanced_accuracy"],
+        "test_balanced_ratio": run["balanced_accuracy"] / oracle_bal if oracle_bal else None,
+        "oracle_accuracy": oracle,
+        "oracle_balanced_accuracy": oracle_bal,
+    }
+
+
+def apply_unvalidated(
+    ctx: BenchContext,
+    task_name: str,
+    builds: Sequence[tuple[dict[str, Any], Path]],
+    *,
+    validated: Sequence[str],
+) -> dict[str, str]:
+    """Adds each unvalidated class's entry to the `classes` of every (row, payload file) in
+    `builds` (one task) at the budgets that class runs at; returns {spec: why} for a class whose
+    encoder cannot be loaded here."""
+    task = ctx.target(task_name)
+    test_rows = test_subset(task.test.labels, MAX_TEST)
+    budgets = tuple(dict.fromkeys(row["budget"] for row, _ in builds))
+    errors: dict[str, str] = {}
+    for device_class, spec in unvalidated_classes(validated):
+        picked = [
+            (row, path) for row, path in builds if row["budget"] in class_budgets(spec, budgets)
+        ]
+        if not picked:
+            continue
+        try:
+            train, test = class_features(ctx, task_name, spec, test_rows)
+            payloads = {
+                (row["budget"], row["seed"]): verified_payload(ctx, path) for row, path in picked
+            }
+            kept = {
+                key: ctx.reference_rows(spec, payload.indices, payload.view)
+                for key, payload in payloads.items()
+            }
+        except Exception as exc:  # an encoder this machine cannot load: report why
+            errors[spec] = f"{type(exc).__name__}: {exc}"
+            log(f"fleet {task_name}: {spec} unavailable: {errors[spec]}")
+            continue
+        with single_blas():
+            runs = apply_payloads(
+                task,
+                payloads,
+                kept,
+                train,
+                (test, task.test.labels[test_rows]),
+                device=(device_class, spec),
+                sizes={(row["budget"], row["seed"]): path.stat().st_size for row, path in picked},
+            )
+        by_key = {(r["budget"], r["seed"]): r for r in runs}
+        for row, _ in picked:
+            row["classes"][spec] = class_row(by_key[(row["budget"], row["seed"])])
+        log(f"fleet {task_name}: {spec} applied to {len(picked)} payloads")
+    return errors

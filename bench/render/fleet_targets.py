@@ -95,12 +95,16 @@ def _ratio_cell(values: Sequence[float]) -> str:
     return f"{100 * mean:.0f} %" + ("" if sd is None else f" ± {100 * sd:.1f}")
 
 
-def teacher_margins(rows: Iterable[FleetBuildRow]) -> list[float]:
-    """Per build: the teacher's score minus the best device class's own oracle."""
+def teacher_margins(rows: Iterable[FleetBuildRow], names: Iterable[str]) -> list[float]:
+    """Per build: the teacher's score minus the best of the named classes' own oracles (the
+    validated classes: theirs are on the same whole test split as the teacher's)."""
+    names = list(names)
     out = []
     for row in rows:
         teacher = row.teacher_score()
-        oracles = [o for c in row.classes.values() if (o := c.oracle(row.task)) is not None]
+        oracles = [
+            o for n in names if (c := row.classes.get(n)) and (o := c.oracle(row.task)) is not None
+        ]
         if teacher is not None and oracles:
             out.append(teacher - max(oracles))
     return out
@@ -124,8 +128,8 @@ def _worst(rows: Sequence[FleetBuildRow], classes: Sequence[str]) -> str:
     return "n/a" if worst is None else f"`{worst[0]}` {100 * worst[1]:.0f} %"
 
 
-def _teacher_cell(rows: Sequence[FleetBuildRow]) -> str:
-    margins = teacher_margins(rows)
+def _teacher_cell(rows: Sequence[FleetBuildRow], classes: Sequence[str]) -> str:
+    margins = teacher_margins(rows, classes)
     teachers = [t for r in rows if (t := r.teacher_score()) is not None]
     if not margins or not teachers:
         return "n/a"
@@ -212,7 +216,7 @@ def target_rows(
     for task in TEACHER_MARGIN_TASKS:
         builds = [b for (name, _), bs in by_group.items() if name == task for b in bs]
         asked = f"{task}: teacher >= every class's oracle + {100 * TEACHER_MARGIN:.0f} points"
-        margins = teacher_margins(builds)
+        margins = teacher_margins(builds, res.classes)
         if not margins:
             rows.append([asked, "not run", "n/a"])
             continue
@@ -282,7 +286,7 @@ def fleet_targets_lines(
                 f"{statistics.fmean(r.payload_bytes for r in rows):,.0f}",
                 *(_ratio_cell(class_ratios(rows, c)) for c in (*classes, *res.applied)),
                 _worst(rows, classes),
-                _teacher_cell(rows),
+                _teacher_cell(rows, classes),
                 _images_cell(rows, classes[0], real_images(images, task, budget)),
                 f"{statistics.median(r.wall_s for r in rows):,.0f}",
             ]

@@ -43,6 +43,10 @@ MODES: dict[str, list[str]] = {
 }
 
 
+class BuildFailed(RuntimeError):
+    """A `plada-build task` run that exited non-zero; the message ends with its last stderr line."""
+
+
 @dataclass(frozen=True)
 class FleetBuilds:
     """Where and how the builds run: `plada-build task` arguments shared by every build."""
@@ -70,7 +74,11 @@ def build(builds: FleetBuilds, task: str, budget: str, seed: int, mode: str) -> 
         "--cache", str(builds.cache), "--seed", str(seed), "--no-progress", *MODES[mode],
     ]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise BuildFailed(f"exit {done.returncode}: {lines[-1] if lines else 'no output'}")
     report: dict[str, Any] = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     report["wall_s"] = time.perf_counter() - start
     return report
@@ -151,6 +159,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "applied": [spec for _, spec in unvalidated_classes(validated)],
         "max_test_images": MAX_TEST,
         "rows": [],
+        "failed": [],
         "unavailable": {},
     }
     started = time.perf_counter()
@@ -158,15 +167,19 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         done: list[tuple[dict[str, Any], Path]] = []
         for budget in budgets:
             for seed in ctx.seeds:
-                done.append(
-                    (
-                        measured(builds, task, budget, seed, "after"),
-                        builds.payload(task, budget, seed, "after"),
+                try:  # one failed build is reported, and the other builds still run
+                    row_of = measured(builds, task, budget, seed, "after")
+                except BuildFailed as exc:
+                    log(f"fleet choice: {task} {budget} seed {seed} failed: {exc}")
+                    out["failed"].append(
+                        {"task": task, "budget": budget, "seed": seed, "error": str(exc)}
                     )
-                )
-                out["rows"].append(done[-1][0])
+                else:
+                    done.append((row_of, builds.payload(task, budget, seed, "after")))
+                    out["rows"].append(row_of)
                 write_json(ctx.out / "fleet_targets.json", out)
-        out["unavailable"] |= apply_unvalidated(ctx, task, done, validated=validated)
+        if done:
+            out["unavailable"] |= apply_unvalidated(ctx, task, done, validated=validated)
         write_json(ctx.out / "fleet_targets.json", out)
     out["seconds"] = round(time.perf_counter() - started, 1)
     write_json(ctx.out / "fleet_targets.json", out)

@@ -294,7 +294,11 @@ def fleet_targets_lines(
     lines += table(header, body)
     lines += [f"- {label}: `{view}`" for view, label in labels.items()]
     lines += [f"- `{spec}` not measured: {why}" for spec, why in res.unavailable.items()]
-    if labels or res.unavailable:
+    lines += [
+        f"- **failed**: {f.task} {f.budget} seed {f.seed} (not in the table): `{f.error}`"
+        for f in res.failed
+    ]
+    if labels or res.unavailable or res.failed:
         lines.append("")
     lines += [f"Issue 16's targets measured here ({metric_name('clipart')} for clipart):", ""]
     lines += table(["target", "measured", ""], target_rows(res, images))

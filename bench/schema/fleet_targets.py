@@ -60,12 +60,22 @@ class FleetBuildRow(Model):
         return self.teacher_accuracy
 
 
+class FailedBuild(Model):
+    """A build of the fleet module that exited non-zero (the others still ran)."""
+
+    task: str
+    budget: str
+    seed: int
+    error: str
+
+
 class FleetTargetsResults(Model):
     devices: str  # comma-separated validated classes, the default class first
     views: str | None = None
     applied: list[str] = Field(default_factory=list)  # classes applied to, not validated
     max_test_images: int | None = None  # the test subset of the applied classes
     rows: list[FleetBuildRow] = Field(default_factory=list)
+    failed: list[FailedBuild] = Field(default_factory=list)
     unavailable: dict[str, str] = Field(default_factory=dict)
 
     @property

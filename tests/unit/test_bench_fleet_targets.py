@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from bench import fleet_choice, fleet_unvalidated
+from bench._common import BenchContext
 from bench.fleet_choice import row
 from bench.render import make_plots, render_markdown
 from bench.render.fleet_targets import fleet_targets_lines, target_rows
@@ -111,15 +113,15 @@ def test_a_bad_row_is_named() -> None:
         BenchResults.parse({"fleet_targets": results})
 
 
-def test_row_takes_the_teacher_and_every_oracle_from_the_report() -> None:
-    # Prepare: the fields of report.json that row() reads
+def _report() -> dict[str, Any]:
+    """The fields of a build's report.json that row() reads."""
     device = {
         "accuracy": 0.7,
         "relative_to_oracle": 0.8,
         "oracle_accuracy": 0.875,
         "oracle_balanced_accuracy": 0.86,
     }
-    report = {
+    return {
         "strategy": "prototype",
         "num_indices": 10,
         "payload_bytes": 100,
@@ -146,6 +148,11 @@ def test_row_takes_the_teacher_and_every_oracle_from_the_report() -> None:
         "total_s": 2.0,
         "timings_s": {},
     }
+
+
+def test_row_takes_the_teacher_and_every_oracle_from_the_report() -> None:
+    # Prepare
+    report = _report()
     # Execute
     out = row(report)
     # Assert: the row parses as the renderer reads it
@@ -219,3 +226,43 @@ def test_an_applied_class_is_reported_and_judged_but_never_the_worst_validated_c
         "not measured (no alternatives.json)",
         "n/a",
     ]
+
+
+def test_a_failed_build_is_reported_and_the_other_builds_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: seed 1's build exits non-zero, the others succeed
+    def fake_build(builds: Any, task: str, budget: str, seed: int, mode: str) -> dict[str, Any]:
+        if seed == 1:
+            raise fleet_choice.BuildFailed("exit 70: BuilderError: no agreed image")
+        return _report()
+
+    applied: list[int] = []
+
+    def fake_apply(ctx: Any, task: str, done: list[Any], validated: list[str]) -> dict[str, str]:
+        applied.append(len(done))
+        return {}
+
+    monkeypatch.setattr(fleet_choice, "build", fake_build)
+    monkeypatch.setattr(fleet_unvalidated, "apply_unvalidated", fake_apply)
+    ctx = BenchContext(
+        data=tmp_path, work=tmp_path / "work", out=tmp_path / "out", seeds=(0, 1, 2),
+        tasks=("digits",), quick=True,
+    )  # fmt: skip
+    # Execute
+    out = fleet_choice.run(ctx)
+    # Assert: two rows, one failure named, the payloads of the two applied
+    assert [r["seed"] for r in out["rows"]] == [0, 2] and applied == [2]
+    assert out["failed"] == [
+        {
+            "task": "digits",
+            "budget": "8KiB",
+            "seed": 1,
+            "error": "exit 70: BuilderError: no agreed image",
+        }
+    ]
+    parsed = FleetTargetsResults.model_validate_json(
+        (tmp_path / "out" / "fleet_targets.json").read_bytes()
+    )
+    text = "\n".join(fleet_targets_lines(parsed, {}))
+    assert "- **failed**: digits 8KiB seed 1 (not in the table): `exit 70: BuilderError" in text

@@ -143,7 +143,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
     budgets: tuple[str, ...] = QUICK_BUDGETS if ctx.quick else BUDGETS
     if ctx.budgets is not None:
-        budgets = tuple(b for b in budgets if b in ctx.budgets) or budgets
+        budgets = tuple(b for b in budgets if b in ctx.budgets) or ctx.budgets[-1:]
     ctx.signing_key()  # the builds sign with the bench's key, so hetero's verifier trusts them
     builds = FleetBuilds(
         data=ctx.data,
@@ -179,7 +179,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                     out["rows"].append(row_of)
                 write_json(ctx.out / "fleet_targets.json", out)
         if done:
-            out["unavailable"] |= apply_unvalidated(ctx, task, done, validated=validated)
+            for spec, why in apply_unvalidated(ctx, task, done, validated=validated).items():
+                earlier = out["unavailable"].get(spec)
+                out["unavailable"][spec] = f"{earlier}; {why}" if earlier else why
         write_json(ctx.out / "fleet_targets.json", out)
     out["seconds"] = round(time.perf_counter() - started, 1)
     write_json(ctx.out / "fleet_targets.json", out)

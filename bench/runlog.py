@@ -30,7 +30,7 @@ MODULES = (
     "fleet",
 )
 # Results rendered into the README but produced by their own target, not by `bench.run`
-# (`make bench-corpus-scale`: an hour of a 2-core machine, twice `make bench`'s budget).
+# (`make bench-corpus-scale`: derived corpora of 100k to 1M images, an hour of a 2-core machine).
 SEPARATE_RESULTS = ("corpus_scale",)
 # else <module>.json
 RESULT_FILES = {

@@ -150,7 +150,11 @@ def real_images(images: AlternativesResults | None, task: str, budget: str) -> f
 
 
 def _default_score(rows: Sequence[FleetBuildRow], default: str) -> float | None:
-    scores = [s for r in rows if (c := r.classes.get(default)) and (s := c.accuracy(r.task))]
+    scores = [
+        s
+        for r in rows
+        if (c := r.classes.get(default)) is not None and (s := c.accuracy(r.task)) is not None
+    ]
     return statistics.fmean(scores) if scores else None
 
 
@@ -171,7 +175,7 @@ def images_target(res: FleetTargetsResults, images: AlternativesResults | None) 
             cases.append((f"{task} {budget}", ours > theirs))
     asked = f"`{default}` ahead of real images at equal bytes"
     if not cases:
-        return [[asked, "not measured (no alternatives.json)", "n/a"]]
+        return [[asked, "not measured (no bench.alternatives results)", "n/a"]]
     behind = [name for name, ahead in cases if not ahead]
     measured = f"ahead in {len(cases) - len(behind)} of {len(cases)} cases" + (
         f" (behind: {', '.join(behind)})" if behind else ""
@@ -215,7 +219,9 @@ def target_rows(
         rows.append([asked, measured + f", {len(builds)} seed(s)", "met" if met else "missed"])
     for task in TEACHER_MARGIN_TASKS:
         builds = [b for (name, _), bs in by_group.items() if name == task for b in bs]
-        asked = f"{task}: teacher >= every class's oracle + {100 * TEACHER_MARGIN:.0f} points"
+        asked = (
+            f"{task}: teacher >= every validated class's oracle + {100 * TEACHER_MARGIN:.0f} points"
+        )
         margins = teacher_margins(builds, res.classes)
         if not margins:
             rows.append([asked, "not run", "n/a"])

@@ -84,7 +84,7 @@ def test_targets_are_judged_on_the_mean_over_seeds_and_the_worst_class() -> None
     ]
     assert clipart[0].startswith("93.0 %, sd 3.8 points") and clipart[1] == "missed"
     # teacher 0.92 against oracles of 0.9: +2 points, short of 3
-    assert rows["clipart: teacher >= every class's oracle + 3 points"] == [
+    assert rows["clipart: teacher >= every validated class's oracle + 3 points"] == [
         "+2.0 points (the worst of 2 builds)",
         "missed",
     ]
@@ -223,7 +223,7 @@ def test_an_applied_class_is_reported_and_judged_but_never_the_worst_validated_c
         "(behind: fashion 2KiB) | missed |"
     ) in text
     assert rows["`lite0-64-int8` ahead of real images at equal bytes"] == [
-        "not measured (no alternatives.json)",
+        "not measured (no bench.alternatives results)",
         "n/a",
     ]
 

@@ -86,10 +86,27 @@ def test_a_class_that_cannot_be_loaded_is_named_with_the_reason(
     def missing(*_: Any) -> Any:
         raise FileNotFoundError("no opennsfw-224 weights under ~/.cache")
 
+    payload = SimpleNamespace(indices=np.arange(2), labels=np.arange(2), view=None)
+    monkeypatch.setattr(fleet_unvalidated, "verified_payload", lambda ctx, path: payload)
     monkeypatch.setattr(fleet_unvalidated, "class_features", missing)
     builds = _builds(tmp_path)
     errors = fleet_unvalidated.apply_unvalidated(
         _context(tmp_path), "digits", builds, validated=LITE_CLASSES.split(",")
     )
-    assert errors == {"opennsfw-224": "FileNotFoundError: no opennsfw-224 weights under ~/.cache"}
+    assert errors == {
+        "opennsfw-224": "digits: FileNotFoundError: no opennsfw-224 weights under ~/.cache"
+    }
+    assert all(row["classes"] == {} for row, _ in builds)
+
+
+def test_a_payload_that_does_not_verify_is_named_and_nothing_else_is_lost(tmp_path: Path) -> None:
+    # Prepare: payload files of 100 junk bytes, signed by nobody
+    ctx = _context(tmp_path)
+    builds = _builds(tmp_path)
+    # Execute
+    errors = fleet_unvalidated.apply_unvalidated(
+        ctx, "digits", builds, validated=LITE_CLASSES.split(",")
+    )
+    # Assert: reported for the class and task, no row touched, no exception
+    assert list(errors) == ["opennsfw-224"] and errors["opennsfw-224"].startswith("digits: ")
     assert all(row["classes"] == {} for row, _ in builds)

@@ -15,7 +15,8 @@ its validated oracle and their ratio, the simulated test accuracy and its ratio 
 oracle; the worst class; the teacher's test score; the chosen candidate's validated spread; wall
 time and the report's per-stage timings. In `make bench` the payloads are then applied to the
 classes no build validated (bench.fleet_unvalidated: the ResNet-50). The file is rewritten after
-every build, so a long run leaves what it measured.
+every build, so a long run leaves what it measured, and a run started again reuses every build
+the same commit made with the same command (its payload, report and `bench-build.json` kept).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import BenchContext, log, write_json
+from bench._common import ROOT, BenchContext, log, write_json
 
 RESULTS = Path("bench/results/fleet_choice.json")
+STAMP = "bench-build.json"  # next to a build's report.json: the code and command that made it
 LITE_CLASSES = "lite0-64-int8,lite1-96-int8,lite1-96,lite1-128"
 BUDGETS = ("2KiB", "8KiB")
 QUICK_BUDGETS = ("8KiB",)
@@ -62,8 +64,39 @@ class FleetBuilds:
         return self.work / f"{task}-{budget}-s{seed}-{mode}.plada"
 
 
+def code_identity() -> str | None:
+    """The commit the builds run, or None when the builder's or plada's files differ from it
+    (then no earlier build is reused)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "builder", "plada"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return None if dirty or not head else head
+
+
+def _reused(report_dir: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:
+    """The report of an earlier build with the same code and command (an interrupted run's),
+    with its wall time; None when there is none."""
+    try:
+        earlier = json.loads((report_dir / STAMP).read_text(encoding="utf-8"))
+        report: dict[str, Any] = json.loads((report_dir / "report.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if {k: earlier.get(k) for k in stamp} != stamp or not isinstance(earlier.get("wall_s"), float):
+        return None
+    report["wall_s"] = earlier["wall_s"]
+    return report
+
+
 def build(builds: FleetBuilds, task: str, budget: str, seed: int, mode: str) -> dict[str, Any]:
-    """One `plada-build task` run; its report.json with the wall time."""
+    """One `plada-build task` run; its report.json with the wall time. A build this code already
+    made with the same command (an interrupted run's, payload and report kept) is reused."""
     out = builds.payload(task, budget, seed, mode)
     report_dir = out.with_suffix("")
     command = [
@@ -73,6 +106,11 @@ def build(builds: FleetBuilds, task: str, budget: str, seed: int, mode: str) -> 
         "--out", str(out), "--report", str(report_dir),
         "--cache", str(builds.cache), "--seed", str(seed), "--no-progress", *MODES[mode],
     ]  # fmt: skip
+    code = code_identity()
+    stamp = {"code": code, "command": command}
+    if code is not None and out.exists() and (earlier := _reused(report_dir, stamp)) is not None:
+        log(f"  {out.name}: reused (built by this code with the same command)")
+        return earlier
     start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sys.stderr.write(done.stderr)
@@ -81,6 +119,7 @@ def build(builds: FleetBuilds, task: str, budget: str, seed: int, mode: str) -> 
         raise BuildFailed(f"exit {done.returncode}: {lines[-1] if lines else 'no output'}")
     report: dict[str, Any] = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
     report["wall_s"] = time.perf_counter() - start
+    write_json(report_dir / STAMP, stamp | {"wall_s": report["wall_s"]})
     return report
 
 

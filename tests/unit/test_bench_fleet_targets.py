@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +268,37 @@ def test_a_failed_build_is_reported_and_the_other_builds_still_run(
     )
     text = "\n".join(fleet_targets_lines(parsed, {}))
     assert "- **failed**: digits 8KiB seed 1 (not in the table): `exit 70: BuilderError" in text
+
+
+def test_a_build_is_reused_only_by_the_same_code_and_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a builder stand-in that writes the payload and the report where the command says
+    runs: list[list[str]] = []
+
+    def fake_run(command: list[str], **_: Any) -> Any:
+        runs.append(command)
+        out = Path(command[command.index("--out") + 1])
+        report = Path(command[command.index("--report") + 1])
+        report.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"payload")
+        (report / "report.json").write_text(json.dumps(_report()), encoding="utf-8")
+        return subprocess.CompletedProcess(command, 0, stdout=None, stderr="")
+
+    code: dict[str, str | None] = {"identity": "c1"}
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(fleet_choice, "code_identity", lambda: code["identity"])
+    builds = fleet_choice.FleetBuilds(
+        data=tmp_path, cache=tmp_path / "cache", work=tmp_path / "fleet", key=tmp_path / "k.pem"
+    )
+    # Execute / Assert: the same code and command reuse the build, with its wall time
+    first = fleet_choice.build(builds, "digits", "2KiB", 0, "after")
+    again = fleet_choice.build(builds, "digits", "2KiB", 0, "after")
+    assert len(runs) == 1 and again["wall_s"] == first["wall_s"]
+    # another seed (another command), another commit, or files changed since it: built again
+    fleet_choice.build(builds, "digits", "2KiB", 1, "after")
+    code["identity"] = "c2"
+    fleet_choice.build(builds, "digits", "2KiB", 0, "after")
+    code["identity"] = None
+    fleet_choice.build(builds, "digits", "2KiB", 0, "after")
+    assert len(runs) == 4

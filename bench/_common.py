@@ -143,14 +143,20 @@ class BenchContext:
             )
         return self._sources[spec]
 
+    def private_key_path(self) -> Path:
+        """The bench's signing key (work/keys/private.pem), generated on first use."""
+        keys = self.work / "keys"
+        if not (keys / "private.pem").exists():
+            from plada.signing import generate_keypair
+
+            generate_keypair(keys)
+        return keys / "private.pem"
+
     def signing_key(self) -> Any:
         if self._key is None:
-            from plada.signing import generate_keypair, load_private_key
+            from plada.signing import load_private_key
 
-            keys = self.work / "keys"
-            if not (keys / "private.pem").exists():
-                generate_keypair(keys)
-            self._key = load_private_key(keys / "private.pem")
+            self._key = load_private_key(self.private_key_path())
         return self._key
 
     def public_key_path(self) -> Path:

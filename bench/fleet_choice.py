@@ -183,12 +183,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     budgets: tuple[str, ...] = QUICK_BUDGETS if ctx.quick else BUDGETS
     if ctx.budgets is not None:
         budgets = tuple(b for b in budgets if b in ctx.budgets) or ctx.budgets[-1:]
-    ctx.signing_key()  # the builds sign with the bench's key, so hetero's verifier trusts them
-    builds = FleetBuilds(
-        data=ctx.data,
-        cache=ctx.cache_root,
-        work=ctx.work / "fleet",
-        key=ctx.work / "keys" / "private.pem",
+    builds = FleetBuilds(  # signed with the bench's key, so hetero's verifier trusts them
+        data=ctx.data, cache=ctx.cache_root, work=ctx.work / "fleet", key=ctx.private_key_path()
     )
     validated = LITE_CLASSES.split(",")
     out: dict[str, Any] = {

@@ -16,13 +16,13 @@ from typing import Any
 
 from bench._common import BenchContext, log
 from bench.hetero import (
-    BUDGET_LIMITS,
     DEVICE_CLASSES,
     MAX_TEST,
     apply_payloads,
     class_features,
     test_subset,
     verified_payload,
+    within_limit,
 )
 from builder.pipeline.build import single_blas
 
@@ -61,8 +61,7 @@ def apply_unvalidated(
     test_rows = test_subset(task.test.labels, MAX_TEST)
     errors: dict[str, str] = {}
     for device_class, spec in unvalidated_classes(validated):
-        limit = BUDGET_LIMITS.get(spec)
-        picked = [(row, path) for row, path in builds if limit is None or row["budget"] in limit]
+        picked = [(row, path) for row, path in builds if within_limit(spec, row["budget"])]
         if not picked:
             continue
         try:

@@ -81,10 +81,14 @@ def _kept_features(ctx: BenchContext, name: str, spec: str, indices: np.ndarray)
     return ctx.reference_rows(spec, indices)
 
 
+def within_limit(spec: str, budget: str) -> bool:
+    """Whether encoder `spec` runs payloads of `budget` (BUDGET_LIMITS; no entry: every budget)."""
+    return spec not in BUDGET_LIMITS or budget in BUDGET_LIMITS[spec]
+
+
 def class_budgets(spec: str, budgets: tuple[str, ...]) -> tuple[str, ...]:
     """The budgets device class `spec` is run at: `budgets` within its limit (never none)."""
-    limit = BUDGET_LIMITS.get(spec, budgets)
-    return tuple(b for b in budgets if b in limit) or budgets[:1]
+    return tuple(b for b in budgets if within_limit(spec, b)) or budgets[:1]
 
 
 def class_features(

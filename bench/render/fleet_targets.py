@@ -8,9 +8,9 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bench.render.text import budget_bytes, error_line, table
+from bench.render.text import budget_bytes, error_line, mean_of, table
 from bench.schema import SectionError
-from bench.schema.common import Stat, metric_name
+from bench.schema.common import metric_name
 from bench.schema.comparisons import AlternativesResults
 from bench.schema.fleet_targets import FleetBuildRow, FleetTargetsResults
 
@@ -144,8 +144,7 @@ def real_images(images: AlternativesResults | None, task: str, budget: str) -> f
         return None
     for row in images.tasks[task].summary.budgets:
         if row.budget == budget:
-            value = row.images.of(task)
-            return value.mean if isinstance(value, Stat) else value
+            return mean_of(row.images.of(task))
     return None
 
 

@@ -256,8 +256,10 @@ def _meta(
     errors: dict[str, str],
     peaks: dict[str, float],
     seconds: float,
+    machine: dict[str, Any],
 ) -> dict[str, Any]:
-    """run.json of this invocation (merged with the previous one when only some modules ran)."""
+    """run.json of this invocation (merged with the previous one when only some modules ran);
+    `machine` as read when the invocation started (its load average is the one at the start)."""
     corpus_size: Any = None
     with contextlib.suppress(Exception):
         corpus_size = len(ctx.corpus())
@@ -265,7 +267,7 @@ def _meta(
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "git_commit": git_commit(),
-        "machine": machine_info(),
+        "machine": machine,
         "data": str(args.data),
         "corpus_size": corpus_size,
         "seeds": list(ctx.seeds),
@@ -298,12 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     timings, errors = dict(previous.timings), dict(previous.errors)
     peaks = dict(previous.peak_rss_mb)
     started = time.perf_counter()
+    # read before the modules run: read after them, a whole `make bench` recorded the load the
+    # 1,000-agent fleet module left behind (55.0) as the load "at the start"
+    machine = machine_info()
     if not args.render_only:
         log(f"bench: {', '.join(chosen)} on {args.data} (seeds {ctx.seeds}, quick={args.quick})")
         _run_modules(chosen, ctx, results, timings, errors, peaks)
         meta = _meta(
             args, argv, ctx, chosen, previous,
             timings=timings, errors=errors, peaks=peaks, seconds=time.perf_counter() - started,
+            machine=machine,
         )  # fmt: skip
         write_json(args.out / "run.json", meta)
     else:

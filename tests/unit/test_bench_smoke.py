@@ -293,3 +293,28 @@ def test_bench_run_render_only_updates_readme_from_json(tmp_path: Path) -> None:
     assert "### Accuracy per byte" in text and text.endswith("<!-- results:end -->\ntail\n")
     assert (out / "summary.md").read_text(encoding="utf-8").startswith("# Benchmark results")
     assert (out / "accuracy_per_byte.png").exists()
+
+
+def test_bench_run_records_the_load_average_of_its_start_not_of_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a module that leaves the machine loaded (as the 1,000-agent fleet module does)
+    import json
+
+    import bench.run
+    import bench.runlog
+
+    load = [0.5]
+
+    def loaded_module(_ctx: object) -> dict[str, Any]:
+        load[0] = 55.0
+        return {}
+
+    monkeypatch.setattr(bench.runlog.os, "getloadavg", lambda: (load[0], 0.0, 0.0))
+    monkeypatch.setattr(bench.run, "_runner", lambda name, results: loaded_module)
+    out = tmp_path / "results"
+    # Execute
+    bench_main(["--only", "codec", "--out", str(out), "--work", str(tmp_path / "w"), "--no-readme"])
+    # Assert
+    meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert meta["machine"]["loadavg_start"] == 0.5

@@ -121,6 +121,20 @@ class BenchContext:
     _cache_keys: dict[str, str] = field(default_factory=dict)
     _reference_rows: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
+    def release(self) -> None:
+        """Forget what this run memoised for the modules so far (task features, decoded images,
+        encoder sessions, reference rows) and trim the heap: `make bench` runs every module in
+        one process, and what hetero and fleet_targets had loaded (3.6-3.9 GB) stayed resident
+        under every later module; the embed module peaked at 7.2 GB on top of it. A later module
+        that needs them reads them back from the disk caches (seconds)."""
+        from bench.peak_memory import trim_heap
+
+        self._sources.clear()
+        self._features.clear()
+        self._images.clear()
+        self._reference_rows.clear()
+        trim_heap()
+
     @property
     def cache_root(self) -> Path:
         """The embedding cache `make builder` uses too, so neither embeds the corpus twice."""

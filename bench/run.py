@@ -229,6 +229,8 @@ def _run_modules(
             traceback.print_exc()
             errors[name] = f"{type(exc).__name__}: {exc}"
             results[name] = {"error": errors[name]}
+        finally:
+            ctx.release()  # the next module starts from what it loads itself
         timings[name] = round(time.perf_counter() - t0, 1)
         peak = meter.stop()
         record_timing(ctx.out, name, timings[name], errors.get(name), peak)

@@ -300,9 +300,9 @@ def test_bench_run_records_the_load_average_of_its_start_not_of_its_end(
 ) -> None:
     # Prepare: a module that leaves the machine loaded (as the 1,000-agent fleet module does)
     import json
+    import os
 
     import bench.run
-    import bench.runlog
 
     load = [0.5]
 
@@ -310,7 +310,7 @@ def test_bench_run_records_the_load_average_of_its_start_not_of_its_end(
         load[0] = 55.0
         return {}
 
-    monkeypatch.setattr(bench.runlog.os, "getloadavg", lambda: (load[0], 0.0, 0.0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (load[0], 0.0, 0.0))
     monkeypatch.setattr(bench.run, "_runner", lambda name, results: loaded_module)
     out = tmp_path / "results"
     # Execute
@@ -318,3 +318,29 @@ def test_bench_run_records_the_load_average_of_its_start_not_of_its_end(
     # Assert
     meta = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert meta["machine"]["loadavg_start"] == 0.5
+
+
+def test_bench_run_releases_what_a_module_memoised_before_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: modules that memoise task features in the run context, as bench.hetero does
+    import bench.run
+    from bench._common import BenchContext
+
+    seen: list[int] = []
+
+    def memoising_module(ctx: BenchContext) -> dict[str, Any]:
+        seen.append(len(ctx._features))
+        ctx._features[("fashion", "lite0-64-int8")] = object()
+        ctx._reference_rows["lite0-64-int8"] = {}
+        return {}
+
+    monkeypatch.setattr(bench.run, "_runner", lambda name, results: memoising_module)
+    monkeypatch.setattr(bench.run, "render", lambda *args: None)
+    out = tmp_path / "results"
+    # Execute
+    bench_main(
+        ["--only", "codec,corpus", "--out", str(out), "--work", str(tmp_path / "w"), "--no-readme"]
+    )
+    # Assert: the second module starts with nothing memoised by the first
+    assert seen == [0, 0]

@@ -13,7 +13,7 @@ import resource
 import runpy
 import sys
 
-from bench.peak_memory import own_peak_mb
+from plada.process_memory import own_peak_mb
 
 
 def main() -> int:

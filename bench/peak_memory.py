@@ -21,19 +21,9 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
+from plada.process_memory import own_peak_mb
+
 CLEAR_REFS = Path("/proc/self/clear_refs")
-STATUS = Path("/proc/self/status")
-
-
-def own_peak_mb() -> float:
-    """Peak resident set of this process (VmHWM). ru_maxrss only where /proc is missing: on
-    Linux it carries the parent's peak across fork + exec, so a child of a big process would
-    report the parent."""
-    with contextlib.suppress(OSError):
-        for line in STATUS.read_text(encoding="ascii").splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _children_peak_mb() -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,6 +33,7 @@ from builder.report.model import (
 )
 from plada.corpus import Corpus
 from plada.head import HeadHyperParams
+from plada.process_memory import own_peak_mb
 
 
 def energy_histogram(
@@ -197,7 +197,8 @@ def target_info(task: TargetTask) -> TargetInfo:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This build's own peak (a build spawned by a large process is not charged its size)."""
+    return own_peak_mb()
 
 
 def assemble_report(

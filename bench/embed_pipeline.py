@@ -32,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,11 +148,17 @@ def _bare_session(path: Path, *, tuned: bool) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _run_bare(session: Any, batches: Sequence[np.ndarray], rows: int) -> None:
+def _bare_outputs(session: Any, batches: Sequence[np.ndarray], rows: int) -> Iterator[np.ndarray]:
+    """The session's features of every batch, `rows` images per run: (<= rows, D) each."""
     name_in = session.get_inputs()[0].name
     for batch in batches:
         for start in range(0, len(batch), rows):
-            session.run(None, {name_in: batch[start : start + rows]})
+            yield session.run(None, {name_in: batch[start : start + rows]})[0]
+
+
+def _run_bare(session: Any, batches: Sequence[np.ndarray], rows: int) -> None:
+    for _ in _bare_outputs(session, batches, rows):
+        pass
 
 
 def _embed_fresh(
@@ -206,17 +212,9 @@ def bench_encoder(
             f"embed_pipeline {spec} pass {repeat + 1}/{repeats}: "
             + ", ".join(f"{k} {v[-1].images / v[-1].seconds:,.0f} img/s" for k, v in runs.items())
         )
-    session = sessions["bare_tuned"]
-    name_in = session.get_inputs()[0].name
     # in the tuned session's own run size: whole 256-image batches grew its arena by another
     # 1.3 GB for lite1-128 beside the default session's (its encoder's peak: 3.96 GB, now 3.07)
-    bare_features = np.concatenate(
-        [
-            session.run(None, {name_in: b[start : start + RUN_ROWS]})[0]
-            for b in batches
-            for start in range(0, len(b), RUN_ROWS)
-        ]
-    )  # (len(sample), D)
+    bare_features = np.concatenate(list(_bare_outputs(sessions["bare_tuned"], batches, RUN_ROWS)))
     out = {name: summarise(r) for name, r in runs.items()}
     bare = [out["bare_default"], out["bare_tuned"]]
     ratio = out["pipeline"]["images_per_s"] / max(b["images_per_s"] for b in bare)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import resource
 from dataclasses import dataclass
@@ -70,6 +69,5 @@ def trim_heap() -> None:
     malloc_trim; elsewhere only the collection): freed NumPy buffers below the mmap threshold
     otherwise stay resident in the bench process under every later module."""
     gc.collect()
-    name = ctypes.util.find_library("c")
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).malloc_trim(0)
+    with contextlib.suppress(OSError, AttributeError):  # the process's own symbols: libc's
+        ctypes.CDLL(None).malloc_trim(0)
